@@ -1,0 +1,96 @@
+"""Decode image-folder trees (``<root>/<split>/<class>/<image>``) into cached uint8 arrays."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.datasets.folder import IMG_EXTENSIONS
+from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.transforms.v2 import functional as TF
+
+from methods.datasets.base import DatasetError
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("DDX_CACHE", Path.home() / ".cache" / "ddx"))
+
+
+def list_class_folder(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """Class names (sorted sub-folders) and (path, label) for every image below ``split_dir``."""
+    if not split_dir.is_dir():
+        raise DatasetError(f"missing folder {split_dir}")
+    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
+    if not classes:
+        raise DatasetError(f"{split_dir} has no class sub-folders")
+    samples: list[tuple[str, int]] = []
+    for label, name in enumerate(classes):
+        for dirpath, _, files in sorted(os.walk(split_dir / name)):
+            for f in sorted(files):
+                if f.lower().endswith(IMG_EXTENSIONS):
+                    samples.append((os.path.join(dirpath, f), label))
+    if not samples:
+        raise DatasetError(f"{split_dir} holds no images ({', '.join(IMG_EXTENSIONS)})")
+    return classes, samples
+
+
+def select_per_class(samples: Sequence[tuple[str, int]], n: int | None, seed: int) -> list[tuple[str, int]]:
+    """A seeded subset of at most ``n`` samples per class, in a stable order."""
+    if n is None:
+        return list(samples)
+    rng = np.random.default_rng(seed)
+    by_class: dict[int, list[tuple[str, int]]] = {}
+    for s in samples:
+        by_class.setdefault(s[1], []).append(s)
+    out: list[tuple[str, int]] = []
+    for label in sorted(by_class):
+        items = by_class[label]
+        pick = rng.permutation(len(items))[:n]
+        out.extend(items[i] for i in sorted(pick))
+    return out
+
+
+def _decode(path: str, resolution: int | None, channels: int) -> np.ndarray:
+    mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
+    img = decode_image(read_file(path), mode=mode)
+    if resolution is not None and (img.shape[-1] != resolution or img.shape[-2] != resolution):
+        img = TF.resize(img, [resolution, resolution], antialias=True)
+    return img.numpy()
+
+
+def decode_samples(
+    samples: Sequence[tuple[str, int]],
+    resolution: int | None,
+    channels: int = 3,
+    cache_dir: Path | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode ``samples`` to a uint8 ``(N, C, H, W)`` tensor and labels, cached on disk.
+
+    The cache key covers every path, size and mtime, the resolution and the channel count,
+    so a changed tree is decoded again. Writes are atomic (temp file + rename).
+    """
+    h = hashlib.sha256(f"{resolution}|{channels}".encode())
+    for path, label in samples:
+        st = os.stat(path)
+        h.update(f"{path}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    cache = (cache_dir or default_cache_dir()) / "decoded" / f"{h.hexdigest()[:24]}.npz"
+    if cache.exists():
+        with np.load(cache) as z:
+            return torch.from_numpy(z["x"]), torch.from_numpy(z["y"])
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+        arrays = list(pool.map(lambda s: _decode(s[0], resolution, channels), samples))
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise DatasetError(f"images have different sizes {sorted(shapes)[:3]}…; set dataset.resolution to resize them")
+    x = np.stack(arrays)
+    y = np.asarray([label for _, label in samples], dtype=np.int64)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")
+    np.savez(tmp, x=x, y=y)
+    os.replace(tmp, cache)
+    return torch.from_numpy(x), torch.from_numpy(y)

@@ -1,0 +1,211 @@
+"""Dataset registry: digits (embedded), CIFAR-10/100, Tiny-ImageNet and any ImageFolder tree."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision.datasets import CIFAR10, CIFAR100
+
+from methods.datasets.base import DatasetError, RealData, limit_per_class, resize_images, stratified_split
+from methods.datasets.folders import decode_samples, list_class_folder, select_per_class
+from methods.registry import Registry
+
+
+@dataclass(frozen=True)
+class DatasetOptions:
+    """How to load and split a dataset (the ``dataset:`` block of a sweep file)."""
+
+    name: str
+    root: str | None = None
+    resolution: int | None = None  # None: the dataset's native size
+    train_per_class: int | None = None  # seeded subset of the training set (CPU-scale runs)
+    test_per_class: int | None = None  # seeded subset of the test set
+    val_per_class: int | None = None  # validation images carved from train, per class …
+    val_fraction: float = 0.1  # … or this fraction of each class (when val_per_class is None)
+    test_fraction: float = 0.3  # test carve for sets without a test split (digits)
+    split_seed: int = 0
+    cache_dir: str | None = None
+
+
+@dataclass
+class RawSplits:
+    """Decoded images in [0, 1] (float) or uint8, before splitting and normalisation."""
+
+    train_x: Tensor
+    train_y: Tensor
+    test_x: Tensor | None
+    test_y: Tensor | None
+    class_names: list[str]
+
+
+Loader = Callable[[DatasetOptions], RawSplits]
+DATASETS: Registry[Loader] = Registry("dataset")
+
+#: Datasets that need ``root`` (everything but the embedded one).
+NEEDS_ROOT = {"cifar10", "cifar100", "tiny_imagenet", "imagefolder"}
+
+
+def _as_float(x: Tensor) -> Tensor:
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+def _require_root(opts: DatasetOptions) -> Path:
+    if not opts.root:
+        raise DatasetError(f"dataset {opts.name!r} needs dataset.root (a folder with the data)")
+    root = Path(opts.root).expanduser()
+    if not root.exists():
+        raise DatasetError(f"dataset.root {str(root)!r} does not exist")
+    return root
+
+
+def _folder_splits(opts: DatasetOptions, train_dir: Path, test_dir: Path, channels: int) -> RawSplits:
+    cache = Path(opts.cache_dir) if opts.cache_dir else None
+    classes, train = list_class_folder(train_dir)
+    test_classes, test = list_class_folder(test_dir)
+    if test_classes != classes:
+        raise DatasetError(f"class folders differ between {train_dir} and {test_dir}")
+    train = select_per_class(train, opts.train_per_class, opts.split_seed)
+    test = select_per_class(test, opts.test_per_class, opts.split_seed + 1)
+    tx, ty = decode_samples(train, opts.resolution, channels, cache)
+    vx, vy = decode_samples(test, opts.resolution, channels, cache)
+    return RawSplits(tx, ty, vx, vy, classes)
+
+
+@DATASETS.register("digits")
+def load_digits(opts: DatasetOptions) -> RawSplits:
+    """scikit-learn's 1,797 8×8 handwritten digits (ships with the package; no download)."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    d = sk_digits()
+    x = torch.from_numpy(d.images.astype(np.float32) / 16.0).unsqueeze(1)
+    y = torch.from_numpy(d.target.astype(np.int64))
+    return RawSplits(x, y, None, None, [str(i) for i in range(10)])
+
+
+def _torchvision_cifar(root: Path, cls: type) -> RawSplits | None:
+    """torchvision's own CIFAR reader (checks the files' md5); None when the layout is absent."""
+    try:
+        train, test = cls(str(root), train=True), cls(str(root), train=False)
+    except RuntimeError:  # "Dataset not found or corrupted"
+        return None
+
+    def arrays(ds: object) -> tuple[Tensor, Tensor]:
+        x = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))  # type: ignore[attr-defined]
+        return x, torch.as_tensor(ds.targets, dtype=torch.int64)  # type: ignore[attr-defined]
+
+    tx, ty = arrays(train)
+    vx, vy = arrays(test)
+    return RawSplits(tx, ty, vx, vy, list(train.classes))
+
+
+def _subset_raw(raw: RawSplits, opts: DatasetOptions) -> RawSplits:
+    ti = limit_per_class(raw.train_y, opts.train_per_class, opts.split_seed)
+    out = RawSplits(raw.train_x[ti], raw.train_y[ti], raw.test_x, raw.test_y, raw.class_names)
+    if raw.test_y is not None and raw.test_x is not None:
+        vi = limit_per_class(raw.test_y, opts.test_per_class, opts.split_seed + 1)
+        out.test_x, out.test_y = raw.test_x[vi], raw.test_y[vi]
+    return out
+
+
+def _cifar(opts: DatasetOptions, cls: type, folder: str) -> RawSplits:
+    root = _require_root(opts)
+    raw = _torchvision_cifar(root, cls)
+    if raw is not None:
+        return _subset_raw(raw, opts)
+    for base in (root, root / opts.name):
+        if (base / "train").is_dir() and (base / "test").is_dir():
+            return _folder_splits(opts, base / "train", base / "test", 3)
+    raise DatasetError(
+        f"dataset.root {str(root)!r} holds neither torchvision's {folder}/ batches nor train/ and test/ class folders"
+    )
+
+
+@DATASETS.register("cifar10")
+def load_cifar10(opts: DatasetOptions) -> RawSplits:
+    """CIFAR-10: torchvision's ``cifar-10-batches-py`` or an ImageFolder tree with train/ and test/."""
+    return _cifar(opts, CIFAR10, "cifar-10-batches-py")
+
+
+@DATASETS.register("cifar100")
+def load_cifar100(opts: DatasetOptions) -> RawSplits:
+    """CIFAR-100 (fine labels): torchvision's ``cifar-100-python`` or an ImageFolder tree."""
+    return _cifar(opts, CIFAR100, "cifar-100-python")
+
+
+@DATASETS.register("tiny_imagenet")
+def load_tiny_imagenet(opts: DatasetOptions) -> RawSplits:
+    """Tiny-ImageNet-200 as downloaded: ``train/<wnid>/images``; the labelled ``val/`` is the test split."""
+    root = _require_root(opts)
+    base = root / "tiny-imagenet-200" if (root / "tiny-imagenet-200").is_dir() else root
+    classes, train = list_class_folder(base / "train")
+    ann = base / "val" / "val_annotations.txt"
+    if not ann.exists():
+        raise DatasetError(f"missing {ann} (Tiny-ImageNet's validation labels)")
+    index = {c: i for i, c in enumerate(classes)}
+    test = []
+    for line in ann.read_text().splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2 and parts[1] in index:
+            test.append((str(base / "val" / "images" / parts[0]), index[parts[1]]))
+    train = select_per_class(train, opts.train_per_class, opts.split_seed)
+    test = select_per_class(test, opts.test_per_class, opts.split_seed + 1)
+    cache = Path(opts.cache_dir) if opts.cache_dir else None
+    tx, ty = decode_samples(train, opts.resolution, 3, cache)
+    vx, vy = decode_samples(test, opts.resolution, 3, cache)
+    return RawSplits(tx, ty, vx, vy, classes)
+
+
+@DATASETS.register("imagefolder")
+def load_imagefolder(opts: DatasetOptions) -> RawSplits:
+    """Any tree ``<root>/train/<class>/*`` with ``<root>/test/`` (or ``val/``); resized to ``resolution``."""
+    root = _require_root(opts)
+    test_dir = next((root / s for s in ("test", "val") if (root / s).is_dir()), None)
+    if not (root / "train").is_dir() or test_dir is None:
+        raise DatasetError(f"dataset.root {str(root)!r} needs train/ and test/ (or val/) class folders")
+    return _folder_splits(opts, root / "train", test_dir, 3)
+
+
+def load_dataset(opts: DatasetOptions) -> RealData:
+    """Load, split (seeded validation carve) and normalise a registered dataset."""
+    raw = DATASETS.get(opts.name)(opts)
+    train_x, train_y = _as_float(raw.train_x), raw.train_y
+    if raw.test_x is None or raw.test_y is None:
+        keep, carve = stratified_split(train_y, None, opts.test_fraction, opts.split_seed + 7)
+        test_x, test_y = train_x[carve], train_y[carve]
+        train_x, train_y = train_x[keep], train_y[keep]
+        ti = limit_per_class(train_y, opts.train_per_class, opts.split_seed)
+        train_x, train_y = train_x[ti], train_y[ti]
+        vi = limit_per_class(test_y, opts.test_per_class, opts.split_seed + 1)
+        test_x, test_y = test_x[vi], test_y[vi]
+    else:
+        test_x, test_y = _as_float(raw.test_x), raw.test_y
+    keep, carve = stratified_split(train_y, opts.val_per_class, opts.val_fraction, opts.split_seed)
+    val_x, val_y = train_x[carve], train_y[carve]
+    train_x, train_y = train_x[keep], train_y[keep]
+    if opts.resolution is not None:
+        train_x, val_x, test_x = (resize_images(t, opts.resolution) for t in (train_x, val_x, test_x))
+    mean = train_x.mean(dim=(0, 2, 3))
+    std = train_x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+
+    def norm(t: Tensor) -> Tensor:
+        return ((t - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)).contiguous()
+
+    return RealData(
+        name=opts.name,
+        train_x=norm(train_x),
+        train_y=train_y,
+        val_x=norm(val_x),
+        val_y=val_y,
+        test_x=norm(test_x),
+        test_y=test_y,
+        num_classes=len(raw.class_names),
+        class_names=raw.class_names,
+        mean=tuple(mean.tolist()),
+        std=tuple(std.tolist()),
+        split_seed=opts.split_seed,
+    )

@@ -1,0 +1,130 @@
+"""The objective contract and the pieces every distillation loop shares."""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from methods.context import DistillContext
+from methods.datasets import RealData
+from methods.networks import Classifier
+from methods.parameterizations import Parameterization
+from methods.registry import Registry
+
+
+@dataclass
+class Phase:
+    """A stretch of optimisation over a fixed set of instances.
+
+    ``index`` are the (global) instance rows optimised, ``units`` the ownership unit of each
+    row (a class for DM, an IPC batch for CFM): rank ``unit % world_size`` optimises that row.
+    Every rank walks every phase in lockstep, so collectives inside a phase are safe.
+    """
+
+    key: int
+    index: Tensor
+    units: Tensor
+    iterations: int
+
+    def owned(self, ctx: DistillContext) -> Tensor:
+        return self.index[(self.units % ctx.world_size) == ctx.rank]
+
+
+@dataclass
+class OptimDefaults:
+    """Optimiser settings an objective recommends (the sweep may override each)."""
+
+    optimizer: str = "sgd"
+    lr: float = 1.0
+    momentum: float = 0.5
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "constant"  # constant | cosine (over each phase)
+
+
+class Objective(ABC):
+    """A dataset-distillation objective.
+
+    Lifecycle: ``prepare`` (once; statistics of the real data, streamed and all-reduced),
+    then for each :class:`Phase` from ``phases``: ``begin_phase``, ``loss`` per step,
+    ``end_phase``. ``Options`` is the dataclass of the hyper-parameters it reads.
+    """
+
+    name: ClassVar[str]
+    Options: ClassVar[type]
+    needs_teacher: ClassVar[bool] = False
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+
+    def optim_defaults(self, param: Parameterization) -> OptimDefaults:
+        return OptimDefaults()
+
+    def prepare(self, data: RealData, ctx: DistillContext, teacher: Classifier | None = None) -> None:
+        return None
+
+    @abstractmethod
+    def phases(self, param: Parameterization, iterations: int, ctx: DistillContext) -> list[Phase]:
+        """The optimisation schedule (empty for objectives that optimise nothing)."""
+
+    def begin_phase(self, phase: Phase, ctx: DistillContext) -> None:
+        return None
+
+    @abstractmethod
+    def loss(self, images: Tensor, labels: Tensor, phase: Phase, step: int, ctx: DistillContext) -> Tensor:
+        """Loss of the owned instances' decoded ``images`` (``labels`` alongside) at ``step``."""
+
+    def end_phase(self, phase: Phase, param: Parameterization, ctx: DistillContext) -> None:
+        return None
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Objective state to checkpoint (identical on every rank)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        return None
+
+    def row_fields(self) -> dict[str, Any]:
+        """Hyper-parameter columns this objective contributes to a result row."""
+        return {}
+
+
+OBJECTIVES: Registry[type[Objective]] = Registry("objective")
+
+
+def class_units(param: Parameterization) -> Tensor:
+    """Ownership by class: the shard unit of class-wise objectives such as DM."""
+    return param.labels.clone()
+
+
+class FreshNetworks:
+    """Draws a freshly initialised copy of a network per step, identically on every worker.
+
+    The parameters are re-drawn on a CPU template under a fixed seed and copied to the
+    device, so the draw does not depend on the device's random generator.
+    """
+
+    def __init__(self, net: Classifier, device: torch.device) -> None:
+        self.template = net.cpu()
+        self.net = copy.deepcopy(net).to(device)
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+    def draw(self, seed: int) -> Classifier:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for m in self.template.modules():
+                reset = getattr(m, "reset_parameters", None)
+                if callable(reset) and m is not self.template:
+                    reset()
+        self.net.load_state_dict(self.template.state_dict())
+        return self.net
+
+
+def unique_classes(labels: Tensor) -> Iterable[int]:
+    return torch.unique(labels).tolist()

@@ -1,0 +1,161 @@
+"""Parameterizations: how a synthetic set is stored and turned into images.
+
+Every parameterization keeps its trainable tensors stacked along dimension 0, one row per
+synthetic instance (pixels: one image; neural field: one field's weights). That single
+convention is what lets any objective optimise any parameterization, lets workers shard
+instances by row, and lets the set be gathered by a masked all-reduce.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from methods.registry import Registry
+
+
+class BudgetError(ValueError):
+    """A storage budget that cannot hold a single instance per class."""
+
+
+@dataclass(frozen=True)
+class SetShape:
+    """What a synthetic set must look like: classes, budget and the real instance it mimics."""
+
+    num_classes: int
+    ipc: int  # the storage budget, in real images per class
+    channels: int
+    resolution: int  # distillation resolution
+
+    @property
+    def values_per_instance(self) -> int:
+        return self.channels * self.resolution * self.resolution
+
+    @property
+    def budget_scalars(self) -> int:
+        """Stored scalars allowed per class: IPC × the values of one real instance."""
+        return self.ipc * self.values_per_instance
+
+
+@dataclass
+class ParamConfig:
+    """Everything needed to rebuild a parameterization (saved with every synthetic set)."""
+
+    name: str
+    shape: SetShape
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": asdict(self.shape), "options": dict(self.options)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ParamConfig:
+        return cls(d["name"], SetShape(**d["shape"]), dict(d.get("options", {})))
+
+
+class Parameterization(nn.Module, ABC):
+    """Trainable storage of a synthetic set with instances stacked along dim 0."""
+
+    #: how :meth:`decode` reaches a resolution other than the stored one
+    resize_mode: str = "none"
+    name: ClassVar[str]
+
+    def __init__(self, config: ParamConfig) -> None:
+        super().__init__()
+        self.config = config
+        per_class = self.instances_per_class(config.shape, config.options)
+        if per_class < 1:
+            raise BudgetError(
+                f"{config.name} with {config.options or 'default options'} fits 0 instances per class in "
+                f"a budget of IPC={config.shape.ipc} ({config.shape.budget_scalars} scalars per class); "
+                "raise the IPC or shrink the instance"
+            )
+        labels = torch.arange(config.shape.num_classes).repeat_interleave(per_class)
+        self.register_buffer("labels", labels, persistent=True)
+
+    @classmethod
+    @abstractmethod
+    def instances_per_class(cls, shape: SetShape, options: dict[str, Any]) -> int:
+        """How many instances of this kind fit the budget ``shape.budget_scalars`` per class."""
+
+    @classmethod
+    @abstractmethod
+    def scalars_per_instance(cls, shape: SetShape, options: dict[str, Any]) -> int:
+        """Stored scalars of one instance."""
+
+    @abstractmethod
+    def decode(self, resolution: int | None = None, index: Tensor | None = None) -> Tensor:
+        """Images ``(n, C, r, r)`` of the instances ``index`` (all if None), differentiably."""
+
+    @abstractmethod
+    def init_from_real(self, images: Tensor) -> None:
+        """Initialise every instance from one real image each (``images`` is ``(N, C, H, W)``)."""
+
+    @property
+    def num_instances(self) -> int:
+        return int(self.labels.numel())
+
+    @property
+    def per_class(self) -> int:
+        return self.num_instances // self.config.shape.num_classes
+
+    def budget_used_per_class(self) -> int:
+        """Stored scalars per class actually used (≤ the budget)."""
+        return self.per_class * self.scalars_per_instance(self.config.shape, self.config.options)
+
+    def instance_tensors(self) -> dict[str, Tensor]:
+        """State tensors with one row per instance (what sharding masks and gathers)."""
+        return {k: v for k, v in self.state_dict().items() if k != "labels"}
+
+    def describe(self) -> dict[str, Any]:
+        """Columns for a result row."""
+        return {
+            "parameterization": self.config.name,
+            "budget_scalars": self.config.shape.budget_scalars,
+            "instances_per_class": self.per_class,
+            "resize_mode": self.resize_mode,
+        }
+
+
+ParamFactory = Callable[[ParamConfig], Parameterization]
+PARAMETERIZATIONS: Registry[type[Parameterization]] = Registry("parameterization")
+
+
+def build_parameterization(config: ParamConfig) -> Parameterization:
+    return PARAMETERIZATIONS.get(config.name)(config)
+
+
+def synthetic_payload(param: Parameterization, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A synthetic set as plain data: config, CPU tensors and metadata (what is saved)."""
+    return {
+        "config": param.config.to_dict(),
+        "state": {k: v.detach().cpu().clone() for k, v in param.state_dict().items()},
+        "extra": dict(extra or {}),
+    }
+
+
+def save_synthetic(param: Parameterization, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+    """Write a synthetic set atomically (temp file + rename); loadable with ``weights_only=True``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(synthetic_payload(param, extra), tmp)
+    tmp.replace(path)
+
+
+def from_payload(payload: dict[str, Any]) -> Parameterization:
+    param = build_parameterization(ParamConfig.from_dict(payload["config"]))
+    param.load_state_dict(payload["state"])
+    return param
+
+
+def load_synthetic(path: str | Path) -> tuple[Parameterization, dict[str, Any]]:
+    """Load a set written by :func:`save_synthetic` (``torch.load(weights_only=True)``)."""
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    return from_payload(payload), payload.get("extra", {})

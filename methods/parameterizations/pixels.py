@@ -1,0 +1,54 @@
+"""The pixel parameterization: every instance is an image, resized by interpolation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from methods.parameterizations.base import PARAMETERIZATIONS, ParamConfig, Parameterization, SetShape
+
+RESIZE_MODES = ("nearest", "bilinear", "bicubic")
+
+
+class Pixels(Parameterization):
+    """IPC images per class stored as raw (normalised) pixels.
+
+    Options: ``resize_mode`` (``nearest`` | ``bilinear`` | ``bicubic``, default bilinear) used
+    when decoding at a resolution other than the distillation one.
+    """
+
+    name = "pixels"
+
+    def __init__(self, config: ParamConfig) -> None:
+        super().__init__(config)
+        mode = config.options.get("resize_mode", "bilinear")
+        if mode not in RESIZE_MODES:
+            raise ValueError(f"pixels.resize_mode must be one of {', '.join(RESIZE_MODES)}, got {mode!r}")
+        self.resize_mode = mode
+        s = config.shape
+        self.images = nn.Parameter(torch.zeros(self.num_instances, s.channels, s.resolution, s.resolution))
+
+    @classmethod
+    def instances_per_class(cls, shape: SetShape, options: dict[str, Any]) -> int:
+        return shape.budget_scalars // cls.scalars_per_instance(shape, options)
+
+    @classmethod
+    def scalars_per_instance(cls, shape: SetShape, options: dict[str, Any]) -> int:
+        return shape.values_per_instance
+
+    def decode(self, resolution: int | None = None, index: Tensor | None = None) -> Tensor:
+        x = self.images if index is None else self.images[index]
+        if resolution is None or resolution == x.shape[-1]:
+            return x
+        kwargs = {} if self.resize_mode == "nearest" else {"align_corners": False}
+        return F.interpolate(x, size=(resolution, resolution), mode=self.resize_mode, **kwargs)
+
+    def init_from_real(self, images: Tensor) -> None:
+        with torch.no_grad():
+            self.images.copy_(images.to(self.images))
+
+
+PARAMETERIZATIONS.add("pixels", Pixels)

@@ -1,0 +1,165 @@
+"""``ddx``: the command line (Typer + rich)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator import __version__
+from orchestrator.errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="ddx: sweep dataset-distillation methods on Ray, evaluate them honestly, report.",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(err: UserError) -> None:
+    err_console.print(f"[bold red]error:[/] {err.line()}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"ddx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """ddx: sweep dataset-distillation methods on Ray, evaluate them honestly, report."""
+
+
+def _load(spec_path: Path):
+    from orchestrator.spec import load_spec
+
+    return load_spec(spec_path)
+
+
+@app.command()
+def validate(spec: Path = typer.Argument(..., help="Sweep YAML file.")) -> None:
+    """Check a sweep file; print the plan or one line saying what is wrong (exit 2)."""
+    try:
+        s = _load(spec)
+        from orchestrator.sweep import describe_plan, resolve_storage
+
+        plan = describe_plan(resolve_storage(s, None))
+    except UserError as err:
+        fail(err)
+        return
+    console.print(f"[green]ok[/] {spec}: {plan['trials']} trials × {plan['evaluations_per_trial']} evaluations")
+
+
+@app.command()
+def sweep(
+    spec: Path = typer.Argument(..., help="Sweep YAML file."),
+    resume: bool = typer.Option(True, "--resume/--fresh", help="Resume an existing sweep (default) or start over."),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (default: an embedded local Ray)."),
+    storage: str = typer.Option(None, "--storage", help="Override the spec's storage (path or URI)."),
+    max_concurrent: int = typer.Option(None, "--max-concurrent", min=1, help="Trials at once."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the plan; run and write nothing."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show Ray's own logs."),
+) -> None:
+    """Run a sweep: Tune trials → Train distillation → parallel evaluation → Parquet."""
+    from orchestrator.sweep import describe_plan, resolve_storage
+
+    try:
+        s = resolve_storage(_load(spec), storage)
+        plan = describe_plan(s)
+    except UserError as err:
+        fail(err)
+        return
+    console.print(
+        f"[bold]{s.name}[/]: {plan['trials']} trials × {plan['evaluations_per_trial']} evaluations "
+        f"({s.algorithm}) → {plan['experiment_dir']}"
+    )
+    if dry_run:
+        for k, d in plan["swept"].items():
+            console.print(f"  {k}: {d}")
+        return
+    from orchestrator import runtime
+    from orchestrator.sweep import run_sweep
+
+    try:
+        where = runtime.connect(address, verbose=verbose)
+        console.print(f"running on {where}")
+        outcome = run_sweep(s, fresh=not resume, max_concurrent=max_concurrent, console=console)
+    except UserError as err:
+        fail(err)
+        return
+    finally:
+        runtime.shutdown()
+    from orchestrator.tables import seed_summary
+
+    show_summary(seed_summary(outcome.rows))
+    console.print(f"results: [bold]{outcome.results_path}[/] ({len(outcome.rows)} rows)")
+    if outcome.trials_failed:
+        err_console.print(f"[red]{outcome.trials_failed} trial(s) failed[/]; rerun the same command to retry them")
+        raise typer.Exit(code=1)
+
+
+def show_summary(summary) -> None:
+    from orchestrator.tables import GROUP_COLUMNS
+
+    table = Table(title="mean ± std over seeds (final model; val = selection split)")
+    keys = [c for c in GROUP_COLUMNS if c in summary.columns and c != "trial_key"]
+    hyper = [
+        c
+        for c in summary.columns
+        if c not in GROUP_COLUMNS and c not in {"seeds", "val_mean", "val_std", "test_mean", "test_std"}
+    ]
+    for c in ["trial_key", *keys, *hyper, "seeds", "val acc", "test acc"]:
+        table.add_column(c, justify="right" if c in ("seeds", "val acc", "test acc", "ipc") else "left")
+    for _, r in summary.iterrows():
+        table.add_row(
+            str(r["trial_key"])[:8],
+            *[str(r[c]) for c in keys],
+            *[_fmt(r[c]) for c in hyper],
+            str(r["seeds"]),
+            f"{100 * r['val_mean']:.1f} ± {100 * r['val_std']:.1f}",
+            f"{100 * r['test_mean']:.1f} ± {100 * r['test_std']:.1f}",
+        )
+    console.print(table)
+
+
+def _fmt(v: object) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+@app.command()
+def report(
+    experiment: str = typer.Argument(..., help="Experiment directory (<storage>/<sweep>) or results.parquet."),
+) -> None:
+    """Summarise a sweep's results (mean ± std over seeds) from its Parquet file."""
+    from orchestrator.store import read_results
+    from orchestrator.tables import hyper_columns, seed_summary
+
+    try:
+        df = _read(experiment, read_results)
+    except UserError as err:
+        fail(err)
+        return
+    show_summary(seed_summary(df, extra=[c for c in hyper_columns(df) if c in ("beta", "eta", "lr_images")]))
+    console.print(f"{len(df)} rows from {experiment}")
+
+
+def _read(experiment: str, reader):
+    try:
+        return reader(experiment)
+    except (FileNotFoundError, OSError) as err:
+        raise UserError(
+            f"no results.parquet there ({err.__class__.__name__}); run `ddx sweep` first", where=experiment
+        ) from None
+
+
+def entry() -> None:  # pragma: no cover - console script shim
+    sys.exit(app())

@@ -1,0 +1,131 @@
+"""Evaluation fan-out: one Ray task per (architecture × resolution × seed × label mode).
+
+Tasks are launched from inside a Tune trial with ``scheduling_strategy="DEFAULT"`` (else
+the trial's placement group would capture them), reserve the spec's CPUs/GPUs (fractions
+allowed, so several small students share a GPU), are retried by Ray on failure, and a task
+that still fails becomes a ``failed`` row carrying its error — never a silently missing one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+import torch
+
+from methods.datasets import DatasetOptions, cached_dataset
+from methods.evaluate import EvalSettings, train_student
+from methods.options import take
+from methods.parameterizations import from_payload
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    arch: str
+    resolution: int
+    seed: int
+    label_mode: str
+
+    @property
+    def key(self) -> tuple[str, int, int, str]:
+        return (self.arch, self.resolution, self.seed, self.label_mode)
+
+
+def plan_jobs(archs: list[str], resolutions: list[int], seeds: list[int], label_modes: list[str]) -> list[EvalJob]:
+    return [EvalJob(a, r, s, m) for a in archs for r in resolutions for m in label_modes for s in seeds]
+
+
+def row_key_of(row: dict[str, Any]) -> tuple[str, int, int, str]:
+    return (str(row["eval_arch"]), int(row["eval_resolution"]), int(row["seed"]), str(row["label_mode"]))
+
+
+def evaluate_job(
+    payload: dict[str, Any],
+    job: EvalJob,
+    dataset: dict[str, Any],
+    settings: dict[str, Any],
+    threads: int,
+    use_gpu: bool,
+) -> dict[str, Any]:
+    """Train one student on the decoded synthetic set; return the row's measured columns."""
+    torch.set_num_threads(max(1, threads))
+    device = torch.device("cuda") if use_gpu and torch.cuda.is_available() else torch.device("cpu")
+    start = time.perf_counter()
+    param = from_payload(payload)
+    distill_res = param.config.shape.resolution
+    data = cached_dataset(DatasetOptions(**dataset), job.resolution)
+    with torch.no_grad():
+        images = param.decode(job.resolution).detach()
+    s = take(EvalSettings, {**settings, "label_mode": job.label_mode})
+    out = train_student(images, param.labels.clone(), data, job.arch, job.seed, s, device)
+    return {
+        "status": "ok",
+        "error": None,
+        "val_acc": out.val_acc,
+        "test_acc": out.test_acc,
+        "max_over_test": out.max_over_test,
+        "epochs": out.epochs,
+        "eval_seconds": time.perf_counter() - start,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "resize_mode": "none" if job.resolution == distill_res else param.resize_mode,
+        "curve": json.dumps(out.curve),
+    }
+
+
+evaluate_remote = ray.remote(evaluate_job)
+
+
+def failed_result(job: EvalJob, error: BaseException) -> dict[str, Any]:
+    text = str(error).strip().splitlines()
+    return {
+        "status": "failed",
+        "error": (text[-1] if text else type(error).__name__)[:2000],
+        "val_acc": float("nan"),
+        "test_acc": float("nan"),
+        "max_over_test": None,
+        "epochs": None,
+        "eval_seconds": None,
+        "device": None,
+        "resize_mode": None,
+        "curve": None,
+    }
+
+
+def run_evaluations(
+    payload_ref: ray.ObjectRef,
+    jobs: list[EvalJob],
+    dataset: dict[str, Any],
+    settings: dict[str, Any],
+    cpus: float,
+    gpus: float,
+    retries: int,
+    on_result: Callable[[EvalJob, dict[str, Any]], None],
+) -> None:
+    """Launch every job, and hand each result (or failure) to ``on_result`` as it completes."""
+    options = {
+        "num_cpus": cpus,
+        "num_gpus": gpus,
+        "scheduling_strategy": "DEFAULT",
+        "max_retries": retries,
+        "retry_exceptions": True,
+    }
+    pending = {
+        evaluate_remote.options(**options).remote(payload_ref, job, dataset, settings, max(1, int(cpus)), gpus > 0): job
+        for job in jobs
+    }
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            job = pending.pop(ref)
+            try:
+                result = ray.get(ref)
+            except Exception as err:  # the task failed after its retries: record it
+                result = failed_result(job, err)
+            on_result(job, result)
+
+
+__all__ = ["EvalJob", "evaluate_job", "plan_jobs", "row_key_of", "run_evaluations"]

@@ -1,0 +1,43 @@
+"""Provenance columns: code version, package versions, timestamps."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+
+import ray
+import torch
+
+from orchestrator import __version__
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """``git describe`` of the checkout ddx runs from (``+dirty`` when modified), else the version."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "describe", "--always", "--dirty=+dirty", "--abbrev=12"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return out.stdout.strip() or __version__
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+
+
+def versions() -> dict[str, str]:
+    return {
+        "code_version": code_version(),
+        "ddx_version": __version__,
+        "torch_version": torch.__version__,
+        "ray_version": ray.__version__,
+    }
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,197 @@
+"""The results store: per-trial row files written atomically, consolidated into one Parquet.
+
+Layout under ``<storage>/<sweep>/``::
+
+    spec.yaml            the sweep file as run (and its config hash), for resume checks
+    rows/<trial>.parquet every finished evaluation row of one trial (rewritten atomically)
+    synthetic/<trial>.pt the distilled set of one trial (config + tensors)
+    train/<trial>/       Ray Train checkpoints of the distillation (resumable)
+    tune/                Ray Tune's experiment state (``Tuner.restore``)
+    results.parquet      every row, de-duplicated on the row key
+
+Local paths are written with temp-file + rename; URIs (``s3://``…) through pyarrow's
+filesystems, whose single-object writes are atomic.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+#: columns that identify one evaluation run; a row with the same key replaces the older one
+ROW_KEY = ["trial_key", "eval_arch", "eval_resolution", "seed", "label_mode"]
+
+#: the fixed part of the schema (hyper-parameter columns are added per sweep)
+CORE_COLUMNS: dict[str, pa.DataType] = {
+    "sweep": pa.string(),
+    "trial_id": pa.string(),
+    "trial_key": pa.string(),
+    "status": pa.string(),
+    "error": pa.string(),
+    "objective": pa.string(),
+    "parameterization": pa.string(),
+    "dataset": pa.string(),
+    "ipc": pa.int64(),
+    "budget_scalars": pa.int64(),
+    "instances_per_class": pa.int64(),
+    "distill_arch": pa.string(),
+    "distill_resolution": pa.int64(),
+    "distill_workers": pa.int64(),
+    "distill_seed": pa.int64(),
+    "eval_arch": pa.string(),
+    "eval_resolution": pa.int64(),
+    "resize_mode": pa.string(),
+    "label_mode": pa.string(),
+    "seed": pa.int64(),
+    "val_acc": pa.float64(),
+    "test_acc": pa.float64(),
+    "max_over_test": pa.float64(),
+    "epochs": pa.int64(),
+    "distill_seconds": pa.float64(),
+    "eval_seconds": pa.float64(),
+    "device": pa.string(),
+    "config_hash": pa.string(),
+    "code_version": pa.string(),
+    "ddx_version": pa.string(),
+    "torch_version": pa.string(),
+    "ray_version": pa.string(),
+    "created_at": pa.timestamp("us", tz="UTC"),
+    "synthetic_path": pa.string(),
+}
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and the path inside it for a local path or a URI."""
+    if "://" in uri:
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
+
+
+def join(base: str, *parts: str) -> str:
+    if "://" in base:
+        return "/".join([base.rstrip("/"), *parts])
+    return str(Path(base).joinpath(*parts))
+
+
+def write_bytes_atomic(uri: str, data: bytes) -> None:
+    """Write ``data`` so that readers see either the old file or the whole new one."""
+    fs, path = filesystem(uri)
+    parent = path.rsplit("/", 1)[0]
+    fs.create_dir(parent, recursive=True)
+    if isinstance(fs, pafs.LocalFileSystem):
+        tmp = f"{parent}/.{Path(path).name}.{uuid.uuid4().hex[:8]}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    else:
+        with fs.open_output_stream(path) as out:
+            out.write(data)
+
+
+def exists(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = filesystem(uri)
+    with fs.open_input_stream(path) as fh:
+        return fh.read()
+
+
+def delete_dir(uri: str) -> None:
+    fs, path = filesystem(uri)
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        fs.delete_dir(path)
+
+
+def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows → Arrow table with the core schema's types; other columns inferred."""
+    df = pd.DataFrame(rows)
+    for col in CORE_COLUMNS:
+        if col not in df.columns:
+            df[col] = None
+    fields = []
+    for col in df.columns:
+        if col in CORE_COLUMNS:
+            fields.append(pa.field(col, CORE_COLUMNS[col]))
+        else:
+            fields.append(pa.field(col, pa.Array.from_pandas(df[col]).type))
+    return pa.Table.from_pandas(df, schema=pa.schema(fields), preserve_index=False)
+
+
+def table_bytes(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+class ResultStore:
+    """Row files and the consolidated Parquet of one sweep's experiment directory."""
+
+    def __init__(self, experiment_dir: str) -> None:
+        self.root = experiment_dir
+
+    def rows_path(self, trial_key: str) -> str:
+        return join(self.root, "rows", f"{trial_key}.parquet")
+
+    def synthetic_path(self, trial_key: str) -> str:
+        return join(self.root, "synthetic", f"{trial_key}.pt")
+
+    @property
+    def results_path(self) -> str:
+        return join(self.root, "results.parquet")
+
+    def read_trial_rows(self, trial_key: str) -> list[dict[str, Any]]:
+        path = self.rows_path(trial_key)
+        if not exists(path):
+            return []
+        return pq.read_table(io.BytesIO(read_bytes(path))).to_pandas().to_dict("records")
+
+    def write_trial_rows(self, trial_key: str, rows: list[dict[str, Any]]) -> None:
+        """Atomically replace a trial's row file with ``rows`` (de-duplicated on the row key)."""
+        df = pd.DataFrame(rows)
+        if not df.empty:
+            df = df.drop_duplicates(subset=ROW_KEY, keep="last")
+        write_bytes_atomic(self.rows_path(trial_key), table_bytes(rows_to_table(df.to_dict("records"))))
+
+    def all_rows(self) -> pd.DataFrame:
+        fs, path = filesystem(join(self.root, "rows"))
+        if fs.get_file_info(path).type == pafs.FileType.NotFound:
+            return pd.DataFrame(columns=list(CORE_COLUMNS))
+        infos = fs.get_file_info(pafs.FileSelector(path))
+        frames = []
+        for info in sorted(infos, key=lambda i: i.path):
+            if info.is_file and info.path.endswith(".parquet") and not Path(info.path).name.startswith("."):
+                with fs.open_input_file(info.path) as fh:
+                    frames.append(pq.read_table(fh).to_pandas())
+        frames = [f for f in frames if not f.empty]
+        if not frames:
+            return pd.DataFrame(columns=list(CORE_COLUMNS))
+        return pd.concat(frames, ignore_index=True)
+
+    def consolidate(self) -> pd.DataFrame:
+        """Gather every row file into ``results.parquet`` (one row per row key, newest wins)."""
+        df = self.all_rows()
+        if not df.empty:
+            df = df.sort_values("created_at").drop_duplicates(subset=ROW_KEY, keep="last")
+            df = df.sort_values(["trial_key", "eval_arch", "eval_resolution", "label_mode", "seed"])
+            df = df.reset_index(drop=True)
+        write_bytes_atomic(self.results_path, table_bytes(rows_to_table(df.to_dict("records"))))
+        return df
+
+
+def read_results(path: str) -> pd.DataFrame:
+    """Read a ``results.parquet`` (or an experiment directory holding one)."""
+    target = path if path.endswith(".parquet") else join(path, "results.parquet")
+    return pq.read_table(io.BytesIO(read_bytes(target))).to_pandas()

@@ -1,0 +1,124 @@
+"""Run a sweep: spec → Tune search → trials (Train distillation + evaluation tasks) → Parquet."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from ray import tune
+from rich.console import Console
+
+from orchestrator.errors import UserError
+from orchestrator.progress import ForwardingCallback, SweepProgress
+from orchestrator.search_space import build_search
+from orchestrator.spec import SweepSpec
+from orchestrator.store import ResultStore, delete_dir, exists, join, read_bytes, write_bytes_atomic
+from orchestrator.trial import code_columns, eval_jobs, run_trial
+
+SPEC_FILE = "spec.json"
+
+
+@dataclass
+class SweepOutcome:
+    experiment_dir: str
+    results_path: str
+    rows: pd.DataFrame
+    trials_failed: int
+    resumed: bool
+
+
+def resolve_storage(spec: SweepSpec, storage: str | None) -> SweepSpec:
+    """Apply ``--storage`` and make a local storage path absolute (Tune/Train change directory)."""
+    target = storage or spec.storage
+    if "://" not in target:
+        target = str(Path(target).expanduser().resolve())
+    update: dict[str, Any] = {"storage": target}
+    if spec.dataset.root and "://" not in spec.dataset.root:
+        root = str(Path(spec.dataset.root).expanduser().resolve())
+        update["dataset"] = spec.dataset.model_copy(update={"root": root})
+    return spec.model_copy(update=update)
+
+
+def describe_plan(spec: SweepSpec) -> dict[str, Any]:
+    plan = build_search(spec)
+    resolution = spec.dataset.resolution or 0
+    jobs = eval_jobs(spec, resolution)
+    return {
+        "trials": plan.expected_trials,
+        "evaluations_per_trial": len(jobs),
+        "experiment_dir": spec.experiment_dir(),
+        "algorithm": spec.algorithm,
+        "swept": {k: d.model_dump(exclude_none=True) for k, d in spec.search.items()},
+    }
+
+
+def _check_resume(spec: SweepSpec, fresh: bool) -> bool:
+    """Decide between a new experiment and resuming one; returns True when resuming."""
+    exp = spec.experiment_dir()
+    saved = join(exp, SPEC_FILE)
+    if fresh:
+        delete_dir(exp)
+        return False
+    if not exists(saved):
+        return False
+    previous = json.loads(read_bytes(saved))
+    if previous.get("config_hash") != spec.config_hash():
+        raise UserError(
+            f"the sweep in {exp} was started from a different spec (hash {previous.get('config_hash')} ≠ "
+            f"{spec.config_hash()}); run with --fresh to start over or rename the sweep",
+            key="name",
+        )
+    return True
+
+
+def run_sweep(
+    spec: SweepSpec,
+    fresh: bool = False,
+    max_concurrent: int | None = None,
+    console: Console | None = None,
+) -> SweepOutcome:
+    """Run (or resume) the sweep on the Ray session already connected."""
+    console = console or Console()
+    resumed = _check_resume(spec, fresh)
+    exp = spec.experiment_dir()
+    write_bytes_atomic(
+        join(exp, SPEC_FILE),
+        json.dumps({"config_hash": spec.config_hash(), "spec": spec.model_dump(mode="json")}, indent=2).encode(),
+    )
+    plan = build_search(spec)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, spec_json=spec.model_dump_json(), code=code_columns()),
+        dict(spec.resources.trial_resources),
+    )
+    tune_dir = join(exp, "tune")
+    progress = SweepProgress(spec.metric.name, spec.metric.mode, plan.expected_trials, console)
+    if resumed and tune.Tuner.can_restore(tune_dir):
+        tuner = tune.Tuner.restore(tune_dir, trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=plan.param_space,
+            tune_config=tune.TuneConfig(
+                metric=spec.metric.name,
+                mode=spec.metric.mode,
+                search_alg=plan.search_alg,
+                num_samples=plan.num_samples,
+                max_concurrent_trials=max_concurrent or spec.resources.max_concurrent_trials,
+            ),
+            run_config=tune.RunConfig(
+                name="tune",
+                storage_path=exp,
+                verbose=0,
+                callbacks=[ForwardingCallback()],
+                failure_config=tune.FailureConfig(max_failures=1),
+            ),
+        )
+    with progress:
+        grid = tuner.fit()
+    failed = sum(1 for r in grid if r.error is not None)
+    store = ResultStore(exp)
+    rows = store.consolidate()
+    return SweepOutcome(exp, store.results_path, rows, failed, resumed)

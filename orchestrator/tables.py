@@ -1,0 +1,34 @@
+"""Aggregations of result rows that every view shares (CLI table, report, leaderboard)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+#: what identifies one distilled set's evaluation setting, across seeds
+GROUP_COLUMNS = ["trial_key", "objective", "parameterization", "ipc", "eval_arch", "eval_resolution", "label_mode"]
+
+
+def hyper_columns(df: pd.DataFrame) -> list[str]:
+    """Columns that are swept or fixed hyper-parameters (neither schema nor measurement)."""
+    from orchestrator.store import CORE_COLUMNS
+
+    skip = set(CORE_COLUMNS) | {"curve"}
+    return [c for c in df.columns if c not in skip]
+
+
+def seed_summary(df: pd.DataFrame, extra: list[str] | None = None) -> pd.DataFrame:
+    """Mean ± std of val/test accuracy over seeds, per trial × arch × resolution × label mode."""
+    ok = df[df["status"] == "ok"]
+    keys = [c for c in GROUP_COLUMNS + (extra or []) if c in ok.columns]
+    if ok.empty:
+        return pd.DataFrame(columns=[*keys, "seeds", "val_mean", "val_std", "test_mean", "test_std"])
+    g = ok.groupby(keys, dropna=False)
+    out = g.agg(
+        seeds=("seed", "nunique"),
+        val_mean=("val_acc", "mean"),
+        val_std=("val_acc", "std"),
+        test_mean=("test_acc", "mean"),
+        test_std=("test_acc", "std"),
+    ).reset_index()
+    out[["val_std", "test_std"]] = out[["val_std", "test_std"]].fillna(0.0)
+    return out.sort_values(keys).reset_index(drop=True)
