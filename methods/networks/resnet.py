@@ -38,3 +38,5 @@ def _resnet(factory: Callable[..., models.ResNet]) -> Callable[[int, int, int], 
 
 
 NETWORKS.add("resnet18", _resnet(models.resnet18))
+NETWORKS.add("resnet50", _resnet(models.resnet50))
+NETWORKS.add("resnet101", _resnet(models.resnet101))
