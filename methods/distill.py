@@ -197,6 +197,7 @@ def distill(
                 loss.backward()
                 last_loss = float(loss.detach())
                 opt.step()
+                objective.after_step(param, idx, ctx)
             done += 1
             if settings.progress_every and done % settings.progress_every == 0:
                 ctx.progress({"step": done, "total_steps": total_steps, "loss": last_loss})

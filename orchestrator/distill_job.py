@@ -22,6 +22,7 @@ from methods.context import DistillContext
 from methods.datasets import DatasetOptions, cached_dataset
 from methods.parameterizations import save_synthetic
 from methods.pipeline import run_distillation
+from methods.real_training import load_network
 
 STATE_FILE = "state.pt"
 SYNTHETIC_FILE = "synthetic.pt"
@@ -36,6 +37,8 @@ class DistillJob:
     seed: int
     threads: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    teacher_path: str | None = None  # squeeze-step teacher (orchestrator/teachers.py), loaded by every worker
+    cache_dir: str | None = None  # artifact cache root: recover objectives cache real statistics there
 
 
 def _load_state(checkpoint: ray.train.Checkpoint | None) -> dict[str, Any] | None:
@@ -57,7 +60,7 @@ def distill_worker(config: dict[str, Any]) -> None:
     def progress(info: dict[str, Any]) -> None:
         return None  # progress travels with checkpoints; reporting each step would be a barrier
 
-    ctx = DistillContext.from_environment(seed=job.seed, progress=progress)
+    ctx = DistillContext.from_environment(seed=job.seed, progress=progress, cache_dir=job.cache_dir)
     data = cached_dataset(DatasetOptions(**job.dataset))
     resume = _load_state(ray.train.get_checkpoint())
 
@@ -70,7 +73,8 @@ def distill_worker(config: dict[str, Any]) -> None:
             metrics = {"phase": int(state["phase"]), "step": int(state["step"]), "final": 0}
             ray.train.report(metrics, checkpoint=ckpt)
 
-    param, objective, summary = run_distillation(job.hp, data, ctx, None, resume, on_checkpoint)
+    teacher = load_network(job.teacher_path, ctx.device)[0] if job.teacher_path else None
+    param, objective, summary = run_distillation(job.hp, data, ctx, teacher, resume, on_checkpoint)
     with tempfile.TemporaryDirectory() as d:
         ckpt = None
         if rank == 0:

@@ -21,6 +21,7 @@ from methods.datasets import DatasetOptions, cached_dataset
 from methods.evaluate import EvalSettings, train_student
 from methods.options import take
 from methods.parameterizations import from_payload
+from methods.real_training import load_network
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,12 @@ def evaluate_job(
     settings: dict[str, Any],
     threads: int,
     use_gpu: bool,
+    teacher_path: str | None = None,
 ) -> dict[str, Any]:
-    """Train one student on the decoded synthetic set; return the row's measured columns."""
+    """Train one student on the decoded synthetic set; return the row's measured columns.
+
+    ``label_mode: soft`` loads the sweep's cached teacher from ``teacher_path`` (never retrains it).
+    """
     torch.set_num_threads(max(1, threads))
     device = torch.device("cuda") if use_gpu and torch.cuda.is_available() else torch.device("cpu")
     start = time.perf_counter()
@@ -61,7 +66,12 @@ def evaluate_job(
     with torch.no_grad():
         images = param.decode(job.resolution).detach()
     s = take(EvalSettings, {**settings, "label_mode": job.label_mode})
-    out = train_student(images, param.labels.clone(), data, job.arch, job.seed, s, device)
+    teacher = None
+    if job.label_mode == "soft":
+        if teacher_path is None:
+            raise ValueError("label_mode 'soft' needs the sweep's teacher, but none was supplied")
+        teacher = load_network(teacher_path, device)[0]
+    out = train_student(images, param.labels.clone(), data, job.arch, job.seed, s, device, teacher=teacher)
     return {
         "status": "ok",
         "error": None,
@@ -104,8 +114,12 @@ def run_evaluations(
     gpus: float,
     retries: int,
     on_result: Callable[[EvalJob, dict[str, Any]], None],
+    teacher_path: str | None = None,
 ) -> None:
-    """Launch every job, and hand each result (or failure) to ``on_result`` as it completes."""
+    """Launch every job, and hand each result (or failure) to ``on_result`` as it completes.
+
+    ``teacher_path`` is the cached teacher that ``soft`` label jobs load.
+    """
     options = {
         "num_cpus": cpus,
         "num_gpus": gpus,
@@ -113,8 +127,11 @@ def run_evaluations(
         "max_retries": retries,
         "retry_exceptions": True,
     }
+    threads = max(1, int(cpus))
     pending = {
-        evaluate_remote.options(**options).remote(payload_ref, job, dataset, settings, max(1, int(cpus)), gpus > 0): job
+        evaluate_remote.options(**options).remote(
+            payload_ref, job, dataset, settings, threads, gpus > 0, teacher_path
+        ): job
         for job in jobs
     }
     while pending:

@@ -203,6 +203,65 @@ class Evaluation(Strict):
         return [self.label_mode] if isinstance(self.label_mode, str) else list(self.label_mode)
 
 
+class TeacherBlock(Strict):
+    """``teacher:`` — the squeeze step: a network trained on the real training split, used by
+    recover objectives (``cfm``, ``sre2l``, …) and by ``label_mode: soft`` evaluation.
+
+    ``preset`` starts from a CFM Table 2 configuration (``cifar10``, ``cifar100``,
+    ``tiny_imagenet``); every training key given explicitly overrides it; unset keys fall back
+    to ddx's real-training defaults. Trained once per content hash and cached in the storage
+    root (see ``orchestrator/teachers.py``).
+    """
+
+    arch: str = "convnet_d3"
+    preset: str | None = None
+    seed: int = 0
+    epochs: int | None = Field(default=None, ge=1)
+    batch_size: int | None = Field(default=None, ge=1)
+    optimizer: Literal["sgd", "adam", "adamw"] | None = None
+    lr: float | None = Field(default=None, gt=0)
+    momentum: float | None = Field(default=None, ge=0, lt=1)
+    weight_decay: float | None = Field(default=None, ge=0)
+    schedule: Literal["step", "cosine", "constant"] | None = None
+    augment: str | None = None
+
+    @field_validator("arch")
+    @classmethod
+    def _arch(cls, v: str) -> str:
+        if v not in NETWORKS:
+            raise ValueError(NETWORKS.unknown_message(v))
+        return v
+
+    @field_validator("preset")
+    @classmethod
+    def _preset(cls, v: str | None) -> str | None:
+        from methods.squeeze import SQUEEZE_PRESETS
+
+        if v is not None and v not in SQUEEZE_PRESETS:
+            raise ValueError(f"unknown preset {v!r}; known: {', '.join(SQUEEZE_PRESETS)}")
+        return v
+
+    @field_validator("augment")
+    @classmethod
+    def _aug(cls, v: str | None) -> str | None:
+        from methods.augment import parse_strategy
+
+        if v is not None:
+            parse_strategy(v)
+        return v
+
+    def settings(self) -> Any:
+        """The :class:`methods.real_training.RealTrainSettings` this block describes."""
+        from dataclasses import replace
+
+        from methods.real_training import RealTrainSettings
+        from methods.squeeze import SQUEEZE_PRESETS
+
+        base = SQUEEZE_PRESETS[self.preset] if self.preset else RealTrainSettings()
+        keys = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "augment")
+        return replace(base, **{k: getattr(self, k) for k in keys if getattr(self, k) is not None})
+
+
 class SweepSpec(Strict):
     """A whole sweep file (see README, "The sweep file", for every key)."""
 
@@ -217,6 +276,7 @@ class SweepSpec(Strict):
     metric: Metric = Field(default_factory=Metric)
     resources: Resources = Field(default_factory=Resources)
     evaluation: Evaluation = Field(default_factory=Evaluation)
+    teacher: TeacherBlock | None = None  # None: defaults, trained only when a trial needs it
 
     # --- derived views -------------------------------------------------------------------
     def hyper_values(self, key: str) -> list[Any]:

@@ -17,12 +17,14 @@ import ray
 import torch
 from ray import tune
 
+from orchestrator.cache import cache_root
 from orchestrator.distill_job import DistillJob, run_train
 from orchestrator.evaluation import EvalJob, plan_jobs, row_key_of, run_evaluations
 from orchestrator.provenance import now, versions
 from orchestrator.search_space import REPEAT_KEY, trial_hyper, trial_key
 from orchestrator.spec import SweepSpec
 from orchestrator.store import ResultStore, exists, join, read_bytes, write_bytes_atomic
+from orchestrator.teachers import ensure_teacher, spec_needs_teacher, teacher_columns
 
 
 def dataset_options(spec: SweepSpec) -> dict[str, Any]:
@@ -61,12 +63,19 @@ def run_trial(config: dict[str, Any], spec_json: str, code: dict[str, str]) -> N
     key = trial_key(spec, hp)
     store = ResultStore(spec.experiment_dir())
     distill_seed = spec.seed + int(hp.get(REPEAT_KEY, 0))
+    teacher_path = str(ensure_teacher(spec, dataset_options(spec))) if spec_needs_teacher(spec, hp) else None
 
     syn_uri = store.synthetic_path(key)
     if exists(syn_uri):
         payload = torch.load(io.BytesIO(read_bytes(syn_uri)), map_location="cpu", weights_only=True)
     else:
-        job = DistillJob(dataset=dataset_options(spec), hp=hp, seed=distill_seed)
+        job = DistillJob(
+            dataset=dataset_options(spec),
+            hp=hp,
+            seed=distill_seed,
+            teacher_path=teacher_path,
+            cache_dir=str(cache_root(spec)),
+        )
         local, _ = run_train(
             job,
             run_name=f"trial-{key}",
@@ -103,8 +112,10 @@ def run_trial(config: dict[str, Any], spec_json: str, code: dict[str, str]) -> N
         **code,
     }
     hyper_cols = {k: v for k, v in hp.items() if k not in base and k != REPEAT_KEY}
-    hyper_cols.update({k: v for k, v in extra.items() if k in ("beta", "eta")})
+    hyper_cols.update({k: v for k, v in extra.items() if k in ("beta", "eta", "beta_schedule", "filter")})
     base.update(hyper_cols)
+    if teacher_path is not None:
+        base.update(teacher_columns(teacher_path))
 
     rows = [r for r in store.read_trial_rows(key) if r.get("status") == "ok"]
     done = {row_key_of(r) for r in rows}
@@ -134,6 +145,7 @@ def run_trial(config: dict[str, Any], spec_json: str, code: dict[str, str]) -> N
             spec.resources.eval_gpus,
             spec.resources.eval_retries,
             record,
+            teacher_path=teacher_path,
         )
     tune.report({**_summary(rows), "trial_key": key})
 

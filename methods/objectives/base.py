@@ -79,6 +79,10 @@ class Objective(ABC):
     def loss(self, images: Tensor, labels: Tensor, phase: Phase, step: int, ctx: DistillContext) -> Tensor:
         """Loss of the owned instances' decoded ``images`` (``labels`` alongside) at ``step``."""
 
+    def after_step(self, param: Parameterization, index: Tensor, ctx: DistillContext) -> None:
+        """Called after each optimiser step on the owned rows ``index`` (e.g. to clip pixels)."""
+        return None
+
     def end_phase(self, phase: Phase, param: Parameterization, ctx: DistillContext) -> None:
         return None
 
