@@ -28,8 +28,14 @@ def convnet_depth_for(resolution: int) -> int:
 
 
 def resolve_arch(arch: str, resolution: int) -> str:
-    """The concrete network trained for ``arch`` at ``resolution`` (``convnet`` → ``convnet_d<N>``)."""
-    return f"convnet_d{convnet_depth_for(resolution)}" if arch == CONVNET_AUTO else arch
+    """The concrete network trained for ``arch`` at ``resolution`` (``convnet`` → ``convnet_d<N>``).
+
+    A resolution not known yet (≤ 0, e.g. a dataset at its native size before loading) leaves
+    the name as it is.
+    """
+    if arch != CONVNET_AUTO or resolution < 1:
+        return arch
+    return f"convnet_d{convnet_depth_for(resolution)}"
 
 
 def build_convnet_auto(channels: int, num_classes: int, resolution: int) -> Classifier:

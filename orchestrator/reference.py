@@ -1,0 +1,221 @@
+"""The full-data reference: each evaluation network trained on the whole real training set.
+
+It is the upper-bound row of every report table. One Ray task per (arch, resolution, seed),
+scheduled like the evaluation tasks (same CPUs/GPUs, fractions allowed, retries, a failed
+row instead of a missing one). The training itself is :func:`methods.real_training.train_on_real`
+— the student protocol on real images (validation split for selection, final model
+reported) — and its outcome is cached in the content-addressed :class:`ArtifactCache`
+under ``<storage>/cache/reference/``, keyed by the dataset, network, resolution, seed and
+settings, so every later sweep on the same storage reuses it. The rows of one sweep are
+written to ``<experiment>/reference.parquet``, next to ``results.parquet``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+import ray
+import torch
+
+from methods.datasets import DatasetOptions, cached_dataset
+from methods.networks import resolve_arch
+from methods.options import take
+from methods.real_training import RealTrainSettings, train_on_real
+from orchestrator.cache import ArtifactCache, cache_root, content_key
+from orchestrator.provenance import now, versions
+from orchestrator.spec import SweepSpec
+from orchestrator.store import exists, join, read_bytes, rows_to_table, table_bytes, write_bytes_atomic
+
+REFERENCE_FILE = "reference.parquet"
+#: bump when the reference protocol changes, so cached references are not reused
+PROTOCOL = 1
+REFERENCE_OBJECTIVE = "full_data"
+#: the cached outcome (JSON); not ``.json``, which the cache uses for the artifact's description
+RESULT_SUFFIX = ".result"
+
+
+@dataclass(frozen=True)
+class ReferenceJob:
+    arch: str  # as named in the spec (``convnet`` resolves per resolution inside the task)
+    resolution: int | None  # None: the dataset's loaded resolution
+    seed: int
+
+
+def reference_jobs(spec: SweepSpec) -> list[ReferenceJob]:
+    """One job per evaluation arch × resolution × reference seed (empty when not asked for)."""
+    ev = spec.evaluation
+    if ev.reference is None:
+        return []
+    resolutions: list[int | None] = list(ev.resolutions) if ev.resolutions else [spec.dataset.resolution]
+    n_seeds = ev.reference.seeds or ev.seeds
+    seeds = [spec.seed + i for i in range(n_seeds)]
+    return [ReferenceJob(a, r, s) for a in ev.archs for r in resolutions for s in seeds]
+
+
+def reference_settings(spec: SweepSpec) -> dict[str, Any]:
+    assert spec.evaluation.reference is not None
+    return spec.evaluation.reference.model_dump(exclude={"seeds"})
+
+
+def reference_description(
+    dataset: dict[str, Any], arch: str, resolution: int, seed: int, settings: dict[str, Any]
+) -> dict[str, Any]:
+    """Everything that determines a reference accuracy (the cache key's content)."""
+    ds = {k: v for k, v in dataset.items() if k != "cache_dir"}
+    return {
+        "kind": "full_data_reference",
+        "protocol": PROTOCOL,
+        "dataset": ds,
+        "arch": arch,
+        "resolution": resolution,
+        "seed": seed,
+        "settings": settings,
+    }
+
+
+def reference_job(
+    job: ReferenceJob,
+    dataset: dict[str, Any],
+    settings: dict[str, Any],
+    cache_dir: str,
+    threads: int,
+    use_gpu: bool,
+) -> dict[str, Any]:
+    """Train (or fetch from the cache) one full-data reference; return the row's measured columns."""
+    torch.set_num_threads(max(1, threads))
+    device = torch.device("cuda") if use_gpu and torch.cuda.is_available() else torch.device("cpu")
+    start = time.perf_counter()
+    data = cached_dataset(DatasetOptions(**dataset), job.resolution)
+    resolution = data.resolution
+    arch = resolve_arch(job.arch, resolution)
+    description = reference_description(dataset, arch, resolution, job.seed, settings)
+    cache = ArtifactCache(cache_dir)
+    cached = cache.path("reference", description, RESULT_SUFFIX).exists()
+
+    def produce(tmp: Path) -> None:
+        out = train_on_real(data, arch, job.seed, take(RealTrainSettings, settings), device)
+        record = {
+            "val_acc": out.val_acc,
+            "test_acc": out.test_acc,
+            "epochs": out.epochs,
+            "train_seconds": out.train_seconds,
+            "train_images": len(data.train_y),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "curve": out.curve,
+        }
+        tmp.write_text(json.dumps(record))
+
+    path = cache.get_or_create("reference", description, produce, suffix=RESULT_SUFFIX)
+    record = json.loads(path.read_text())
+    return {
+        "status": "ok",
+        "error": None,
+        "eval_arch": arch,
+        "eval_arch_requested": job.arch,
+        "eval_resolution": resolution,
+        "val_acc": float(record["val_acc"]),
+        "test_acc": float(record["test_acc"]),
+        "epochs": int(record["epochs"]),
+        "train_images": int(record["train_images"]),
+        "eval_seconds": time.perf_counter() - start,
+        "train_seconds": float(record["train_seconds"]),
+        "device": record["device"],
+        "curve": json.dumps(record["curve"]),
+        "cached": cached,
+        "reference_key": content_key(description),
+    }
+
+
+reference_remote = ray.remote(reference_job)
+
+
+@dataclass
+class PendingReferences:
+    """Reference tasks launched (they run alongside the sweep's trials)."""
+
+    spec: SweepSpec
+    refs: dict[ray.ObjectRef, ReferenceJob]
+
+
+def start_references(spec: SweepSpec) -> PendingReferences | None:
+    """Launch the sweep's reference tasks, or return None when ``evaluation.reference`` is unset."""
+    jobs = reference_jobs(spec)
+    if not jobs:
+        return None
+    res = spec.resources
+    options = {
+        "num_cpus": res.eval_cpus,
+        "num_gpus": res.eval_gpus,
+        "scheduling_strategy": "DEFAULT",
+        "max_retries": res.eval_retries,
+        "retry_exceptions": True,
+    }
+    dataset = spec.dataset.model_dump()
+    settings = reference_settings(spec)
+    cache_dir = str(cache_root(spec))
+    threads = max(1, int(res.eval_cpus))
+    refs = {
+        reference_remote.options(**options).remote(job, dataset, settings, cache_dir, threads, res.eval_gpus > 0): job
+        for job in jobs
+    }
+    return PendingReferences(spec, refs)
+
+
+def _base_row(spec: SweepSpec) -> dict[str, Any]:
+    return {
+        "sweep": spec.name,
+        "trial_key": "reference",
+        "objective": REFERENCE_OBJECTIVE,
+        "parameterization": "real",
+        "dataset": spec.dataset.name,
+        "label_mode": "hard",
+        "config_hash": spec.config_hash(),
+        **versions(),
+    }
+
+
+def finish_references(pending: PendingReferences) -> pd.DataFrame:
+    """Wait for every reference task; write and return ``reference.parquet`` (failed rows included)."""
+    spec = pending.spec
+    base = _base_row(spec)
+    rows: list[dict[str, Any]] = []
+    refs = dict(pending.refs)
+    while refs:
+        done, _ = ray.wait(list(refs), num_returns=1)
+        for ref in done:
+            job = refs.pop(ref)
+            try:
+                result = ray.get(ref)
+            except Exception as err:  # failed after its retries: keep it as a failed row
+                text = str(err).strip().splitlines()
+                result = {
+                    "status": "failed",
+                    "error": (text[-1] if text else type(err).__name__)[:2000],
+                    "eval_arch": job.arch,
+                    "eval_arch_requested": job.arch,
+                    "eval_resolution": job.resolution,
+                    "val_acc": float("nan"),
+                    "test_acc": float("nan"),
+                }
+            rows.append({**base, **result, "seed": job.seed, "created_at": now()})
+    df = pd.DataFrame(rows).sort_values(["eval_arch_requested", "eval_resolution", "seed"]).reset_index(drop=True)
+    write_bytes_atomic(join(spec.experiment_dir(), REFERENCE_FILE), table_bytes(rows_to_table(df.to_dict("records"))))
+    return df
+
+
+def read_reference(experiment: str) -> pd.DataFrame | None:
+    """``reference.parquet`` next to an experiment's ``results.parquet``, or None if it has none."""
+    base = experiment
+    if experiment.endswith(".parquet"):
+        base = experiment.rsplit("/", 1)[0] if "://" in experiment else str(Path(experiment).parent)
+    path = join(base, REFERENCE_FILE)
+    if not exists(path):
+        return None
+    return pq.read_table(io.BytesIO(read_bytes(path))).to_pandas()

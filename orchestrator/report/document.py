@@ -1,0 +1,296 @@
+"""The report as a format-neutral document: sections of text, tables (strings) and figures (PNG).
+
+Markdown and HTML render the same :class:`Document`, so both carry the same numbers. All
+accuracies are shown in % with one decimal, as ``mean ± std`` (sample std over evaluation
+seeds); a cell from a single seed shows ``mean (1 seed)`` instead of a made-up ± 0.0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from orchestrator.artifacts import synthetic_grid
+from orchestrator.report import plots
+from orchestrator.report import tables as T
+
+MAX_GRIDS = 24
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+
+@dataclass
+class Figure:
+    name: str  # file stem under figures/
+    png: bytes
+    caption: str
+
+
+@dataclass
+class Section:
+    title: str
+    anchor: str
+    text: list[str] = field(default_factory=list)
+    blocks: list[Table | Figure | str] = field(default_factory=list)  # str: a paragraph
+
+
+@dataclass
+class Document:
+    title: str
+    intro: list[str]
+    sections: list[Section]
+
+
+def pct(v: float) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * float(v):.1f}"
+
+
+def acc(mean: float, std: float, seeds: int) -> str:
+    """``"48.9 ± 0.6"`` (in %), ``"48.9 (1 seed)"`` for a single seed, ``"—"`` if missing."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "—"
+    if int(seeds) <= 1:
+        return f"{pct(mean)} (1 seed)"
+    return f"{pct(mean)} ± {pct(std)}"
+
+
+def _seeds_note(counts: pd.Series) -> str:
+    vals = sorted({int(v) for v in counts.dropna()})
+    if not vals:
+        return ""
+    return f"seeds per cell: {vals[0]}" if len(vals) == 1 else f"seeds per cell: {vals[0]}–{vals[-1]}"
+
+
+PROTOCOL_TEXT = (
+    "Every accuracy is the **final** student's top-1 test accuracy in %, as mean ± sample standard "
+    "deviation over evaluation seeds (students trained from scratch on the synthetic set). Configurations "
+    "are chosen by **validation** accuracy on a split carved from the real training set, never by test "
+    "accuracy. A *max over test epochs* column — the optimistic number much public DD code reports — "
+    "appears only where the sweep tracked it (`evaluation.track_test`) and is labelled as such."
+)
+
+
+def best_section(summ: pd.DataFrame) -> Section:
+    best = T.best_by_validation(summ)
+    has_mot = "max_over_test_mean" in best.columns and best["max_over_test_mean"].notna().any()
+    cols = ["objective", "parameterization", "IPC", "label mode", "network", "res", "chosen configuration"]
+    cols += ["candidates", "val acc", "test acc"]
+    if has_mot:
+        cols.append("max over test epochs (optimistic, not selected on)")
+    rows = []
+    for _, r in best.iterrows():
+        row = [
+            str(r["objective"]),
+            str(r["parameterization"]),
+            str(int(r["ipc"])),
+            str(r["label_mode"]),
+            str(r["eval_arch"]),
+            str(int(r["eval_resolution"])),
+            f"{r['config']} ({r['trial_key']})",
+            str(int(r["candidates"])),
+            acc(r["val_mean"], r["val_std"], r["seeds"]),
+            acc(r["test_mean"], r["test_std"], r["seeds"]),
+        ]
+        if has_mot:
+            row.append(acc(r["max_over_test_mean"], r["max_over_test_std"], r["seeds"]))
+        rows.append(row)
+    table = Table("Best configuration per method (selected on validation)", cols, rows, _seeds_note(best["seeds"]))
+    return Section(
+        "Best configuration per method",
+        "best",
+        [
+            "For each objective × parameterization × IPC × label mode × network × resolution, the configuration "
+            "with the highest validation mean; its test accuracy is what the method scores."
+        ],
+        [table],
+    )
+
+
+def cross_arch_section(summ: pd.DataFrame, ref: pd.DataFrame | None) -> Section:
+    long = T.cross_architecture(summ, ref)
+    sec = Section(
+        "Cross-architecture",
+        "cross-architecture",
+        [
+            "Test accuracy of students of each network trained on the same synthetic set (rows: distilled "
+            "sets; the last row, when present, is the full-data upper bound: the network trained on the whole "
+            "real training set)."
+        ],
+    )
+    for (mode, res), block in long.groupby(["label_mode", "eval_resolution"], sort=True):
+        archs = list(dict.fromkeys(block.sort_values("eval_arch")["eval_arch"]))
+        rows = []
+        for (is_ref, config, key), g in block.groupby(["is_reference", "config", "trial_key"], sort=True):
+            cells = {r["eval_arch"]: acc(r["test_mean"], r["test_std"], r["seeds"]) for _, r in g.iterrows()}
+            means = [float(g.loc[g["eval_arch"] == a, "test_mean"].iloc[0]) for a in archs if a in cells]
+            avg = pct(sum(means) / len(means)) if len(means) == len(archs) else "—"
+            label = config if is_ref else f"{config} ({key})"
+            rows.append([label, *[cells.get(a, "—") for a in archs], avg])
+        sec.blocks.append(
+            Table(
+                f"Cross-architecture, {mode} labels, {int(res)}px",
+                ["distilled set", *archs, "mean over networks"],
+                rows,
+                _seeds_note(block["seeds"]),
+            )
+        )
+    return sec
+
+
+def cross_res_section(exp: T.Experiment, summ: pd.DataFrame, ref: pd.DataFrame | None) -> Section:
+    sec = Section(
+        "Cross-resolution",
+        "cross-resolution",
+        [
+            "Students trained on the synthetic set decoded at each test resolution (pixels: interpolation; "
+            "neural fields: the coordinate grid of that resolution), tested on the real test set resized to "
+            "match. As in DDiF Table 13, *diff* = acc(original resolution) − acc and *ratio* = diff / "
+            "acc(original); lower is better. `convnet` rows use the depth of each resolution (D3@32, D4@64, "
+            "D5@128, D6@256, D7@512)."
+        ],
+    )
+    data = T.cross_resolution(exp, summ, ref)
+    if data.empty:
+        sec.blocks.append("Only one resolution was evaluated; set `evaluation.resolutions` to fill this table.")
+        return sec
+    for mode, block in data.groupby("label_mode", sort=True):
+        rows = []
+        block = block.sort_values(["is_reference", "config", "family", "eval_resolution"])
+        for _, r in block.iterrows():
+            label = r["config"] if r["is_reference"] else f"{r['config']} ({r['trial_key']})"
+            rows.append(
+                [
+                    label,
+                    f"{r['family']} → {r['eval_arch']}" if r["family"] != r["eval_arch"] else str(r["eval_arch"]),
+                    f"{int(r['original_resolution'])} → {int(r['eval_resolution'])}",
+                    str(r["resize_mode"]) if r["resize_mode"] is not None else "—",
+                    acc(r["test_mean"], r["test_std"], r["seeds"]),
+                    pct(r["diff"]),
+                    "—" if pd.isna(r["ratio"]) else f"{float(r['ratio']):.2f}",
+                ]
+            )
+        sec.blocks.append(
+            Table(
+                f"Cross-resolution, {mode} labels",
+                ["distilled set", "network", "resolution", "resize", "accuracy", "diff (↓)", "ratio (↓)"],
+                rows,
+                _seeds_note(block["seeds"]),
+            )
+        )
+    return sec
+
+
+def curves_section(exp: T.Experiment, summ: pd.DataFrame) -> Section:
+    sec = Section(
+        "Hyper-parameter curves",
+        "curves",
+        [
+            "Test accuracy against every swept hyper-parameter (β, widths, depths, IPC …); error bars are the "
+            "standard deviation over evaluation seeds."
+        ],
+    )
+    drawn = 0
+    for key in exp.swept:
+        data = T.curve_data(summ, key, exp.swept)
+        if data.empty:
+            continue
+        drawn += 1
+        sec.blocks.append(Figure(f"curve_{key}", plots.curve_figure(data, key), f"test accuracy vs {key}"))
+        rows = [
+            [
+                str(r["line"]),
+                f"{r['eval_arch']} @ {int(r['eval_resolution'])}",
+                T.format_value(r[key]),
+                acc(r["test_mean"], r["test_std"], r["seeds"]),
+                acc(r["val_mean"], r["val_std"], r["seeds"]),
+            ]
+            for _, r in data.iterrows()
+        ]
+        sec.blocks.append(Table(f"Data: accuracy vs {key}", ["setting", "network", key, "test acc", "val acc"], rows))
+    if not drawn:
+        sec.blocks.append("No numeric hyper-parameter takes more than one value in this sweep.")
+    return sec
+
+
+def images_section(exp: T.Experiment) -> Section:
+    sec = Section(
+        "Synthetic images",
+        "images",
+        [
+            "Each distilled set decoded at its distillation resolution, one row per class (up to 10 classes "
+            "and 10 instances shown)."
+        ],
+    )
+    trials = exp.rows.drop_duplicates("trial_key").sort_values(["objective", "parameterization", "ipc", "trial_key"])
+    labels = T.config_labels(exp.rows, exp.swept)
+    for n, (_, r) in enumerate(trials.iterrows()):
+        key = str(r["trial_key"])
+        if n >= MAX_GRIDS:
+            sec.blocks.append(f"… and {len(trials) - MAX_GRIDS} more sets (not shown).")
+            break
+        path = str(r.get("synthetic_path") or "")
+        try:
+            grid = synthetic_grid(path)
+        except (FileNotFoundError, OSError, RuntimeError, KeyError, ValueError) as err:
+            sec.blocks.append(f"{labels[key]} ({key}): synthetic set not readable at `{path}` ({err}).")
+            continue
+        caption = (
+            f"{labels[key]} ({key}): {int(r['instances_per_class'])} instance(s) per class, "
+            f"{grid.resolution}px; {grid.note}"
+        )
+        sec.blocks.append(Figure(f"synthetic_{key}", grid.png(), caption))
+    return sec
+
+
+def failures_section(exp: T.Experiment) -> Section:
+    bad = T.failures(exp)
+    sec = Section("Failed runs", "failures")
+    if bad.empty:
+        sec.blocks.append("None: every evaluation finished.")
+        return sec
+    rows = [
+        [T.format_value(r[c]) for c in ("trial_key", "objective", "eval_arch", "eval_resolution", "label_mode", "seed")]
+        + [str(r["error"])]
+        for _, r in bad.iterrows()
+    ]
+    sec.blocks.append(
+        Table(
+            "Failed runs (after retries; excluded from every mean)",
+            ["trial", "objective", "network", "res", "labels", "seed", "error"],
+            rows,
+        )
+    )
+    return sec
+
+
+def provenance_section(exp: T.Experiment) -> Section:
+    items = T.provenance(exp)
+    return Section("Provenance", "provenance", [], [Table("Provenance", ["item", "value"], [[a, b] for a, b in items])])
+
+
+def build_document(exp: T.Experiment) -> Document:
+    """Every section of the report, computed from the experiment's Parquet rows."""
+    summ = T.summary(exp)
+    ref = T.reference_summary(exp)
+    name = ", ".join(sorted(exp.rows["sweep"].dropna().astype(str).unique())) or "experiment"
+    return Document(
+        f"ddx report: {name}",
+        [PROTOCOL_TEXT],
+        [
+            best_section(summ),
+            cross_arch_section(summ, ref),
+            cross_res_section(exp, summ, ref),
+            curves_section(exp, summ),
+            images_section(exp),
+            failures_section(exp),
+            provenance_section(exp),
+        ],
+    )
