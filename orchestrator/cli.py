@@ -115,7 +115,9 @@ def show_summary(summary) -> None:
     hyper = [
         c
         for c in summary.columns
-        if c not in GROUP_COLUMNS and c not in {"seeds", "val_mean", "val_std", "test_mean", "test_std"}
+        if c not in GROUP_COLUMNS
+        and c
+        not in {"seeds", "val_mean", "val_std", "test_mean", "test_std", "max_over_test_mean", "max_over_test_std"}
     ]
     for c in ["trial_key", *keys, *hyper, "seeds", "val acc", "test acc"]:
         table.add_column(c, justify="right" if c in ("seeds", "val acc", "test acc", "ipc") else "left")
@@ -138,18 +140,67 @@ def _fmt(v: object) -> str:
 @app.command()
 def report(
     experiment: str = typer.Argument(..., help="Experiment directory (<storage>/<sweep>) or results.parquet."),
+    fmt: str = typer.Option("all", "--format", help="md, html or all (both)."),
+    out: Path = typer.Option(None, "--out", help="Output directory (default: <experiment>/report)."),
 ) -> None:
-    """Summarise a sweep's results (mean ± std over seeds) from its Parquet file."""
-    from orchestrator.store import read_results
-    from orchestrator.tables import hyper_columns, seed_summary
+    """Write the sweep's report (tables, curves, image grids, provenance) from its Parquet files."""
+    from orchestrator.report import FORMATS, write_report
+    from orchestrator.report.tables import summary
 
+    if fmt not in FORMATS:
+        fail(UserError(f"must be one of {', '.join(FORMATS)} (got {fmt!r})", key="--format"))
+        return
+    if out is None and "://" in experiment:
+        fail(UserError("give --out for a remote experiment (the report is written locally)", where=experiment))
+        return
     try:
-        df = _read(experiment, read_results)
+        exp, paths = write_report(experiment, out, fmt)
     except UserError as err:
         fail(err)
         return
-    show_summary(seed_summary(df, extra=[c for c in hyper_columns(df) if c in ("beta", "eta", "lr_images")]))
-    console.print(f"{len(df)} rows from {experiment}")
+    show_summary(summary(exp).drop(columns=["config", "distill_resolution"], errors="ignore"))
+    failed = int((exp.rows["status"] != "ok").sum())
+    console.print(f"{len(exp.rows)} rows ({failed} failed) from {experiment}")
+    for p in paths:
+        console.print(f"wrote [bold]{p}[/]")
+
+
+@app.command()
+def leaderboard(
+    results: list[str] = typer.Argument(..., help="Experiment directories or results.parquet files."),
+    out: Path = typer.Option(None, "--out", help="Also write the leaderboard to this .md or .csv file."),
+    published: Path = typer.Option(None, "--published", help="Published-numbers CSV (default: the packaged one)."),
+) -> None:
+    """Rank objective × parameterization per dataset / IPC / network / label mode across sweeps."""
+    from orchestrator.leaderboard import display_rows, leaderboard, load_published, load_rows, to_markdown
+
+    if out is not None and out.suffix not in (".md", ".csv"):
+        fail(UserError("must end in .md or .csv", key="--out", where=str(out)))
+        return
+    try:
+        rows = load_rows(results)
+        pub = load_published(published)
+    except UserError as err:
+        fail(err)
+        return
+    except (OSError, ValueError) as err:
+        fail(UserError(str(err), key="--published"))
+        return
+    board = leaderboard(rows, pub)
+    shown = display_rows(board)
+    table = Table(title="leaderboard: best configuration by validation, ranked by test accuracy (final model)")
+    for c in shown[0] if shown else ["setting"]:
+        table.add_column(c, justify="right" if c in ("rank", "test acc", "val acc", "configs", "Δ (pp)") else "left")
+    for r in shown:
+        table.add_row(*r.values())
+    console.print(table)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".md":
+            out.write_text(to_markdown(board))
+        else:
+            board.to_csv(out, index=False)
+        console.print(f"wrote [bold]{out}[/]")
 
 
 def _read(experiment: str, reader):

@@ -19,6 +19,7 @@ import torch
 
 from methods.datasets import DatasetOptions, cached_dataset
 from methods.evaluate import EvalSettings, train_student
+from methods.networks import resolve_arch
 from methods.options import take
 from methods.parameterizations import from_payload
 from methods.real_training import load_network
@@ -26,10 +27,11 @@ from methods.real_training import load_network
 
 @dataclass(frozen=True)
 class EvalJob:
-    arch: str
+    arch: str  # the network trained (``convnet`` already resolved to ``convnet_d<N>``)
     resolution: int
     seed: int
     label_mode: str
+    requested: str | None = None  # the arch as named in the spec, when it differs
 
     @property
     def key(self) -> tuple[str, int, int, str]:
@@ -37,7 +39,20 @@ class EvalJob:
 
 
 def plan_jobs(archs: list[str], resolutions: list[int], seeds: list[int], label_modes: list[str]) -> list[EvalJob]:
-    return [EvalJob(a, r, s, m) for a in archs for r in resolutions for m in label_modes for s in seeds]
+    """Every (arch, resolution, label mode, seed); ``convnet`` takes the depth of its resolution.
+
+    Two spec names that resolve to the same network at a resolution (``convnet`` and
+    ``convnet_d5`` at 128 px) share one job.
+    """
+    jobs: dict[tuple[str, int, int, str], EvalJob] = {}
+    for a in archs:
+        for r in resolutions:
+            actual = resolve_arch(a, r)
+            for m in label_modes:
+                for s in seeds:
+                    job = EvalJob(actual, r, s, m, None if actual == a else a)
+                    jobs.setdefault(job.key, job)
+    return list(jobs.values())
 
 
 def row_key_of(row: dict[str, Any]) -> tuple[str, int, int, str]:

@@ -147,6 +147,33 @@ class Resources(Strict):
         return v
 
 
+class Reference(Strict):
+    """``evaluation.reference:`` — the full-data upper bound: each eval arch trained on all real data.
+
+    Trained once per (dataset, arch, resolution, seed, these settings) and cached under
+    ``<storage>/cache/reference``; ``reference: true`` takes every default (CIFAR-style
+    SGD 0.05, cosine, crop + flip, 30 epochs; :class:`methods.real_training.RealTrainSettings`).
+    """
+
+    epochs: int = Field(default=30, ge=1)
+    batch_size: int = Field(default=128, ge=1)
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(default=0.05, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=5e-4, ge=0)
+    schedule: Literal["step", "cosine", "constant"] = "cosine"
+    augment: str = "crop_flip"
+    seeds: int | None = Field(default=None, ge=1)  # None: evaluation.seeds
+
+    @field_validator("augment")
+    @classmethod
+    def _aug(cls, v: str) -> str:
+        from methods.augment import parse_strategy
+
+        parse_strategy(v)
+        return v
+
+
 class Evaluation(Strict):
     """``evaluation:`` — which students are trained on each distilled set, and how."""
 
@@ -166,6 +193,15 @@ class Evaluation(Strict):
     temperature: float = Field(default=4.0, gt=0)
     track_test: bool = False
     check_every: int = Field(default=0, ge=0)
+    reference: Reference | None = None  # the full-data upper-bound row (``true`` for defaults)
+
+    @field_validator("reference", mode="before")
+    @classmethod
+    def _reference(cls, v: Any) -> Any:
+        if v is True:
+            return {}
+        return None if v is False else v
+
 
     @field_validator("archs")
     @classmethod

@@ -47,6 +47,7 @@ CORE_COLUMNS: dict[str, pa.DataType] = {
     "distill_workers": pa.int64(),
     "distill_seed": pa.int64(),
     "eval_arch": pa.string(),
+    "eval_arch_requested": pa.string(),
     "eval_resolution": pa.int64(),
     "resize_mode": pa.string(),
     "label_mode": pa.string(),

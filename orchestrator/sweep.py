@@ -13,6 +13,7 @@ from rich.console import Console
 
 from orchestrator.errors import UserError
 from orchestrator.progress import ForwardingCallback, SweepProgress
+from orchestrator.reference import finish_references, start_references
 from orchestrator.search_space import build_search
 from orchestrator.spec import SweepSpec
 from orchestrator.store import ResultStore, delete_dir, exists, join, read_bytes, write_bytes_atomic
@@ -116,9 +117,12 @@ def run_sweep(
                 failure_config=tune.FailureConfig(max_failures=1),
             ),
         )
+    references = start_references(spec)  # full-data upper bound, alongside the trials
     with progress:
         grid = tuner.fit()
     failed = sum(1 for r in grid if r.error is not None)
     store = ResultStore(exp)
     rows = store.consolidate()
+    if references is not None:
+        finish_references(references)
     return SweepOutcome(exp, store.results_path, rows, failed, resumed)

@@ -31,4 +31,9 @@ def seed_summary(df: pd.DataFrame, extra: list[str] | None = None) -> pd.DataFra
         test_std=("test_acc", "std"),
     ).reset_index()
     out[["val_std", "test_std"]] = out[["val_std", "test_std"]].fillna(0.0)
+    if "max_over_test" in ok.columns and ok["max_over_test"].notna().any():
+        # the optimistic "best test epoch" number, only where tracked; never the default metric
+        mot = g["max_over_test"].agg(["mean", "std", "count"]).reset_index(drop=True)
+        out["max_over_test_mean"] = mot["mean"].to_numpy()
+        out["max_over_test_std"] = mot["std"].where(mot["count"] > 1, 0.0).to_numpy()
     return out.sort_values(keys).reset_index(drop=True)

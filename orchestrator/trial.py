@@ -32,7 +32,7 @@ def dataset_options(spec: SweepSpec) -> dict[str, Any]:
 
 
 def eval_settings(spec: SweepSpec) -> dict[str, Any]:
-    return spec.evaluation.model_dump(exclude={"archs", "resolutions", "seeds", "label_mode"})
+    return spec.evaluation.model_dump(exclude={"archs", "resolutions", "seeds", "label_mode", "reference"})
 
 
 def eval_jobs(spec: SweepSpec, distill_resolution: int) -> list[EvalJob]:
@@ -127,6 +127,7 @@ def run_trial(config: dict[str, Any], spec_json: str, code: dict[str, str]) -> N
                 **base,
                 **result,
                 "eval_arch": job.arch,
+                "eval_arch_requested": job.requested or job.arch,
                 "eval_resolution": job.resolution,
                 "seed": job.seed,
                 "label_mode": job.label_mode,
