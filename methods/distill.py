@@ -8,6 +8,7 @@ the number of workers.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -70,7 +71,8 @@ def _lr_factor(schedule: str, step: int, total: int) -> float:
 
 
 def resolve_optim(objective: Objective, param: Parameterization, s: DistillSettings) -> OptimDefaults:
-    d = objective.optim_defaults(param)
+    """Optimiser settings: the objective's defaults, then the parameterization's, then the sweep's."""
+    d = dataclasses.replace(objective.optim_defaults(param), **param.optim_defaults(objective.name))
     return OptimDefaults(
         optimizer=s.optimizer or d.optimizer,
         lr=s.lr_images if s.lr_images is not None else d.lr,

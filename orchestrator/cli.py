@@ -203,6 +203,22 @@ def leaderboard(
         console.print(f"wrote [bold]{out}[/]")
 
 
+@app.command()
+def export(
+    synthetic: Path = typer.Argument(..., help="A synthetic set (.pt, e.g. <experiment>/synthetic/<key>.pt)."),
+    out: Path = typer.Option(..., "--out", help="Directory for the PNGs (one grid per class)."),
+    resolution: int = typer.Option(None, "--resolution", min=1, help="Decode at this size (default: its own)."),
+) -> None:
+    """Decode a synthetic set (fields or pixels) at any resolution and write one PNG grid per class."""
+    from orchestrator.artifacts import export_class_grids
+
+    if not synthetic.is_file():
+        fail(UserError("no such file (give a synthetic set .pt)", where=str(synthetic)))
+        return
+    paths = export_class_grids(synthetic, out, resolution)
+    console.print(f"wrote {len(paths)} class grids to [bold]{out}[/]")
+
+
 def _read(experiment: str, reader):
     try:
         return reader(experiment)

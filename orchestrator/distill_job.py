@@ -79,6 +79,7 @@ def distill_worker(config: dict[str, Any]) -> None:
         ckpt = None
         if rank == 0:
             extra = {**summary, **objective.row_fields(), "world_size": ctx.world_size, **job.extra}
+            extra.update(mean=list(data.mean), std=list(data.std), class_names=list(data.class_names))  # ddx export
             save_synthetic(param, Path(d) / SYNTHETIC_FILE, extra=extra)
             ckpt = ray.train.Checkpoint.from_directory(d)
         ray.train.report({**summary, "final": 1}, checkpoint=ckpt)

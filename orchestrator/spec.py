@@ -9,8 +9,10 @@ touching this file.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
+import itertools
 import json
 import math
 from pathlib import Path
@@ -436,6 +438,57 @@ def _check_dataset(spec: SweepSpec) -> None:
             )
 
 
+def _check_budget(spec: SweepSpec) -> None:
+    """Every swept combination of ``ipc`` and parameterization options must fit ≥ 1 instance per class.
+
+    Uses the dataset's known shape (no data is loaded); datasets whose size depends on the files
+    (an ``imagefolder`` without ``dataset.resolution``) are checked when the set is built.
+    """
+    from methods.datasets import NATIVE_SHAPES
+
+    channels, native = NATIVE_SHAPES.get(spec.dataset.name, (None, None))
+    resolution = spec.dataset.resolution or native
+    if channels is None or resolution is None:
+        return
+    for pname in spec.hyper_values("parameterization") or ["pixels"]:
+        opt_cls = getattr(PARAMETERIZATIONS.get(pname), "Options", None)
+        declared = [f.name for f in dataclasses.fields(opt_cls)] if opt_cls else []
+        keys = [k for k in declared if spec.hyper_values(k)]  # declaration order: the main knob first
+        for ipc in spec.hyper_values("ipc"):
+            for combo in itertools.product(*(spec.hyper_values(k) for k in keys)):
+                _check_one_budget(spec, pname, int(ipc), dict(zip(keys, combo, strict=True)), channels, resolution)
+
+
+def _check_one_budget(
+    spec: SweepSpec, pname: str, ipc: int, chosen: dict[str, Any], channels: int, resolution: int
+) -> None:
+    from methods.parameterizations import BudgetError, SetShape, check_budget
+    from methods.pipeline import param_options
+
+    cls = PARAMETERIZATIONS.get(pname)
+    shape = SetShape(num_classes=1, ipc=ipc, channels=channels, resolution=resolution)
+    options = param_options(pname, chosen)
+    try:
+        check_budget(cls, shape, options, pname)
+        return
+    except BudgetError:
+        need = cls.scalars_per_instance(shape, options)
+
+    def size_without(k: str) -> int:
+        return cls.scalars_per_instance(shape, param_options(pname, {x: v for x, v in chosen.items() if x != k}))
+
+    sizing = [k for k in chosen if size_without(k) != need]  # the keys that set the instance's size
+    blame = (sizing or list(chosen) or ["ipc"])[0]
+    where = f"search.{blame}.{spec.search[blame].kind}" if blame in spec.search else f"method.{blame}"
+    values = ", ".join(f"{k}={chosen[k]}" for k in sizing)
+    raise SpecError(
+        f"{pname}{' with ' + values if values else ''} fits 0 instances per class at ipc={ipc} on "
+        f"{spec.dataset.name} ({channels}×{resolution}×{resolution}: {shape.budget_scalars} scalars per class; "
+        f"one instance needs {need}); raise ipc or shrink the instance",
+        key=where,
+    )
+
+
 def _format_pydantic(err: ValidationError) -> tuple[str, str]:
     e = err.errors()[0]
     loc = ".".join(str(p) for p in e["loc"])
@@ -488,6 +541,7 @@ def parse_spec(data: Any, where: str = "<spec>") -> SweepSpec:
         _check_hyper(spec)
         _check_algorithm(spec)
         _check_dataset(spec)
+        _check_budget(spec)
     except SpecError as err:
         err.where = where
         raise SpecError(err.message, where=where, key=err.key) from None

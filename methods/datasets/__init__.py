@@ -1,10 +1,11 @@
 """Real datasets: registry, loading, seeded splits (train / validation carved from train / test)."""
 
 from methods.datasets.base import DatasetError, RealData, resize_images
-from methods.datasets.loaders import DATASETS, NEEDS_ROOT, DatasetOptions, load_dataset
+from methods.datasets.loaders import DATASETS, NATIVE_SHAPES, NEEDS_ROOT, DatasetOptions, load_dataset
 
 __all__ = [
     "DATASETS",
+    "NATIVE_SHAPES",
     "NEEDS_ROOT",
     "DatasetError",
     "DatasetOptions",

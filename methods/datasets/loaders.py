@@ -49,6 +49,16 @@ DATASETS: Registry[Loader] = Registry("dataset")
 #: Datasets that need ``root`` (everything but the embedded one).
 NEEDS_ROOT = {"cifar10", "cifar100", "tiny_imagenet", "imagefolder"}
 
+#: (channels, native resolution) per dataset, for checks that must not load data (the sweep
+#: validator's storage-budget check); None where the size depends on the files
+NATIVE_SHAPES: dict[str, tuple[int, int | None]] = {
+    "digits": (1, 8),
+    "cifar10": (3, 32),
+    "cifar100": (3, 32),
+    "tiny_imagenet": (3, 64),
+    "imagefolder": (3, None),
+}
+
 
 def _as_float(x: Tensor) -> Tensor:
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()

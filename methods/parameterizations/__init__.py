@@ -1,6 +1,6 @@
 """Parameterization registry (pixels, neural fields, …) and synthetic-set save/load."""
 
-from methods.parameterizations import pixels  # noqa: F401  (registration)
+from methods.parameterizations import neural_field, pixels  # noqa: F401  (registration)
 from methods.parameterizations.base import (
     PARAMETERIZATIONS,
     BudgetError,
@@ -8,6 +8,7 @@ from methods.parameterizations.base import (
     Parameterization,
     SetShape,
     build_parameterization,
+    check_budget,
     from_payload,
     load_synthetic,
     save_synthetic,
@@ -21,6 +22,7 @@ __all__ = [
     "Parameterization",
     "SetShape",
     "build_parameterization",
+    "check_budget",
     "from_payload",
     "load_synthetic",
     "save_synthetic",

@@ -32,10 +32,12 @@ class SetShape:
     ipc: int  # the storage budget, in real images per class
     channels: int
     resolution: int  # distillation resolution
+    dims: int = 2  # spatial dimensions of an instance (images 2; audio spectrograms 2; voxels/video 3)
 
     @property
     def values_per_instance(self) -> int:
-        return self.channels * self.resolution * self.resolution
+        """Scalars of one real instance: C · resolution^dims."""
+        return self.channels * self.resolution**self.dims
 
     @property
     def budget_scalars(self) -> int:
@@ -69,20 +71,18 @@ class Parameterization(nn.Module, ABC):
     def __init__(self, config: ParamConfig) -> None:
         super().__init__()
         self.config = config
-        per_class = self.instances_per_class(config.shape, config.options)
-        if per_class < 1:
-            raise BudgetError(
-                f"{config.name} with {config.options or 'default options'} fits 0 instances per class in "
-                f"a budget of IPC={config.shape.ipc} ({config.shape.budget_scalars} scalars per class); "
-                "raise the IPC or shrink the instance"
-            )
+        per_class = check_budget(type(self), config.shape, config.options, config.name)
         labels = torch.arange(config.shape.num_classes).repeat_interleave(per_class)
         self.register_buffer("labels", labels, persistent=True)
 
     @classmethod
-    @abstractmethod
     def instances_per_class(cls, shape: SetShape, options: dict[str, Any]) -> int:
-        """How many instances of this kind fit the budget ``shape.budget_scalars`` per class."""
+        """Instances per class that fit the budget: ⌊IPC · (values of one real instance) / scalars per instance⌋.
+
+        The one budget rule shared by every parameterization (DDiF Table 8 for fields; exactly
+        IPC for pixels).
+        """
+        return shape.budget_scalars // cls.scalars_per_instance(shape, options)
 
     @classmethod
     @abstractmethod
@@ -96,6 +96,14 @@ class Parameterization(nn.Module, ABC):
     @abstractmethod
     def init_from_real(self, images: Tensor) -> None:
         """Initialise every instance from one real image each (``images`` is ``(N, C, H, W)``)."""
+
+    def optim_defaults(self, objective: str) -> dict[str, Any]:
+        """Optimiser settings this parameterization needs whatever the objective recommends.
+
+        Keys are :class:`methods.objectives.base.OptimDefaults` fields; they override the
+        objective's defaults (which are tuned for pixels) and are overridden by the sweep.
+        """
+        return {}
 
     @property
     def num_instances(self) -> int:
@@ -121,6 +129,24 @@ class Parameterization(nn.Module, ABC):
             "instances_per_class": self.per_class,
             "resize_mode": self.resize_mode,
         }
+
+
+def check_budget(
+    cls: type[Parameterization], shape: SetShape, options: dict[str, Any], name: str | None = None
+) -> int:
+    """Instances per class of ``cls`` under ``shape``'s budget; :class:`BudgetError` if none fit.
+
+    Called when a parameterization is built and by the sweep validator (before any work).
+    """
+    per_class = cls.instances_per_class(shape, options)
+    if per_class < 1:
+        need = cls.scalars_per_instance(shape, options)
+        raise BudgetError(
+            f"{name or cls.name} with {options or 'default options'} fits 0 instances per class in a budget "
+            f"of IPC={shape.ipc} ({shape.budget_scalars} scalars per class; one instance needs {need}); "
+            "raise the IPC or shrink the instance"
+        )
+    return per_class
 
 
 ParamFactory = Callable[[ParamConfig], Parameterization]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -13,6 +14,13 @@ from methods.parameterizations.base import PARAMETERIZATIONS, ParamConfig, Param
 RESIZE_MODES = ("nearest", "bilinear", "bicubic")
 
 
+@dataclass
+class PixelOptions:
+    """Pixel hyper-parameters (sweep keys): the interpolation used to decode at another resolution."""
+
+    resize_mode: str = "bilinear"
+
+
 class Pixels(Parameterization):
     """IPC images per class stored as raw (normalised) pixels.
 
@@ -21,6 +29,7 @@ class Pixels(Parameterization):
     """
 
     name = "pixels"
+    Options = PixelOptions
 
     def __init__(self, config: ParamConfig) -> None:
         super().__init__(config)

@@ -1,0 +1,129 @@
+"""Batched SIREN neural fields: many small fields evaluated in one computation.
+
+DDiF (Shin et al., ICLR 2025) stores a synthetic instance as a field F_ψ: Rⁿ → Rᵐ and decodes
+it by evaluating F_ψ on every coordinate of a grid C (DDiF Eq. 1, Algorithm 2):
+
+    x̃ = F_ψ(C),   F_ψ(c) = W_L h_{L−1} + b_L,   h_l = sin(ω_l (W_l h_{l−1} + b_l)),   h_{−1} = c
+
+with L sine layers of the same width d (SIREN, Sitzmann et al., NeurIPS 2020; ω_0 for the first
+layer, ω for the others) and a linear output layer. Its storage is (DDiF Table 8)
+
+    b = d(n+1) + (L−1)·d(d+1) + m(d+1)   scalars per field.
+
+Every weight and bias here is stacked along dimension 0, one row per field, so a whole set of
+fields is one ``baddbmm`` per layer (no Python loop over fields), and the rows are what ddx
+shards across workers and gathers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+#: default element budget of one decode chunk (fields × coordinates × width), ≈ 128 MiB in float32
+CHUNK_ELEMENTS = 1 << 25
+
+
+def layer_shapes(n: int, width: int, depth: int, out: int) -> list[tuple[int, int]]:
+    """``(out_features, in_features)`` of the L sine layers and the linear output layer."""
+    if n < 1 or width < 1 or depth < 1 or out < 1:
+        raise ValueError(f"a SIREN needs n, width, depth, out ≥ 1 (got n={n}, d={width}, L={depth}, m={out})")
+    return [(width, n)] + [(width, width)] * (depth - 1) + [(out, width)]
+
+
+def parameter_count(n: int, width: int, depth: int, out: int) -> int:
+    """Scalars of one field: b = d(n+1) + (L−1)·d(d+1) + m(d+1) (DDiF Table 8)."""
+    return sum(o * (i + 1) for o, i in layer_shapes(n, width, depth, out))
+
+
+def coordinate_grid(
+    size: Sequence[int], device: torch.device | None = None, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """The coordinate set C: ``(∏ size, n)`` evenly spaced points of [−1, 1]ⁿ (DDiF App. B.5).
+
+    Each axis holds ``torch.linspace(−1, 1, s)`` (end points included, as in SIREN's
+    ``get_mgrid``); rows are in row-major order of ``size``, so a decode ``(m, P)`` reshapes to
+    ``(m, *size)`` directly. A finer grid of ``2s − 1`` points contains the coarse one.
+    """
+    axes = [torch.linspace(-1.0, 1.0, int(s), device=device, dtype=dtype) for s in size]
+    mesh = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack(mesh, dim=-1).reshape(-1, len(axes))
+
+
+def init_siren(
+    num: int,
+    n: int,
+    width: int,
+    depth: int,
+    out: int,
+    w0: float,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> list[tuple[Tensor, Tensor]]:
+    """SIREN's initialisation for ``num`` stacked fields: ``[(W (num, o, i), b (num, o)), …]``.
+
+    First layer W ~ U(−1/i, 1/i); later layers and the output layer W ~ U(−√(6/i)/ω, √(6/i)/ω)
+    (Sitzmann et al. 2020, Sec. 3.2); biases U(−1/√i, 1/√i) (PyTorch ``Linear``'s default, which
+    SIREN keeps). Drawn on the CPU from ``generator``, so the draw is device-independent.
+    """
+    layers = []
+    for k, (o, i) in enumerate(layer_shapes(n, width, depth, out)):
+        wb = 1.0 / i if k == 0 else math.sqrt(6.0 / i) / w0
+        bb = 1.0 / math.sqrt(i)
+        w = (torch.rand(num, o, i, generator=generator, dtype=dtype) * 2 - 1) * wb
+        b = (torch.rand(num, o, generator=generator, dtype=dtype) * 2 - 1) * bb
+        layers.append((w, b))
+    return layers
+
+
+def siren_forward(layers: Sequence[tuple[Tensor, Tensor]], coords: Tensor, w0_first: float, w0: float) -> Tensor:
+    """Evaluate stacked fields on shared coordinates: ``(N, m, P)`` from ``coords`` ``(P, n)``.
+
+    One batched matrix product per layer, feature-major (``h`` is ``(N, features, P)``, so each
+    product is a wide ``(o × i) · (i × P)`` GEMM), with ω folded into the same ``baddbmm``:
+    h ← sin(ω·b + ω·W h) for the sine layers, W h + b for the output layer.
+    """
+    n_fields = layers[0][0].shape[0]
+    h = coords.t().unsqueeze(0).expand(n_fields, -1, -1)
+    last = len(layers) - 1
+    for k, (w, b) in enumerate(layers):
+        if k == last:
+            h = torch.baddbmm(b.unsqueeze(2), w, h)
+        else:
+            s = w0_first if k == 0 else w0
+            h = torch.sin(torch.baddbmm(b.unsqueeze(2), w, h, beta=s, alpha=s))
+    return h
+
+
+def decode_fields(
+    layers: Sequence[tuple[Tensor, Tensor]],
+    size: Sequence[int],
+    w0_first: float,
+    w0: float,
+    chunk_elements: int = CHUNK_ELEMENTS,
+) -> Tensor:
+    """Decode every field on the grid ``size``: ``(N, m, *size)``, differentiable.
+
+    Fields are processed in chunks of at most ``chunk_elements`` activations (fields ×
+    coordinates × width) so that large resolutions fit in memory; each chunk is one batched
+    computation, and a set that fits (the distillation hot path) is a single chunk.
+    """
+    w_first = layers[0][0]
+    coords = coordinate_grid(size, device=w_first.device, dtype=w_first.dtype)
+    n_fields, points = w_first.shape[0], coords.shape[0]
+    widest = max(w.shape[1] for w, _ in layers)
+    per_chunk = max(1, chunk_elements // max(1, points * widest))
+    outs = []
+    for start in range(0, n_fields, per_chunk):
+        part = [(w[start : start + per_chunk], b[start : start + per_chunk]) for w, b in layers]
+        outs.append(siren_forward(part, coords, w0_first, w0))
+    out = outs[0] if len(outs) == 1 else torch.cat(outs)
+    return out.reshape(n_fields, out.shape[1], *[int(s) for s in size])
+
+
+def decode_flops(n_fields: int, points: int, n: int, width: int, depth: int, out: int) -> int:
+    """Multiply-add FLOPs (2 per MAC) of the matrix products of one decode (sines not counted)."""
+    return 2 * n_fields * points * sum(o * i for o, i in layer_shapes(n, width, depth, out))
