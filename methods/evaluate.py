@@ -57,6 +57,7 @@ class EvalOutcome:
     train_seconds: float
     max_over_test: float | None = None
     curve: list[tuple[int, float, float | None]] = field(default_factory=list)
+    model: Classifier | None = field(default=None, repr=False)
 
 
 @torch.no_grad()
@@ -174,4 +175,5 @@ def train_student(
         train_seconds=time.perf_counter() - start,
         max_over_test=best_test,
         curve=curve,
+        model=model,
     )

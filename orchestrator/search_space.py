@@ -10,7 +10,7 @@ from typing import Any
 
 from ray import tune
 
-from orchestrator.spec import Domain, SweepSpec
+from orchestrator.spec import Domain, SweepSpec, keys_read_by
 
 #: hidden grid axis that turns ``num_samples`` repeats of a grid into distinct trials
 REPEAT_KEY = "repeat"
@@ -72,10 +72,16 @@ def build_search(spec: SweepSpec) -> SearchPlan:
 
 
 def trial_hyper(spec: SweepSpec, config: dict[str, Any]) -> dict[str, Any]:
-    """A trial's full flat hyper-parameters: the spec's fixed ``method`` values plus its sample."""
+    """A trial's flat hyper-parameters: fixed ``method`` values plus its sample.
+
+    Keys the trial's objective and parameterization do not read are dropped, so e.g. the
+    pixel reference of a neural-field width×depth grid is one trial key, distilled once.
+    """
     hp = {"parameterization": "pixels", "distill_arch": "convnet_d3"}
     hp.update(spec.method)
     hp.update({k: v for k, v in config.items() if k in spec.search})
+    read = keys_read_by(hp["objective"], hp["parameterization"])
+    hp = {k: v for k, v in hp.items() if k in read}
     hp[REPEAT_KEY] = int(config.get(REPEAT_KEY, 0))
     return hp
 

@@ -204,7 +204,6 @@ class Evaluation(Strict):
             return {}
         return None if v is False else v
 
-
     @field_validator("archs")
     @classmethod
     def _archs(cls, v: list[str]) -> list[str]:
@@ -371,6 +370,11 @@ def _known_hyper_keys(objectives: list[str], params: list[str]) -> dict[str, lis
     return owners
 
 
+def keys_read_by(objective: str, parameterization: str) -> set[str]:
+    """The hyper-parameter keys a trial with these components reads."""
+    return set(_known_hyper_keys([objective], [parameterization]))
+
+
 def _check_hyper(spec: SweepSpec) -> None:
     objectives, params = _components(spec)
     owners = _known_hyper_keys(objectives, params)
@@ -455,6 +459,8 @@ def _check_budget(spec: SweepSpec) -> None:
         declared = [f.name for f in dataclasses.fields(opt_cls)] if opt_cls else []
         keys = [k for k in declared if spec.hyper_values(k)]  # declaration order: the main knob first
         for ipc in spec.hyper_values("ipc"):
+            if isinstance(ipc, bool) or not isinstance(ipc, (int, float)):
+                continue  # not a number: left to the type checks
             for combo in itertools.product(*(spec.hyper_values(k) for k in keys)):
                 _check_one_budget(spec, pname, int(ipc), dict(zip(keys, combo, strict=True)), channels, resolution)
 
@@ -473,6 +479,10 @@ def _check_one_budget(
         return
     except BudgetError:
         need = cls.scalars_per_instance(shape, options)
+    except ValueError as err:  # an option the parameterization rejects (e.g. nf_width: 0)
+        key = next(iter(chosen), "parameterization")
+        where = f"search.{key}.{spec.search[key].kind}" if key in spec.search else f"method.{key}"
+        raise SpecError(str(err), key=where) from None
 
     def size_without(k: str) -> int:
         return cls.scalars_per_instance(shape, param_options(pname, {x: v for x, v in chosen.items() if x != k}))
@@ -503,7 +513,20 @@ def _format_pydantic(err: ValidationError) -> tuple[str, str]:
         msg = f"unknown key{hint}; known: {', '.join(fields)}"
     elif e["type"] == "missing":
         msg = "required"
+    elif e["type"] in _BOUNDS:
+        op, bound = _BOUNDS[e["type"]]
+        msg = f"must be {op} {e.get('ctx', {}).get(bound)} (got {e.get('input')!r})"
+    elif e["type"].endswith("_type") or e["type"].endswith("_parsing"):
+        msg = f"{msg} (got {type(e.get('input')).__name__} {e.get('input')!r})"
     return loc, msg
+
+
+_BOUNDS = {
+    "greater_than_equal": ("≥", "ge"),
+    "greater_than": (">", "gt"),
+    "less_than_equal": ("≤", "le"),
+    "less_than": ("<", "lt"),
+}
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

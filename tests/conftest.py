@@ -1,0 +1,50 @@
+"""Shared fixtures: a test cache directory, the CIFAR-10 tree from ../shared/data, one Ray session."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+TEST_CACHE = Path(os.environ.setdefault("DDX_CACHE", str(Path(tempfile.gettempdir()) / "ddx-test-cache")))
+
+os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "1")
+os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "60")
+
+
+@pytest.fixture(scope="session")
+def cifar10_root() -> Path:
+    """The CIFAR-10 JPEG tree (``train/`` and ``test/`` class folders), extracted once per machine."""
+    tarball = SHARED_DATA / "cifar10-jpg.tar.gz"
+    if not tarball.exists():
+        pytest.skip(f"CIFAR-10 tarball not found at {tarball} (tests that need real CIFAR-10 images)")
+    target = TEST_CACHE / "cifar10-jpg"
+    TEST_CACHE.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        done = target / ".extracted"
+        if not done.exists():
+            with tarfile.open(tarball) as tar:
+                tar.extractall(target, filter="data")
+            done.touch()
+    return target / "cifar10"
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the in-process Ray tests (dashboard on 127.0.0.1)."""
+    import ray
+
+    from orchestrator import runtime
+
+    runtime.apply_default_env()
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,67 @@
+"""Helpers for end-to-end tests: run the real CLI in a subprocess, write sweep files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def ddx(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None):
+    """Run ``ddx ARGS…`` (``python -m orchestrator``) and return the completed process."""
+    full_env = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=cwd or REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
+
+
+def cli(*args: str):
+    """Invoke the CLI in-process (Typer's runner): fast, with stdout and stderr apart."""
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    return CliRunner(env={"COLUMNS": "200"}).invoke(app, list(args))
+
+
+def write_spec(path: Path, spec: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def tiny_digits_spec(storage: Path, name: str = "tiny", **overrides: Any) -> dict[str, Any]:
+    """A CPU-seconds sweep: 2 DM trials on digits, 2 networks × 2 seeds each."""
+    spec: dict[str, Any] = {
+        "name": name,
+        "storage": str(storage),
+        "dataset": {"name": "digits", "resolution": 8},
+        "method": {
+            "objective": "dm",
+            "distill_arch": "convnet_d3",
+            "iterations": 10,
+            "batch_real": 32,
+            "checkpoint_every": 5,
+        },
+        "search": {"ipc": {"grid": [1, 2]}},
+        "algorithm": "grid",
+        "metric": {"name": "val_acc", "mode": "max"},
+        "resources": {"distill_workers": 1, "eval_cpus": 1, "max_concurrent_trials": 1},
+        "evaluation": {"archs": ["convnet_d3", "resnet18"], "seeds": 2, "epochs": 3, "batch_size": 64},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(spec.get(key), dict):
+            spec[key] = {**spec[key], **value}
+        else:
+            spec[key] = value
+    return spec
