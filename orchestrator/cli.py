@@ -107,25 +107,30 @@ def sweep(
         raise typer.Exit(code=1)
 
 
-def show_summary(summary) -> None:
+def show_summary(summary) -> None:  # noqa: ANN001 - DataFrame
+    """Print mean ± std over seeds; columns that are the same in every row go in the title."""
     from orchestrator.tables import GROUP_COLUMNS
 
-    table = Table(title="mean ± std over seeds (final model; val = selection split)")
-    keys = [c for c in GROUP_COLUMNS if c in summary.columns and c != "trial_key"]
-    hyper = [
-        c
-        for c in summary.columns
-        if c not in GROUP_COLUMNS
-        and c
-        not in {"seeds", "val_mean", "val_std", "test_mean", "test_std", "max_over_test_mean", "max_over_test_std"}
-    ]
-    for c in ["trial_key", *keys, *hyper, "seeds", "val acc", "test acc"]:
-        table.add_column(c, justify="right" if c in ("seeds", "val acc", "test acc", "ipc") else "left")
-    for _, r in summary.iterrows():
+    stats = {"seeds", "val_mean", "val_std", "test_mean", "test_std", "max_over_test_mean", "max_over_test_std"}
+    columns = [c for c in summary.columns if c not in stats and c != "trial_key"]
+    varying = [c for c in columns if summary[c].astype(str).nunique() > 1]
+    constant = [c for c in columns if c not in varying and len(summary)]
+    fixed = ", ".join(f"{c}={_fmt(summary[c].iloc[0])}" for c in constant)
+    table = Table(
+        title="mean ± std over seeds — final model; val = split carved from train (selection)",
+        caption=fixed or None,
+    )
+    table.add_column("trial")
+    for c in varying:
+        table.add_column(c, justify="right" if c in ("ipc", "eval_resolution") else "left")
+    for c in ("seeds", "val %", "test %"):
+        table.add_column(c, justify="right")
+    order = [c for c in GROUP_COLUMNS if c in varying] + [c for c in varying if c not in GROUP_COLUMNS]
+    rows = summary.sort_values(order) if order else summary
+    for _, r in rows.iterrows():
         table.add_row(
             str(r["trial_key"])[:8],
-            *[str(r[c]) for c in keys],
-            *[_fmt(r[c]) for c in hyper],
+            *[_fmt(r[c]) for c in varying],
             str(r["seeds"]),
             f"{100 * r['val_mean']:.1f} ± {100 * r['val_std']:.1f}",
             f"{100 * r['test_mean']:.1f} ± {100 * r['test_std']:.1f}",

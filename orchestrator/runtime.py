@@ -21,6 +21,24 @@ RAY_DEFAULT_ENV = {
 }
 
 
+#: the custom resource trial drivers hold on a cluster's head node (see cluster.yaml); the
+#: embedded local Ray defines it too, so a cluster sweep file also runs on a laptop
+DRIVER_RESOURCE = "ddx_driver"
+LOCAL_DRIVER_SLOTS = 1000
+
+
+def check_resources(requested: dict[str, float]) -> None:
+    """Fail fast (one line) when the cluster lacks a resource the trials must hold."""
+    available = ray.cluster_resources()
+    for name, amount in requested.items():
+        if available.get(name, 0) < amount:
+            raise UserError(
+                f"the Ray cluster has no {name!r} resource (has: {', '.join(sorted(available))}); add it to the "
+                f"head node (cluster.yaml resources) or set resources.trial_resources to {{CPU: 0.01}}",
+                key="resources.trial_resources",
+            )
+
+
 def apply_default_env() -> None:
     for k, v in RAY_DEFAULT_ENV.items():
         os.environ.setdefault(k, v)
@@ -50,7 +68,13 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
         if address:
             ray.init(address=address, **kwargs)
             return f"Ray cluster at {address}"
-        info = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", num_cpus=num_cpus, **kwargs)
+        info = ray.init(
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            num_cpus=num_cpus,
+            resources={DRIVER_RESOURCE: LOCAL_DRIVER_SLOTS},
+            **kwargs,
+        )
     except ConnectionError as err:
         raise UserError(f"cannot connect to Ray at {address!r}: {err}", key="--address") from None
     cpus = int(ray.cluster_resources().get("CPU", 0))

@@ -11,6 +11,7 @@ import pandas as pd
 from ray import tune
 from rich.console import Console
 
+from orchestrator import runtime
 from orchestrator.errors import UserError
 from orchestrator.progress import ForwardingCallback, SweepProgress
 from orchestrator.reference import finish_references, start_references
@@ -83,6 +84,7 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run (or resume) the sweep on the Ray session already connected."""
     console = console or Console()
+    runtime.check_resources(spec.resources.trial_resources)
     resumed = _check_resume(spec, fresh)
     exp = spec.experiment_dir()
     write_bytes_atomic(

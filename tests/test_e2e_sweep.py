@@ -124,3 +124,25 @@ def test_resume_with_a_changed_spec_is_refused(tmp_path: Path) -> None:
     proc = ddx("sweep", str(spec), cwd=REPO)
     assert proc.returncode == 2
     assert "--fresh" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_same_path_runs_on_cifar10(tmp_path: Path, cifar10_root: Path) -> None:
+    """Real CIFAR-10 images (the JPEG tree from ../shared/data) through the same CLI path."""
+    storage = tmp_path / "results"
+    spec_data = tiny_digits_spec(
+        storage,
+        name="cifar",
+        dataset={"name": "cifar10", "root": str(cifar10_root), "train_per_class": 30, "val_per_class": 5,
+                 "test_per_class": 20},
+        search={"ipc": {"grid": [1]}},
+        evaluation={"archs": ["convnet_d3"], "seeds": 1, "epochs": 2},
+    )
+    del spec_data["dataset"]["resolution"]
+    spec = write_spec(tmp_path / "cifar.yaml", spec_data)
+    proc = ddx("sweep", str(spec), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    df = pd.read_parquet(storage / "cifar" / "results.parquet")
+    assert len(df) == 1 and df["status"].eq("ok").all()
+    row = df.iloc[0]
+    assert row["dataset"] == "cifar10" and row["distill_resolution"] == 32 and row["budget_scalars"] == 3 * 32 * 32
+    assert 0 <= row["test_acc"] <= 1

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
-from torchvision.io import ImageReadMode, decode_image, read_file
-from torchvision.transforms.v2 import functional as TF
 
 from methods.datasets.base import DatasetError
 
@@ -56,11 +55,13 @@ def select_per_class(samples: Sequence[tuple[str, int]], n: int | None, seed: in
 
 
 def _decode(path: str, resolution: int | None, channels: int) -> np.ndarray:
-    mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
-    img = decode_image(read_file(path), mode=mode)
-    if resolution is not None and (img.shape[-1] != resolution or img.shape[-2] != resolution):
-        img = TF.resize(img, [resolution, resolution], antialias=True)
-    return img.numpy()
+    """One image as uint8 ``(C, H, W)``, resized (bilinear, antialiased by Pillow) if asked."""
+    with Image.open(path) as im:
+        img = im.convert("RGB" if channels == 3 else "L")
+        if resolution is not None and img.size != (resolution, resolution):
+            img = img.resize((resolution, resolution), Image.Resampling.BILINEAR)
+        arr = np.asarray(img, dtype=np.uint8)
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
 def decode_samples(
@@ -74,7 +75,7 @@ def decode_samples(
     The cache key covers every path, size and mtime, the resolution and the channel count,
     so a changed tree is decoded again. Writes are atomic (temp file + rename).
     """
-    h = hashlib.sha256(f"{resolution}|{channels}".encode())
+    h = hashlib.sha256(f"pillow-bilinear|{resolution}|{channels}".encode())
     for path, label in samples:
         st = os.stat(path)
         h.update(f"{path}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())

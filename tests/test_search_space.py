@@ -1,0 +1,85 @@
+"""Spec domains → Ray Tune search spaces and searchers; stable trial keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search.sample import Categorical, Float, Integer
+
+from orchestrator.search_space import REPEAT_KEY, build_search, trial_hyper, trial_key
+from orchestrator.spec import parse_spec
+from tests.helpers import tiny_digits_spec
+
+
+def _spec(**over):
+    data = tiny_digits_spec(Path("/tmp/unused"), **over)
+    for key in data["search"]:
+        data["method"].pop(key, None)
+    return parse_spec(data)
+
+
+def test_grid_maps_to_grid_search_with_repeat_axis() -> None:
+    spec = _spec(
+        search={"ipc": {"grid": [1, 10]}, "lr_images": {"loguniform": [0.1, 10]}, "batch_real": {"randint": [8, 16]}},
+        num_samples=3,
+    )
+    plan = build_search(spec)
+    assert plan.search_alg is None and plan.num_samples == 1
+    assert plan.param_space["ipc"] == {"grid_search": [1, 10]}
+    assert plan.param_space[REPEAT_KEY] == {"grid_search": [0, 1, 2]}
+    lr = plan.param_space["lr_images"]
+    assert isinstance(lr, Float) and lr.lower == 0.1 and lr.upper == 10
+    assert "LogUniform" in type(lr.sampler).__name__
+    bi = plan.param_space["batch_real"]
+    assert isinstance(bi, Integer) and (bi.lower, bi.upper) == (8, 17)  # ddx bounds are inclusive
+    assert plan.expected_trials == 2 * 3
+    samples = {bi.sample() for _ in range(300)}
+    assert samples == set(range(8, 17))
+
+
+def test_choice_and_uniform() -> None:
+    spec = _spec(search={"ipc": {"choice": [1, 2]}, "lr_images": {"uniform": [0.5, 2.0]}})
+    space = build_search(spec).param_space
+    assert isinstance(space["ipc"], Categorical) and space["ipc"].categories == [1, 2]
+    assert isinstance(space["lr_images"], Float) and type(space["lr_images"].sampler).__name__.strip("_") == "Uniform"
+
+
+def test_optuna_all_grid_uses_grid_sampler_over_choices() -> None:
+    spec = _spec(algorithm="optuna", search={"ipc": {"grid": [1, 2, 5]}, "lr_images": {"grid": [0.1, 1.0]}})
+    plan = build_search(spec)
+    assert isinstance(plan.search_alg, OptunaSearch)
+    assert isinstance(plan.search_alg._sampler, optuna.samplers.GridSampler)
+    assert isinstance(plan.param_space["ipc"], Categorical)
+    assert plan.num_samples == 6 == plan.expected_trials
+
+
+def test_optuna_tpe_for_sampled_domains() -> None:
+    spec = _spec(algorithm="optuna", num_samples=7, search={"ipc": {"choice": [1, 2]}, "lr_images": {"loguniform": [0.1, 10]}})
+    plan = build_search(spec)
+    assert isinstance(plan.search_alg._sampler, optuna.samplers.TPESampler)
+    assert plan.num_samples == 7
+
+
+def test_trial_hyper_merges_fixed_and_sampled_values() -> None:
+    spec = _spec()
+    hp = trial_hyper(spec, {"ipc": 2, REPEAT_KEY: 0})
+    assert hp["ipc"] == 2 and hp["iterations"] == 10 and hp["objective"] == "dm" and hp["batch_real"] == 32
+    assert hp["parameterization"] == "pixels"
+
+
+def test_trial_keys_are_stable_and_ignore_keys_the_trial_does_not_read() -> None:
+    spec = _spec(search={"objective": {"grid": ["random", "dm"]}, "ipc": {"grid": [1]}})
+    a = trial_hyper(spec, {"objective": "random", "ipc": 1, REPEAT_KEY: 0})
+    b = trial_hyper(spec, {"objective": "dm", "ipc": 1, REPEAT_KEY: 0})
+    assert "batch_real" not in a and b["batch_real"] == 32  # DM reads it, random does not
+    assert trial_key(spec, a) == trial_key(spec, dict(a))
+    assert trial_key(spec, a) != trial_key(spec, b)
+    assert trial_key(spec, a) != trial_key(spec, {**a, REPEAT_KEY: 1})
+    # a change that does not affect results (storage, resources) keeps the key
+    moved_data = tiny_digits_spec(Path("/elsewhere"), resources={"eval_cpus": 2})
+    moved_data["method"].pop("objective")
+    moved_data["search"] = {"objective": {"grid": ["random", "dm"]}, "ipc": {"grid": [1]}}
+    moved = parse_spec(moved_data)
+    assert trial_key(moved, a) == trial_key(spec, a)

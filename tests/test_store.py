@@ -1,0 +1,70 @@
+"""The results store: atomic row files, consolidation without duplicates, schema types."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from orchestrator.store import CORE_COLUMNS, ROW_KEY, ResultStore, rows_to_table, write_bytes_atomic
+
+
+def _row(key: str, arch: str, seed: int, acc: float, t: int) -> dict:
+    return {
+        "sweep": "s", "trial_key": key, "trial_id": f"t_{key}", "status": "ok", "objective": "dm",
+        "eval_arch": arch, "eval_resolution": 8, "seed": seed, "label_mode": "hard", "val_acc": acc,
+        "test_acc": acc, "ipc": 1, "created_at": datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=t),
+        "beta": 0.1,
+    }
+
+
+def test_rows_to_table_uses_the_schema_types() -> None:
+    table = rows_to_table([_row("a", "convnet_d3", 0, 0.5, 0)])
+    for name, dtype in CORE_COLUMNS.items():
+        assert table.schema.field(name).type == dtype
+    assert table.schema.field("beta").type.id == pa_float64_id()
+
+
+def pa_float64_id() -> int:
+    import pyarrow as pa
+
+    return pa.float64().id
+
+
+def test_trial_rows_round_trip_and_deduplicate(tmp_path: Path) -> None:
+    store = ResultStore(str(tmp_path / "exp"))
+    store.write_trial_rows("a", [_row("a", "convnet_d3", 0, 0.5, 0), _row("a", "convnet_d3", 0, 0.6, 1)])
+    rows = store.read_trial_rows("a")
+    assert len(rows) == 1 and rows[0]["val_acc"] == 0.6  # the later row wins
+    assert not list((tmp_path / "exp" / "rows").glob(".*tmp"))  # no temp files left behind
+
+
+def test_consolidate_keeps_one_row_per_key_newest_wins(tmp_path: Path) -> None:
+    store = ResultStore(str(tmp_path / "exp"))
+    store.write_trial_rows("a", [_row("a", "convnet_d3", s, 0.5, s) for s in (0, 1)])
+    store.write_trial_rows("b", [_row("b", "resnet18", 0, 0.7, 5)])
+    # a stale copy of trial a's seed 0 (as if written twice across a restart) in another file
+    store.write_trial_rows("a-old", [_row("a", "convnet_d3", 0, 0.1, -10)])
+    df = store.consolidate()
+    assert len(df) == 3 and not df.duplicated(subset=ROW_KEY).any()
+    assert df.set_index(["trial_key", "seed"]).loc[("a", 0), "val_acc"] == 0.5
+    on_disk = pd.read_parquet(store.results_path)
+    assert len(on_disk) == 3
+    assert pq.read_schema(store.results_path).field("created_at").type == CORE_COLUMNS["created_at"]
+
+
+def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
+    target = tmp_path / "d" / "f.bin"
+    write_bytes_atomic(str(target), b"one")
+    write_bytes_atomic(str(target), b"two-longer")
+    assert target.read_bytes() == b"two-longer"
+    assert [p.name for p in target.parent.iterdir()] == ["f.bin"]
+
+
+def test_consolidate_of_an_empty_experiment_writes_an_empty_table(tmp_path: Path) -> None:
+    store = ResultStore(str(tmp_path / "exp"))
+    df = store.consolidate()
+    assert df.empty
+    assert set(CORE_COLUMNS) <= set(pq.read_schema(store.results_path).names)
