@@ -20,7 +20,7 @@ import torch.multiprocessing as mp
 from methods.context import DistillContext
 from methods.pipeline import run_distillation
 from methods.real_training import load_network, save_network
-from methods.spectral import real_statistics, select_convs
+from methods.spectral import cached_real_statistics, real_statistics, select_convs
 
 HP: dict[str, Any] = {"objective": "cfm", "ipc": 4, "iterations_per_batch": 3, "stat_batch": 5, "beta": 0.05}
 
@@ -40,10 +40,19 @@ def _worker(rank: int, world: int, init: str, teacher_path: str, out_dir: str) -
         teacher, _ = load_network(teacher_path)
         convs = [m for _, m in select_convs(teacher)]
         moments = real_statistics(teacher, convs, data.train_x, data.train_y, data.num_classes, ctx, batch_size=5)
+        cached = DistillContext.from_environment(seed=7, cache_dir=str(Path(out_dir) / "cache"))
+        hits = []
+        for _ in range(2):  # a miss (sharded pass, rank 0 writes), then a hit (rank 0 reads, broadcasts)
+            again, hit = cached_real_statistics(
+                teacher, select_convs(teacher), data.train_x, data.train_y, data.num_classes, cached, 5
+            )
+            hits.append(hit)
         param, objective, _ = run_distillation(dict(HP), data, ctx, teacher)
         torch.save(
             {
                 "psi": [m.psi() for m in moments],
+                "psi_cached": [m.psi() for m in again],
+                "hits": hits,
                 "phi": [m.phi() for m in moments],
                 "images": param.images.detach().clone(),
                 "emu": objective.state_dict(),
@@ -86,6 +95,10 @@ def test_two_gloo_workers_equal_one(tmp_path: Path) -> None:
             assert torch.allclose(got, m.psi(), atol=1e-10)
         for got, m in zip(r["phi"], single, strict=True):
             assert torch.allclose(got, m.phi(), atol=1e-10)
+        assert r["hits"] == [False, True]  # both ranks agree on miss, then hit
+        for got, m in zip(r["psi_cached"], single, strict=True):
+            assert torch.allclose(got, m.psi(), atol=1e-10)
+    assert len(list((tmp_path / "cache" / "statistics").glob("*.pt"))) == 1
 
     one, objective, _ = run_distillation({**HP, "round_size": 2}, data, ctx, teacher)
     for r in ranks:  # the gathered set on every rank equals one worker with rounds of 2

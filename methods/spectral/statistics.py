@@ -259,13 +259,14 @@ def cached_real_statistics(
     modules = [m for _, m in convs]
     if ctx.cache_dir is None:
         return real_statistics(net, modules, x, y, num_classes, ctx, batch_size), False
-    path = Path(ctx.cache_dir) / "statistics" / f"{statistics_key(x, y, net, names)}.pt"
-    hit = torch.tensor([1.0 if (ctx.is_main and path.exists()) else 0.0], device=ctx.device)
+    # only rank 0 touches the file (and pays for hashing the training set)
+    path = Path(ctx.cache_dir) / "statistics" / f"{statistics_key(x, y, net, names)}.pt" if ctx.is_main else None
+    hit = torch.tensor([1.0 if (path is not None and path.exists()) else 0.0], device=ctx.device)
     ctx.broadcast(hit)
     if bool(hit.item() > 0):
         moments = [LayerMoments.zeros(int(m.in_channels), num_classes, ctx.device) for m in modules]
         flat = pack(moments)
-        if ctx.is_main:
+        if path is not None:
             payload = torch.load(path, map_location="cpu", weights_only=True)
             if payload["layers"] != names:
                 raise ValueError(f"cached statistics {path} are for layers {payload['layers']}, not {names}")
@@ -273,7 +274,7 @@ def cached_real_statistics(
         unpack_into(ctx.broadcast(flat), moments)
         return moments, True
     moments = real_statistics(net, modules, x, y, num_classes, ctx, batch_size)
-    if ctx.is_main:
+    if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         torch.save({"layers": names, "packed": pack(moments).cpu(), "version": STATS_VERSION}, tmp)
