@@ -121,8 +121,12 @@ class NeuralField(Parameterization):
         return decode_fields(self.layers(index), size, self.opts.nf_w0_first, self.opts.nf_w0)
 
     def optim_defaults(self, objective: str) -> dict[str, Any]:
-        """Adam at DDiF's field learning rates (Table 9: 5e-5 for DM/DC, 1e-4 for TM)."""
-        return {"optimizer": "adam", "lr": FIELD_LR.get(objective, FIELD_LR_DEFAULT), "schedule": "constant"}
+        """Adam at DDiF's field learning rates (Table 9: 5e-5 for DM/DC, 1e-4 for TM).
+
+        Objectives DDiF does not list (e.g. ``cfm``) get 5e-5 too; the objective's betas and
+        schedule are kept. A sweep's ``lr_images``/``optimizer`` override both.
+        """
+        return {"optimizer": "adam", "lr": FIELD_LR.get(objective, FIELD_LR_DEFAULT)}
 
     # --- warm-up (Eq. 2) ---------------------------------------------------------------
     def warmup_key(self, images: Tensor) -> str:

@@ -23,8 +23,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-#: default element budget of one decode chunk (fields × coordinates × width), ≈ 128 MiB in float32
-CHUNK_ELEMENTS = 1 << 25
+#: activation elements (fields × width × coordinates) per tile of a no-grad decode: 2¹⁸ fp32 = 1 MiB,
+#: so a tile's activations stay in cache (measured fastest on CPU; see benchmarks/decode.py)
+CACHE_TILE_ELEMENTS = 1 << 18
+#: per tile when gradients flow: the training hot path stays one batched computation unless an
+#: activation would exceed 2²⁵ elements (128 MiB), which bounds memory
+GRAD_TILE_ELEMENTS = 1 << 25
 
 
 def layer_shapes(n: int, width: int, depth: int, out: int) -> list[tuple[int, int]]:
@@ -103,24 +107,36 @@ def decode_fields(
     size: Sequence[int],
     w0_first: float,
     w0: float,
-    chunk_elements: int = CHUNK_ELEMENTS,
+    tile_elements: int | None = None,
 ) -> Tensor:
     """Decode every field on the grid ``size``: ``(N, m, *size)``, differentiable.
 
-    Fields are processed in chunks of at most ``chunk_elements`` activations (fields ×
-    coordinates × width) so that large resolutions fit in memory; each chunk is one batched
-    computation, and a set that fits (the distillation hot path) is a single chunk.
+    The work is split into tiles of at most ``tile_elements`` activations (fields × width ×
+    coordinates): several whole fields per tile when a field's grid fits, else one field and a
+    slice of its coordinates. Each tile is one batched computation over its fields. By default
+    (``None``) a no-grad decode uses cache-sized tiles (:data:`CACHE_TILE_ELEMENTS`), and a decode
+    that needs gradients — the distillation hot path — is a single computation unless it would
+    exceed :data:`GRAD_TILE_ELEMENTS`.
     """
     w_first = layers[0][0]
     coords = coordinate_grid(size, device=w_first.device, dtype=w_first.dtype)
     n_fields, points = w_first.shape[0], coords.shape[0]
     widest = max(w.shape[1] for w, _ in layers)
-    per_chunk = max(1, chunk_elements // max(1, points * widest))
-    outs = []
-    for start in range(0, n_fields, per_chunk):
-        part = [(w[start : start + per_chunk], b[start : start + per_chunk]) for w, b in layers]
-        outs.append(siren_forward(part, coords, w0_first, w0))
-    out = outs[0] if len(outs) == 1 else torch.cat(outs)
+    if tile_elements is None:
+        grad = torch.is_grad_enabled() and any(t.requires_grad for wb in layers for t in wb)
+        tile_elements = GRAD_TILE_ELEMENTS if grad else CACHE_TILE_ELEMENTS
+    per_field = points * widest
+    fields_per_tile = max(1, tile_elements // per_field)
+    points_per_tile = points if per_field <= tile_elements else max(1, tile_elements // widest)
+    rows = []
+    for start in range(0, n_fields, fields_per_tile):
+        part = [(w[start : start + fields_per_tile], b[start : start + fields_per_tile]) for w, b in layers]
+        tiles = [
+            siren_forward(part, coords[p : p + points_per_tile], w0_first, w0)
+            for p in range(0, points, points_per_tile)
+        ]
+        rows.append(tiles[0] if len(tiles) == 1 else torch.cat(tiles, dim=2))
+    out = rows[0] if len(rows) == 1 else torch.cat(rows)
     return out.reshape(n_fields, out.shape[1], *[int(s) for s in size])
 
 
