@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import yaml
-from ray.autoscaler._private.util import validate_config
+from ray.autoscaler._private.util import prepare_config, validate_config
 
 from orchestrator.spec import parse_spec
 from tests.helpers import REPO
@@ -17,15 +17,24 @@ def cluster() -> dict:
     return yaml.safe_load((REPO / "cluster.yaml").read_text())
 
 
+def _validate(config: dict) -> None:
+    """What `ray up` does first: fill in Ray's defaults, then check against its JSON schema."""
+    validate_config(prepare_config(copy.deepcopy(config)))
+
+
 def test_cluster_yaml_passes_rays_schema(cluster: dict) -> None:
-    validate_config(copy.deepcopy(cluster))
+    _validate(cluster)
 
 
 def test_schema_check_is_real(cluster: dict) -> None:
     bad = copy.deepcopy(cluster)
     bad["not_a_ray_key"] = 1
-    with pytest.raises(Exception, match="not_a_ray_key|Additional properties"):
-        validate_config(bad)
+    with pytest.raises(Exception, match="not_a_ray_key"):
+        _validate(bad)
+    fractional = copy.deepcopy(cluster)
+    fractional["available_node_types"]["head"]["resources"] = {"ddx_driver": 0.5}
+    with pytest.raises(Exception, match="integer"):
+        _validate(fractional)
 
 
 def test_cluster_resources_are_integers_and_dashboard_is_local(cluster: dict) -> None:
