@@ -43,6 +43,7 @@ def run_direct(spec: dict, threads: int) -> float:
     from methods.context import DistillContext
     from methods.datasets import DatasetOptions, load_dataset
     from methods.evaluate import EvalSettings, train_student
+    from methods.options import take
     from methods.pipeline import run_distillation
     from orchestrator.search_space import trial_hyper
     from orchestrator.spec import parse_spec
@@ -51,7 +52,7 @@ def run_direct(spec: dict, threads: int) -> float:
     parsed = parse_spec(spec)
     start = time.perf_counter()
     data = load_dataset(DatasetOptions(**parsed.dataset.model_dump()))
-    settings = EvalSettings(epochs=parsed.evaluation.epochs)
+    settings = take(EvalSettings, parsed.evaluation.model_dump())  # what the sweep's evaluation tasks use
     for ipc in spec["search"]["ipc"]["grid"]:
         hp = trial_hyper(parsed, {"ipc": ipc, "repeat": 0})
         param, _, _ = run_distillation(hp, data, DistillContext(seed=parsed.seed))

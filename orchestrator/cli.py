@@ -107,7 +107,7 @@ def sweep(
         raise typer.Exit(code=1)
 
 
-def show_summary(summary) -> None:  # noqa: ANN001 - DataFrame
+def show_summary(summary) -> None:
     """Print mean ± std over seeds; columns that are the same in every row go in the title."""
     from orchestrator.tables import GROUP_COLUMNS
 

@@ -105,3 +105,5 @@ class SweepProgress:
         SINK = None
         self.live.update(self.render())
         self.live.__exit__(*exc)
+        if not self.console.is_terminal:  # a non-terminal Live leaves its last line open
+            self.console.line()

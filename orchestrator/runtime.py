@@ -18,6 +18,9 @@ RAY_DEFAULT_ENV = {
     "RAY_DEDUP_LOGS": "1",
     "TUNE_GLOBAL_CHECKPOINT_S": "5",
     "RAY_TRAIN_V2_ENABLED": "1",
+    # Train's default (60 s) is shorter than a loaded laptop takes to start a worker that imports
+    # torch, and than an autoscaler takes to add a node; a slow start is not a failure
+    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "900",
 }
 
 
@@ -25,6 +28,46 @@ RAY_DEFAULT_ENV = {
 #: embedded local Ray defines it too, so a cluster sweep file also runs on a laptop
 DRIVER_RESOURCE = "ddx_driver"
 LOCAL_DRIVER_SLOTS = 1000
+
+#: whether this process started the Ray it uses (an embedded local Ray has a fixed size)
+_embedded = False
+
+
+def is_embedded() -> bool:
+    return _embedded
+
+
+def trial_token(requested: dict[str, float] | None) -> dict[str, float]:
+    """The resources a trial driver holds: the spec's, or the cluster's driver token.
+
+    A driver that held a fraction of a CPU would keep a Train worker asking for every CPU
+    of a node from ever being placed, so the default is the ``ddx_driver`` resource wherever
+    the cluster has it, and ``{CPU: 0.01}`` only on clusters without it.
+    """
+    if requested is not None:
+        return dict(requested)
+    if ray.cluster_resources().get(DRIVER_RESOURCE, 0) > 0:
+        return {DRIVER_RESOURCE: 0.01}
+    return {"CPU": 0.01}
+
+
+def check_fits(demands: dict[str, dict[str, float]]) -> None:
+    """On a fixed-size cluster, fail fast (one line) when one piece of work can never be placed.
+
+    ``demands`` maps a spec key to what one unit of that work reserves (a Train worker, an
+    evaluation task). Only meaningful without an autoscaler (the embedded local Ray): an
+    autoscaling cluster adds nodes on demand.
+    """
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    for key, demand in demands.items():
+        if not any(all(node.get(r, 0) >= amount for r, amount in demand.items() if amount > 0) for node in nodes):
+            have = max((node.get("CPU", 0) for node in nodes), default=0)
+            wanted = ", ".join(f"{r} {a:g}" for r, a in demand.items() if a > 0)
+            raise UserError(
+                f"one unit needs {wanted} but no node of this Ray has that (largest: CPU {have:g}); "
+                f"lower it or run on a bigger cluster (--address)",
+                key=key,
+            )
 
 
 def check_resources(requested: dict[str, float]) -> None:
@@ -50,6 +93,7 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
     No address: an embedded local Ray with its dashboard on 127.0.0.1. An address
     (``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``): connect to that cluster.
     """
+    global _embedded
     apply_default_env()
     if ray.is_initialized():
         return "existing Ray session"
@@ -77,6 +121,7 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
         )
     except ConnectionError as err:
         raise UserError(f"cannot connect to Ray at {address!r}: {err}", key="--address") from None
+    _embedded = True
     cpus = int(ray.cluster_resources().get("CPU", 0))
     dashboard = getattr(info, "dashboard_url", None)
     where = f", dashboard http://{dashboard}" if dashboard else ""
@@ -84,5 +129,7 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
 
 
 def shutdown() -> None:
+    global _embedded
+    _embedded = False
     if ray.is_initialized():
         ray.shutdown()

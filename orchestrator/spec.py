@@ -139,11 +139,15 @@ class Resources(Strict):
     eval_gpus: float = Field(default=0.0, ge=0)
     max_concurrent_trials: int = Field(default=1, ge=1)
     eval_retries: int = Field(default=2, ge=0)
-    trial_resources: dict[str, float] = Field(default_factory=lambda: {"CPU": 0.01})
+    #: the token a trial driver holds; None = ``{ddx_driver: 0.01}`` where the cluster defines
+    #: that resource (the embedded local Ray, cluster.yaml's head node), else ``{CPU: 0.01}``
+    trial_resources: dict[str, float] | None = None
 
     @field_validator("trial_resources")
     @classmethod
-    def _token(cls, v: dict[str, float]) -> dict[str, float]:
+    def _token(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v is None:
+            return v
         if not v or all(x <= 0 for x in v.values()):
             raise ValueError("needs a positive token resource, e.g. {CPU: 0.01} ({CPU: 0} is rejected by Ray)")
         return v

@@ -84,7 +84,19 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run (or resume) the sweep on the Ray session already connected."""
     console = console or Console()
-    runtime.check_resources(spec.resources.trial_resources)
+    token = runtime.trial_token(spec.resources.trial_resources)
+    runtime.check_resources(token)
+    if runtime.is_embedded():
+        res = spec.resources
+        worker = {"CPU": res.cpus_per_worker, "GPU": res.gpus_per_worker}
+        if "CPU" in token:  # the driver's token and its first worker share the node
+            worker["CPU"] += token["CPU"]
+        runtime.check_fits(
+            {
+                "resources.cpus_per_worker": worker,
+                "resources.eval_cpus": {"CPU": res.eval_cpus, "GPU": res.eval_gpus},
+            }
+        )
     resumed = _check_resume(spec, fresh)
     exp = spec.experiment_dir()
     write_bytes_atomic(
@@ -94,7 +106,7 @@ def run_sweep(
     plan = build_search(spec)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, spec_json=spec.model_dump_json(), code=code_columns()),
-        dict(spec.resources.trial_resources),
+        token,
     )
     tune_dir = join(exp, "tune")
     progress = SweepProgress(spec.metric.name, spec.metric.mode, plan.expected_trials, console)

@@ -34,7 +34,10 @@ def _check_rows(df: pd.DataFrame, trials: int, archs: list[str], seeds: int) -> 
 
 def test_sweep_end_to_end(tmp_path: Path) -> None:
     storage = tmp_path / "results"
-    spec = write_spec(tmp_path / "tiny.yaml", tiny_digits_spec(storage))
+    # a Train worker that reserves every CPU of the machine (the quickstart's shape): the trial
+    # driver must hold the ddx_driver token, not a sliver of CPU, or the worker is never placed
+    whole_node = {"cpus_per_worker": min(2, os.cpu_count() or 1)}
+    spec = write_spec(tmp_path / "tiny.yaml", tiny_digits_spec(storage, resources=whole_node))
     proc = ddx("sweep", str(spec), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = storage / "tiny" / "results.parquet"
@@ -68,6 +71,17 @@ def test_sweep_end_to_end(tmp_path: Path) -> None:
     df2 = pd.read_parquet(results)
     assert len(df2) == 8
     assert sorted(df2["created_at"]) == sorted(df["created_at"])
+
+
+def test_work_no_node_can_hold_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    storage = tmp_path / "results"
+    spec = write_spec(tmp_path / "big.yaml", tiny_digits_spec(storage, resources={"cpus_per_worker": 512}))
+    proc = ddx("sweep", str(spec), cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "resources.cpus_per_worker" in errors[0] and "CPU 512" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not storage.exists()
 
 
 def _row_files(exp: Path) -> list[Path]:
@@ -132,8 +146,13 @@ def test_the_same_path_runs_on_cifar10(tmp_path: Path, cifar10_root: Path) -> No
     spec_data = tiny_digits_spec(
         storage,
         name="cifar",
-        dataset={"name": "cifar10", "root": str(cifar10_root), "train_per_class": 30, "val_per_class": 5,
-                 "test_per_class": 20},
+        dataset={
+            "name": "cifar10",
+            "root": str(cifar10_root),
+            "train_per_class": 30,
+            "val_per_class": 5,
+            "test_per_class": 20,
+        },
         search={"ipc": {"grid": [1]}},
         evaluation={"archs": ["convnet_d3"], "seeds": 1, "epochs": 2},
     )

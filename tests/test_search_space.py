@@ -56,7 +56,8 @@ def test_optuna_all_grid_uses_grid_sampler_over_choices() -> None:
 
 
 def test_optuna_tpe_for_sampled_domains() -> None:
-    spec = _spec(algorithm="optuna", num_samples=7, search={"ipc": {"choice": [1, 2]}, "lr_images": {"loguniform": [0.1, 10]}})
+    search = {"ipc": {"choice": [1, 2]}, "lr_images": {"loguniform": [0.1, 10]}}
+    spec = _spec(algorithm="optuna", num_samples=7, search=search)
     plan = build_search(spec)
     assert isinstance(plan.search_alg._sampler, optuna.samplers.TPESampler)
     assert plan.num_samples == 7

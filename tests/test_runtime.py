@@ -1,0 +1,28 @@
+"""The trial driver's token and the fail-fast placement checks, on a real local Ray."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator import runtime
+from orchestrator.errors import UserError
+
+
+def test_trial_token_falls_back_to_a_cpu_sliver_without_the_driver_resource(ray_session) -> None:
+    assert "ddx_driver" not in ray_session.cluster_resources()
+    assert runtime.trial_token(None) == {"CPU": 0.01}
+    assert runtime.trial_token({"head": 0.5}) == {"head": 0.5}
+
+
+def test_check_fits_passes_what_a_node_holds_and_names_the_key_of_what_none_does(ray_session) -> None:
+    cpus = ray_session.cluster_resources()["CPU"]
+    runtime.check_fits({"resources.cpus_per_worker": {"CPU": cpus, "GPU": 0.0}})
+    with pytest.raises(UserError) as err:
+        runtime.check_fits({"resources.eval_cpus": {"CPU": 1.0, "GPU": 1.0}})
+    assert err.value.key == "resources.eval_cpus" and "GPU 1" in str(err.value)
+
+
+def test_a_missing_token_resource_is_a_user_error(ray_session) -> None:
+    with pytest.raises(UserError) as err:
+        runtime.check_resources({"ddx_driver": 0.01})
+    assert err.value.key == "resources.trial_resources"
