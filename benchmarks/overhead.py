@@ -108,6 +108,9 @@ def main() -> None:
         "ddx_seconds_one_task_at_a_time": ddx_serial,
         "ddx_seconds_two_parallel_tasks": ddx_parallel,
         "overhead_ratio": ddx_serial / direct,
+        # the extra wall time per trial: Ray start-up shared out, Tune's trial actor, the Train run's
+        # controller/worker/helper processes, evaluation task processes, Parquet writes
+        "extra_seconds_per_trial": (ddx_serial - direct) / trials,
         "parallel_ratio": ddx_parallel / direct,
         "notes": "direct: one process, 2 torch threads; ddx: embedded local Ray on 2 CPUs, Train worker with "
         "2 CPUs, evaluation tasks with 2 CPUs (one at a time) or 1 CPU (two at a time); ddx times "
