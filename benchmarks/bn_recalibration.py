@@ -26,10 +26,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from methods.datasets import DatasetOptions, load_dataset  # noqa: E402
-from methods.evaluate import EvalSettings, accuracy, train_student  # noqa: E402
-from methods.options import take  # noqa: E402
+from methods.evaluate import accuracy, train_student  # noqa: E402
 from methods.parameterizations import load_synthetic  # noqa: E402
+from orchestrator.evaluation import student_settings  # noqa: E402
 from orchestrator.spec import load_spec  # noqa: E402
+from orchestrator.trial import eval_settings  # noqa: E402
 
 
 @torch.no_grad()
@@ -57,7 +58,7 @@ def main() -> None:
     torch.set_num_threads(2)
     spec = load_spec(args.spec)
     data = load_dataset(DatasetOptions(**spec.dataset.model_dump()))
-    settings = take(EvalSettings, spec.evaluation.model_dump())
+    settings = student_settings(eval_settings(spec), "hard")  # what the sweep's evaluation tasks use
     rows = pd.read_parquet(args.results / "results.parquet")
     cells = {}
     for objective in ("random", "dm"):

@@ -24,11 +24,12 @@ sys.path.insert(0, str(REPO))
 
 from methods.context import DistillContext  # noqa: E402
 from methods.datasets import DatasetOptions, load_dataset  # noqa: E402
-from methods.evaluate import EvalSettings, train_student  # noqa: E402
-from methods.options import take  # noqa: E402
+from methods.evaluate import train_student  # noqa: E402
 from methods.pipeline import run_distillation  # noqa: E402
+from orchestrator.evaluation import student_settings  # noqa: E402
 from orchestrator.search_space import trial_hyper  # noqa: E402
 from orchestrator.spec import load_spec  # noqa: E402
+from orchestrator.trial import eval_settings  # noqa: E402
 
 
 def main() -> None:
@@ -47,7 +48,7 @@ def main() -> None:
     if args.root:
         ds["root"] = args.root
     data = load_dataset(DatasetOptions(**ds))
-    settings = take(EvalSettings, spec.evaluation.model_dump())
+    settings = student_settings(eval_settings(spec), "hard")  # what the sweep's evaluation tasks use
     cells = []
     for ipc in args.ipcs:
         for objective in ("random", "dm"):

@@ -42,17 +42,18 @@ def run_direct(spec: dict, threads: int) -> float:
     """The sweep's work, sequentially in this process."""
     from methods.context import DistillContext
     from methods.datasets import DatasetOptions, load_dataset
-    from methods.evaluate import EvalSettings, train_student
-    from methods.options import take
+    from methods.evaluate import train_student
     from methods.pipeline import run_distillation
+    from orchestrator.evaluation import student_settings
     from orchestrator.search_space import trial_hyper
     from orchestrator.spec import parse_spec
+    from orchestrator.trial import eval_settings
 
     torch.set_num_threads(threads)
     parsed = parse_spec(spec)
     start = time.perf_counter()
     data = load_dataset(DatasetOptions(**parsed.dataset.model_dump()))
-    settings = take(EvalSettings, parsed.evaluation.model_dump())  # what the sweep's evaluation tasks use
+    settings = student_settings(eval_settings(parsed), "hard")  # what the sweep's evaluation tasks use
     for ipc in spec["search"]["ipc"]["grid"]:
         hp = trial_hyper(parsed, {"ipc": ipc, "repeat": 0})
         param, _, _ = run_distillation(hp, data, DistillContext(seed=parsed.seed))

@@ -59,6 +59,12 @@ def row_key_of(row: dict[str, Any]) -> tuple[str, int, int, str]:
     return (str(row["eval_arch"]), int(row["eval_resolution"]), int(row["seed"]), str(row["label_mode"]))
 
 
+def student_settings(settings: dict[str, Any], label_mode: str) -> EvalSettings:
+    """The student training settings of one evaluation: the spec's ``evaluation`` settings
+    (:func:`orchestrator.trial.eval_settings`) with the job's label mode."""
+    return take(EvalSettings, {**settings, "label_mode": label_mode})
+
+
 def evaluate_job(
     payload: dict[str, Any],
     job: EvalJob,
@@ -80,7 +86,7 @@ def evaluate_job(
     data = cached_dataset(DatasetOptions(**dataset), job.resolution)
     with torch.no_grad():
         images = param.decode(job.resolution).detach()
-    s = take(EvalSettings, {**settings, "label_mode": job.label_mode})
+    s = student_settings(settings, job.label_mode)
     teacher = None
     if job.label_mode == "soft":
         if teacher_path is None:

@@ -9,6 +9,7 @@ import warnings
 import ray
 
 from orchestrator.errors import UserError
+from orchestrator.spec import Resources
 
 #: environment that keeps Ray Train/Tune quiet and quick on a laptop; users may override each
 RAY_DEFAULT_ENV = {
@@ -49,6 +50,17 @@ def trial_token(requested: dict[str, float] | None) -> dict[str, float]:
     if ray.cluster_resources().get(DRIVER_RESOURCE, 0) > 0:
         return {DRIVER_RESOURCE: 0.01}
     return {"CPU": 0.01}
+
+
+def unit_demands(res: Resources, token: dict[str, float]) -> dict[str, dict[str, float]]:
+    """What one Train worker and one evaluation task reserve, keyed by the spec key that sets it."""
+    worker = {"CPU": res.cpus_per_worker, "GPU": res.gpus_per_worker}
+    if "CPU" in token:  # on one node, a CPU-token driver and its first worker share the node
+        worker["CPU"] += token["CPU"]
+    return {
+        "resources.cpus_per_worker": worker,
+        "resources.eval_cpus": {"CPU": res.eval_cpus, "GPU": res.eval_gpus},
+    }
 
 
 def check_fits(demands: dict[str, dict[str, float]]) -> None:

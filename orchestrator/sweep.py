@@ -87,16 +87,7 @@ def run_sweep(
     token = runtime.trial_token(spec.resources.trial_resources)
     runtime.check_resources(token)
     if runtime.is_embedded():
-        res = spec.resources
-        worker = {"CPU": res.cpus_per_worker, "GPU": res.gpus_per_worker}
-        if "CPU" in token:  # the driver's token and its first worker share the node
-            worker["CPU"] += token["CPU"]
-        runtime.check_fits(
-            {
-                "resources.cpus_per_worker": worker,
-                "resources.eval_cpus": {"CPU": res.eval_cpus, "GPU": res.eval_gpus},
-            }
-        )
+        runtime.check_fits(runtime.unit_demands(spec.resources, token))
     resumed = _check_resume(spec, fresh)
     exp = spec.experiment_dir()
     write_bytes_atomic(

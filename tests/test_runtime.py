@@ -26,3 +26,12 @@ def test_a_missing_token_resource_is_a_user_error(ray_session) -> None:
     with pytest.raises(UserError) as err:
         runtime.check_resources({"ddx_driver": 0.01})
     assert err.value.key == "resources.trial_resources"
+
+
+def test_a_cpu_token_driver_counts_against_its_workers_node() -> None:
+    from orchestrator.spec import Resources
+
+    res = Resources(cpus_per_worker=2, eval_cpus=1, eval_gpus=0.25)
+    assert runtime.unit_demands(res, {"ddx_driver": 0.01})["resources.cpus_per_worker"] == {"CPU": 2, "GPU": 0}
+    assert runtime.unit_demands(res, {"CPU": 0.01})["resources.cpus_per_worker"]["CPU"] == 2.01
+    assert runtime.unit_demands(res, {"CPU": 0.01})["resources.eval_cpus"] == {"CPU": 1, "GPU": 0.25}
