@@ -150,7 +150,7 @@ def main() -> None:
             saved = torch.load(syn, map_location="cpu", weights_only=True)
         else:
             start = time.perf_counter()
-            param, objective, summary = run_distillation(full, data, ctx, teacher)
+            param, objective, summary = run_distillation(full, data, ctx, {"teacher": teacher})
             seconds = time.perf_counter() - start
             with torch.no_grad():
                 images = param.decode().detach().cpu()

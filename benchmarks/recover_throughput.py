@@ -37,7 +37,7 @@ from methods.pipeline import run_distillation
 def timed(hp: dict[str, Any], data: Any, teacher: Any) -> float:
     """CPU seconds (``time.process_time``) of one single-threaded run."""
     start = time.process_time()
-    run_distillation(hp, data, DistillContext(seed=0), teacher)
+    run_distillation(hp, data, DistillContext(seed=0), {"teacher": teacher})
     return time.process_time() - start
 
 

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from methods.artifacts import ArtifactCache
+
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
@@ -32,11 +34,11 @@ class DistillContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
     progress: ProgressFn = _no_progress
-    cache_dir: str | None = None
+    cache: ArtifactCache | None = None  # where reusable artifacts (statistics, warm-ups) live; None: no caching
 
     @classmethod
     def from_environment(
-        cls, seed: int = 0, progress: ProgressFn | None = None, cache_dir: str | None = None
+        cls, seed: int = 0, progress: ProgressFn | None = None, cache: ArtifactCache | None = None
     ) -> DistillContext:
         """Build a context from an initialised ``torch.distributed`` group, or a single process."""
         if dist.is_available() and dist.is_initialized():
@@ -48,7 +50,7 @@ class DistillContext:
             device = torch.device("cuda", local)
         else:
             device = torch.device("cpu")
-        return cls(rank, world, device, seed, progress or _no_progress, cache_dir)
+        return cls(rank, world, device, seed, progress or _no_progress, cache)
 
     @property
     def distributed(self) -> bool:

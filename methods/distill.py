@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,6 @@ from torch import Tensor
 
 from methods.context import DistillContext
 from methods.datasets import RealData
-from methods.networks import Classifier
 from methods.objectives.base import Objective, OptimDefaults, Phase
 from methods.parameterizations import Parameterization
 
@@ -142,17 +141,18 @@ def distill(
     data: RealData,
     ctx: DistillContext,
     settings: DistillSettings,
-    teacher: Classifier | None = None,
+    needs: Mapping[str, Any] | None = None,
     resume: dict[str, Any] | None = None,
     on_checkpoint: CheckpointFn | None = None,
 ) -> dict[str, float]:
     """Run ``objective`` on ``param`` and leave the full synthetic set on every rank.
 
+    ``needs`` are the loaded prerequisites the objective declares (``Objective.requires``).
     ``resume`` is a state written earlier through ``on_checkpoint``: the loop continues from
     its phase and step. Returns summary numbers (seconds, steps, final loss).
     """
     start = time.perf_counter()
-    objective.prepare(data, ctx, teacher)
+    objective.prepare(data, ctx, needs or {})
     phases = objective.phases(param, settings.iterations, ctx)
     owner = row_owner(phases, param.num_instances, ctx.world_size)
     optim = resolve_optim(objective, param, settings)

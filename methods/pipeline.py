@@ -6,13 +6,13 @@ the in-process benchmarks both call it, so a trial and a direct run do the same 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from methods.context import DistillContext
 from methods.datasets import RealData
 from methods.distill import CheckpointFn, DistillSettings, distill, init_from_real
-from methods.networks import Classifier
 from methods.objectives import OBJECTIVES, Objective
 from methods.options import take
 from methods.parameterizations import PARAMETERIZATIONS, ParamConfig, Parameterization, SetShape
@@ -47,14 +47,18 @@ def run_distillation(
     hp: dict[str, Any],
     data: RealData,
     ctx: DistillContext,
-    teacher: Classifier | None = None,
+    needs: Mapping[str, Any] | None = None,
     resume: dict[str, Any] | None = None,
     on_checkpoint: CheckpointFn | None = None,
 ) -> tuple[Parameterization, Objective, dict[str, float]]:
-    """Initialise from real images and distil; the full set ends up on every rank."""
+    """Initialise from real images and distil; the full set ends up on every rank.
+
+    ``needs`` are the loaded prerequisites (``{"teacher": net, …}``) the objective declares.
+    """
     c = make_components(hp, data)
     c.param.to(ctx.device)
     if resume is None:
         init_from_real(c.param, data, ctx)
-    summary = distill(c.param, c.objective, data, ctx, c.settings, teacher, resume, on_checkpoint)
+    c.param.cache = ctx.cache
+    summary = distill(c.param, c.objective, data, ctx, c.settings, needs, resume, on_checkpoint)
     return c.param, c.objective, summary

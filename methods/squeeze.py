@@ -12,14 +12,16 @@ settings, validation/test accuracy), so any process can rebuild it with
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from methods.datasets import RealData
-from methods.real_training import RealTrainSettings, save_network, train_on_real
+from methods.prerequisites import PREREQUISITES, Prerequisite, dataset_identity
+from methods.real_training import RealTrainSettings, load_network, save_network, train_on_real
 
 #: CFM supplement Table 2 (squeeze configurations); ``augment`` in ddx's DSA vocabulary
 #: (``crop_flip`` = random crop + horizontal flip). Tiny/ImageNet use RandomResizedCrop in the
@@ -69,4 +71,59 @@ def squeeze(
     return meta
 
 
-__all__ = ["SQUEEZE_PRESETS", "preset_settings", "squeeze"]
+@dataclass
+class TeacherOptions:
+    """The ``teacher:`` block: network, seed, and a CFM Table 2 ``preset`` whose keys the
+    explicit ones override (unset keys fall back to :class:`RealTrainSettings`'s defaults)."""
+
+    arch: str = "convnet_d3"
+    preset: str | None = None
+    seed: int = 0
+    epochs: int | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    schedule: str | None = None
+    augment: str | None = None
+
+    def settings(self) -> RealTrainSettings:
+        base = SQUEEZE_PRESETS[self.preset] if self.preset else RealTrainSettings()
+        keys = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "augment")
+        return replace(base, **{k: getattr(self, k) for k in keys if getattr(self, k) is not None})
+
+
+class Teacher(Prerequisite):
+    """The squeeze step as a prerequisite: one network trained on the real training split."""
+
+    name = "teacher"
+    Options = TeacherOptions
+
+    def describe(self, dataset: Mapping[str, Any], unit: int) -> dict[str, Any]:
+        o = self.options
+        return {
+            "dataset": dataset_identity(dataset),
+            "arch": o.arch,
+            "settings": asdict(o.settings()),
+            "seed": int(o.seed),
+        }
+
+    def produce(self, data: RealData, unit: int, out: Path, device: torch.device) -> None:
+        squeeze(data, self.options.arch, self.options.seed, self.options.settings(), out, device)
+
+    def load(self, paths: list[Path], device: torch.device) -> Any:
+        return load_network(paths[0], device)[0]
+
+    def row_fields(self, paths: list[Path]) -> dict[str, Any]:
+        meta = torch.load(paths[0], map_location="cpu", weights_only=True)["meta"]
+        return {
+            "teacher_arch": meta["arch"],
+            "teacher_val_acc": float(meta.get("val_acc", float("nan"))),
+            "teacher_test_acc": float(meta.get("test_acc", float("nan"))),
+        }
+
+
+PREREQUISITES.add("teacher", Teacher)
+
+__all__ = ["SQUEEZE_PRESETS", "Teacher", "TeacherOptions", "preset_settings", "squeeze"]

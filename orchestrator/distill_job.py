@@ -18,6 +18,7 @@ import ray.train
 import torch
 from ray.train.torch import TorchConfig, TorchTrainer
 
+from methods.artifacts import LocalArtifactCache
 from methods.context import DistillContext
 from methods.datasets import DatasetOptions, cached_dataset
 from methods.parameterizations import save_synthetic
@@ -60,7 +61,8 @@ def distill_worker(config: dict[str, Any]) -> None:
     def progress(info: dict[str, Any]) -> None:
         return None  # progress travels with checkpoints; reporting each step would be a barrier
 
-    ctx = DistillContext.from_environment(seed=job.seed, progress=progress, cache_dir=job.cache_dir)
+    cache = LocalArtifactCache(job.cache_dir) if job.cache_dir else None
+    ctx = DistillContext.from_environment(seed=job.seed, progress=progress, cache=cache)
     data = cached_dataset(DatasetOptions(**job.dataset))
     resume = _load_state(ray.train.get_checkpoint())
 
@@ -73,8 +75,8 @@ def distill_worker(config: dict[str, Any]) -> None:
             metrics = {"phase": int(state["phase"]), "step": int(state["step"]), "final": 0}
             ray.train.report(metrics, checkpoint=ckpt)
 
-    teacher = load_network(job.teacher_path, ctx.device)[0] if job.teacher_path else None
-    param, objective, summary = run_distillation(job.hp, data, ctx, teacher, resume, on_checkpoint)
+    needs = {"teacher": load_network(job.teacher_path, ctx.device)[0]} if job.teacher_path else {}
+    param, objective, summary = run_distillation(job.hp, data, ctx, needs, resume, on_checkpoint)
     with tempfile.TemporaryDirectory() as d:
         ckpt = None
         if rank == 0:

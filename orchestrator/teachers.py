@@ -56,7 +56,7 @@ train_teacher_remote = ray.remote(train_teacher_bytes)
 def spec_needs_teacher(spec: SweepSpec, hp: dict[str, Any] | None = None) -> bool:
     """True when the trial's objective (or any of the sweep's) needs a teacher, or labels are soft."""
     objectives = [hp["objective"]] if hp is not None else spec.hyper_values("objective")
-    if any(OBJECTIVES.get(o).needs_teacher for o in objectives):
+    if any("teacher" in OBJECTIVES.get(o).requires for o in objectives):
         return True
     return "soft" in spec.evaluation.label_modes
 

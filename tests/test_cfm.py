@@ -42,7 +42,7 @@ def prepared(objective: Any, data: RealData, ipc: int = 1, **ctx_kw: Any) -> tup
     ctx = DistillContext(**ctx_kw)
     hp = {"objective": objective.name, "ipc": ipc}
     param = make_components(hp, data).param
-    objective.prepare(data, ctx, teacher_for(data))
+    objective.prepare(data, ctx, {"teacher": teacher_for(data)})
     objective.phases(param, 0, ctx)
     return param, objective, ctx
 
@@ -52,7 +52,7 @@ def test_registered_with_their_options() -> None:
     assert OBJECTIVES.get("lfm").Options is SpectralMatchingOptions
     assert "beta" not in SpectralMatchingOptions.__dataclass_fields__  # lfm reads no β
     for name in ("cfm", "lfm", "filter_matching", "sre2l"):
-        assert OBJECTIVES.get(name).needs_teacher
+        assert "teacher" in OBJECTIVES.get(name).requires
     cfm = take(CFMOptions, {"beta": 1, "eta": 0.5, "ipc": 10})
     assert (cfm.beta, cfm.eta, cfm.beta_schedule, cfm.iterations_per_batch) == (1.0, 0.5, "cosine", 1000)
 
@@ -146,7 +146,7 @@ def test_recover_end_to_end_clips_and_updates_emu() -> None:
     data = tiny_data(per_class=3)
     ctx = DistillContext(seed=0)
     hp = {"objective": "cfm", "ipc": 3, "iterations_per_batch": 4}
-    param, obj, summary = run_distillation(hp, data, ctx, teacher_for(data))
+    param, obj, summary = run_distillation(hp, data, ctx, {"teacher": teacher_for(data)})
     start = make_components(hp, data).param
     from methods.distill import init_from_real
 
@@ -167,10 +167,11 @@ def test_resume_from_a_mid_run_checkpoint_is_exact() -> None:
     data = tiny_data(per_class=3)
     hp = {"objective": "cfm", "ipc": 3, "iterations_per_batch": 4, "checkpoint_every": 5}
     states: list[dict[str, Any]] = []
-    full, _, _ = run_distillation(hp, data, DistillContext(seed=3), teacher_for(data), on_checkpoint=states.append)
+    needs = {"teacher": teacher_for(data)}
+    full, _, _ = run_distillation(hp, data, DistillContext(seed=3), needs, on_checkpoint=states.append)
     mid = next(s for s in states if int(s["phase"]) == 1)  # saved inside batch 1, after batch 0's EMU update
     assert int(mid["objective"]["emu.count"]) == 1
-    resumed, obj, _ = run_distillation(hp, data, DistillContext(seed=3), teacher_for(data), resume=mid)
+    resumed, obj, _ = run_distillation(hp, data, DistillContext(seed=3), {"teacher": teacher_for(data)}, resume=mid)
     assert torch.equal(resumed.images, full.images)
     assert obj.emu.count == 3
 
@@ -180,12 +181,12 @@ def test_sre2l_statistics_source() -> None:
     _, conv, _ = prepared(SRe2L(SRe2LOptions()), data)
     assert conv.source == "conv" and len(conv.taps) == 2  # instance-norm ConvNet: conv inputs
     obj = SRe2L(SRe2LOptions())
-    obj.prepare(data, DistillContext(), teacher_for(data, "resnet18"))
+    obj.prepare(data, DistillContext(), {"teacher": teacher_for(data, "resnet18")})
     assert obj.source == "bn" and len(obj.taps) == len(obj.real) > 10  # every BatchNorm2d
     with pytest.raises(ValueError, match="BatchNorm2d"):
-        SRe2L(SRe2LOptions(sre2l_stats="bn")).prepare(data, DistillContext(), teacher_for(data))
+        SRe2L(SRe2LOptions(sre2l_stats="bn")).prepare(data, DistillContext(), {"teacher": teacher_for(data)})
 
 
 def test_recover_objectives_require_a_teacher() -> None:
-    with pytest.raises(ValueError, match="needs a teacher"):
-        CFM(CFMOptions()).prepare(tiny_data(), DistillContext(), None)
+    with pytest.raises(ValueError, match="needs the prerequisite 'teacher'"):
+        CFM(CFMOptions()).prepare(tiny_data(), DistillContext(), {})

@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from methods.artifacts import LocalArtifactCache
 from methods.context import DistillContext
 from methods.pipeline import run_distillation
 from methods.real_training import load_network, save_network
@@ -40,14 +41,14 @@ def _worker(rank: int, world: int, init: str, teacher_path: str, out_dir: str) -
         teacher, _ = load_network(teacher_path)
         convs = [m for _, m in select_convs(teacher)]
         moments = real_statistics(teacher, convs, data.train_x, data.train_y, data.num_classes, ctx, batch_size=5)
-        cached = DistillContext.from_environment(seed=7, cache_dir=str(Path(out_dir) / "cache"))
+        cached = DistillContext.from_environment(seed=7, cache=LocalArtifactCache(Path(out_dir) / "cache"))
         hits = []
         for _ in range(2):  # a miss (sharded pass, rank 0 writes), then a hit (rank 0 reads, broadcasts)
             again, hit = cached_real_statistics(
                 teacher, select_convs(teacher), data.train_x, data.train_y, data.num_classes, cached, 5
             )
             hits.append(hit)
-        param, objective, _ = run_distillation(dict(HP), data, ctx, teacher)
+        param, objective, _ = run_distillation(dict(HP), data, ctx, {"teacher": teacher})
         torch.save(
             {
                 "psi": [m.psi() for m in moments],
@@ -100,7 +101,7 @@ def test_two_gloo_workers_equal_one(tmp_path: Path) -> None:
             assert torch.allclose(got, m.psi(), atol=1e-10)
     assert len(list((tmp_path / "cache" / "statistics").glob("*.pt"))) == 1
 
-    one, objective, _ = run_distillation({**HP, "round_size": 2}, data, ctx, teacher)
+    one, objective, _ = run_distillation({**HP, "round_size": 2}, data, ctx, {"teacher": teacher})
     for r in ranks:  # the gathered set on every rank equals one worker with rounds of 2
         assert torch.allclose(r["images"], one.images.detach(), atol=1e-5)
     assert int(ranks[0]["emu"]["emu.count"]) == int(ranks[1]["emu"]["emu.count"]) == 4
@@ -108,5 +109,5 @@ def test_two_gloo_workers_equal_one(tmp_path: Path) -> None:
         assert torch.equal(v, ranks[1]["emu"][k])
         assert torch.allclose(v.double(), objective.state_dict()[k].double(), atol=1e-8)
     # one worker with rounds of one batch (Eq. 19 exactly) is a different, documented trajectory
-    sequential, _, _ = run_distillation(dict(HP), data, ctx, teacher)
+    sequential, _, _ = run_distillation(dict(HP), data, ctx, {"teacher": teacher})
     assert not torch.allclose(sequential.images, one.images)

@@ -45,7 +45,7 @@ def test_dm_reduces_its_loss_and_moves_pixels(digits) -> None:
     assert not torch.equal(param.images, param2.images)
     from methods.objectives.base import Phase
 
-    obj.prepare(digits, ctx)
+    obj.prepare(digits, ctx, {})
     phase = Phase(0, torch.arange(param.num_instances), param.labels.clone(), 1)
     with torch.no_grad():
         before = obj.loss(param.decode(), param.labels, phase, 0, ctx).item()

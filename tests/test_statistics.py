@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods.artifacts import LocalArtifactCache
 from methods.context import DistillContext
 from methods.networks import build_network
 from methods.spectral import (
@@ -132,11 +133,11 @@ def test_statistics_cache_hits_and_keys(tmp_path) -> None:
     net = build_network("convnet_d2", 3, 4, 16).eval()
     convs = select_convs(net, "all")
     x, y = torch.randn(20, 3, 16, 16), torch.arange(20) % 4
-    ctx = DistillContext(cache_dir=str(tmp_path))
+    ctx = DistillContext(cache=LocalArtifactCache(tmp_path))
     first, hit1 = cached_real_statistics(net, convs, x, y, 4, ctx, batch_size=8)
     second, hit2 = cached_real_statistics(net, convs, x, y, 4, ctx, batch_size=8)
     assert (hit1, hit2) == (False, True)
-    assert len(list((tmp_path / "statistics").glob("*.pt"))) == 1
+    assert len(list((tmp_path / "statistics").glob("*.pt"))) == 1  # one artifact, keyed by content
     for a, b in zip(first, second, strict=True):
         assert all(torch.equal(p, q) for p, q in zip(a.parts(), b.parts(), strict=True))
     names = [n for n, _ in convs]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -53,11 +53,13 @@ class Objective(ABC):
     Lifecycle: ``prepare`` (once; statistics of the real data, streamed and all-reduced),
     then for each :class:`Phase` from ``phases``: ``begin_phase``, ``loss`` per step,
     ``end_phase``. ``Options`` is the dataclass of the hyper-parameters it reads.
+    ``requires`` names the prerequisites (:mod:`methods.prerequisites`: ``teacher``,
+    ``experts``, …) the orchestrator produces once and hands to :meth:`prepare` as ``needs``.
     """
 
     name: ClassVar[str]
     Options: ClassVar[type]
-    needs_teacher: ClassVar[bool] = False
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: Any) -> None:
         self.options = options
@@ -65,8 +67,17 @@ class Objective(ABC):
     def optim_defaults(self, param: Parameterization) -> OptimDefaults:
         return OptimDefaults()
 
-    def prepare(self, data: RealData, ctx: DistillContext, teacher: Classifier | None = None) -> None:
+    def prepare(self, data: RealData, ctx: DistillContext, needs: Mapping[str, Any]) -> None:
+        """Compute what the objective needs from real data; ``needs`` holds the loaded prerequisites."""
         return None
+
+    @staticmethod
+    def need(needs: Mapping[str, Any], name: str, objective: str) -> Any:
+        """``needs[name]``, or a clear error naming the missing prerequisite."""
+        value = needs.get(name)
+        if value is None:
+            raise ValueError(f"objective {objective!r} needs the prerequisite {name!r}, but none was supplied")
+        return value
 
     @abstractmethod
     def phases(self, param: Parameterization, iterations: int, ctx: DistillContext) -> list[Phase]:

@@ -13,7 +13,9 @@ number.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -21,7 +23,7 @@ from torch import Tensor
 from methods.augment import DSA, DSA_DEFAULT, siamese
 from methods.context import DistillContext, seed_from
 from methods.datasets import RealData
-from methods.networks import Classifier, build_network
+from methods.networks import build_network
 from methods.objectives.base import (
     OBJECTIVES,
     FreshNetworks,
@@ -56,7 +58,7 @@ class DistributionMatching(Objective):
         # DM's reference settings for pixels: SGD, lr 1.0, momentum 0.5, constant.
         return OptimDefaults(optimizer="sgd", lr=1.0, momentum=0.5, schedule="constant")
 
-    def prepare(self, data: RealData, ctx: DistillContext, teacher: Classifier | None = None) -> None:
+    def prepare(self, data: RealData, ctx: DistillContext, needs: Mapping[str, Any]) -> None:
         self.data = data
         net = build_network(self.options.distill_arch, data.channels, data.num_classes, data.resolution)
         self.nets = FreshNetworks(net, ctx.device)

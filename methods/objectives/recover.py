@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import copy
 from abc import abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import kornia.augmentation as K
 import torch
@@ -67,7 +69,7 @@ def batch_of_rows(labels: Tensor) -> Tensor:
 class BatchRecover(Objective):
     """Batch-wise recover against a teacher; subclasses supply statistics and the loss."""
 
-    needs_teacher = True
+    requires = ("teacher",)
     Options = RecoverOptions
 
     def __init__(self, options: RecoverOptions) -> None:
@@ -91,9 +93,8 @@ class BatchRecover(Objective):
         return OptimDefaults(optimizer="adam", lr=0.25, betas=(0.5, 0.9), schedule="cosine")
 
     # --- lifecycle ----------------------------------------------------------------------
-    def prepare(self, data: RealData, ctx: DistillContext, teacher: Classifier | None = None) -> None:
-        if teacher is None:
-            raise ValueError(f"objective {self.name!r} needs a teacher network (the squeeze step)")
+    def prepare(self, data: RealData, ctx: DistillContext, needs: Mapping[str, Any]) -> None:
+        teacher: Classifier = self.need(needs, "teacher", self.name)
         self.device = ctx.device
         self.teacher = copy.deepcopy(teacher).to(ctx.device).eval()
         for p in self.teacher.parameters():

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from methods.artifacts import ArtifactCache
 from methods.registry import Registry
 
 
@@ -67,6 +68,8 @@ class Parameterization(nn.Module, ABC):
     #: how :meth:`decode` reaches a resolution other than the stored one
     resize_mode: str = "none"
     name: ClassVar[str]
+    #: where initialisations that are worth reusing (e.g. field warm-ups) are cached; set by the pipeline
+    cache: ArtifactCache | None = None
 
     def __init__(self, config: ParamConfig) -> None:
         super().__init__()

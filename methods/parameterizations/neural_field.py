@@ -9,9 +9,10 @@ other one (Sec. 4.3, Table 13).
 
 Initialisation is the warm-up of Sec. 3.3 / App. B.5: each field is fitted to a random real
 instance of its class by minimising ‖F_ψ(C) − x‖² (Eq. 2) with Adam (lr 5e-4, 5,000
-iterations) — all fields at once, in one batched computation. The fitted weights are cached
-under ``$DDX_CACHE/ddif_warmup/`` keyed by the SHA-256 of the real instances, the field
-configuration and the warm-up settings; the initial weights are seeded by that key too, so
+iterations) — all fields at once, in one batched computation. The fitted weights are cached as
+``ddif_warmup`` artifacts (the distillation's artifact cache, or ``$DDX_CACHE/artifacts`` when
+used directly) keyed by the SHA-256 of the real instances, the field configuration and the
+warm-up settings; the initial weights are seeded by that key too, so
 every worker that runs the warm-up gets the same fields (each Train worker runs the whole
 warm-up; the cache makes repeats free).
 """
@@ -20,15 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from methods.artifacts import LocalArtifactCache
 from methods.options import take
 from methods.parameterizations.base import PARAMETERIZATIONS, ParamConfig, Parameterization, SetShape
 from methods.parameterizations.siren import decode_fields, init_siren, parameter_count
@@ -60,9 +59,8 @@ FIELD_LR = {"tm": 1e-4, "mtt": 1e-4}
 FIELD_LR_DEFAULT = 5e-5  # DM and DC
 
 
-def warmup_cache_dir() -> Path:
-    """``$DDX_CACHE/ddif_warmup`` (default ``~/.cache/ddx/ddif_warmup``), like the datasets' cache."""
-    return Path(os.environ.get("DDX_CACHE", Path.home() / ".cache" / "ddx")) / "ddif_warmup"
+#: the artifact kind of cached warm-ups
+WARMUP_KIND = "ddif_warmup"
 
 
 class NeuralField(Parameterization):
@@ -155,8 +153,10 @@ class NeuralField(Parameterization):
         if images.shape[0] != self.num_instances:
             raise ValueError(f"warm-up needs one real instance per field ({self.num_instances}), got {images.shape[0]}")
         key = self.warmup_key(images)
-        path = warmup_cache_dir() / f"{key}.pt"
-        if self.opts.warmup_cache and path.exists():
+        cache = (self.cache or LocalArtifactCache()) if self.opts.warmup_cache else None
+        description = {"kind": WARMUP_KIND, "key": key}
+        path = cache.find(WARMUP_KIND, description) if cache is not None else None
+        if path is not None:
             saved = torch.load(path, map_location="cpu", weights_only=True)
             self._load_fields(saved["state"])
             self.warmup_mse = saved["mse"]
@@ -174,9 +174,10 @@ class NeuralField(Parameterization):
         o = self.opts
         self.warmup_mse = fit_fields(self.layers(), images, o.nf_w0_first, o.nf_w0, o.warmup_iterations, o.warmup_lr)
         self.warmup_cached = False
-        if self.opts.warmup_cache:
-            state = {k: v.detach().cpu().clone() for k, v in self.instance_tensors().items()}
-            _save_atomic({"state": state, "mse": self.warmup_mse}, path)
+        if cache is not None:
+            saved = {"state": {k: v.detach().cpu().clone() for k, v in self.instance_tensors().items()}}
+            saved["mse"] = self.warmup_mse
+            cache.get_or_create(WARMUP_KIND, description, lambda tmp: torch.save(saved, tmp))
 
     def _load_fields(self, state: dict[str, Tensor]) -> None:
         with torch.no_grad():
@@ -207,18 +208,6 @@ def fit_fields(
             opt.step()
     with torch.no_grad():
         return (decode_fields(layers, size, w0_first, w0) - target).pow(2).mean(dim=dims).cpu()
-
-
-def _save_atomic(obj: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 PARAMETERIZATIONS.add("neural_field", NeuralField)

@@ -21,11 +21,9 @@ choice), or of a configurable subset (:func:`select_convs`).
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -248,20 +246,21 @@ def cached_real_statistics(
     ctx: DistillContext,
     batch_size: int = 256,
 ) -> tuple[list[LayerMoments], bool]:
-    """:func:`real_statistics` through ``<ctx.cache_dir>/statistics/<key>.pt``; (moments, cache hit).
+    """:func:`real_statistics` through the artifact cache ``ctx.cache`` (kind ``statistics``); (moments, hit).
 
-    Rank 0 decides whether the file exists and broadcasts the answer, so every rank takes the
-    same path through the collectives; on a hit rank 0 reads the file and broadcasts it (the
-    other ranks need not see the same filesystem). The file is written by rank 0 through a
-    temporary name renamed into place.
+    Rank 0 looks the artifact up and broadcasts the answer, so every rank takes the same path
+    through the collectives; on a hit rank 0 reads the file and broadcasts it (the other ranks
+    need not see the same filesystem). On a miss every rank computes its shard and rank 0
+    stores the all-reduced result.
     """
     names = [n for n, _ in convs]
     modules = [m for _, m in convs]
-    if ctx.cache_dir is None:
+    if ctx.cache is None:
         return real_statistics(net, modules, x, y, num_classes, ctx, batch_size), False
-    # only rank 0 touches the file (and pays for hashing the training set)
-    path = Path(ctx.cache_dir) / "statistics" / f"{statistics_key(x, y, net, names)}.pt" if ctx.is_main else None
-    hit = torch.tensor([1.0 if (path is not None and path.exists()) else 0.0], device=ctx.device)
+    # only rank 0 touches the cache (and pays for hashing the training set)
+    description = {"kind": "real_statistics", "key": statistics_key(x, y, net, names)} if ctx.is_main else None
+    path = ctx.cache.find("statistics", description) if description is not None else None
+    hit = torch.tensor([1.0 if path is not None else 0.0], device=ctx.device)
     ctx.broadcast(hit)
     if bool(hit.item() > 0):
         moments = [LayerMoments.zeros(int(m.in_channels), num_classes, ctx.device) for m in modules]
@@ -274,11 +273,9 @@ def cached_real_statistics(
         unpack_into(ctx.broadcast(flat), moments)
         return moments, True
     moments = real_statistics(net, modules, x, y, num_classes, ctx, batch_size)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save({"layers": names, "packed": pack(moments).cpu(), "version": STATS_VERSION}, tmp)
-        os.replace(tmp, path)
+    if description is not None:
+        packed = {"layers": names, "packed": pack(moments).cpu(), "version": STATS_VERSION}
+        ctx.cache.get_or_create("statistics", description, lambda tmp: torch.save(packed, tmp))
     return moments, False
 
 
