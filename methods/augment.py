@@ -15,14 +15,13 @@ import kornia.augmentation as K
 import torch
 from torch import Tensor, nn
 
+from methods.augment_options import DSA_DEFAULT, OPS, parse_strategy
 from methods.context import seed_from
 
-DSA_DEFAULT = "color_crop_cutout_flip_scale_rotate"
 DSA_SCALE = 1.2
 DSA_ROTATE_DEG = 15.0
 DSA_CROP = 0.125
 DSA_CUTOUT = 0.5
-OPS = ("color", "crop", "cutout", "flip", "scale", "rotate")
 
 
 class DSAColor(nn.Module):
@@ -60,16 +59,6 @@ def _op(name: str, same: bool) -> nn.Module:
     if name == "rotate":
         return K.RandomAffine(degrees=DSA_ROTATE_DEG, same_on_batch=same, p=1.0)
     raise ValueError(f"unknown augmentation {name!r}; known: {', '.join(OPS)}")
-
-
-def parse_strategy(strategy: str | None) -> list[str]:
-    if not strategy or strategy.lower() == "none":
-        return []
-    ops = strategy.split("_")
-    for op in ops:
-        if op not in OPS:
-            raise ValueError(f"unknown augmentation {op!r} in {strategy!r}; known: {', '.join(OPS)}")
-    return ops
 
 
 class DSA(nn.Module):

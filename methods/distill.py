@@ -12,7 +12,6 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,23 +19,11 @@ from torch import Tensor
 
 from methods.context import DistillContext
 from methods.datasets import RealData
+from methods.distill_options import DistillSettings
 from methods.objectives.base import Objective, OptimDefaults, Phase
 from methods.parameterizations import Parameterization
 
 CheckpointFn = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class DistillSettings:
-    """Loop settings shared by every objective (keys of a sweep's ``method`` block)."""
-
-    iterations: int = 200
-    lr_images: float | None = None  # None: the objective's default for this parameterization
-    optimizer: str | None = None  # sgd | adam; None: the objective's default
-    momentum: float | None = None
-    schedule: str | None = None  # constant | cosine
-    checkpoint_every: int = 100
-    progress_every: int = 10
 
 
 def init_from_real(param: Parameterization, data: RealData, ctx: DistillContext) -> None:

@@ -23,30 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from methods.augment import DSA, DSA_DEFAULT
+from methods.augment import DSA
 from methods.datasets import RealData
+from methods.evaluate_options import LABEL_MODES, EvalSettings
 from methods.networks import Classifier, build_network
-
-LABEL_MODES = ("hard", "soft")
-
-
-@dataclass
-class EvalSettings:
-    """Student-training settings (keys of a sweep's ``evaluation`` block; DC/DM defaults)."""
-
-    epochs: int = 300
-    batch_size: int = 256
-    optimizer: str = "sgd"  # sgd | adam | adamw
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "step"  # step (×0.1 at half-way, the DC/DM protocol) | cosine | constant
-    augment: str = DSA_DEFAULT  # DSA strategy for hard labels; "none" disables
-    soft_augment: str = "crop_flip"  # augmentation under soft labels (teacher relabels each view)
-    label_mode: str = "hard"
-    temperature: float = 4.0
-    track_test: bool = False  # also report max_over_test (labelled; not the default metric)
-    check_every: int = 0  # epochs between curve points; 0 → about 10 points
 
 
 @dataclass

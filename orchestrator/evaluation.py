@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -19,44 +18,10 @@ import torch
 
 from methods.datasets import DatasetOptions, cached_dataset
 from methods.evaluate import EvalSettings, train_student
-from methods.networks import resolve_arch
 from methods.options import take
 from methods.parameterizations import from_payload
 from methods.real_training import load_network
-
-
-@dataclass(frozen=True)
-class EvalJob:
-    arch: str  # the network trained (``convnet`` already resolved to ``convnet_d<N>``)
-    resolution: int
-    seed: int
-    label_mode: str
-    requested: str | None = None  # the arch as named in the spec, when it differs
-
-    @property
-    def key(self) -> tuple[str, int, int, str]:
-        return (self.arch, self.resolution, self.seed, self.label_mode)
-
-
-def plan_jobs(archs: list[str], resolutions: list[int], seeds: list[int], label_modes: list[str]) -> list[EvalJob]:
-    """Every (arch, resolution, label mode, seed); ``convnet`` takes the depth of its resolution.
-
-    Two spec names that resolve to the same network at a resolution (``convnet`` and
-    ``convnet_d5`` at 128 px) share one job.
-    """
-    jobs: dict[tuple[str, int, int, str], EvalJob] = {}
-    for a in archs:
-        for r in resolutions:
-            actual = resolve_arch(a, r)
-            for m in label_modes:
-                for s in seeds:
-                    job = EvalJob(actual, r, s, m, None if actual == a else a)
-                    jobs.setdefault(job.key, job)
-    return list(jobs.values())
-
-
-def row_key_of(row: dict[str, Any]) -> tuple[str, int, int, str]:
-    return (str(row["eval_arch"]), int(row["eval_resolution"]), int(row["seed"]), str(row["label_mode"]))
+from orchestrator.eval_plan import EvalJob, plan_jobs, row_key_of
 
 
 def student_settings(settings: dict[str, Any], label_mode: str) -> EvalSettings:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from ray import tune
@@ -13,12 +11,13 @@ from rich.console import Console
 
 from orchestrator import runtime
 from orchestrator.errors import UserError
+from orchestrator.plan import describe_plan, resolve_storage  # noqa: F401  (re-exported; Ray-free)
 from orchestrator.progress import ForwardingCallback, SweepProgress
 from orchestrator.reference import finish_references, start_references
 from orchestrator.search_space import build_search
 from orchestrator.spec import SweepSpec
 from orchestrator.store import ResultStore, delete_dir, exists, join, read_bytes, write_bytes_atomic
-from orchestrator.trial import code_columns, eval_jobs, run_trial
+from orchestrator.trial import code_columns, run_trial
 
 SPEC_FILE = "spec.json"
 
@@ -30,31 +29,6 @@ class SweepOutcome:
     rows: pd.DataFrame
     trials_failed: int
     resumed: bool
-
-
-def resolve_storage(spec: SweepSpec, storage: str | None) -> SweepSpec:
-    """Apply ``--storage`` and make a local storage path absolute (Tune/Train change directory)."""
-    target = storage or spec.storage
-    if "://" not in target:
-        target = str(Path(target).expanduser().resolve())
-    update: dict[str, Any] = {"storage": target}
-    if spec.dataset.root and "://" not in spec.dataset.root:
-        root = str(Path(spec.dataset.root).expanduser().resolve())
-        update["dataset"] = spec.dataset.model_copy(update={"root": root})
-    return spec.model_copy(update=update)
-
-
-def describe_plan(spec: SweepSpec) -> dict[str, Any]:
-    plan = build_search(spec)
-    resolution = spec.dataset.resolution or 0
-    jobs = eval_jobs(spec, resolution)
-    return {
-        "trials": plan.expected_trials,
-        "evaluations_per_trial": len(jobs),
-        "experiment_dir": spec.experiment_dir(),
-        "algorithm": spec.algorithm,
-        "swept": {k: d.model_dump(exclude_none=True) for k, d in spec.search.items()},
-    }
 
 
 def _check_resume(spec: SweepSpec, fresh: bool) -> bool:
