@@ -594,7 +594,7 @@ def _check_archs(spec: SweepBase, objectives: list[str], needs: dict[str, list[s
                 raise SpecError(f"{problem}; drop it or {fix}", key=key_path("evaluation", "archs", i))
     if r is None:
         return
-    readers = [o for o in objectives if "distill_arch" in field_names(catalog.options_class("objective", o) or object)]
+    readers = [o for o in objectives if any("distill_arch" in field_names(c) for c in _options_of("objective", o))]
     if readers:
         archs = spec.hyper_values("distill_arch") or [TrialOptions.distill_arch]
         for i, arch in enumerate(archs):

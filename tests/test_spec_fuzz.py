@@ -10,7 +10,7 @@ internal error, never another exit code.
 from __future__ import annotations
 
 import copy
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,19 @@ from hypothesis import strategies as st
 from tests.helpers import REPO, cli
 
 SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))
-WORKDIR = Path(tempfile.mkdtemp(prefix="ddx-spec-fuzz-"))
-(WORKDIR / "data" / "cifar10").mkdir(parents=True, exist_ok=True)  # the shipped sweeps' ../data/cifar10
-(WORKDIR / "sweeps").mkdir(exist_ok=True)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Iterator[Path]:
+    """A folder with ``sweeps/`` and the shipped sweeps' ``../data/cifar10`` (an empty folder);
+    a mutated URI root waits on the network 2 s at most."""
+    root = tmp_path_factory.mktemp("fuzz")
+    (root / "data" / "cifar10").mkdir(parents=True)
+    (root / "sweeps").mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("orchestrator.spec.URI_TIMEOUT_S", 2.0)
+        yield root
+
 
 #: replacement values: every YAML type, edge numbers, near-miss names, markup and control characters
 VALUES = st.one_of(
@@ -81,7 +91,8 @@ def mutated_sweeps(draw) -> bytes:
         elif op == "retype":
             parent[path[-1]] = copy.deepcopy(draw(VALUES))
         elif isinstance(parent, dict):
-            parent[draw(st.sampled_from(["ipc", "epochs", "name", "archs", "beta", "zzz", 7]))] = copy.deepcopy(draw(VALUES))
+            key = draw(st.sampled_from(["ipc", "epochs", "name", "archs", "beta", "zzz", 7]))
+            parent[key] = copy.deepcopy(draw(VALUES))
     text = yaml.safe_dump(copy.deepcopy(data), sort_keys=False, allow_unicode=True).encode()
     lines = text.splitlines(keepends=True)
     extra = draw(st.sampled_from(["none", "none", "duplicate", "junk", "truncate"]))
@@ -98,8 +109,8 @@ def mutated_sweeps(draw) -> bytes:
 
 
 @pytest.mark.parametrize("source", SWEEPS, ids=lambda p: p.name)
-def test_shipped_sweeps_are_valid_starting_points(source: Path) -> None:
-    path = WORKDIR / "sweeps" / source.name
+def test_shipped_sweeps_are_valid_starting_points(source: Path, workdir: Path) -> None:
+    path = workdir / "sweeps" / source.name
     path.write_text(source.read_text())
     proc = cli("validate", str(path))
     assert proc.exit_code == 0, proc.stderr
@@ -107,11 +118,8 @@ def test_shipped_sweeps_are_valid_starting_points(source: Path) -> None:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 @given(content=mutated_sweeps())
-def test_any_mutation_gives_a_plan_or_one_error_line(content: bytes) -> None:
-    import orchestrator.spec
-
-    orchestrator.spec.URI_TIMEOUT_S = 2.0  # a mutated root never waits on the network for long
-    path = WORKDIR / "sweeps" / "mutated.yaml"
+def test_any_mutation_gives_a_plan_or_one_error_line(workdir: Path, content: bytes) -> None:
+    path = workdir / "sweeps" / "mutated.yaml"
     path.write_bytes(content)
     proc = cli("validate", str(path))
     out, err = proc.stdout, proc.stderr
