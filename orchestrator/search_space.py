@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ray import tune
+from ray.tune.search.optuna import OptunaSearch
 
 from orchestrator.spec import Domain, SweepSpec, keys_read_by
 
@@ -55,7 +56,6 @@ def build_search(spec: SweepSpec) -> SearchPlan:
         return SearchPlan(space, None, 1, math.prod(grid_sizes) * spec.num_samples)
 
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
 
     space = {k: _tune_domain(d, as_grid=False) for k, d in spec.search.items()}
     all_grid = bool(spec.search) and all(d.kind == "grid" for d in spec.search.values())
@@ -66,9 +66,21 @@ def build_search(spec: SweepSpec) -> SearchPlan:
     else:
         sampler = optuna.samplers.TPESampler(seed=spec.seed)
         n = spec.num_samples
-    searcher = OptunaSearch(metric=spec.metric.name, mode=spec.metric.mode, sampler=sampler)
+    searcher = FinalResultOptuna(metric=spec.metric.name, mode=spec.metric.mode, sampler=sampler)
     space[REPEAT_KEY] = 0
     return SearchPlan(space, searcher, n, n)
+
+
+class FinalResultOptuna(OptunaSearch):
+    """Optuna fed only the results that carry its metric.
+
+    Trials report progress (distillation step, loss, evaluations done) before their final
+    validation accuracy; Ray's OptunaSearch would fail on a result without its metric.
+    """
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if self.metric in result:
+            super().on_trial_result(trial_id, result)
 
 
 def trial_hyper(spec: SweepSpec, config: dict[str, Any]) -> dict[str, Any]:

@@ -303,6 +303,46 @@ class TeacherBlock(Strict):
         return replace(base, **{k: getattr(self, k) for k in keys if getattr(self, k) is not None})
 
 
+class Scheduler(Strict):
+    """``scheduler:`` — early stopping of hopeless trials on their probe accuracy (ASHA).
+
+    Trials report ``probe_val_acc`` every ``method.probe_every`` distillation steps (a quick
+    probe student's validation accuracy); ASHA (Li et al. 2020) stops a trial at a rung
+    (``grace_period`` × ``reduction_factor``^k steps) when it is not in the top
+    1/``reduction_factor`` of the trials that reached that rung.
+    """
+
+    name: Literal["asha"] = "asha"
+    grace_period: int = Field(default=100, ge=1)
+    reduction_factor: float = Field(default=3.0, gt=1)
+    max_t: int | None = Field(default=None, ge=1)  # None: the sweep's largest ``iterations``
+
+
+class MLflowTracking(Strict):
+    tracking_uri: str | None = None  # None: MLflow's default (./mlruns or $MLFLOW_TRACKING_URI)
+    experiment_name: str | None = None  # None: the sweep's name
+
+
+class WandbTracking(Strict):
+    project: str | None = None  # None: the sweep's name
+    group: str | None = None
+
+
+class Tracking(Strict):
+    """``tracking:`` — experiment trackers that receive every trial's intermediate and final metrics."""
+
+    tensorboard: bool = False  # event files in each trial's folder under <experiment>/tune/
+    mlflow: MLflowTracking | None = None
+    wandb: WandbTracking | None = None
+
+    @field_validator("mlflow", "wandb", mode="before")
+    @classmethod
+    def _true_means_defaults(cls, v: Any) -> Any:
+        if v is True:
+            return {}
+        return None if v is False else v
+
+
 class SweepSpec(Strict):
     """A whole sweep file (see README, "The sweep file", for every key)."""
 
@@ -318,6 +358,8 @@ class SweepSpec(Strict):
     resources: Resources = Field(default_factory=Resources)
     evaluation: Evaluation = Field(default_factory=Evaluation)
     teacher: TeacherBlock | None = None  # None: defaults, trained only when a trial needs it
+    scheduler: Scheduler | None = None  # None: every trial runs to the end
+    tracking: Tracking = Field(default_factory=Tracking)
 
     # --- derived views -------------------------------------------------------------------
     def hyper_values(self, key: str) -> list[Any]:
@@ -329,8 +371,8 @@ class SweepSpec(Strict):
         return []
 
     def config_hash(self) -> str:
-        """Hash of everything that determines results (not storage or resources)."""
-        body = self.model_dump(mode="json", exclude={"storage", "resources"})
+        """Hash of everything that determines results (not storage, resources or trackers)."""
+        body = self.model_dump(mode="json", exclude={"storage", "resources", "tracking"})
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
     def experiment_dir(self) -> str:

@@ -1,9 +1,9 @@
-"""Run a sweep: spec → Tune search → trials (Train distillation + evaluation tasks) → Parquet."""
+"""Run a sweep: spec → Tune search → trials (prerequisites, distillation, evaluation tasks) → Parquet."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,31 @@ from orchestrator.progress import ForwardingCallback, SweepProgress
 from orchestrator.reference import finish_references, start_references
 from orchestrator.search_space import build_search
 from orchestrator.spec import SweepSpec
-from orchestrator.store import ResultStore, delete_dir, exists, join, read_bytes, write_bytes_atomic
+from orchestrator.storage import (
+    check_storage,
+    delete_dir,
+    exists,
+    filesystem,
+    is_uri,
+    join,
+    read_bytes,
+    write_bytes_atomic,
+)
+from orchestrator.store import ResultStore
+from orchestrator.tracking import make_scheduler, tracking_callbacks
 from orchestrator.trial import code_columns, eval_jobs, run_trial
 
 SPEC_FILE = "spec.json"
+
+
+@dataclass
+class TrialFailure:
+    """A trial Tune recorded as errored (after its retries): its id, error line and log."""
+
+    trial_id: str
+    config: dict[str, Any]
+    error: str
+    log: str | None
 
 
 @dataclass
@@ -28,20 +49,27 @@ class SweepOutcome:
     experiment_dir: str
     results_path: str
     rows: pd.DataFrame
-    trials_failed: int
+    trial_failures: list[TrialFailure]
     resumed: bool
+    stopped_early: list[str] = field(default_factory=list)
+
+    @property
+    def failed_rows(self) -> pd.DataFrame:
+        if self.rows.empty:
+            return self.rows
+        return self.rows[self.rows["status"] != "ok"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.trial_failures and self.failed_rows.empty
 
 
 def resolve_storage(spec: SweepSpec, storage: str | None) -> SweepSpec:
     """Apply ``--storage`` and make a local storage path absolute (Tune/Train change directory)."""
     target = storage or spec.storage
-    if "://" not in target:
+    if not is_uri(target):
         target = str(Path(target).expanduser().resolve())
-    update: dict[str, Any] = {"storage": target}
-    if spec.dataset.root and "://" not in spec.dataset.root:
-        root = str(Path(spec.dataset.root).expanduser().resolve())
-        update["dataset"] = spec.dataset.model_copy(update={"root": root})
-    return spec.model_copy(update=update)
+    return spec.model_copy(update={"storage": target})
 
 
 def describe_plan(spec: SweepSpec) -> dict[str, Any]:
@@ -76,6 +104,29 @@ def _check_resume(spec: SweepSpec, fresh: bool) -> bool:
     return True
 
 
+def _tune_storage(exp: str) -> tuple[str, Any]:
+    """``storage_path`` and ``storage_filesystem`` for Tune (explicit for URIs with query parameters)."""
+    if not is_uri(exp):
+        return exp, None
+    fs, path = filesystem(exp)
+    return path, fs
+
+
+def _failures(grid: tune.ResultGrid) -> list[TrialFailure]:
+    from orchestrator.trial import error_line
+
+    out = []
+    for result in grid:
+        if result.error is None:
+            continue
+        log = None
+        if result.path:
+            log = f"{result.path}/error.txt"
+        config = {k: v for k, v in (result.config or {}).items()}
+        out.append(TrialFailure(str(result.metrics.get("trial_id", "")), config, error_line(result.error), log))
+    return out
+
+
 def run_sweep(
     spec: SweepSpec,
     fresh: bool = False,
@@ -88,6 +139,7 @@ def run_sweep(
     runtime.check_resources(token)
     if runtime.is_embedded():
         runtime.check_fits(runtime.unit_demands(spec.resources, token))
+    check_storage(spec.storage, key="storage")
     resumed = _check_resume(spec, fresh)
     exp = spec.experiment_dir()
     write_bytes_atomic(
@@ -99,35 +151,57 @@ def run_sweep(
         tune.with_parameters(run_trial, spec_json=spec.model_dump_json(), code=code_columns()),
         token,
     )
-    tune_dir = join(exp, "tune")
+    tune_path, storage_fs = _tune_storage(join(exp, "tune"))
+    storage_path, _ = _tune_storage(exp)
+    concurrency = max_concurrent or spec.resources.max_concurrent_trials
     progress = SweepProgress(spec.metric.name, spec.metric.mode, plan.expected_trials, console)
-    if resumed and tune.Tuner.can_restore(tune_dir):
-        tuner = tune.Tuner.restore(tune_dir, trainable, resume_unfinished=True, resume_errored=True)
+    if resumed and tune.Tuner.can_restore(tune_path, storage_filesystem=storage_fs):
+        tuner = tune.Tuner.restore(
+            tune_path, trainable, resume_unfinished=True, resume_errored=True, storage_filesystem=storage_fs
+        )
+        set_max_concurrent(tuner, concurrency)
     else:
         tuner = tune.Tuner(
             trainable,
             param_space=plan.param_space,
             tune_config=tune.TuneConfig(
-                metric=spec.metric.name,
-                mode=spec.metric.mode,
                 search_alg=plan.search_alg,
+                scheduler=make_scheduler(spec),
                 num_samples=plan.num_samples,
-                max_concurrent_trials=max_concurrent or spec.resources.max_concurrent_trials,
+                max_concurrent_trials=concurrency,
+                reuse_actors=True,  # a trial driver's process is kept for the next trial: no start-up cost
             ),
             run_config=tune.RunConfig(
                 name="tune",
-                storage_path=exp,
+                storage_path=storage_path,
+                storage_filesystem=storage_fs,
                 verbose=0,
-                callbacks=[ForwardingCallback()],
+                callbacks=[ForwardingCallback(), *tracking_callbacks(spec)],
                 failure_config=tune.FailureConfig(max_failures=1),
             ),
         )
     references = start_references(spec)  # full-data upper bound, alongside the trials
     with progress:
         grid = tuner.fit()
-    failed = sum(1 for r in grid if r.error is not None)
     store = ResultStore(exp)
     rows = store.consolidate()
     if references is not None:
         finish_references(references)
-    return SweepOutcome(exp, store.results_path, rows, failed, resumed)
+    return SweepOutcome(exp, store.results_path, rows, _failures(grid), resumed, sorted(progress.stopped))
+
+
+def set_max_concurrent(tuner: tune.Tuner, limit: int) -> None:
+    """Apply ``--max-concurrent`` to a restored Tuner.
+
+    ``Tuner.restore`` brings back the saved ``TuneConfig``; Ray has no public way to change
+    its concurrency limit, so this sets the restored config's field (checked by a test, so a
+    Ray upgrade that moves it fails loudly).
+    """
+    internal = getattr(tuner, "_local_tuner", None)
+    config = getattr(internal, "_tune_config", None)
+    if config is None or not hasattr(config, "max_concurrent_trials"):
+        raise RuntimeError("this Ray version's Tuner has no restorable TuneConfig; cannot apply --max-concurrent")
+    config.max_concurrent_trials = limit
+
+
+__all__ = ["SweepOutcome", "TrialFailure", "describe_plan", "resolve_storage", "run_sweep", "set_max_concurrent"]
