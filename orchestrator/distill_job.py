@@ -120,7 +120,7 @@ _DONE = object()
 
 
 def distill_stream(job_data: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Streaming task body: yields progress dicts, then ``{"done": 1, **summary}``.
+    """Streaming task body: yields progress dicts, then ``{"distill_done": 1, **summary}``.
 
     The body runs in a thread so that its progress callback can feed this generator.
     """
@@ -143,14 +143,14 @@ def distill_stream(job_data: dict[str, Any]) -> Iterator[dict[str, Any]]:
     worker.join()
     if "error" in outcome:
         raise outcome["error"]
-    yield {"done": 1, **outcome["summary"]}
+    yield {"distill_done": 1, **outcome["summary"]}
 
 
 distill_stream_remote = ray.remote(num_returns="streaming")(distill_stream)
 
 
 def stream_distillation(job: DistillJob, cpus: float, gpus: float, retries: int) -> Iterator[dict[str, Any]]:
-    """Launch the one-worker distillation task and yield what it yields (the last item has ``done``)."""
+    """Launch the one-worker distillation task and yield what it yields (the last item has ``distill_done``)."""
     job.threads = max(1, int(cpus))
     gen = distill_stream_remote.options(
         num_cpus=cpus,
@@ -171,7 +171,8 @@ def train_worker(config: dict[str, Any]) -> None:
         ray.train.report(dict(info))  # every rank reports at the same steps (the loop is in lockstep)
 
     summary = distill_body(job, report)
-    ray.train.report({"done": 1, **summary})
+    # not "done": in a Tune result that key ends the trial (this report reaches Tune)
+    ray.train.report({"phase": "distill", "distill_done": 1, **summary})
 
 
 def run_train(

@@ -162,7 +162,7 @@ class TrialRun:
             )
             if res.distill_workers == 1:
                 for item in stream_distillation(job, res.cpus_per_worker, res.gpus_per_worker, DISTILL_TASK_RETRIES):
-                    if not item.get("done"):
+                    if not item.get("distill_done"):
                         self.report(item)
             else:
                 run_train(
