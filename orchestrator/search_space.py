@@ -43,11 +43,17 @@ def _tune_domain(d: Domain, as_grid: bool) -> Any:
     return tune.randint(lo, hi + 1)  # ddx's bounds are inclusive; Tune's upper bound is not
 
 
-def build_search(spec: SweepSpec) -> SearchPlan:
+def build_search(spec: SweepSpec, history: list[tuple[dict[str, Any], float | None]] | None = None) -> SearchPlan:
     """Grid: Tune's variant generator, with ``num_samples`` repeats as a ``repeat`` grid axis.
 
     Optuna: TPE over every domain, or — when every domain is a grid — Optuna's
     ``GridSampler`` over ``choice`` domains (``OptunaSearch`` rejects ``grid_search``).
+
+    ``history`` (a resumed sweep's trials: swept values and final metric, None when the
+    trial did not finish) is told to Optuna before it suggests anything: finished trials
+    as evaluated points (not run again, and they inform TPE), unfinished ones queued to run
+    first; only the remaining samples are new. A grid needs no history: every trial runs
+    again and finds its finished work by trial key.
     """
     grid_sizes = [len(d.grid or []) for d in spec.search.values() if d.kind == "grid"]
     if spec.algorithm == "grid":
@@ -66,17 +72,31 @@ def build_search(spec: SweepSpec) -> SearchPlan:
     else:
         sampler = optuna.samplers.TPESampler(seed=spec.seed)
         n = spec.num_samples
-    searcher = FinalResultOptuna(metric=spec.metric.name, mode=spec.metric.mode, sampler=sampler)
+    known = [(dict(c), v) for c, v in (history or []) if set(c) == set(spec.search)]
+    searcher = FinalResultOptuna(metric=spec.metric.name, mode=spec.metric.mode, sampler=sampler, history=known)
     space[REPEAT_KEY] = 0
-    return SearchPlan(space, searcher, n, n)
+    finished = sum(1 for _, v in known if v is not None)
+    return SearchPlan(space, searcher, max(0, n - finished), n)
 
 
 class FinalResultOptuna(OptunaSearch):
-    """Optuna fed only the results that carry its metric.
+    """Optuna fed only the results that carry its metric, and told a resumed sweep's history.
 
     Trials report progress (distillation step, loss, evaluations done) before their final
     validation accuracy; Ray's OptunaSearch would fail on a result without its metric.
     """
+
+    def __init__(self, history: list[tuple[dict[str, Any], float | None]] | None = None, **kwargs: Any) -> None:
+        self._history = list(history or [])
+        super().__init__(**kwargs)
+
+    def _setup_study(self, mode: str | list) -> None:
+        super()._setup_study(mode)
+        for config, value in self._history:
+            if value is None:
+                self._ot_study.enqueue_trial(config)  # started before, not finished: run it first
+            else:
+                self.add_evaluated_point(config, value)  # finished: known to TPE, not run again
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if self.metric in result:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from orchestrator import runtime
 from orchestrator.errors import UserError
 from orchestrator.progress import ForwardingCallback, SweepProgress
 from orchestrator.reference import finish_references, start_references
-from orchestrator.search_space import build_search
+from orchestrator.search_space import SearchPlan, build_search
 from orchestrator.spec import SweepSpec
 from orchestrator.storage import (
     check_storage,
@@ -29,7 +30,7 @@ from orchestrator.storage import (
 )
 from orchestrator.store import ResultStore
 from orchestrator.tracking import make_scheduler, tracking_callbacks
-from orchestrator.trial import code_columns, eval_jobs, run_trial
+from orchestrator.trial import code_columns, eval_jobs, read_trial_records, run_trial
 
 SPEC_FILE = "spec.json"
 
@@ -146,62 +147,65 @@ def run_sweep(
         join(exp, SPEC_FILE),
         json.dumps({"config_hash": spec.config_hash(), "spec": spec.model_dump(mode="json")}, indent=2).encode(),
     )
-    plan = build_search(spec)
+    history = trial_history(exp) if resumed else []
+    plan = build_search(spec, history)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, spec_json=spec.model_dump_json(), code=code_columns()),
         token,
     )
-    tune_path, storage_fs = _tune_storage(join(exp, "tune"))
-    storage_path, _ = _tune_storage(exp)
-    concurrency = max_concurrent or spec.resources.max_concurrent_trials
+    storage_path, storage_fs = _tune_storage(join(exp, "tune"))
     progress = SweepProgress(spec.metric.name, spec.metric.mode, plan.expected_trials, console)
-    if resumed and tune.Tuner.can_restore(tune_path, storage_filesystem=storage_fs):
-        tuner = tune.Tuner.restore(
-            tune_path, trainable, resume_unfinished=True, resume_errored=True, storage_filesystem=storage_fs
-        )
-        set_max_concurrent(tuner, concurrency)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space=plan.param_space,
-            tune_config=tune.TuneConfig(
-                search_alg=plan.search_alg,
-                scheduler=make_scheduler(spec),
-                num_samples=plan.num_samples,
-                max_concurrent_trials=concurrency,
-                reuse_actors=True,  # a trial driver's process is kept for the next trial: no start-up cost
-            ),
-            run_config=tune.RunConfig(
-                name="tune",
-                storage_path=storage_path,
-                storage_filesystem=storage_fs,
-                verbose=0,
-                callbacks=[ForwardingCallback(), *tracking_callbacks(spec)],
-                failure_config=tune.FailureConfig(max_failures=1),
-            ),
-        )
+    tuner = tune.Tuner(
+        trainable,
+        param_space=plan.param_space,
+        tune_config=tune_config(spec, plan, max_concurrent),
+        run_config=tune.RunConfig(
+            name=time.strftime("run-%Y%m%d-%H%M%S"),  # one Tune experiment per invocation
+            storage_path=storage_path,
+            storage_filesystem=storage_fs,
+            verbose=0,
+            callbacks=[ForwardingCallback(), *tracking_callbacks(spec)],
+            failure_config=tune.FailureConfig(max_failures=1),
+        ),
+    )
     references = start_references(spec)  # full-data upper bound, alongside the trials
-    with progress:
-        grid = tuner.fit()
+    failures: list[TrialFailure] = []
+    if plan.num_samples > 0:  # a resumed Optuna sweep may have every sample finished already
+        with progress:
+            failures = _failures(tuner.fit())
     store = ResultStore(exp)
     rows = store.consolidate()
     if references is not None:
         finish_references(references)
-    return SweepOutcome(exp, store.results_path, rows, _failures(grid), resumed, sorted(progress.stopped))
+    return SweepOutcome(exp, store.results_path, rows, failures, resumed, sorted(progress.stopped))
 
 
-def set_max_concurrent(tuner: tune.Tuner, limit: int) -> None:
-    """Apply ``--max-concurrent`` to a restored Tuner.
-
-    ``Tuner.restore`` brings back the saved ``TuneConfig``; Ray has no public way to change
-    its concurrency limit, so this sets the restored config's field (checked by a test, so a
-    Ray upgrade that moves it fails loudly).
-    """
-    internal = getattr(tuner, "_local_tuner", None)
-    config = getattr(internal, "_tune_config", None)
-    if config is None or not hasattr(config, "max_concurrent_trials"):
-        raise RuntimeError("this Ray version's Tuner has no restorable TuneConfig; cannot apply --max-concurrent")
-    config.max_concurrent_trials = limit
+def tune_config(spec: SweepSpec, plan: SearchPlan, max_concurrent: int | None) -> tune.TuneConfig:
+    """The Tuner's settings; ``--max-concurrent`` wins over the spec, on a fresh or a resumed sweep alike."""
+    return tune.TuneConfig(
+        search_alg=plan.search_alg,
+        scheduler=make_scheduler(spec),
+        num_samples=plan.num_samples,
+        max_concurrent_trials=max_concurrent or spec.resources.max_concurrent_trials,
+        reuse_actors=True,  # a trial driver's process is kept for the next trial: no start-up cost
+    )
 
 
-__all__ = ["SweepOutcome", "TrialFailure", "describe_plan", "resolve_storage", "run_sweep", "set_max_concurrent"]
+def trial_history(exp: str) -> list[tuple[dict[str, Any], float | None]]:
+    """Swept values and final metric (None: unfinished or failed) of every trial run before."""
+    out = []
+    for record in read_trial_records(exp):
+        value = record.get("metric") if record.get("status") == "done" else None
+        out.append((record["config"], None if value is None else float(value)))
+    return out
+
+
+__all__ = [
+    "SweepOutcome",
+    "TrialFailure",
+    "describe_plan",
+    "resolve_storage",
+    "run_sweep",
+    "trial_history",
+    "tune_config",
+]

@@ -49,6 +49,18 @@ def _require(module: str, key: str) -> None:
         raise UserError(f"needs the {module!r} package (pip install {module})", key=key)
 
 
+def _check_mlflow(uri: str | None) -> None:
+    """Reach the MLflow tracking server/store before any trial runs (one line, exit 2, if it cannot)."""
+    from mlflow.tracking import MlflowClient
+
+    try:
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as err:  # mlflow raises its own exception types for every backend
+        first = " ".join(str(err).split())[:300]
+        where = uri or "the default tracking URI"
+        raise UserError(f"cannot use MLflow at {where!r}: {first}", key="tracking.mlflow") from None
+
+
 def tracking_callbacks(spec: SweepSpec) -> list[Any]:
     """The Tune logger callbacks ``spec.tracking`` asks for."""
     t = spec.tracking
@@ -60,6 +72,7 @@ def tracking_callbacks(spec: SweepSpec) -> list[Any]:
         out.append(TBXLoggerCallback())
     if t.mlflow is not None:
         _require("mlflow", "tracking.mlflow")
+        _check_mlflow(t.mlflow.tracking_uri)
         from ray.air.integrations.mlflow import MLflowLoggerCallback
 
         out.append(

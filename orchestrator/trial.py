@@ -21,6 +21,7 @@ and probe accuracy, then evaluations done; the CLI shows it live and trackers lo
 from __future__ import annotations
 
 import io
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -36,7 +37,7 @@ from orchestrator.evaluation import EvalJob, failed_result, plan_jobs, row_key_o
 from orchestrator.provenance import now, versions
 from orchestrator.search_space import REPEAT_KEY, trial_hyper, trial_key
 from orchestrator.spec import SweepSpec
-from orchestrator.storage import delete, exists, join, read_bytes
+from orchestrator.storage import delete, exists, join, list_files, read_bytes, write_bytes_atomic
 from orchestrator.store import ResultStore
 
 #: Ray retries of the one-worker distillation task after a lost process or node
@@ -91,6 +92,14 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+TRIALS_DIR = "trials"
+
+
+def read_trial_records(exp: str) -> list[dict[str, Any]]:
+    """Every trial record of an experiment (``<experiment>/trials/<key>.json``)."""
+    return [json.loads(read_bytes(loc)) for loc in list_files(join(exp, TRIALS_DIR), ".json")]
+
+
 class TrialRun:
     """One trial's work, given its spec and hyper-parameters (see the module docstring)."""
 
@@ -108,6 +117,12 @@ class TrialRun:
         self.names = prerequisites.needed(self.hp["objective"], spec.evaluation.label_modes)
         self.blocks = prerequisite_blocks(spec, self.names)
         self.refs: dict[str, list[ArtifactRef]] = {}
+        self.swept = {k: config[k] for k in spec.search if k in config}
+
+    def record(self, status: str, **fields: Any) -> None:
+        """This trial's record (swept values, status, final metric): what a resumed search is told."""
+        body = {"trial_key": self.key, "config": self.swept, "status": status, **fields}
+        write_bytes_atomic(join(self.exp, TRIALS_DIR, f"{self.key}.json"), json.dumps(body, default=str).encode())
 
     # --- reporting ---------------------------------------------------------------------------
     def report(self, metrics: dict[str, Any]) -> None:
@@ -122,6 +137,7 @@ class TrialRun:
         lock = LeaseLock(join(self.train_dir, "trial.lock"))
         lock.wait_or_acquire(lambda: False)  # a trial of the same key is working: wait, then find its work
         try:
+            self.record("running")
             self._run()
         finally:
             lock.release()
@@ -142,7 +158,9 @@ class TrialRun:
                 )
             payload = self.distill()
         except Exception as err:  # the method or a prerequisite failed: record it, let the sweep go on
-            self.record_failure(planned, f"distillation failed: {error_line(err)}")
+            message = f"distillation failed: {error_line(err)}"
+            self.record_failure(planned, message)
+            self.record("failed", error=message)
             return
         self.evaluate(payload)
 
@@ -266,7 +284,10 @@ class TrialRun:
                 blocks=self.blocks,
                 store_root=self.artifacts.root,
             )
-        self.report({"phase": "done", **_summary(rows)})
+        summary = _summary(rows)
+        self.report({"phase": "done", **summary})
+        metric = summary.get(spec.metric.name, float("nan"))
+        self.record("done", metric=None if math.isnan(metric) else metric, **summary)
 
 
 def run_trial(config: dict[str, Any], spec_json: str, code: dict[str, str]) -> None:

@@ -1,41 +1,41 @@
-"""Resuming a sweep: ``--max-concurrent`` applies to the restored Tune experiment too."""
+"""Resuming a sweep: a fresh Tune run per invocation, told what earlier invocations finished."""
 
 from __future__ import annotations
 
-import itertools
-import time
 from pathlib import Path
 
-from ray import tune
-
-from orchestrator.sweep import set_max_concurrent
-
-
-def _spans(folder: Path) -> list[tuple[float, float]]:
-    return sorted(tuple(map(float, p.read_text().split())) for p in folder.glob("span-*"))  # type: ignore[misc]
+from orchestrator.search_space import build_search
+from orchestrator.spec import parse_spec
+from orchestrator.sweep import tune_config
+from tests.helpers import tiny_digits_spec
 
 
-def test_max_concurrent_applies_to_a_restored_tuner(tmp_path: Path, ray_session) -> None:
-    def trainable(config: dict) -> None:
-        folder = Path(config["dir"])
-        first = folder / f"attempt-{config['i']}"
-        if not first.exists():  # every trial errors once, so the restore has them all to run
-            first.touch()
-            raise RuntimeError("first attempt fails")
-        start = time.time()
-        time.sleep(1.5)
-        (folder / f"span-{config['i']}").write_text(f"{start} {time.time()}")
-        tune.report({"x": 1})
+def _optuna_spec(tmp_path: Path):
+    data = tiny_digits_spec(tmp_path, algorithm="optuna", num_samples=4)
+    data["method"]["ipc"] = 1
+    data["search"] = {"lr_images": {"loguniform": [0.1, 10.0]}}
+    return parse_spec(data)
 
-    space = {"i": tune.grid_search([0, 1, 2]), "dir": str(tmp_path)}
-    run = tune.RunConfig(name="exp", storage_path=str(tmp_path / "store"), verbose=0)
-    tune.Tuner(trainable, param_space=space, tune_config=tune.TuneConfig(max_concurrent_trials=3), run_config=run).fit()
-    assert not _spans(tmp_path)
 
-    restored = tune.Tuner.restore(str(tmp_path / "store" / "exp"), trainable, resume_errored=True)
-    set_max_concurrent(restored, 1)
-    restored.fit()
-    spans = _spans(tmp_path)
-    assert len(spans) == 3
-    for (_, end), (start, _) in itertools.pairwise(spans):
-        assert start >= end, spans  # one at a time, although 2 CPUs would hold two
+def test_max_concurrent_flag_wins_on_fresh_and_resumed_runs(tmp_path: Path) -> None:
+    spec = parse_spec(tiny_digits_spec(tmp_path, resources={"max_concurrent_trials": 3}))
+    plan = build_search(spec)
+    assert tune_config(spec, plan, None).max_concurrent_trials == 3
+    assert tune_config(spec, plan, 1).max_concurrent_trials == 1
+    resumed = build_search(spec, history=[({"ipc": 1}, 0.5)])  # a grid re-runs every trial (finished ones skip)
+    assert tune_config(spec, resumed, 1).max_concurrent_trials == 1 and resumed.num_samples == 1
+
+
+def test_resumed_optuna_is_told_finished_trials_and_queues_unfinished_ones(tmp_path: Path) -> None:
+    spec = _optuna_spec(tmp_path)
+    history = [({"lr_images": 0.5}, 0.61), ({"lr_images": 2.0}, 0.72), ({"lr_images": 7.0}, None)]
+    plan = build_search(spec, history)
+    assert plan.num_samples == 2  # 4 asked, 2 finished
+    searcher = plan.search_alg
+    assert searcher.set_search_properties(None, None, plan.param_space)
+    first = searcher.suggest("t1")
+    assert first["lr_images"] == 7.0  # the unfinished trial runs first
+    study = searcher._ot_study
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert sorted(t.params["lr_images"] for t in done) == [0.5, 2.0]
+    assert sorted(t.value for t in done) == [0.61, 0.72]
