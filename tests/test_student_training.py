@@ -48,6 +48,14 @@ def test_eval_data_keeps_only_val_and_test_and_resizes_per_batch(digits) -> None
     assert torch.equal(torch.cat([y for _, y in batches]), view.val_y)
 
 
+def test_evaluation_batches_shrink_with_the_resolution() -> None:
+    from methods.datasets.eval_data import eval_batch_size
+
+    sizes = {r: eval_batch_size(r) for r in (8, 32, 128, 256, 512, 2048)}
+    assert sizes == {8: 1024, 32: 256, 128: 16, 256: 4, 512: 1, 2048: 1}
+    assert all(b * r * r <= 256 * 32 * 32 for r, b in sizes.items() if r >= 32 and b > 1)
+
+
 def test_lazy_evaluation_equals_the_eager_resize(digits) -> None:
     x, y = _subset(digits)
     images = resize_images(x, 16)
@@ -97,7 +105,7 @@ def test_execution_options_resolve_per_device() -> None:
     auto = EvalSettings(precision="auto", channels_last="auto")
     assert Execution.resolve(auto, cpu) == Execution(None, False)
     assert Execution.resolve(auto, cuda) == Execution(torch.bfloat16, True)
-    assert Execution.resolve(EvalSettings(), cpu) == Execution(None, False)  # defaults: fp32, auto
+    assert Execution.resolve(EvalSettings(), cuda) == Execution(None, False)  # defaults: off until a GPU check
     assert Execution.resolve(EvalSettings(precision="fp32", channels_last=False), cuda) == Execution(None, False)
     assert Execution.resolve(EvalSettings(precision="bf16", channels_last=True), cpu) == Execution(torch.bfloat16, True)
 

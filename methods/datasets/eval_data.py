@@ -5,7 +5,8 @@ at the synthetic images' resolution. :class:`EvalData` holds those two splits **
 (normalised, at the dataset's loaded resolution) and never the training split; the resize to
 the evaluation resolution happens batch by batch while the accuracy is computed
 (:meth:`EvalData.batches`), so an evaluation at 256 or 512 px holds one resized batch at a
-time instead of whole resized splits (CIFAR-10's training split alone is ~35 GB at 256 px).
+time — of :func:`eval_batch_size` images, fewer at higher resolutions so that a batch's
+activations stay bounded — instead of whole resized splits (CIFAR-10's training split alone is ~35 GB at 256 px).
 The resized batches are exactly the rows of :func:`~methods.datasets.base.resize_images` of
 the whole split (the resize is per image).
 """
@@ -22,6 +23,15 @@ from methods.datasets.base import RealData, resize_images
 from methods.datasets.loaders import DatasetOptions, load_dataset
 
 SPLITS = ("val", "test")
+#: images × pixels per evaluation batch: 256 images at 32 px, 16 at 128 px, 4 at 256 px, 1 at 512 px,
+#: so a batch's activations (∝ batch · r²) do not grow with the resolution
+EVAL_BATCH_PIXELS = 256 * 32 * 32
+MAX_EVAL_BATCH = 1024
+
+
+def eval_batch_size(resolution: int) -> int:
+    """Images per evaluation batch at ``resolution`` px (:data:`EVAL_BATCH_PIXELS` / r², 1…1024)."""
+    return max(1, min(MAX_EVAL_BATCH, EVAL_BATCH_PIXELS // max(1, resolution * resolution)))
 
 
 @dataclass(frozen=True)
@@ -72,9 +82,13 @@ class EvalData:
             raise ValueError(f"split must be one of {SPLITS}, got {name!r}")
         return (self.val_x, self.val_y) if name == "val" else (self.test_x, self.test_y)
 
-    def batches(self, name: str, batch_size: int = 512) -> Iterator[tuple[Tensor, Tensor]]:
-        """``(images at self.resolution, labels)`` of split ``name``, resized one batch at a time."""
+    def batches(self, name: str, batch_size: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+        """``(images at self.resolution, labels)`` of split ``name``, resized one batch at a time.
+
+        ``batch_size`` defaults to :func:`eval_batch_size` of the resolution.
+        """
         x, y = self.split(name)
+        batch_size = batch_size or eval_batch_size(self.resolution)
         for i in range(0, len(y), batch_size):
             yield resize_images(x[i : i + batch_size], self.resolution), y[i : i + batch_size]
 
@@ -96,4 +110,4 @@ def cached_eval_data(opts: DatasetOptions) -> EvalData:
     return EvalData.from_real(load_dataset(opts))
 
 
-__all__ = ["SPLITS", "EvalData", "as_eval_data", "cached_eval_data"]
+__all__ = ["EVAL_BATCH_PIXELS", "SPLITS", "EvalData", "as_eval_data", "cached_eval_data", "eval_batch_size"]
