@@ -134,7 +134,7 @@ def main() -> None:
         temperature=args.temperature,
     )
     wanted = {s for s, _ in SELECTED_SETS} if args.sets == "selected" else set(args.sets.split(","))
-    ctx = DistillContext(seed=0, device=device, cache_dir=str(cache_dir()))
+    ctx = DistillContext(seed=0, device=device, cache=LocalArtifactCache(cache_dir()))
     results: dict[str, Any] = {}
     known = dict(SETS + VARIANTS + SELECTED_SETS)
     unknown = wanted - set(known) - {"none"}

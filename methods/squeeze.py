@@ -23,16 +23,17 @@ from methods.datasets import RealData
 from methods.prerequisites import PREREQUISITES, Prerequisite, dataset_identity
 from methods.real_training import RealTrainSettings, load_network, save_network, train_on_real
 
-#: CFM supplement Table 2 (squeeze configurations); ``augment`` in ddx's DSA vocabulary
-#: (``crop_flip`` = random crop + horizontal flip). Tiny/ImageNet use RandomResizedCrop in the
-#: paper, which ddx's DSA ops do not provide: ``crop_flip`` is the closest.
+#: CFM supplement Table 2 (squeeze configurations); ``augment`` in ddx's strategy vocabulary,
+#: applied jointly (``augment_mode: all``): ``crop_flip`` = RandomCrop (integer shift, zero
+#: fill) + HorizontalFlip on every batch, ``rrc_flip`` = RandomResizedCrop + HorizontalFlip
+#: (Tiny-ImageNet and ImageNet in the paper).
 SQUEEZE_PRESETS: dict[str, RealTrainSettings] = {
     "cifar10": RealTrainSettings(epochs=200, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
                                  weight_decay=5e-4, schedule="cosine", augment="crop_flip"),
     "cifar100": RealTrainSettings(epochs=100, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
                                   weight_decay=5e-4, schedule="cosine", augment="crop_flip"),
     "tiny_imagenet": RealTrainSettings(epochs=50, batch_size=256, optimizer="sgd", lr=0.2, momentum=0.9,
-                                       weight_decay=1e-4, schedule="cosine", augment="crop_flip"),
+                                       weight_decay=1e-4, schedule="cosine", augment="rrc_flip"),
 }  # fmt: skip
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import ray
 import torch
 
-from methods.datasets import DatasetOptions, cached_dataset
+from methods.datasets import DatasetOptions, cached_eval_data
 from methods.evaluate import EvalSettings, train_student
 from methods.networks import resolve_arch
 from methods.options import take
@@ -89,7 +89,7 @@ def evaluate_job(
     start = time.perf_counter()
     param = from_payload(payload)
     distill_res = param.config.shape.resolution
-    data = cached_dataset(DatasetOptions(**staged_dataset_options(dataset)), job.resolution)
+    data = cached_eval_data(DatasetOptions(**staged_dataset_options(dataset))).at(job.resolution)
     with torch.no_grad():
         images = param.decode(job.resolution).detach()
     s = student_settings(settings, job.label_mode)

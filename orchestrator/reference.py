@@ -37,7 +37,8 @@ from orchestrator.store import exists, join, read_bytes, rows_to_table, table_by
 
 REFERENCE_FILE = "reference.parquet"
 #: bump when the reference protocol changes, so cached references are not reused
-PROTOCOL = 1
+#: (2: ``crop_flip`` applies crop and flip jointly, DSA crop is an integer shift with zero fill)
+PROTOCOL = 2
 REFERENCE_OBJECTIVE = "full_data"
 #: the cached outcome (JSON); not ``.json``, which the cache uses for the artifact's description
 RESULT_SUFFIX = ".result"
