@@ -3,7 +3,7 @@
 Squeeze → recover → relabel, one protocol for every set:
 
 1. **squeeze**: a ConvNet-D3 (width 128) teacher trained on a seeded CIFAR-10 subset, cached
-   in the artifact cache under the same description a sweep would use (orchestrator/teachers);
+   in the artifact cache under the same description a sweep would use (methods.squeeze.Teacher);
 2. **recover**: ``random`` (real images, no optimisation), ``sre2l`` (Eq. 4) and ``cfm``
    (Eq. 16–21) — plus CFM's Table 5 ablation (filter only; filter + signal) — with the same
    teacher, initialisation, optimiser, augmentation and iterations per batch;
@@ -34,14 +34,13 @@ from typing import Any
 
 import torch
 
+from methods.artifacts import LocalArtifactCache, content_key
 from methods.context import DistillContext
 from methods.datasets import DatasetOptions, cached_dataset
 from methods.evaluate import EvalSettings, train_student
 from methods.pipeline import run_distillation
-from methods.real_training import RealTrainSettings, load_network
-from methods.squeeze import squeeze
-from orchestrator.cache import ArtifactCache, content_key
-from orchestrator.teachers import TEACHER_KIND, teacher_description
+from methods.real_training import load_network
+from methods.squeeze import Teacher, TeacherOptions
 
 #: (label, hyper-parameters) of every synthetic set; the last two are CFM's Table 5 ablation
 SETS: list[tuple[str, dict[str, Any]]] = [
@@ -114,11 +113,12 @@ def main() -> None:
     print(data.summary(), flush=True)
 
     # 1. squeeze ------------------------------------------------------------------------
-    t_settings = RealTrainSettings(epochs=args.teacher_epochs)
-    description = teacher_description(dataset, "convnet_d3", t_settings, 0)
+    prereq = Teacher(TeacherOptions(arch="convnet_d3", epochs=args.teacher_epochs))
+    t_settings = prereq.options.settings()
+    description = prereq.describe(dataset, 0)  # the identity a sweep's teacher artifact has
     t0 = time.perf_counter()
-    path = ArtifactCache(cache_dir()).get_or_create(
-        TEACHER_KIND, description, lambda tmp: squeeze(data, "convnet_d3", 0, t_settings, tmp, device)
+    path = LocalArtifactCache(cache_dir()).get_or_create(
+        "teacher", description, lambda tmp: prereq.produce(data, 0, tmp, device)
     )
     teacher, meta = load_network(path)
     print(f"teacher {path} val {meta['val_acc']:.4f} test {meta['test_acc']:.4f} ({time.perf_counter() - t0:.0f}s)")
@@ -134,7 +134,7 @@ def main() -> None:
         temperature=args.temperature,
     )
     wanted = {s for s, _ in SELECTED_SETS} if args.sets == "selected" else set(args.sets.split(","))
-    ctx = DistillContext(seed=0, device=device, cache_dir=str(cache_dir()))
+    ctx = DistillContext(seed=0, device=device, cache=LocalArtifactCache(cache_dir()))
     results: dict[str, Any] = {}
     known = dict(SETS + VARIANTS + SELECTED_SETS)
     unknown = wanted - set(known) - {"none"}

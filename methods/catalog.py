@@ -94,6 +94,8 @@ NETWORKS: tuple[NetworkInfo, ...] = (
     # ConvNet-Dn halves the map n times: ≥ 2ⁿ px; `convnet` picks a depth that always fits (≥ 2 px)
     NetworkInfo("convnet", _NET + "scaling", 2),
     *(NetworkInfo(f"convnet_d{n}", _NET + "convnet", 2**n) for n in range(1, 8)),
+    NetworkInfo("convnet_bn", _NET + "scaling", 2),  # the same with BatchNorm
+    *(NetworkInfo(f"convnet_bn_d{n}", _NET + "convnet", 2**n) for n in range(1, 8)),
     NetworkInfo("resnet18", _NET + "resnet", 1),
     NetworkInfo("resnet50", _NET + "resnet", 1),
     NetworkInfo("resnet101", _NET + "resnet", 1),

@@ -8,6 +8,7 @@ the number of workers.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -24,6 +25,36 @@ from methods.objectives.base import Objective, OptimDefaults, Phase
 from methods.parameterizations import Parameterization
 
 CheckpointFn = Callable[[dict[str, Any]], None]
+
+
+class DivergedError(RuntimeError):
+    """The distillation loss became NaN or infinite."""
+
+
+def probe_accuracy(
+    param: Parameterization, state: dict[str, Tensor], data: RealData, ctx: DistillContext, settings: DistillSettings
+) -> float | None:
+    """Validation accuracy of a probe student trained on the set ``state`` (rank 0; None elsewhere).
+
+    The probe is the evaluation protocol's student (:func:`methods.evaluate.train_student`,
+    hard labels, default settings) for ``probe_epochs`` epochs on ``probe_arch``, seeded by the
+    context seed: a cheap, comparable signal of how good the set is so far.
+    """
+    if not ctx.is_main:
+        return None
+    from methods.evaluate import EvalSettings, train_student
+
+    snapshot = copy.deepcopy(param)
+    snapshot.load_state_dict(state)
+    with torch.no_grad():
+        images = snapshot.decode()
+    from methods.networks import resolve_arch
+
+    out = train_student(
+        images, snapshot.labels.clone(), data, resolve_arch(settings.probe_arch, data.resolution), ctx.seed,
+        EvalSettings(epochs=settings.probe_epochs), ctx.device,
+    )  # fmt: skip
+    return out.val_acc
 
 
 def init_from_real(param: Parameterization, data: RealData, ctx: DistillContext) -> None:
@@ -157,6 +188,7 @@ def distill(
         state = {
             "phase": phase_i,
             "step": step,
+            "done": done,  # steps finished over all phases
             "param": gather_rows(param.state_dict(), owner, ctx),
             "objective": objective.state_dict(),
             "optim": gather_rows(_optim_rows(opt, params), owner, ctx) if opt is not None else {},
@@ -183,13 +215,20 @@ def distill(
             if owned.numel() > 0:
                 idx = owned.to(param.labels.device)
                 loss = objective.loss(param.decode(index=idx), param.labels[idx], phase, step, ctx)
-                loss.backward()
                 last_loss = float(loss.detach())
+                if not math.isfinite(last_loss):
+                    raise DivergedError(f"{objective.name} loss became {last_loss} at step {done + 1} of {total_steps}")
+                loss.backward()
                 opt.step()
                 objective.after_step(param, idx, ctx)
             done += 1
-            if settings.progress_every and done % settings.progress_every == 0:
-                ctx.progress({"step": done, "total_steps": total_steps, "loss": last_loss})
+            probe = settings.probe_every and done % settings.probe_every == 0 and done < total_steps
+            if (settings.progress_every and done % settings.progress_every == 0) or probe:
+                info: dict[str, Any] = {"step": done, "total_steps": total_steps, "loss": last_loss}
+                if probe:
+                    full = gather_rows(param.state_dict(), owner, ctx)
+                    info["probe_val_acc"] = probe_accuracy(param, full, data, ctx, settings)
+                ctx.progress(info)
             if settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < total_steps:
                 checkpoint(phase_i, step + 1, opt)
         objective.end_phase(phase, param, ctx)

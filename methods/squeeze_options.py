@@ -9,23 +9,24 @@ from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal, get_args
 
 from methods.augment_options import AugmentStrategy
-from methods.evaluate_options import StudentOptimizer, StudentSchedule
+from methods.eval_options import Optimizer, Schedule
 from methods.options import Momentum, NonNegativeFloat, PositiveFloat, PositiveInt, named
 from methods.real_training_options import RealTrainSettings
 
 #: the CFM supplement's Table 2 squeeze configurations, by name
 SqueezePreset = Literal["cifar10", "cifar100", "tiny_imagenet"]
 
-#: CFM supplement Table 2 (squeeze configurations); ``augment`` in ddx's DSA vocabulary
-#: (``crop_flip`` = random crop + horizontal flip). Tiny/ImageNet use RandomResizedCrop in the
-#: paper, which ddx's DSA ops do not provide: ``crop_flip`` is the closest.
+#: CFM supplement Table 2 (squeeze configurations); ``augment`` in ddx's strategy vocabulary,
+#: applied jointly (``augment_mode: all``): ``crop_flip`` = RandomCrop (integer shift, zero
+#: fill) + HorizontalFlip on every batch, ``rrc_flip`` = RandomResizedCrop + HorizontalFlip
+#: (Tiny-ImageNet and ImageNet in the paper).
 SQUEEZE_PRESETS: dict[str, RealTrainSettings] = {
     "cifar10": RealTrainSettings(epochs=200, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
                                  weight_decay=5e-4, schedule="cosine", augment="crop_flip"),
     "cifar100": RealTrainSettings(epochs=100, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
                                   weight_decay=5e-4, schedule="cosine", augment="crop_flip"),
     "tiny_imagenet": RealTrainSettings(epochs=50, batch_size=256, optimizer="sgd", lr=0.2, momentum=0.9,
-                                       weight_decay=1e-4, schedule="cosine", augment="crop_flip"),
+                                       weight_decay=1e-4, schedule="cosine", augment="rrc_flip"),
 }  # fmt: skip
 assert tuple(SQUEEZE_PRESETS) == get_args(SqueezePreset), "SqueezePreset must name every preset"
 
@@ -47,11 +48,11 @@ class TeacherOptions:
     seed: int = 0
     epochs: PositiveInt | None = None
     batch_size: PositiveInt | None = None
-    optimizer: StudentOptimizer | None = None
+    optimizer: Optimizer | None = None
     lr: PositiveFloat | None = None
     momentum: Momentum | None = None
     weight_decay: NonNegativeFloat | None = None
-    schedule: StudentSchedule | None = None
+    schedule: Schedule | None = None
     augment: AugmentStrategy | None = None
 
     def settings(self) -> RealTrainSettings:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.text import Text
 
 from orchestrator import __version__
@@ -28,7 +29,7 @@ err_console = Console(stderr=True)
 def fail(err: UserError) -> None:
     """Print ``error: <one line>`` on stderr (user text is never read as markup) and exit 2."""
     err_console.print(Text.assemble(("error:", "bold red"), " ", err.line()), highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
+    raise typer.Exit(code=EXIT_BAD_INPUT)
 
 
 def _version(value: bool) -> None:
@@ -123,11 +124,43 @@ def sweep(
         runtime.shutdown()
     from orchestrator.tables import seed_summary
 
-    show_summary(seed_summary(outcome.rows))
+    if not outcome.rows.empty:
+        show_summary(seed_summary(outcome.rows))
     console.print(f"results: [bold]{outcome.results_path}[/] ({len(outcome.rows)} rows)")
-    if outcome.trials_failed:
-        err_console.print(f"[red]{outcome.trials_failed} trial(s) failed[/]; rerun the same command to retry them")
-        raise typer.Exit(code=1)
+    for trial in outcome.stopped_early:
+        console.print(f"trial {trial} was stopped early by the scheduler (its rows are not written)")
+    if not outcome.ok:
+        report_failures(outcome)
+        raise typer.Exit(code=EXIT_FAILED)
+
+
+#: exit codes of ``ddx sweep`` (README, "Exit codes")
+EXIT_FAILED = 1  # the sweep ran, but a trial errored or an evaluation row is ``failed``
+EXIT_BAD_INPUT = 2  # nothing ran: the spec, a flag, the storage or the cluster is unusable
+
+
+def report_failures(outcome) -> None:
+    """Name every failed trial and row with its error line (stderr), then how to retry."""
+    rows = outcome.failed_rows
+    for t in outcome.trial_failures:
+        where = f" (log: {t.log})" if t.log else ""
+        line = f"[red]trial failed[/] {escape(f'{t.trial_id} {_fmt_config(t.config)}: {t.error}{where}')}"
+        err_console.print(line, soft_wrap=True, highlight=False)
+    for _, r in rows.iterrows():
+        what = f"{r['eval_arch']}@{r['eval_resolution']} seed {r['seed']} {r['label_mode']}"
+        trial = f"trial {str(r['trial_key'])[:8]} ({r['objective']}, ipc {r['ipc']})"
+        detail = escape(f"{trial} {what}: {r['error']}")
+        err_console.print(f"[red]row failed[/] {detail}", soft_wrap=True, highlight=False)
+    err_console.print(
+        f"[red]{len(outcome.trial_failures)} trial(s) and {len(rows)} row(s) failed[/]; rerun the same command to "
+        "retry only those (finished work is kept)",
+        highlight=False,
+    )
+
+
+def _fmt_config(config: dict) -> str:
+    shown = {k: v for k, v in config.items() if k != "repeat"}
+    return "(" + ", ".join(f"{k}={v}" for k, v in shown.items()) + ")" if shown else ""
 
 
 def show_summary(summary) -> None:
@@ -189,8 +222,7 @@ def report(
         fail(err)
         return
     show_summary(summary(exp).drop(columns=["config", "distill_resolution"], errors="ignore"))
-    failed = int((exp.rows["status"] != "ok").sum())
-    console.print(f"{len(exp.rows)} rows ({failed} failed) from {experiment}")
+    console.print(f"{exp.status_line()} from {experiment}")
     for p in paths:
         console.print(f"wrote [bold]{p}[/]")
 

@@ -16,12 +16,15 @@ from typing import Any
 import ray
 import torch
 
-from methods.datasets import DatasetOptions, cached_dataset
+from methods.datasets import DatasetOptions, cached_eval_data
 from methods.evaluate import EvalSettings, train_student
 from methods.options import take
 from methods.parameterizations import from_payload
-from methods.real_training import load_network
+from orchestrator import prerequisites
+from orchestrator.cache import ArtifactStore, ref_from_dict
 from orchestrator.eval_plan import EvalJob, plan_jobs, row_key_of
+from orchestrator.provenance import node_columns
+from orchestrator.staging import staged_dataset_options
 
 
 def student_settings(settings: dict[str, Any], label_mode: str) -> EvalSettings:
@@ -37,28 +40,33 @@ def evaluate_job(
     settings: dict[str, Any],
     threads: int,
     use_gpu: bool,
-    teacher_path: str | None = None,
+    needs: dict[str, list[dict[str, Any]]] | None = None,
+    blocks: dict[str, Any] | None = None,
+    store_root: str | None = None,
 ) -> dict[str, Any]:
     """Train one student on the decoded synthetic set; return the row's measured columns.
 
-    ``label_mode: soft`` loads the sweep's cached teacher from ``teacher_path`` (never retrains it).
+    ``label_mode: soft`` loads the sweep's teacher: ``needs["teacher"]`` are its artifact
+    references, fetched from the artifact store at ``store_root`` onto this node (never retrained).
     """
     torch.set_num_threads(max(1, threads))
     device = torch.device("cuda") if use_gpu and torch.cuda.is_available() else torch.device("cpu")
     start = time.perf_counter()
     param = from_payload(payload)
     distill_res = param.config.shape.resolution
-    data = cached_dataset(DatasetOptions(**dataset), job.resolution)
+    data = cached_eval_data(DatasetOptions(**staged_dataset_options(dataset))).at(job.resolution)
     with torch.no_grad():
         images = param.decode(job.resolution).detach()
     s = student_settings(settings, job.label_mode)
     teacher = None
     if job.label_mode == "soft":
-        if teacher_path is None:
+        if not needs or "teacher" not in needs or store_root is None:
             raise ValueError("label_mode 'soft' needs the sweep's teacher, but none was supplied")
-        teacher = load_network(teacher_path, device)[0]
+        refs = {"teacher": [ref_from_dict(r) for r in needs["teacher"]]}
+        teacher = prerequisites.load(refs, blocks or {}, ArtifactStore(store_root), device)["teacher"]
     out = train_student(images, param.labels.clone(), data, job.arch, job.seed, s, device, teacher=teacher)
     return {
+        **node_columns(),
         "status": "ok",
         "error": None,
         "val_acc": out.val_acc,
@@ -84,6 +92,8 @@ def failed_result(job: EvalJob, error: BaseException) -> dict[str, Any]:
         "test_acc": float("nan"),
         "max_over_test": None,
         "epochs": None,
+        "node_id": None,
+        "hostname": None,
         "eval_seconds": None,
         "device": None,
         "resize_mode": None,
@@ -100,11 +110,14 @@ def run_evaluations(
     gpus: float,
     retries: int,
     on_result: Callable[[EvalJob, dict[str, Any]], None],
-    teacher_path: str | None = None,
+    needs: dict[str, list[dict[str, Any]]] | None = None,
+    blocks: dict[str, Any] | None = None,
+    store_root: str | None = None,
 ) -> None:
     """Launch every job, and hand each result (or failure) to ``on_result`` as it completes.
 
-    ``teacher_path`` is the cached teacher that ``soft`` label jobs load.
+    ``needs`` are the prerequisite references (the teacher that ``soft`` label jobs load),
+    fetched by each task from the artifact store at ``store_root``.
     """
     options = {
         "num_cpus": cpus,
@@ -116,7 +129,7 @@ def run_evaluations(
     threads = max(1, int(cpus))
     pending = {
         evaluate_remote.options(**options).remote(
-            payload_ref, job, dataset, settings, threads, gpus > 0, teacher_path
+            payload_ref, job, dataset, settings, threads, gpus > 0, needs, blocks, store_root
         ): job
         for job in jobs
     }

@@ -1,12 +1,17 @@
-"""Live sweep progress: a Tune callback feeding a rich display in the driver process.
+"""Live sweep progress: a Tune callback feeding a display in the driver process.
 
 Tune pickles its callbacks with the experiment (for ``Tuner.restore``), so the callback
 holds no display: it forwards events to :data:`SINK`, which the CLI sets in this process.
+Trials report while they run (prerequisites, distillation step / loss / probe accuracy,
+evaluations done), so the display shows each running trial's phase. On a terminal it is a
+rich live view; otherwise (a log file, CI) it prints one plain line per trial event and at
+most one progress line per trial every ``log_every`` seconds.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,9 +20,13 @@ from ray.tune import Callback
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 from rich.text import Text
 
 SINK: Callable[[str, str, dict[str, Any]], None] | None = None
+
+#: phases after which a trial has nothing left to do (anything else at completion = stopped early)
+FINAL_PHASES = {"done", "failed"}
 
 
 class ForwardingCallback(Callback):
@@ -41,21 +50,49 @@ def _emit(event: str, trial_id: str, data: dict[str, Any]) -> None:
         SINK(event, trial_id, data)
 
 
+def describe(result: dict[str, Any]) -> str:
+    """One short phrase for a trial's latest result."""
+    phase = result.get("phase", "")
+    if phase == "prerequisites":
+        return f"producing {result.get('prerequisites', 'prerequisites')}"
+    if phase == "distill":
+        text = f"distil {result.get('distill_step', 0)}/{result.get('distill_steps', '?')}"
+        loss = result.get("distill_loss")
+        if isinstance(loss, (int, float)) and math.isfinite(loss):
+            text += f" loss {loss:.4g}"
+        probe = result.get("probe_val_acc")
+        if isinstance(probe, (int, float)):
+            text += f" probe {100 * probe:.1f}%"
+        return text
+    if phase == "evaluate":
+        return f"evaluate {result.get('evals_done', 0)}/{result.get('evals_total', '?')}"
+    if phase == "failed":
+        return f"failed: {result.get('error', '')}"
+    if phase == "done":
+        return "done"
+    return phase or "starting"
+
+
 @dataclass
 class SweepProgress:
-    """Counts trials and tracks the best metric; renders as a rich progress bar."""
+    """Counts trials, tracks the best metric and each running trial's phase; renders as rich or plain text."""
 
     metric: str
     mode: str
     total: int | None
     console: Console
-    running: set[str] = field(default_factory=set)
+    log_every: float = 30.0
+    running: dict[str, str] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
     failed: set[str] = field(default_factory=set)
+    stopped: set[str] = field(default_factory=set)
     best: float | None = None
     best_trial: str | None = None
+    _last_log: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.live_mode = self.console.is_terminal
         self.bar = Progress(
             TextColumn("[bold]trials"),
             BarColumn(),
@@ -75,35 +112,68 @@ class SweepProgress:
             (str(len(self.running)), "yellow"),
             ("  failed ", "dim"),
             (str(len(self.failed)), "red"),
+            ("  stopped early ", "dim"),
+            (str(len(self.stopped)), "magenta"),
             (f"  best {self.metric} ", "dim"),
             (best, "bold"),
         )
-        return Group(self.bar, line)
+        table = Table.grid(padding=(0, 2))
+        for trial_id, what in sorted(self.running.items()):
+            table.add_row(Text(trial_id, style="dim"), Text(self.keys.get(trial_id, "")[:8], style="dim"), what)
+        return Group(self.bar, line, table)
+
+    def _log(self, trial_id: str, text: str, force: bool = False) -> None:
+        if self.live_mode:
+            return
+        now = time.monotonic()
+        if force or now - self._last_log.get(trial_id, -math.inf) >= self.log_every:
+            self._last_log[trial_id] = now
+            key = self.keys.get(trial_id, "")[:8]
+            self.console.print(f"[{time.strftime('%H:%M:%S')}] trial {trial_id} {key}: {text}", highlight=False)
 
     def __call__(self, event: str, trial_id: str, data: dict[str, Any]) -> None:
+        if "trial_key" in data:
+            self.keys[trial_id] = str(data["trial_key"])
         if event == "start":
-            self.running.add(trial_id)
+            self.running[trial_id] = "starting"
+            self._log(trial_id, "started", force=True)
+        elif event == "result":
+            self.running[trial_id] = describe(data)
+            if data.get("phase") not in FINAL_PHASES:  # the completion event says it
+                self._log(trial_id, self.running[trial_id], force=data.get("phase") != "distill")
         elif event in ("complete", "error"):
-            self.running.discard(trial_id)
-            (self.done if event == "complete" else self.failed).add(trial_id)
+            self.running.pop(trial_id, None)
+            if event == "error":
+                self.failed.add(trial_id)
+                self._log(trial_id, "errored", force=True)
+            elif data.get("phase") == "failed":
+                self.failed.add(trial_id)
+                self._log(trial_id, describe(data), force=True)
+            elif data.get("phase") not in FINAL_PHASES:
+                self.stopped.add(trial_id)
+                self._log(trial_id, f"stopped early by the scheduler ({describe(data)})", force=True)
+            else:
+                self.done.add(trial_id)
+                self._log(trial_id, "done", force=True)
         value = data.get(self.metric)
-        if isinstance(value, (int, float)) and not math.isnan(float(value)):
+        if data.get("phase") == "done" and isinstance(value, (int, float)) and not math.isnan(float(value)):
             better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
             if better:
                 self.best, self.best_trial = float(value), trial_id
-        self.bar.update(self.task, completed=len(self.done) + len(self.failed))
-        self.live.update(self.render())
+        self.bar.update(self.task, completed=len(self.done) + len(self.failed) + len(self.stopped))
+        if self.live_mode:
+            self.live.update(self.render())
 
     def __enter__(self) -> SweepProgress:
         global SINK
         SINK = self
-        self.live.__enter__()
+        if self.live_mode:
+            self.live.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         global SINK
         SINK = None
-        self.live.update(self.render())
-        self.live.__exit__(*exc)
-        if not self.console.is_terminal:  # a non-terminal Live leaves its last line open
-            self.console.line()
+        if self.live_mode:
+            self.live.update(self.render())
+            self.live.__exit__(*exc)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import ray
 import torch
@@ -37,6 +39,15 @@ def versions() -> dict[str, str]:
         "torch_version": torch.__version__,
         "ray_version": ray.__version__,
     }
+
+
+def node_columns() -> dict[str, Any]:
+    """Where this process runs (row provenance): the Ray node id and the hostname."""
+    try:
+        node_id = ray.get_runtime_context().get_node_id()
+    except Exception:  # not inside a Ray worker
+        node_id = None
+    return {"node_id": node_id, "hostname": socket.gethostname()}
 
 
 def now() -> datetime:

@@ -27,15 +27,18 @@ import torch
 from methods.datasets import DatasetOptions, cached_dataset
 from methods.networks import resolve_arch
 from methods.options import take
+from methods.prerequisites import dataset_identity
 from methods.real_training import RealTrainSettings, train_on_real
-from orchestrator.cache import ArtifactCache, cache_root, content_key
-from orchestrator.provenance import now, versions
+from orchestrator.cache import ArtifactStore, cache_root, content_key
+from orchestrator.provenance import node_columns, now, versions
 from orchestrator.spec import SweepSpec
+from orchestrator.staging import staged_dataset_options
 from orchestrator.store import exists, join, read_bytes, rows_to_table, table_bytes, write_bytes_atomic
 
 REFERENCE_FILE = "reference.parquet"
 #: bump when the reference protocol changes, so cached references are not reused
-PROTOCOL = 1
+#: (2: ``crop_flip`` applies crop and flip jointly, DSA crop is an integer shift with zero fill)
+PROTOCOL = 2
 REFERENCE_OBJECTIVE = "full_data"
 #: the cached outcome (JSON); not ``.json``, which the cache uses for the artifact's description
 RESULT_SUFFIX = ".result"
@@ -68,7 +71,7 @@ def reference_description(
     dataset: dict[str, Any], arch: str, resolution: int, seed: int, settings: dict[str, Any]
 ) -> dict[str, Any]:
     """Everything that determines a reference accuracy (the cache key's content)."""
-    ds = {k: v for k, v in dataset.items() if k != "cache_dir"}
+    ds = dataset_identity(dataset)
     return {
         "kind": "full_data_reference",
         "protocol": PROTOCOL,
@@ -84,20 +87,20 @@ def reference_job(
     job: ReferenceJob,
     dataset: dict[str, Any],
     settings: dict[str, Any],
-    cache_dir: str,
+    store_root: str,
     threads: int,
     use_gpu: bool,
 ) -> dict[str, Any]:
-    """Train (or fetch from the cache) one full-data reference; return the row's measured columns."""
+    """Train (or fetch from the artifact store) one full-data reference; return the row's measured columns."""
     torch.set_num_threads(max(1, threads))
     device = torch.device("cuda") if use_gpu and torch.cuda.is_available() else torch.device("cpu")
     start = time.perf_counter()
-    data = cached_dataset(DatasetOptions(**dataset), job.resolution)
+    data = cached_dataset(DatasetOptions(**staged_dataset_options(dataset)), job.resolution)
     resolution = data.resolution
     arch = resolve_arch(job.arch, resolution)
     description = reference_description(dataset, arch, resolution, job.seed, settings)
-    cache = ArtifactCache(cache_dir)
-    cached = cache.path("reference", description, RESULT_SUFFIX).exists()
+    cache = ArtifactStore(store_root)
+    cached = cache.ref("reference", description, RESULT_SUFFIX) is not None
 
     def produce(tmp: Path) -> None:
         out = train_on_real(data, arch, job.seed, take(RealTrainSettings, settings), device)
@@ -130,6 +133,7 @@ def reference_job(
         "curve": json.dumps(record["curve"]),
         "cached": cached,
         "reference_key": content_key(description),
+        **node_columns(),
     }
 
 
@@ -159,10 +163,10 @@ def start_references(spec: SweepSpec) -> PendingReferences | None:
     }
     dataset = spec.dataset.model_dump()
     settings = reference_settings(spec)
-    cache_dir = str(cache_root(spec))
+    root = cache_root(spec.storage)
     threads = max(1, int(res.eval_cpus))
     refs = {
-        reference_remote.options(**options).remote(job, dataset, settings, cache_dir, threads, res.eval_gpus > 0): job
+        reference_remote.options(**options).remote(job, dataset, settings, root, threads, res.eval_gpus > 0): job
         for job in jobs
     }
     return PendingReferences(spec, refs)

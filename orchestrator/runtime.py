@@ -18,6 +18,8 @@ RAY_DEFAULT_ENV = {
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
     "RAY_DEDUP_LOGS": "1",
     "TUNE_GLOBAL_CHECKPOINT_S": "5",
+    # trials report progress (distillation step, evaluations done) before their final metric
+    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
     "RAY_TRAIN_V2_ENABLED": "1",
     # Train's default (60 s) is shorter than a loaded laptop takes to start a worker that imports
     # torch, and than an autoscaler takes to add a node; a slow start is not a failure

@@ -35,7 +35,7 @@ from pydantic import Field, ValidationError, create_model, field_validator, mode
 from methods import catalog
 from methods.datasets.options import DatasetOptions
 from methods.distill_options import DistillSettings
-from methods.evaluate_options import LABEL_MODE_REQUIRES, EvalSettings, LabelMode
+from methods.eval_options import LABEL_MODE_REQUIRES, EvalSettings, LabelMode
 from methods.networks.info import resolve_arch
 from methods.options import PositiveInt, field_names, named, take
 from methods.parameterizations.options import SetShape, instances_per_class
@@ -168,6 +168,46 @@ class Resources(Strict):
         return v
 
 
+class Scheduler(Strict):
+    """``scheduler:`` — early stopping of hopeless trials on their probe accuracy (ASHA).
+
+    Trials report ``probe_val_acc`` every ``method.probe_every`` distillation steps (a quick
+    probe student's validation accuracy); ASHA (Li et al. 2020) stops a trial at a rung
+    (``grace_period`` × ``reduction_factor``^k steps) when it is not in the top
+    1/``reduction_factor`` of the trials that reached that rung.
+    """
+
+    name: Literal["asha"] = "asha"
+    grace_period: int = Field(default=100, ge=1)
+    reduction_factor: float = Field(default=3.0, gt=1)
+    max_t: int | None = Field(default=None, ge=1)  # None: the sweep's largest ``iterations``
+
+
+class MLflowTracking(Strict):
+    tracking_uri: str | None = None  # None: MLflow's default (./mlruns or $MLFLOW_TRACKING_URI)
+    experiment_name: str | None = None  # None: the sweep's name
+
+
+class WandbTracking(Strict):
+    project: str | None = None  # None: the sweep's name
+    group: str | None = None
+
+
+class Tracking(Strict):
+    """``tracking:`` — experiment trackers that receive every trial's intermediate and final metrics."""
+
+    tensorboard: bool = False  # event files in each trial's folder under <experiment>/tune/
+    mlflow: MLflowTracking | None = None
+    wandb: WandbTracking | None = None
+
+    @field_validator("mlflow", "wandb", mode="before")
+    @classmethod
+    def _true_means_defaults(cls, v: Any) -> Any:
+        if v is True:
+            return {}
+        return None if v is False else v
+
+
 DatasetBlock = block_model(
     DatasetOptions,
     "DatasetBlock",
@@ -277,6 +317,8 @@ class SweepBase(Strict):
     metric: Metric = Field(default_factory=Metric)
     resources: Resources = Field(default_factory=Resources)
     evaluation: Evaluation = Field(default_factory=Evaluation)  # type: ignore[valid-type]
+    scheduler: Scheduler | None = None  # None: every trial runs to the end
+    tracking: Tracking = Field(default_factory=Tracking)
 
     # --- derived views -------------------------------------------------------------------
     def hyper_values(self, key: str) -> list[Any]:
@@ -292,9 +334,9 @@ class SweepBase(Strict):
         return getattr(self, name, None) or PREREQUISITE_BLOCKS[name]()
 
     def config_hash(self) -> str:
-        """Hash of everything that determines results (not storage or resources)."""
+        """Hash of everything that determines results (not storage, resources or trackers)."""
         unset = {p for p in PREREQUISITE_BLOCKS if getattr(self, p, None) is None}
-        body = self.model_dump(mode="json", exclude={"storage", "resources", *unset})
+        body = self.model_dump(mode="json", exclude={"storage", "resources", "tracking", *unset})
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
     def experiment_dir(self) -> str:
@@ -728,6 +770,60 @@ def _check_one_budget(
     )
 
 
+def _check_block_rules(spec: SweepBase) -> None:
+    """The rules an option dataclass checks across its fields (``__post_init__``), for each block."""
+    ev = spec.evaluation
+    fields = {k: getattr(ev, k) for k in type(ev).__option_fields__}
+    for mode in ev.label_modes:
+        try:
+            take(EvalSettings, {**fields, "label_mode": mode})
+        except (ValueError, TypeError) as err:
+            raise SpecError(f"{err} (label_mode {mode})", key="evaluation") from None
+    blocks = [("evaluation.reference", ev.reference)] + [(p, getattr(spec, p, None)) for p in PREREQUISITE_BLOCKS]
+    for where, block in blocks:
+        if block is not None:
+            try:
+                block.options()
+            except (ValueError, TypeError) as err:
+                raise SpecError(str(err), key=where) from None
+
+
+def _apply_eval_preset(data: dict[str, Any]) -> None:
+    """``evaluation.preset`` fills every evaluation key the file does not give (:mod:`methods.protocols`).
+
+    Values for the sweep's dataset (and its ``ipc`` when fixed) are taken; the preset's student
+    networks and seeds fill ``archs``/``seeds`` when it fixes them.
+    """
+    ev = data.get("evaluation")
+    if not isinstance(ev, dict) or not isinstance(ev.get("preset"), str):
+        return
+    from methods.protocols import PRESETS, preset_values
+
+    preset = PRESETS.get(ev["preset"])
+    if preset is None:
+        return  # the field check names the known presets
+    ds = data.get("dataset")
+    dataset = ds.get("name", DatasetBlock.model_fields["name"].default) if isinstance(ds, dict) else None
+    method = data.get("method")
+    ipc = method.get("ipc") if isinstance(method, dict) else None
+    fixed_ipc = ipc if isinstance(ipc, int) and not isinstance(ipc, bool) else None
+    by_ipc = preset.batch_size_by_ipc.get(dataset, {}) if isinstance(dataset, str) else {}
+    if by_ipc and fixed_ipc is None and "batch_size" not in ev:
+        table = ", ".join(f"ipc {k}: {v}" for k, v in by_ipc.items())
+        raise SpecError(
+            f"preset {preset.name!r} sets the batch size per IPC on {dataset} ({table}) but ipc is not fixed; "
+            "set evaluation.batch_size or run one sweep per ipc (method.ipc)",
+            key="evaluation.preset",
+        )
+    values = preset_values(preset.name, dataset if isinstance(dataset, str) else None, fixed_ipc)
+    filled = {k: v for k, v in values.items() if k not in ev}
+    if preset.archs is not None and "archs" not in ev:
+        filled["archs"] = list(preset.archs)
+    if preset.seeds is not None and "seeds" not in ev:
+        filled["seeds"] = preset.seeds
+    data["evaluation"] = {**ev, **filled}
+
+
 # --- entry points ----------------------------------------------------------------------------
 def _resolve_root(data: dict[str, Any], base_dir: Path) -> None:
     """A relative local ``dataset.root`` is relative to the spec file's folder (made absolute here)."""
@@ -742,6 +838,7 @@ def validate_spec(spec: SweepBase) -> None:
     """Every check beyond field types; raises :class:`SpecError` with the key path."""
     objectives, params = _check_hyper(spec)
     _check_option_rules(spec, objectives, params)
+    _check_block_rules(spec)
     _check_algorithm(spec)
     _check_dataset(spec)
     _check_archs(spec, objectives, needed_prerequisites(spec))
@@ -759,11 +856,14 @@ def parse_spec(data: Any, where: str = "<spec>", base_dir: str | Path | None = N
         raise SpecError(
             f"the file must hold a mapping of keys (name, dataset, method, search, …), not {got}", where=where
         )
+    data = dict(data)
     if base_dir is not None:
-        data = dict(data)
         _resolve_root(data, Path(base_dir))
     try:
+        _apply_eval_preset(data)
         spec = SweepSpec.model_validate(data)
+    except SpecError as err:
+        raise SpecError(err.message, where=where, key=err.key) from None
     except ValidationError as err:
         loc, msg = describe_error(err.errors()[0], SweepSpec)
         raise SpecError(msg, where=where, key=key_path(*loc) or None) from None

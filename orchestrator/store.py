@@ -10,14 +10,12 @@ Layout under ``<storage>/<sweep>/``::
     results.parquet      every row, de-duplicated on the row key
 
 Local paths are written with temp-file + rename; URIs (``s3://``…) through pyarrow's
-filesystems, whose single-object writes are atomic.
+filesystems, whose single-object writes are atomic (:mod:`orchestrator.storage`).
 """
 
 from __future__ import annotations
 
 import io
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+from orchestrator.storage import delete_dir, exists, filesystem, join, read_bytes, write_bytes_atomic
 
 #: columns that identify one evaluation run; a row with the same key replaces the older one
 ROW_KEY = ["trial_key", "eval_arch", "eval_resolution", "seed", "label_mode"]
@@ -59,6 +59,8 @@ CORE_COLUMNS: dict[str, pa.DataType] = {
     "distill_seconds": pa.float64(),
     "eval_seconds": pa.float64(),
     "device": pa.string(),
+    "node_id": pa.string(),
+    "hostname": pa.string(),
     "config_hash": pa.string(),
     "code_version": pa.string(),
     "ddx_version": pa.string(),
@@ -67,53 +69,6 @@ CORE_COLUMNS: dict[str, pa.DataType] = {
     "created_at": pa.timestamp("us", tz="UTC"),
     "synthetic_path": pa.string(),
 }
-
-
-def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """A pyarrow filesystem and the path inside it for a local path or a URI."""
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
-
-
-def join(base: str, *parts: str) -> str:
-    if "://" in base:
-        return "/".join([base.rstrip("/"), *parts])
-    return str(Path(base).joinpath(*parts))
-
-
-def write_bytes_atomic(uri: str, data: bytes) -> None:
-    """Write ``data`` so that readers see either the old file or the whole new one."""
-    fs, path = filesystem(uri)
-    parent = path.rsplit("/", 1)[0]
-    fs.create_dir(parent, recursive=True)
-    if isinstance(fs, pafs.LocalFileSystem):
-        tmp = f"{parent}/.{Path(path).name}.{uuid.uuid4().hex[:8]}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    else:
-        with fs.open_output_stream(path) as out:
-            out.write(data)
-
-
-def exists(uri: str) -> bool:
-    fs, path = filesystem(uri)
-    return fs.get_file_info(path).type != pafs.FileType.NotFound
-
-
-def read_bytes(uri: str) -> bytes:
-    fs, path = filesystem(uri)
-    with fs.open_input_stream(path) as fh:
-        return fh.read()
-
-
-def delete_dir(uri: str) -> None:
-    fs, path = filesystem(uri)
-    if fs.get_file_info(path).type != pafs.FileType.NotFound:
-        fs.delete_dir(path)
 
 
 def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -181,13 +136,30 @@ class ResultStore:
             return pd.DataFrame(columns=list(CORE_COLUMNS))
         return pd.concat(frames, ignore_index=True)
 
-    def consolidate(self) -> pd.DataFrame:
-        """Gather every row file into ``results.parquet`` (one row per row key, newest wins)."""
+    def current_rows(self) -> pd.DataFrame:
+        """Every row written so far (one per row key, newest wins), read from the row files.
+
+        The row files are the source of truth while a sweep runs (each is rewritten
+        atomically as evaluations finish), so this works on a running or interrupted sweep.
+        """
         df = self.all_rows()
         if not df.empty:
             df = df.sort_values("created_at").drop_duplicates(subset=ROW_KEY, keep="last")
             df = df.sort_values(["trial_key", "eval_arch", "eval_resolution", "label_mode", "seed"])
             df = df.reset_index(drop=True)
+        return df
+
+    def row_files_mtime(self) -> float | None:
+        """The newest modification time of the row files (None when there are none)."""
+        fs, path = filesystem(join(self.root, "rows"))
+        if fs.get_file_info(path).type == pafs.FileType.NotFound:
+            return None
+        times = [i.mtime.timestamp() for i in fs.get_file_info(pafs.FileSelector(path)) if i.is_file and i.mtime]
+        return max(times, default=None)
+
+    def consolidate(self) -> pd.DataFrame:
+        """Gather every row file into ``results.parquet`` (one row per row key, newest wins)."""
+        df = self.current_rows()
         write_bytes_atomic(self.results_path, table_bytes(rows_to_table(df.to_dict("records"))))
         return df
 
@@ -196,3 +168,19 @@ def read_results(path: str) -> pd.DataFrame:
     """Read a ``results.parquet`` (or an experiment directory holding one)."""
     target = path if path.endswith(".parquet") else join(path, "results.parquet")
     return pq.read_table(io.BytesIO(read_bytes(target))).to_pandas()
+
+
+__all__ = [
+    "CORE_COLUMNS",
+    "ROW_KEY",
+    "ResultStore",
+    "delete_dir",
+    "exists",
+    "filesystem",
+    "join",
+    "read_bytes",
+    "read_results",
+    "rows_to_table",
+    "table_bytes",
+    "write_bytes_atomic",
+]

@@ -1,9 +1,11 @@
-"""Run a sweep: spec → Tune search → trials (Train distillation + evaluation tasks) → Parquet."""
+"""Run a sweep: spec → Tune search → trials (prerequisites, distillation, evaluation tasks) → Parquet."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 from ray import tune
@@ -11,15 +13,36 @@ from rich.console import Console
 
 from orchestrator import runtime
 from orchestrator.errors import UserError
-from orchestrator.plan import describe_plan, resolve_storage  # noqa: F401  (re-exported; Ray-free)
+from orchestrator.plan import describe_plan, resolve_storage
 from orchestrator.progress import ForwardingCallback, SweepProgress
 from orchestrator.reference import finish_references, start_references
-from orchestrator.search_space import build_search
+from orchestrator.search_space import SearchPlan, build_search
 from orchestrator.spec import SweepSpec
-from orchestrator.store import ResultStore, delete_dir, exists, join, read_bytes, write_bytes_atomic
-from orchestrator.trial import code_columns, run_trial
+from orchestrator.storage import (
+    check_storage,
+    delete_dir,
+    exists,
+    filesystem,
+    is_uri,
+    join,
+    read_bytes,
+    write_bytes_atomic,
+)
+from orchestrator.store import ResultStore
+from orchestrator.tracking import make_scheduler, tracking_callbacks
+from orchestrator.trial import code_columns, read_trial_records, run_trial
 
 SPEC_FILE = "spec.json"
+
+
+@dataclass
+class TrialFailure:
+    """A trial Tune recorded as errored (after its retries): its id, error line and log."""
+
+    trial_id: str
+    config: dict[str, Any]
+    error: str
+    log: str | None
 
 
 @dataclass
@@ -27,8 +50,19 @@ class SweepOutcome:
     experiment_dir: str
     results_path: str
     rows: pd.DataFrame
-    trials_failed: int
+    trial_failures: list[TrialFailure]
     resumed: bool
+    stopped_early: list[str] = field(default_factory=list)
+
+    @property
+    def failed_rows(self) -> pd.DataFrame:
+        if self.rows.empty:
+            return self.rows
+        return self.rows[self.rows["status"] != "ok"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.trial_failures and self.failed_rows.empty
 
 
 def _check_resume(spec: SweepSpec, fresh: bool) -> bool:
@@ -50,6 +84,29 @@ def _check_resume(spec: SweepSpec, fresh: bool) -> bool:
     return True
 
 
+def _tune_storage(exp: str) -> tuple[str, Any]:
+    """``storage_path`` and ``storage_filesystem`` for Tune (explicit for URIs with query parameters)."""
+    if not is_uri(exp):
+        return exp, None
+    fs, path = filesystem(exp)
+    return path, fs
+
+
+def _failures(grid: tune.ResultGrid) -> list[TrialFailure]:
+    from orchestrator.trial import error_line
+
+    out = []
+    for result in grid:
+        if result.error is None:
+            continue
+        log = None
+        if result.path:
+            log = f"{result.path}/error.txt"
+        config = {k: v for k, v in (result.config or {}).items()}
+        out.append(TrialFailure(str(result.metrics.get("trial_id", "")), config, error_line(result.error), log))
+    return out
+
+
 def run_sweep(
     spec: SweepSpec,
     fresh: bool = False,
@@ -62,46 +119,72 @@ def run_sweep(
     runtime.check_resources(token)
     if runtime.is_embedded():
         runtime.check_fits(runtime.unit_demands(spec.resources, token))
+    check_storage(spec.storage, key="storage")
     resumed = _check_resume(spec, fresh)
     exp = spec.experiment_dir()
     write_bytes_atomic(
         join(exp, SPEC_FILE),
         json.dumps({"config_hash": spec.config_hash(), "spec": spec.model_dump(mode="json")}, indent=2).encode(),
     )
-    plan = build_search(spec)
+    history = trial_history(exp) if resumed else []
+    plan = build_search(spec, history)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, spec_json=spec.model_dump_json(), code=code_columns()),
         token,
     )
-    tune_dir = join(exp, "tune")
+    storage_path, storage_fs = _tune_storage(join(exp, "tune"))
     progress = SweepProgress(spec.metric.name, spec.metric.mode, plan.expected_trials, console)
-    if resumed and tune.Tuner.can_restore(tune_dir):
-        tuner = tune.Tuner.restore(tune_dir, trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space=plan.param_space,
-            tune_config=tune.TuneConfig(
-                metric=spec.metric.name,
-                mode=spec.metric.mode,
-                search_alg=plan.search_alg,
-                num_samples=plan.num_samples,
-                max_concurrent_trials=max_concurrent or spec.resources.max_concurrent_trials,
-            ),
-            run_config=tune.RunConfig(
-                name="tune",
-                storage_path=exp,
-                verbose=0,
-                callbacks=[ForwardingCallback()],
-                failure_config=tune.FailureConfig(max_failures=1),
-            ),
-        )
+    tuner = tune.Tuner(
+        trainable,
+        param_space=plan.param_space,
+        tune_config=tune_config(spec, plan, max_concurrent),
+        run_config=tune.RunConfig(
+            name=time.strftime("run-%Y%m%d-%H%M%S"),  # one Tune experiment per invocation
+            storage_path=storage_path,
+            storage_filesystem=storage_fs,
+            verbose=0,
+            callbacks=[ForwardingCallback(), *tracking_callbacks(spec)],
+            failure_config=tune.FailureConfig(max_failures=1),
+        ),
+    )
     references = start_references(spec)  # full-data upper bound, alongside the trials
-    with progress:
-        grid = tuner.fit()
-    failed = sum(1 for r in grid if r.error is not None)
+    failures: list[TrialFailure] = []
+    if plan.num_samples > 0:  # a resumed Optuna sweep may have every sample finished already
+        with progress:
+            failures = _failures(tuner.fit())
     store = ResultStore(exp)
     rows = store.consolidate()
     if references is not None:
         finish_references(references)
-    return SweepOutcome(exp, store.results_path, rows, failed, resumed)
+    return SweepOutcome(exp, store.results_path, rows, failures, resumed, sorted(progress.stopped))
+
+
+def tune_config(spec: SweepSpec, plan: SearchPlan, max_concurrent: int | None) -> tune.TuneConfig:
+    """The Tuner's settings; ``--max-concurrent`` wins over the spec, on a fresh or a resumed sweep alike."""
+    return tune.TuneConfig(
+        search_alg=plan.search_alg,
+        scheduler=make_scheduler(spec),
+        num_samples=plan.num_samples,
+        max_concurrent_trials=max_concurrent or spec.resources.max_concurrent_trials,
+        reuse_actors=True,  # a trial driver's process is kept for the next trial: no start-up cost
+    )
+
+
+def trial_history(exp: str) -> list[tuple[dict[str, Any], float | None]]:
+    """Swept values and final metric (None: unfinished or failed) of every trial run before."""
+    out = []
+    for record in read_trial_records(exp):
+        value = record.get("metric") if record.get("status") == "done" else None
+        out.append((record["config"], None if value is None else float(value)))
+    return out
+
+
+__all__ = [
+    "SweepOutcome",
+    "TrialFailure",
+    "describe_plan",
+    "resolve_storage",
+    "run_sweep",
+    "trial_history",
+    "tune_config",
+]

@@ -1,30 +1,47 @@
-"""The Tune trainable: one trial = distil (Ray Train) → evaluate (Ray tasks) → record (Parquet).
+"""The Tune trainable: one trial = prerequisites → distil → evaluate → record (Parquet).
 
-The trial is a thin driver holding only a token resource; the Train workers and the
-evaluation tasks reserve the real CPUs/GPUs. Every piece of work is keyed by the trial's
-stable key (see :func:`orchestrator.search_space.trial_key`), so a re-run trial skips what
-was finished: a distilled set already saved is not distilled again, and evaluation rows
-already written are not run again.
+The trial is a thin driver holding only a token resource; the prerequisite tasks, the
+distillation (a streaming task or a Train run: :mod:`orchestrator.distill_job`) and the
+evaluation tasks reserve the real CPUs/GPUs, wherever the cluster has them. Everything a
+remote process needs travels as a storage location or through Ray's object store.
+
+Every piece of work is keyed by the trial's stable key (:func:`orchestrator.plan.trial_key`):
+
+* trials that share a key (hyper-parameters the components do not read) run the work once —
+  the first holds the key's lease lock, the others wait for it and then find everything done;
+* a re-run trial skips what was finished: a saved synthetic set is not distilled again, a
+  saved distillation state is resumed, evaluation rows already written are not run again;
+* a trial whose prerequisites or distillation fail (e.g. the loss became NaN) writes a
+  ``failed`` row for each of its evaluations, carrying the error, and the sweep goes on.
+
+While it runs, the trial reports progress to Tune (``tune.report``): distillation step, loss
+and probe accuracy, then evaluations done; the CLI shows it live and trackers log it.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import ray
 import torch
 from ray import tune
 
-from orchestrator.cache import cache_root
-from orchestrator.distill_job import DistillJob, run_train
-from orchestrator.evaluation import EvalJob, plan_jobs, row_key_of, run_evaluations
+from orchestrator import prerequisites
+from orchestrator.cache import ArtifactRef, ArtifactStore, LeaseLock, cache_root
+from orchestrator.distill_job import DistillJob, run_train, stream_distillation
+from orchestrator.evaluation import EvalJob, failed_result, plan_jobs, row_key_of, run_evaluations
 from orchestrator.provenance import now, versions
 from orchestrator.search_space import REPEAT_KEY, trial_hyper, trial_key
 from orchestrator.spec import SweepSpec
-from orchestrator.store import ResultStore, exists, join, read_bytes, write_bytes_atomic
-from orchestrator.teachers import ensure_teacher, spec_needs_teacher, teacher_columns
+from orchestrator.storage import delete, exists, join, list_files, read_bytes, write_bytes_atomic
+from orchestrator.store import ResultStore
+
+#: Ray retries of the one-worker distillation task after a lost process or node
+DISTILL_TASK_RETRIES = 3
 
 
 def dataset_options(spec: SweepSpec) -> dict[str, Any]:
@@ -39,6 +56,25 @@ def eval_jobs(spec: SweepSpec, distill_resolution: int) -> list[EvalJob]:
     ev = spec.evaluation
     seeds = [spec.seed + i for i in range(ev.seeds)]
     return plan_jobs(ev.archs, ev.resolutions or [distill_resolution], seeds, ev.label_modes)
+
+
+def prerequisite_blocks(spec: SweepSpec, names: list[str]) -> dict[str, Any]:
+    """The sweep's block for each prerequisite (``teacher:``, ``experts:``…; None: defaults), as plain data."""
+    out = {}
+    for name in names:
+        block = getattr(spec, name, None)
+        out[name] = block.model_dump() if hasattr(block, "model_dump") else block
+    return out
+
+
+def error_line(err: BaseException) -> str:
+    """The last line of an error (Ray wraps remote errors with their traceback)."""
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, BaseException):
+        err = cause
+    text = [line for line in str(err).strip().splitlines() if line.strip()]
+    line = text[-1].strip() if text else ""
+    return f"{type(err).__name__}: {line}"[:2000] if line else type(err).__name__
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -56,100 +92,212 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+TRIALS_DIR = "trials"
+
+
+def read_trial_records(exp: str) -> list[dict[str, Any]]:
+    """Every trial record of an experiment (``<experiment>/trials/<key>.json``)."""
+    return [json.loads(read_bytes(loc)) for loc in list_files(join(exp, TRIALS_DIR), ".json")]
+
+
+class TrialRun:
+    """One trial's work, given its spec and hyper-parameters (see the module docstring)."""
+
+    def __init__(self, spec: SweepSpec, config: dict[str, Any], code: dict[str, str], report: Callable) -> None:
+        self.spec = spec
+        self.trial_id = tune.get_context().get_trial_id() or "local"
+        self.hp = trial_hyper(spec, config)
+        self.key = trial_key(spec, self.hp)
+        self.exp = spec.experiment_dir()
+        self.store = ResultStore(self.exp)
+        self.artifacts = ArtifactStore(cache_root(spec.storage))
+        self.code = code
+        self._report = report
+        self.distill_seed = spec.seed + int(self.hp.get(REPEAT_KEY, 0))
+        self.names = prerequisites.needed(self.hp["objective"], spec.evaluation.label_modes)
+        self.blocks = prerequisite_blocks(spec, self.names)
+        self.refs: dict[str, list[ArtifactRef]] = {}
+        self.swept = {k: config[k] for k in spec.search if k in config}
+
+    def record(self, status: str, **fields: Any) -> None:
+        """This trial's record (swept values, status, final metric): what a resumed search is told."""
+        body = {"trial_key": self.key, "config": self.swept, "status": status, **fields}
+        write_bytes_atomic(join(self.exp, TRIALS_DIR, f"{self.key}.json"), json.dumps(body, default=str).encode())
+
+    # --- reporting ---------------------------------------------------------------------------
+    def report(self, metrics: dict[str, Any]) -> None:
+        self._report({**metrics, "trial_key": self.key})
+
+    # --- the pieces ------------------------------------------------------------------------
+    @property
+    def train_dir(self) -> str:
+        return join(self.exp, "train", self.key)
+
+    def run(self) -> None:
+        lock = LeaseLock(join(self.train_dir, "trial.lock"))
+        lock.wait_or_acquire(lambda: False)  # a trial of the same key is working: wait, then find its work
+        try:
+            self.record("running")
+            self._run()
+        finally:
+            lock.release()
+
+    def _run(self) -> None:
+        spec = self.spec
+        planned = eval_jobs(spec, spec.dataset.resolution or 0)
+        try:
+            if self.names:
+                self.report({"phase": "prerequisites", "prerequisites": ",".join(self.names)})
+                res = spec.resources
+                self.refs = prerequisites.ensure(
+                    self.names,
+                    self.blocks,
+                    dataset_options(spec),
+                    self.artifacts,
+                    prerequisites.Resources(res.eval_cpus, res.eval_gpus, res.eval_retries),
+                )
+            payload = self.distill()
+        except Exception as err:  # the method or a prerequisite failed: record it, let the sweep go on
+            message = f"distillation failed: {error_line(err)}"
+            self.record_failure(planned, message)
+            self.record("failed", error=message)
+            return
+        self.evaluate(payload)
+
+    def distill(self) -> dict[str, Any]:
+        spec, syn = self.spec, self.store.synthetic_path(self.key)
+        if not exists(syn):
+            res = spec.resources
+            job = DistillJob(
+                dataset=dataset_options(spec),
+                hp=self.hp,
+                seed=self.distill_seed,
+                store_root=self.artifacts.root,
+                state_location=join(self.train_dir, "state.pt"),
+                synthetic_location=syn,
+                needs={name: [vars(r) for r in refs] for name, refs in self.refs.items()},
+                blocks=self.blocks,
+            )
+            if res.distill_workers == 1:
+                for item in stream_distillation(job, res.cpus_per_worker, res.gpus_per_worker, DISTILL_TASK_RETRIES):
+                    if not item.get("distill_done"):
+                        self.report(item)
+            else:
+                run_train(
+                    job,
+                    run_name=f"trial-{self.key}",
+                    storage_path=join(self.exp, "train-runs"),
+                    workers=res.distill_workers,
+                    cpus_per_worker=res.cpus_per_worker,
+                    gpus_per_worker=res.gpus_per_worker,
+                )
+            if exists(job.state_location):
+                delete(job.state_location)  # the set is saved; the resumable state is no longer needed
+        return torch.load(io.BytesIO(read_bytes(syn)), map_location="cpu", weights_only=True)
+
+    def base_columns(self, payload: dict[str, Any] | None) -> dict[str, Any]:
+        spec, hp = self.spec, self.hp
+        base: dict[str, Any] = {
+            "sweep": spec.name,
+            "trial_id": self.trial_id,
+            "trial_key": self.key,
+            "objective": hp["objective"],
+            "parameterization": hp.get("parameterization", "pixels"),
+            "dataset": spec.dataset.name,
+            "ipc": int(hp["ipc"]),
+            "distill_arch": hp.get("distill_arch"),
+            "distill_workers": spec.resources.distill_workers,
+            "distill_seed": self.distill_seed,
+            "config_hash": self.key,
+            "synthetic_path": self.store.synthetic_path(self.key),
+            **self.code,
+        }
+        base.update({k: v for k, v in hp.items() if k not in base and k != REPEAT_KEY})
+        if payload is None:
+            return base
+        from methods.parameterizations import from_payload
+
+        extra = payload.get("extra", {})
+        shape = payload["config"]["shape"]
+        param = from_payload(payload)
+        base.update(
+            parameterization=payload["config"]["name"],
+            ipc=int(shape["ipc"]),
+            budget_scalars=int(param.config.shape.budget_scalars),
+            instances_per_class=int(param.per_class),
+            distill_resolution=int(shape["resolution"]),
+            distill_workers=int(extra.get("world_size", spec.resources.distill_workers)),
+            distill_seconds=float(extra.get("distill_seconds", float("nan"))),
+        )
+        base.update({k: v for k, v in extra.items() if k in ("beta", "eta", "beta_schedule", "filter")})
+        base.update(prerequisites.row_fields(self.refs, self.blocks, self.artifacts))
+        return base
+
+    def record_failure(self, jobs: list[EvalJob], message: str) -> None:
+        """A failed row for each evaluation that has no ``ok`` row yet (the error says why)."""
+        base = self.base_columns(None)
+        rows = [r for r in self.store.read_trial_rows(self.key) if r.get("status") == "ok"]
+        done = {row_key_of(r) for r in rows}
+        error = RuntimeError(message)
+        for job in jobs:
+            if job.key not in done:
+                rows.append({**base, **self.job_columns(job), **failed_result(job, error)})
+        self.store.write_trial_rows(self.key, rows)
+        self.report({"phase": "failed", "error": message, **_summary(rows)})
+
+    @staticmethod
+    def job_columns(job: EvalJob) -> dict[str, Any]:
+        return {
+            "eval_arch": job.arch,
+            "eval_arch_requested": job.requested or job.arch,
+            "eval_resolution": job.resolution,
+            "seed": job.seed,
+            "label_mode": job.label_mode,
+            "created_at": now(),
+        }
+
+    def evaluate(self, payload: dict[str, Any]) -> None:
+        spec = self.spec
+        base = self.base_columns(payload)
+        rows = [r for r in self.store.read_trial_rows(self.key) if r.get("status") == "ok"]
+        done = {row_key_of(r) for r in rows}
+        jobs = [j for j in eval_jobs(spec, int(payload["config"]["shape"]["resolution"])) if j.key not in done]
+        total = len(jobs) + len(rows)
+
+        def record(job: EvalJob, result: dict[str, Any]) -> None:
+            rows.append({**base, **result, **self.job_columns(job)})
+            self.store.write_trial_rows(self.key, rows)
+            self.report({"phase": "evaluate", "evals_done": len(rows), "evals_total": total, **_summary(rows)})
+
+        if jobs:
+            teacher = {k: [vars(r) for r in v] for k, v in self.refs.items() if k == "teacher"}
+            run_evaluations(
+                ray.put(payload),
+                jobs,
+                dataset_options(spec),
+                eval_settings(spec),
+                spec.resources.eval_cpus,
+                spec.resources.eval_gpus,
+                spec.resources.eval_retries,
+                record,
+                needs=teacher,
+                blocks=self.blocks,
+                store_root=self.artifacts.root,
+            )
+        summary = _summary(rows)
+        self.report({"phase": "done", **summary})
+        metric = summary.get(spec.metric.name, float("nan"))
+        self.record("done", metric=None if math.isnan(metric) else metric, **summary)
+
+
 def run_trial(config: dict[str, Any], spec_json: str, code: dict[str, str]) -> None:
+    """The Tune function trainable."""
     spec = SweepSpec.model_validate_json(spec_json)
-    trial_id = tune.get_context().get_trial_id() or "local"
-    hp = trial_hyper(spec, config)
-    key = trial_key(spec, hp)
-    store = ResultStore(spec.experiment_dir())
-    distill_seed = spec.seed + int(hp.get(REPEAT_KEY, 0))
-    teacher_path = str(ensure_teacher(spec, dataset_options(spec))) if spec_needs_teacher(spec, hp) else None
-
-    syn_uri = store.synthetic_path(key)
-    if exists(syn_uri):
-        payload = torch.load(io.BytesIO(read_bytes(syn_uri)), map_location="cpu", weights_only=True)
-    else:
-        job = DistillJob(
-            dataset=dataset_options(spec),
-            hp=hp,
-            seed=distill_seed,
-            teacher_path=teacher_path,
-            cache_dir=str(cache_root(spec)),
-        )
-        local, _ = run_train(
-            job,
-            run_name=f"trial-{key}",
-            storage_path=join(spec.experiment_dir(), "train"),
-            workers=spec.resources.distill_workers,
-            cpus_per_worker=spec.resources.cpus_per_worker,
-            gpus_per_worker=spec.resources.gpus_per_worker,
-        )
-        data = local.read_bytes()
-        write_bytes_atomic(syn_uri, data)
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    extra = payload.get("extra", {})
-    shape = payload["config"]["shape"]
-    from methods.parameterizations import from_payload
-
-    param = from_payload(payload)
-    base = {
-        "sweep": spec.name,
-        "trial_id": trial_id,
-        "trial_key": key,
-        "objective": hp["objective"],
-        "parameterization": payload["config"]["name"],
-        "dataset": spec.dataset.name,
-        "ipc": int(shape["ipc"]),
-        "budget_scalars": int(param.config.shape.budget_scalars),
-        "instances_per_class": int(param.per_class),
-        "distill_arch": hp.get("distill_arch"),
-        "distill_resolution": int(shape["resolution"]),
-        "distill_workers": int(extra.get("world_size", spec.resources.distill_workers)),
-        "distill_seed": distill_seed,
-        "distill_seconds": float(extra.get("distill_seconds", float("nan"))),
-        "config_hash": key,
-        "synthetic_path": syn_uri,
-        **code,
-    }
-    hyper_cols = {k: v for k, v in hp.items() if k not in base and k != REPEAT_KEY}
-    hyper_cols.update({k: v for k, v in extra.items() if k in ("beta", "eta", "beta_schedule", "filter")})
-    base.update(hyper_cols)
-    if teacher_path is not None:
-        base.update(teacher_columns(teacher_path))
-
-    rows = [r for r in store.read_trial_rows(key) if r.get("status") == "ok"]
-    done = {row_key_of(r) for r in rows}
-    jobs = [j for j in eval_jobs(spec, int(shape["resolution"])) if j.key not in done]
-
-    def record(job: EvalJob, result: dict[str, Any]) -> None:
-        rows.append(
-            {
-                **base,
-                **result,
-                "eval_arch": job.arch,
-                "eval_arch_requested": job.requested or job.arch,
-                "eval_resolution": job.resolution,
-                "seed": job.seed,
-                "label_mode": job.label_mode,
-                "created_at": now(),
-            }
-        )
-        store.write_trial_rows(key, rows)
-
-    if jobs:
-        run_evaluations(
-            ray.put(payload),
-            jobs,
-            dataset_options(spec),
-            eval_settings(spec),
-            spec.resources.eval_cpus,
-            spec.resources.eval_gpus,
-            spec.resources.eval_retries,
-            record,
-            teacher_path=teacher_path,
-        )
-    tune.report({**_summary(rows), "trial_key": key})
+    TrialRun(spec, config, code, tune.report).run()
 
 
 def code_columns() -> dict[str, str]:
     return versions()
+
+
+__all__ = ["TrialRun", "code_columns", "error_line", "eval_jobs", "eval_settings", "run_trial"]

@@ -48,3 +48,35 @@ def ray_session():
         ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 API on 127.0.0.1 (moto's threaded server) with dummy credentials in the environment.
+
+    Yields a function ``bucket_uri(name) -> "s3://name?endpoint_override=127.0.0.1:PORT&scheme=http"``
+    that creates the bucket first.
+    """
+    from moto.server import ThreadedMotoServer
+
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        os.environ.setdefault(key, value)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"{host}:{port}"
+
+    def bucket_uri(name: str) -> str:
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=f"http://{endpoint}", region_name="us-east-1")
+        client.create_bucket(Bucket=name)
+        return f"s3://{name}?endpoint_override={endpoint}&scheme=http"
+
+    bucket_uri.endpoint = endpoint  # type: ignore[attr-defined]
+    yield bucket_uri
+    server.stop()

@@ -14,7 +14,7 @@ import torch
 
 import methods
 from methods import catalog
-from methods.evaluate_options import LABEL_MODE_REQUIRES, LABEL_MODES
+from methods.eval_options import LABEL_MODE_REQUIRES, LABEL_MODES
 from methods.networks.info import SMALL_IMAGE_MAX
 from tests.helpers import REPO
 
@@ -96,7 +96,8 @@ def test_option_modules_import_no_torch() -> None:
         *sorted({r.partition(":")[0] for r in refs}),
         "methods.catalog",
         "methods.datasets.options",
-        "methods.evaluate_options",
+        "methods.eval_options",
+        "methods.protocols",
         "methods.distill_options",
         "methods.pipeline_options",
         "methods.real_training_options",

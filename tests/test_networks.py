@@ -11,7 +11,12 @@ from methods.networks.zoo import vit_patch_size
 from methods.registry import UnknownNameError
 
 #: the smallest resolution each family supports with its small-image stem (tested there)
-SMALLEST = {"alexnet": 16, "vgg11": 32, **{f"convnet_d{d}": 2**d for d in range(1, 8)}}
+SMALLEST = {
+    "alexnet": 16,
+    "vgg11": 32,
+    **{f"convnet_d{d}": 2**d for d in range(1, 8)},
+    **{f"convnet_bn_d{d}": 2**d for d in range(1, 8)},
+}
 ISSUE_ARCHS = {
     "convnet_d3",
     "convnet_d4",
@@ -76,7 +81,9 @@ def test_unknown_name_lists_known_ones() -> None:
         assert name in msg
 
 
-@pytest.mark.parametrize(("name", "too_small"), [("alexnet", 8), ("vgg11", 16), ("convnet_d4", 8)])
+@pytest.mark.parametrize(
+    ("name", "too_small"), [("alexnet", 8), ("vgg11", 16), ("convnet_d4", 8), ("convnet_bn_d4", 8)]
+)
 def test_too_small_inputs_fail_with_a_network_error(name: str, too_small: int) -> None:
     with pytest.raises(NetworkError, match=f"{too_small}px"):
         build_network(name, 3, 10, too_small)
@@ -140,6 +147,7 @@ def test_vit_tokens() -> None:
 def test_convnet_depth_follows_resolution(res: int, depth: int) -> None:
     assert convnet_depth_for(res) == depth
     assert resolve_arch("convnet", res) == f"convnet_d{depth}"
+    assert resolve_arch("convnet_bn", res) == f"convnet_bn_d{depth}"
     assert resolve_arch("convnet_d5", res) == "convnet_d5"
     assert resolve_arch("resnet18", res) == "resnet18"
 
@@ -148,3 +156,44 @@ def test_convnet_auto_builds_the_resolved_depth() -> None:
     net = build_network("convnet", 3, 10, 64)
     assert sum(isinstance(m, nn.Conv2d) for m in net.modules()) == 4
     assert net.feature_dim == 128 * 4 * 4
+
+
+def test_batchnorm_convnets_are_registered() -> None:
+    names = set(NETWORKS.names())
+    assert {f"convnet_bn_d{d}" for d in range(1, 8)} | {"convnet_bn"} <= names
+
+
+def test_batchnorm_convnet_structure_and_state_dict_layout() -> None:
+    bn = build_network("convnet_bn_d3", 3, 10, 32)
+    inn = build_network("convnet_d3", 3, 10, 32)
+    assert not any(isinstance(m, nn.GroupNorm) for m in bn.modules())
+    norms = [m for m in bn.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == 3 and all(m.num_features == 128 and m.affine for m in norms)
+    assert [type(m) for m in bn.features][:4] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.AvgPool2d]
+    assert bn.feature_dim == inn.feature_dim == 128 * 4 * 4
+    # same parameter shapes as the instance-norm ConvNet, plus BatchNorm's running statistics
+    extra = set(bn.state_dict()) - set(inn.state_dict())
+    assert extra == {
+        f"features.{i}.{k}" for i in (1, 5, 9) for k in ("running_mean", "running_var", "num_batches_tracked")
+    }
+    auto = build_network("convnet_bn", 3, 10, 64)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in auto.modules()) == 4
+
+
+def test_batchnorm_convnet_train_and_eval_modes_differ() -> None:
+    torch.manual_seed(0)
+    net = build_network("convnet_bn_d2", 3, 5, 16)
+    x = torch.randn(8, 3, 16, 16) * 3 + 1
+    bn = next(m for m in net.modules() if isinstance(m, nn.BatchNorm2d))
+    net.train()
+    alone = net(x[:4])
+    together = net(x)[:4]
+    assert not torch.allclose(alone, together, atol=1e-4)  # training mode: batch statistics
+    assert int(bn.num_batches_tracked) == 2 and not torch.allclose(bn.running_mean, torch.zeros(128))
+    net.eval()
+    frozen = bn.running_mean.clone()
+    assert torch.allclose(net(x[:4]), net(x)[:4], atol=1e-5)  # eval mode: running statistics
+    assert torch.equal(bn.running_mean, frozen)
+    # instance norm does not depend on the batch in either mode
+    inn = build_network("convnet_d2", 3, 5, 16).train()
+    assert torch.allclose(inn(x[:4]), inn(x)[:4], atol=1e-5)

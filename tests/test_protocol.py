@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from methods.augment import DSA_DEFAULT, OPS, parse_strategy
+from methods.augment_options import DSA_DEFAULT, DSA_OPS, parse_strategy
 from methods.datasets import DatasetOptions, cached_dataset
 from methods.evaluate import EvalSettings, soft_label_loss, train_student
 from methods.networks import NetworkError, build_network
@@ -79,7 +79,8 @@ def test_seeds_decide_the_student(digits) -> None:
 
 
 def test_hard_labels_use_dsa_and_soft_labels_need_a_teacher(digits) -> None:
-    assert parse_strategy(EvalSettings().augment) == list(OPS)
+    assert parse_strategy(EvalSettings().augment) == list(DSA_OPS)
+    assert EvalSettings().augment_mode == "single"  # one DSA op per batch, as the reference
     assert EvalSettings().augment == DSA_DEFAULT
     with pytest.raises(ValueError, match="teacher"):
         train_student(

@@ -322,3 +322,28 @@ def test_loads_from_the_parquet_file_path(experiment: Path) -> None:
     exp = load_experiment(str(experiment / "results.parquet"))
     assert exp.reference is not None and len(exp.reference) == 8
     assert exp.swept == ["beta"]
+
+
+def test_report_of_a_running_or_interrupted_sweep_says_it_is_partial(experiment: Path, tmp_path: Path) -> None:
+    """Row files without a newer results.parquet: the report reads them and says how many rows are in."""
+    import json
+    import shutil
+
+    from orchestrator.report.tables import load_experiment
+    from orchestrator.spec import parse_spec
+    from orchestrator.sweep import SPEC_FILE
+    from tests.helpers import cli, tiny_digits_spec
+
+    exp = tmp_path / "sweep-a"
+    shutil.copytree(experiment, exp)
+    (exp / "results.parquet").unlink()
+    total = len(pd.read_parquet(experiment / "results.parquet"))
+    spec = parse_spec(tiny_digits_spec(tmp_path, name="sweep-a"))  # 2 trials × 4 evaluations planned
+    (exp / SPEC_FILE).write_text(json.dumps({"config_hash": spec.config_hash(), "spec": spec.model_dump(mode="json")}))
+    loaded = load_experiment(str(exp))
+    assert loaded.partial and len(loaded.rows) == total and loaded.planned == 8
+    out = cli("report", str(exp), "--format", "md", "--out", str(tmp_path / "report"))
+    assert out.exit_code == 0, out.output
+    assert f"{total} rows (1 failed) of 8 planned; partial" in " ".join(out.output.split())
+    ResultStore(str(exp)).consolidate()  # the sweep finished: results.parquet is the newest file
+    assert not load_experiment(str(exp)).partial

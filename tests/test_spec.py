@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from methods.datasets.options import DatasetOptions
-from methods.evaluate_options import EvalSettings
+from methods.eval_options import EvalSettings
 from methods.real_training_options import RealTrainSettings
 from methods.squeeze_options import SQUEEZE_PRESETS
 from orchestrator.errors import SpecError
@@ -469,3 +469,28 @@ def test_spec_json_is_stable_for_the_trial_key() -> None:
     c = parse_spec(tiny_digits_spec(Path("/tmp/a"), teacher={"seed": 1}))
     assert a.config_hash() == b.config_hash() != c.config_hash()
     assert json.loads(a.model_dump_json())["evaluation"]["label_mode"] == ["hard"]
+
+
+def test_evaluation_preset_fills_the_keys_not_given(tmp_path: Path) -> None:
+    """``evaluation.preset`` (methods.protocols): explicit keys win, the rest follow the preset."""
+    data = tiny_digits_spec(tmp_path / "store", evaluation={"preset": "cfm_code", "epochs": 7})
+    for key in ("batch_size", "archs"):
+        data["evaluation"].pop(key)
+    spec = parse_spec(data)
+    ev = spec.evaluation
+    assert ev.epochs == 7 and ev.preset == "cfm_code"  # explicit
+    assert (ev.optimizer, ev.schedule, ev.mix, ev.label_modes) == ("adamw", "cosine_half", "cutmix", ["soft"])
+    assert ev.archs == ["convnet_bn_d3", "resnet18"]
+    assert describe_plan(spec)["prerequisites"] == {"teacher": ["label_mode soft"]}
+    cifar = tiny_digits_spec(tmp_path / "store", dataset={"name": "imagefolder", "root": str(tmp_path)})
+    cifar["dataset"]["name"] = "cifar10"
+    cifar["evaluation"] = {"preset": "cfm_code", "resolutions": [32]}
+    with pytest.raises(SpecError, match=r"evaluation.preset: preset 'cfm_code' sets the batch size per IPC"):
+        parse_spec(cifar)
+    cifar["search"].pop("ipc")
+    cifar["method"]["ipc"] = 10
+    assert parse_spec(cifar).evaluation.batch_size == 50  # cfm_code: 50 at IPC 10 on CIFAR-10
+    with pytest.raises(SpecError, match=r"evaluation.preset: unknown evaluation preset 'cfm_cod'"):
+        parse_spec(tiny_digits_spec(tmp_path / "store", evaluation={"preset": "cfm_cod"}))
+    with pytest.raises(SpecError, match=r"evaluation: invalid evaluation settings: mix: 'cutmix' needs"):
+        parse_spec(tiny_digits_spec(tmp_path / "store", evaluation={"mix": "cutmix"}))

@@ -146,3 +146,45 @@ def test_statistics_cache_hits_and_keys(tmp_path) -> None:
     assert statistics_key(x[:-1], y[:-1], net, names) != key  # dataset
     other = build_network("convnet_d2", 3, 4, 16)
     assert statistics_key(x, y, other, names) != key  # teacher weights
+
+
+def test_resnet_downsample_convs_are_not_matched_twice() -> None:
+    """A ResNet's downsample conv reads the tensor ``layerX.0.conv1`` reads: it is left out."""
+    torch.manual_seed(0)
+    net = build_network("resnet18", 3, 10, 32).eval()
+    every = [n for n, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    convs = select_convs(net, "all", resolution=32)
+    names = [n for n, _ in convs]
+    assert len(every) == 20 and len(names) == 17  # stem + 8 blocks × 2
+    assert sorted(set(every) - set(names)) == [f"features.layer{i}.0.downsample.0" for i in (2, 3, 4)]
+    with torch.no_grad(), conv_inputs([m for _, m in convs]) as slots:
+        net(torch.randn(2, 3, 32, 32))
+    inputs = [s for s in slots if s is not None]
+    assert len(inputs) == 17
+    assert all(a is not b for i, a in enumerate(inputs) for b in inputs[i + 1 :])  # no shared tensor
+    assert len({t.data_ptr() for t in inputs}) == 17
+    # indices count the deduplicated list; the ConvNet (no shared inputs) keeps every conv
+    assert [n for n, _ in select_convs(net, "-1", resolution=32)] == ["features.layer4.1.conv2"]
+    assert len(select_convs(build_network("convnet_d3", 3, 10, 32))) == 3
+
+
+def test_statistics_of_the_old_resnet_layer_set_are_not_reused(tmp_path) -> None:
+    """The cache key holds the layer names: statistics cached with the downsample convs miss."""
+    torch.manual_seed(0)
+    net = build_network("resnet18", 3, 4, 8).eval()
+    old = [(n, m) for n, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    new = select_convs(net, "all", resolution=8)
+    x, y = torch.randn(12, 3, 8, 8), torch.arange(12) % 4
+    ctx = DistillContext(cache=LocalArtifactCache(tmp_path))
+    _, hit_old = cached_real_statistics(net, old, x, y, 4, ctx, batch_size=6)
+    moments, hit_new = cached_real_statistics(net, new, x, y, 4, ctx, batch_size=6)
+    assert (hit_old, hit_new) == (False, False)
+    assert len(moments) == 17 and len(list((tmp_path / "statistics").glob("*.pt"))) == 2
+    assert statistics_key(x, y, net, [n for n, _ in old]) != statistics_key(x, y, net, [n for n, _ in new])
+
+
+def test_probe_failure_asks_for_the_resolution() -> None:
+    net = build_network("vgg11", 3, 10, 32)  # five max-pools: an 8 px probe cannot reach every conv
+    with pytest.raises(ValueError, match="pass the input resolution"):
+        select_convs(net, "all", resolution=8)
+    assert len(select_convs(net, "all", resolution=32)) == 8

@@ -62,22 +62,32 @@ def test_cfm_keys_are_sweep_keys(tmp_path: Path) -> None:
 
 
 def test_teacher_is_trained_once_and_reused(tmp_path: Path, ray_session) -> None:
-    from orchestrator.teachers import ensure_teacher, teacher_columns
-    from orchestrator.trial import dataset_options
+    from orchestrator import prerequisites
+    from orchestrator.cache import ArtifactStore, cache_root
+    from orchestrator.trial import dataset_options, prerequisite_blocks
 
     spec = parse_spec(digits_spec(tmp_path))
-    path = ensure_teacher(spec, dataset_options(spec))
-    assert path.parent == tmp_path / "cache" / "teachers"
+    store = ArtifactStore(cache_root(str(tmp_path)), local_dir=tmp_path / "node-local")
+    res = prerequisites.Resources(cpus=1, gpus=0, retries=0)
+
+    def ensure(s):
+        return prerequisites.ensure(["teacher"], prerequisite_blocks(s, ["teacher"]), dataset_options(s), store, res)
+
+    refs = ensure(spec)
+    (ref,) = refs["teacher"]
+    path = store.fetch(ref)
+    assert path.parent == tmp_path / "cache" / "teacher"  # local storage: used in place, no copy
     stamp = path.stat().st_mtime_ns
-    again = ensure_teacher(parse_spec(digits_spec(tmp_path, name="another_sweep")), dataset_options(spec))
-    assert again == path and again.stat().st_mtime_ns == stamp  # a later sweep reuses it
+    again = ensure(parse_spec(digits_spec(tmp_path, name="another_sweep")))["teacher"][0]
+    assert again == ref and store.fetch(again).stat().st_mtime_ns == stamp  # a later sweep reuses it
     model, meta = load_network(path)
     assert meta["arch"] == "convnet_d2" and meta["settings"]["epochs"] == 2
     assert 0.3 < meta["test_acc"] <= 1.0  # it learned something in two epochs on digits
-    assert teacher_columns(path)["teacher_test_acc"] == pytest.approx(meta["test_acc"])
+    blocks = prerequisite_blocks(spec, ["teacher"])
+    assert prerequisites.row_fields(refs, blocks, store)["teacher_test_acc"] == pytest.approx(meta["test_acc"])
     other = digits_spec(tmp_path)
     other["teacher"]["seed"] = 1
-    assert ensure_teacher(parse_spec(other), dataset_options(spec)) != path  # the seed is part of the key
+    assert ensure(parse_spec(other))["teacher"][0].key != ref.key  # the seed is part of the key
 
     # soft-label evaluation loads that teacher: the student learns from its KL targets
     from methods.context import DistillContext
@@ -93,8 +103,10 @@ def test_teacher_is_trained_once_and_reused(tmp_path: Path, ray_session) -> None
     payload = synthetic_payload(param)
     settings = {"epochs": 2, "batch_size": 64, "temperature": 30.0}
     job = EvalJob("convnet_d2", 8, 0, "soft")
-    row = evaluate_job(payload, job, dataset_options(spec), settings, 1, False, str(path))
+    needs = {"teacher": [vars(ref)]}
+    row = evaluate_job(payload, job, dataset_options(spec), settings, 1, False, needs, blocks, store.root)
     assert row["status"] == "ok" and 0.0 <= row["test_acc"] <= 1.0
+    assert row["hostname"] and row["node_id"]  # where the evaluation ran
     with pytest.raises(ValueError, match="needs the sweep's teacher"):
         evaluate_job(payload, job, dataset_options(spec), settings, 1, False, None)
     del model
@@ -119,7 +131,7 @@ def test_cpu_cfm_sweep_end_to_end(tmp_path: Path, cifar10_root: Path) -> None:
     assert set(rows["eta"]) == {0.1} and set(rows["objective"]) == {"cfm"}
     assert set(rows["label_mode"]) == {"hard", "soft"}
     assert set(rows["teacher_arch"]) == {"convnet_d3"}
-    teachers = list((tmp_path / "results" / "cache" / "teachers").glob("*.pt"))
+    teachers = list((tmp_path / "results" / "cache" / "teacher").glob("*.pt"))
     stats = list((tmp_path / "results" / "cache" / "statistics").glob("*.pt"))
     assert len(teachers) == 1 and len(stats) == 1  # one squeeze and one statistics pass for both trials
     assert torch.load(teachers[0], weights_only=True)["meta"]["arch"] == "convnet_d3"

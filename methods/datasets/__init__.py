@@ -21,8 +21,11 @@ __all__ = [
     "NEEDS_ROOT",
     "DatasetError",
     "DatasetOptions",
+    "EvalData",
     "RealData",
+    "as_eval_data",
     "cached_dataset",
+    "cached_eval_data",
     "load_dataset",
     "resize_images",
 ]
@@ -38,6 +41,9 @@ __getattr__, __dir__ = lazy_exports(
         "DatasetError": "methods.datasets.base",
         "RealData": "methods.datasets.base",
         "resize_images": "methods.datasets.base",
+        "EvalData": "methods.datasets.eval_data",
+        "as_eval_data": "methods.datasets.eval_data",
+        "cached_eval_data": "methods.datasets.eval_data",
     },
     extra=["cached_dataset"],
 )
@@ -45,7 +51,13 @@ __getattr__, __dir__ = lazy_exports(
 
 @lru_cache(maxsize=4)
 def cached_dataset(opts: DatasetOptions, resolution: int | None = None) -> RealData:
-    """:func:`load_dataset` memoised per process (Ray reuses worker processes across tasks)."""
+    """:func:`load_dataset` memoised per process (Ray reuses worker processes across tasks).
+
+    With ``resolution`` every split — the training split included — is resized and kept: use it
+    where the training split is trained on (real-data training, references). Evaluations of a
+    synthetic set use :func:`cached_eval_data`, which keeps only validation and test and resizes
+    them lazily.
+    """
     from methods.datasets.loaders import load_dataset
 
     data = load_dataset(opts)

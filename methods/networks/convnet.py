@@ -1,26 +1,42 @@
 """ConvNet-D*n*: the dataset-distillation standard (Gidaris & Komodakis 2018; DC/DM/MTT).
 
-Each of the *n* blocks is Conv3×3(width) → instance norm → ReLU → AvgPool2×2; a linear head
-reads the flattened map. Width 128 and instance norm (``GroupNorm`` with one group per
-channel, affine) are the field's defaults.
+Each of the *n* blocks is Conv3×3(width) → norm → ReLU → AvgPool2×2; a linear head reads the
+flattened map. Width 128 and instance norm (``GroupNorm`` with one group per channel, affine)
+are the field's defaults (``convnet_d<n>``).
+
+``convnet_bn_d<n>`` is the same network with ``BatchNorm2d`` (affine, running statistics):
+the "ConvNetBN" of the DC/DM code and the CIFAR teacher/student of the CFM reference code
+(ConvNet, width 128, depth 3, ``net_norm="batch"``). In training mode it normalises with the
+batch's statistics and updates running ones; in eval mode it uses the running statistics.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from torch import nn
 
 from methods.networks.base import NETWORKS, Classifier, NetworkError
 
 CONVNET_WIDTH = 128
+Norm = Literal["instance", "batch"]
 
 
-def convnet_features(channels: int, depth: int, width: int = CONVNET_WIDTH) -> nn.Sequential:
+def _norm(kind: Norm, width: int) -> nn.Module:
+    if kind == "instance":
+        return nn.GroupNorm(width, width, affine=True)
+    if kind == "batch":
+        return nn.BatchNorm2d(width, affine=True)
+    raise ValueError(f"ConvNet norm must be instance or batch, got {kind!r}")
+
+
+def convnet_features(channels: int, depth: int, width: int = CONVNET_WIDTH, norm: Norm = "instance") -> nn.Sequential:
     layers: list[nn.Module] = []
     in_ch = channels
     for _ in range(depth):
         layers += [
             nn.Conv2d(in_ch, width, kernel_size=3, padding=1),
-            nn.GroupNorm(width, width, affine=True),
+            _norm(norm, width),
             nn.ReLU(inplace=True),
             nn.AvgPool2d(kernel_size=2, stride=2),
         ]
@@ -28,18 +44,20 @@ def convnet_features(channels: int, depth: int, width: int = CONVNET_WIDTH) -> n
     return nn.Sequential(*layers)
 
 
-def build_convnet(depth: int, channels: int, num_classes: int, resolution: int) -> Classifier:
+def build_convnet(depth: int, channels: int, num_classes: int, resolution: int, norm: Norm = "instance") -> Classifier:
     final = resolution // 2**depth
     if final < 1:
+        prefix = "convnet_bn" if norm == "batch" else "convnet"
         raise NetworkError(
-            f"convnet_d{depth} halves the image {depth} times; a {resolution}px input is too small "
+            f"{prefix}_d{depth} halves the image {depth} times; a {resolution}px input is too small "
             f"(needs ≥ {2**depth}px; use a shallower ConvNet)"
         )
-    return Classifier(convnet_features(channels, depth), CONVNET_WIDTH * final * final, num_classes)
+    return Classifier(convnet_features(channels, depth, norm=norm), CONVNET_WIDTH * final * final, num_classes)
 
 
 def _register(depth: int) -> None:
     NETWORKS.add(f"convnet_d{depth}", lambda c, k, r: build_convnet(depth, c, k, r))
+    NETWORKS.add(f"convnet_bn_d{depth}", lambda c, k, r: build_convnet(depth, c, k, r, norm="batch"))
 
 
 for _depth in range(1, 8):

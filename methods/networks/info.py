@@ -6,7 +6,8 @@ the resolution grows. DDiF (Table 13) therefore tests with ConvNet-D5 at 128 px,
 and D7 at 512 px; the CIFAR standard is D3 at 32 px and Tiny-ImageNet's D4 at 64 px. The arch
 name ``convnet`` (no depth) asks for that rule: depth = log₂(r) − 2, clamped to 1…7, so every
 block count leaves a 4×4 map (digits: D1 at 8 px, D2 at 16 px). ``convnet_d<N>`` keeps a fixed
-depth at every resolution.
+depth at every resolution. ``convnet_bn`` is the same rule for the BatchNorm ConvNet
+(``convnet_bn_d<N>``).
 
 Each network's minimum input resolution is in :mod:`methods.catalog` (``NetworkInfo``).
 """
@@ -17,8 +18,10 @@ import math
 
 #: inputs up to this size get the small-image stems (CIFAR 32 px, Tiny-ImageNet 64 px)
 SMALL_IMAGE_MAX = 64
-#: the arch name whose depth follows the resolution
+#: the arch names whose depth follows the resolution → the prefix of their fixed-depth names
 CONVNET_AUTO = "convnet"
+CONVNET_BN_AUTO = "convnet_bn"
+AUTO_DEPTH = {CONVNET_AUTO: "convnet_d", CONVNET_BN_AUTO: "convnet_bn_d"}
 MIN_DEPTH, MAX_DEPTH = 1, 7
 
 
@@ -30,14 +33,24 @@ def convnet_depth_for(resolution: int) -> int:
 
 
 def resolve_arch(arch: str, resolution: int) -> str:
-    """The concrete network trained for ``arch`` at ``resolution`` (``convnet`` → ``convnet_d<N>``).
+    """The concrete network trained for ``arch`` at ``resolution`` (``convnet`` → ``convnet_d<N>``,
+    ``convnet_bn`` → ``convnet_bn_d<N>``).
 
     A resolution not known yet (≤ 0, e.g. a dataset at its native size before loading) leaves
     the name as it is.
     """
-    if arch != CONVNET_AUTO or resolution < 1:
+    if arch not in AUTO_DEPTH or resolution < 1:
         return arch
-    return f"convnet_d{convnet_depth_for(resolution)}"
+    return f"{AUTO_DEPTH[arch]}{convnet_depth_for(resolution)}"
 
 
-__all__ = ["CONVNET_AUTO", "MAX_DEPTH", "MIN_DEPTH", "SMALL_IMAGE_MAX", "convnet_depth_for", "resolve_arch"]
+__all__ = [
+    "AUTO_DEPTH",
+    "CONVNET_AUTO",
+    "CONVNET_BN_AUTO",
+    "MAX_DEPTH",
+    "MIN_DEPTH",
+    "SMALL_IMAGE_MAX",
+    "convnet_depth_for",
+    "resolve_arch",
+]

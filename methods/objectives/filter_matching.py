@@ -86,7 +86,7 @@ class FilterMatching(BatchRecover):
 
     def prepare_statistics(self, data: RealData, ctx: DistillContext) -> None:
         assert self.teacher is not None
-        convs = select_convs(self.teacher, self.options.stat_layers)
+        convs = select_convs(self.teacher, self.options.stat_layers, data.resolution)
         self.taps = [m for _, m in convs]
         moments, self.stats_cache_hit = cached_real_statistics(
             self.teacher, convs, data.train_x, data.train_y, self.num_classes, ctx, self.options.stat_batch

@@ -65,7 +65,7 @@ class SRe2L(BatchRecover):
             self.taps = list(bns)
             self.real = [(m.running_mean.detach().clone(), m.running_var.detach().clone()) for m in bns]  # type: ignore[union-attr]
         else:
-            convs = select_convs(self.teacher, self.options.stat_layers)
+            convs = select_convs(self.teacher, self.options.stat_layers, data.resolution)
             self.taps = [m for _, m in convs]
             moments, self.stats_cache_hit = cached_real_statistics(
                 self.teacher, convs, data.train_x, data.train_y, self.num_classes, ctx, self.options.stat_batch

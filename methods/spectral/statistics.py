@@ -14,8 +14,10 @@ Synthetic statistics use exponential moving updating (Eq. 19): after the b-th sy
 Ψ_s = (1/b)Ψ_s^b + (1 − 1/b)Ψ_s^{b−1}, i.e. the running mean of the per-batch statistics, where
 earlier batches enter as detached constants (:class:`MovingStatistics`).
 
-Statistics are taken at the input of every ``Conv2d`` of the teacher (the reference code's
-choice), or of a configurable subset (:func:`select_convs`).
+Statistics are taken at the input of every ``Conv2d`` of the teacher whose input no earlier
+conv already receives (the reference code hooks ResNet's ``conv1``/``layerX.Y.conv1/2`` but not
+the ``downsample`` convs, which read the same tensor as ``layerX.0.conv1``), or of a
+configurable subset (:func:`select_convs`).
 """
 
 from __future__ import annotations
@@ -36,16 +38,80 @@ from methods.context import DistillContext
 STATS_VERSION = 1
 
 
-def select_convs(net: nn.Module, layers: str = "all") -> list[tuple[str, nn.Conv2d]]:
+#: probe resolution when :func:`select_convs` is not told the input resolution
+PROBE_RESOLUTION = 64
+
+
+class _ProbeDone(Exception):
+    """Raised from a hook once every conv has been reached (the rest of the forward is not needed)."""
+
+
+@torch.no_grad()
+def distinct_input_convs(
+    net: nn.Module, convs: list[tuple[str, nn.Conv2d]], resolution: int | None = None
+) -> list[tuple[str, nn.Conv2d]]:
+    """``convs`` without those whose input is the very tensor an earlier-run conv already receives.
+
+    One probe forward pass (eval mode, zeros of ``resolution`` px; :data:`PROBE_RESOLUTION`
+    when not given) records the tensor each conv is called with. A conv called with a tensor
+    object another conv received before it — a ResNet's ``downsample`` conv reads the block's
+    input, as ``layerX.0.conv1`` does — would add the same statistics twice and is dropped.
+    Deduplicating by input identity, rather than by excluding modules named ``downsample``,
+    covers any architecture that feeds one tensor to several convolutions (Inception-style
+    branches, other libraries' names). Convs the probe never reaches are kept.
+    """
+    if len(convs) < 2:
+        return convs
+    index = {id(m): i for i, (_, m) in enumerate(convs)}
+    inputs: list[Tensor] = []  # held so tensor ids are not reused during the probe
+    duplicate: set[int] = set()
+    reached: set[int] = set()
+
+    def hook(m: nn.Module, args: tuple[Tensor, ...]) -> None:
+        i = index[id(m)]
+        if any(args[0] is t for t in inputs):
+            duplicate.add(i)
+        inputs.append(args[0])
+        reached.add(i)
+        if len(reached) == len(convs):
+            raise _ProbeDone
+
+    first = convs[0][1]
+    param = next(net.parameters())
+    r = resolution or PROBE_RESOLUTION
+    probe = torch.zeros(1, int(first.in_channels), r, r, device=param.device, dtype=param.dtype)
+    handles = [m.register_forward_pre_hook(hook) for _, m in convs]
+    was = net.training
+    net.eval()
+    try:
+        net(probe)
+    except _ProbeDone:
+        pass
+    except Exception as err:
+        raise ValueError(
+            f"could not probe {type(net).__name__} at {r}px to find convolutions sharing an input "
+            f"(pass the input resolution to select_convs): {err}"
+        ) from err
+    finally:
+        for h in handles:
+            h.remove()
+        net.train(was)
+    return [c for i, c in enumerate(convs) if i not in duplicate]
+
+
+def select_convs(net: nn.Module, layers: str = "all", resolution: int | None = None) -> list[tuple[str, nn.Conv2d]]:
     """The ``Conv2d`` modules whose inputs are matched, in definition order.
 
-    ``layers`` is ``"all"``, or a comma-separated list of 0-based conv indices (negative
-    ones count from the end) and/or module names, e.g. ``"0,1"``, ``"-1"``,
-    ``"features.4"``.
+    Convolutions that receive the same input tensor as one run before them (ResNet
+    ``downsample`` convs) are left out: see :func:`distinct_input_convs`, which probes the
+    network once at ``resolution`` px. ``layers`` is ``"all"``, or a comma-separated list of
+    0-based indices into that list (negative ones count from the end) and/or module names,
+    e.g. ``"0,1"``, ``"-1"``, ``"features.4"``.
     """
     convs = [(name, m) for name, m in net.named_modules() if isinstance(m, nn.Conv2d)]
     if not convs:
         raise ValueError(f"{type(net).__name__} has no Conv2d layers to take statistics from")
+    convs = distinct_input_convs(net, convs, resolution)
     if layers.strip().lower() == "all":
         return convs
     by_name = dict(convs)
@@ -328,6 +394,7 @@ __all__ = [
     "cached_real_statistics",
     "channel_mean_var",
     "conv_inputs",
+    "distinct_input_convs",
     "real_statistics",
     "select_convs",
     "statistics_key",

@@ -8,17 +8,20 @@ reference rows (``reference.parquet``) go through the same function.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.fs as pafs
 
 from methods.networks import resolve_arch
 from orchestrator.errors import UserError
 from orchestrator.reference import read_reference
-from orchestrator.store import read_results
+from orchestrator.storage import exists, filesystem, join, read_bytes
+from orchestrator.store import ResultStore, read_results
 from orchestrator.tables import hyper_columns, seed_summary
 
 REFERENCE_KEY = "reference"
@@ -29,26 +32,64 @@ NOT_CURVES = {"repeat", "eval_arch_requested"}
 
 @dataclass
 class Experiment:
-    """One experiment's rows (``results.parquet``) and optional reference rows."""
+    """One experiment's rows (``results.parquet``, or the row files of a running sweep) and reference rows."""
 
     source: str
     rows: pd.DataFrame
     reference: pd.DataFrame | None = None
     swept: list[str] = field(default_factory=list)
+    partial: bool = False  # read from the row files of a sweep that is running or was interrupted
+    planned: int | None = None  # evaluations the sweep's plan holds (when known)
+
+    def status_line(self) -> str:
+        failed = int((self.rows["status"] != "ok").sum())
+        text = f"{len(self.rows)} rows ({failed} failed)"
+        if self.planned:
+            text += f" of {self.planned} planned"
+        if self.partial:
+            text += "; partial: the sweep is running or was interrupted (rerun `ddx sweep` to finish it)"
+        return text
+
+
+def _planned(experiment: str) -> int | None:
+    """Evaluations the saved spec plans (trials × evaluations per trial), when it is a grid."""
+    try:
+        from orchestrator.spec import SweepSpec
+        from orchestrator.sweep import SPEC_FILE, describe_plan
+
+        saved = json.loads(read_bytes(join(experiment, SPEC_FILE)))
+        plan = describe_plan(SweepSpec.model_validate(saved["spec"]))
+    except Exception:  # no spec saved, or from another version: the count is just not shown
+        return None
+    if plan.get("evaluations_total") is not None:  # distinct trial keys × evaluations per set
+        return plan["evaluations_total"]
+    return plan["trials"] * plan["evaluations_per_trial"] if plan["trials"] else None
 
 
 def load_experiment(path: str) -> Experiment:
-    """Read ``<experiment>/results.parquet`` (or the file itself) and its ``reference.parquet``."""
-    try:
-        rows = read_results(path)
-    except (FileNotFoundError, OSError) as err:
-        raise UserError(
-            f"no results.parquet there ({err.__class__.__name__}); run `ddx sweep` first", where=path
-        ) from None
+    """Read an experiment (a folder: its row files, complete or not; or a ``results.parquet``) and its references."""
+    partial, planned = False, None
+    if path.endswith(".parquet"):
+        try:
+            rows = read_results(path)
+        except (FileNotFoundError, OSError) as err:
+            raise UserError(f"cannot read it ({err.__class__.__name__})", where=path) from None
+    else:
+        store = ResultStore(path)
+        rows = store.current_rows()
+        newest = store.row_files_mtime()
+        if rows.empty and exists(store.results_path):
+            rows = read_results(path)  # a copied results.parquet without its row files
+        elif newest is not None:
+            fs, results = filesystem(store.results_path)
+            info = fs.get_file_info(results)
+            stale = info.mtime is not None and info.mtime.timestamp() < newest
+            partial = info.type == pafs.FileType.NotFound or stale
+        planned = _planned(path)
     if rows.empty:
-        raise UserError("results.parquet holds no rows yet; run `ddx sweep` to fill it", where=path)
+        raise UserError("no result rows there yet; run `ddx sweep` (or wait for its first evaluation)", where=path)
     reference = read_reference(path)
-    return Experiment(path, rows, reference, swept_columns(rows))
+    return Experiment(path, rows, reference, swept_columns(rows), partial, planned)
 
 
 def swept_columns(rows: pd.DataFrame) -> list[str]:

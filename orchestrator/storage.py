@@ -1,0 +1,167 @@
+"""Where ddx keeps bytes: a local path or a storage URI, read and written through pyarrow.fs.
+
+A *location* is a string: a local path (``./ddx_results``, ``/data/ddx``), or a URI in any
+form :func:`pyarrow.fs.FileSystem.from_uri` accepts — ``s3://bucket/prefix``,
+``gs://bucket/prefix``, ``file:///abs/path``, with query parameters such as
+``s3://bucket/prefix?endpoint_override=host:9000&scheme=http&region=eu-west-1`` for MinIO
+and other S3-compatible stores (the ``AWS_ENDPOINT_URL`` environment variable works too).
+Locations are joined with :func:`join`, which keeps the query string at the end, so every
+derived location is itself a valid URI that any process on any node can open.
+
+Writes are atomic: local files through a temporary name renamed into place; object stores
+through single-object uploads, which readers see whole or not at all.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from functools import lru_cache
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+from orchestrator.errors import UserError
+
+
+def is_uri(location: str) -> bool:
+    return "://" in location
+
+
+def join(base: str, *parts: str) -> str:
+    """``base``/``parts``…; for URIs the query string (``?endpoint_override=…``) stays at the end."""
+    if is_uri(base):
+        head, sep, query = base.partition("?")
+        return "/".join([head.rstrip("/"), *parts]) + sep + query
+    return str(Path(base).joinpath(*parts))
+
+
+@lru_cache(maxsize=512)
+def _from_uri(uri: str) -> tuple[pafs.FileSystem, str]:
+    return pafs.FileSystem.from_uri(uri)
+
+
+def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and the path inside it for a local path or a URI."""
+    if is_uri(location):
+        return _from_uri(location)
+    return pafs.LocalFileSystem(), str(Path(location).expanduser().resolve())
+
+
+def local_path(location: str) -> Path | None:
+    """The local path of a location on the local filesystem (a plain path or ``file://``), else None."""
+    fs, path = filesystem(location)
+    return Path(path) if isinstance(fs, pafs.LocalFileSystem) else None
+
+
+def exists(location: str) -> bool:
+    fs, path = filesystem(location)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def read_bytes(location: str) -> bytes:
+    fs, path = filesystem(location)
+    with fs.open_input_stream(path) as fh:
+        return fh.read()
+
+
+def write_bytes_atomic(location: str, data: bytes) -> None:
+    """Write ``data`` so that readers see either the old object or the whole new one."""
+    fs, path = filesystem(location)
+    parent = path.rsplit("/", 1)[0]
+    fs.create_dir(parent, recursive=True)
+    if isinstance(fs, pafs.LocalFileSystem):
+        tmp = f"{parent}/.{Path(path).name}.{uuid.uuid4().hex[:8]}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    else:
+        with fs.open_output_stream(path) as out:
+            out.write(data)
+
+
+def upload_file(source: Path, location: str) -> None:
+    """Copy a local file to ``location`` atomically (streamed, not read into memory at once)."""
+    fs, path = filesystem(location)
+    parent = path.rsplit("/", 1)[0]
+    fs.create_dir(parent, recursive=True)
+    target = path
+    if isinstance(fs, pafs.LocalFileSystem):
+        target = f"{parent}/.{Path(path).name}.{uuid.uuid4().hex[:8]}.tmp"
+    with open(source, "rb") as src, fs.open_output_stream(target) as out:
+        while chunk := src.read(1 << 22):
+            out.write(chunk)
+    if target != path:
+        os.replace(target, path)
+
+
+def download_file(location: str, target: Path) -> None:
+    """Copy ``location`` to the local file ``target`` (streamed)."""
+    fs, path = filesystem(location)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with fs.open_input_stream(path) as src, open(target, "wb") as out:
+        while chunk := src.read(1 << 22):
+            out.write(chunk)
+
+
+def delete(location: str) -> None:
+    fs, path = filesystem(location)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.File:
+        fs.delete_file(path)
+
+
+def delete_dir(location: str) -> None:
+    fs, path = filesystem(location)
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        fs.delete_dir(path)
+
+
+def list_files(location: str, suffix: str = "") -> list[str]:
+    """The locations of the files directly under ``location`` whose names end with ``suffix``."""
+    fs, path = filesystem(location)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return []
+    names = sorted(
+        info.base_name
+        for info in fs.get_file_info(pafs.FileSelector(path))
+        if info.is_file and info.base_name.endswith(suffix) and not info.base_name.startswith(".")
+    )
+    return [join(location, n) for n in names]
+
+
+def check_storage(location: str, key: str = "storage") -> None:
+    """Fail with one line (exit 2) unless ``location`` can be written: a bad URI, no such bucket,
+    an unreachable endpoint or missing permissions are reported before any work starts."""
+    probe = join(location, f".ddx-probe-{uuid.uuid4().hex[:8]}")
+    try:
+        write_bytes_atomic(probe, b"ok")
+        if read_bytes(probe) != b"ok":
+            raise OSError("read back different bytes")
+        delete(probe)
+    except (OSError, ValueError) as err:  # pyarrow raises OSError / ArrowInvalid (a ValueError)
+        detail = " ".join(str(err).split())[:300]
+        raise UserError(
+            f"cannot write to {location!r}: {detail} (check the URI, the bucket, credentials and "
+            f"?endpoint_override=HOST:PORT&scheme=http for S3-compatible stores)",
+            key=key,
+        ) from None
+
+
+__all__ = [
+    "check_storage",
+    "delete",
+    "delete_dir",
+    "download_file",
+    "exists",
+    "filesystem",
+    "is_uri",
+    "join",
+    "list_files",
+    "local_path",
+    "read_bytes",
+    "upload_file",
+    "write_bytes_atomic",
+]

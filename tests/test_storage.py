@@ -1,0 +1,69 @@
+"""Storage locations: local paths and URIs (with query parameters) read and written alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import UserError
+from orchestrator.storage import (
+    check_storage,
+    exists,
+    filesystem,
+    join,
+    list_files,
+    local_path,
+    read_bytes,
+    write_bytes_atomic,
+)
+
+
+def test_join_keeps_the_query_string_at_the_end() -> None:
+    uri = "s3://bucket/prefix?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert join(uri, "sweep", "rows") == "s3://bucket/prefix/sweep/rows?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert join("s3://bucket/prefix/", "a") == "s3://bucket/prefix/a"
+    assert join("/tmp/x", "a", "b") == "/tmp/x/a/b"
+
+
+def test_local_paths_and_file_uris_are_local(tmp_path: Path) -> None:
+    assert local_path(str(tmp_path)) == tmp_path
+    assert local_path(f"file://{tmp_path}") == tmp_path
+    target = join(str(tmp_path), "a", "b.bin")
+    write_bytes_atomic(target, b"abc")
+    assert read_bytes(target) == b"abc" and exists(target)
+    assert not any(p.name.endswith(".tmp") for p in (tmp_path / "a").iterdir())  # no temp file left
+
+
+def test_s3_uri_with_endpoint_query_round_trips(s3_server) -> None:
+    root = join(s3_server("storage-test"), "ddx")
+    target = join(root, "sweep", "rows", "k.parquet")
+    write_bytes_atomic(target, b"rows")
+    assert read_bytes(target) == b"rows" and exists(target)
+    assert local_path(target) is None
+    fs, path = filesystem(target)
+    assert type(fs).__name__ == "S3FileSystem" and path == "storage-test/ddx/sweep/rows/k.parquet"
+    assert list_files(join(root, "sweep", "rows"), ".parquet") == [target]
+
+
+def test_aws_endpoint_url_environment_is_honoured(s3_server, monkeypatch) -> None:
+    s3_server("env-endpoint")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{s3_server.endpoint}")
+    target = "s3://env-endpoint/x/y.txt"
+    write_bytes_atomic(target, b"hello")
+    assert read_bytes(target) == b"hello"
+
+
+def test_unusable_storage_is_one_line_user_error(s3_server) -> None:
+    s3_server("exists-bucket")
+    endpoint = s3_server.endpoint
+    for bad in (
+        f"s3://no-such-bucket/p?endpoint_override={endpoint}&scheme=http",  # missing bucket
+        "s3://b/p?endpoint_override=127.0.0.1:9&scheme=http",  # nothing listens there
+        "s3://b/p?no_such_option=1",  # a query pyarrow rejects
+    ):
+        with pytest.raises(UserError) as err:
+            check_storage(bad)
+        line = err.value.line()
+        assert "\n" not in line and line.startswith("storage: cannot write to"), line
+    check_storage(f"s3://exists-bucket/p?endpoint_override={endpoint}&scheme=http")  # a good one passes
