@@ -6,10 +6,11 @@ is shared and noisy: compare each median with the floor's). The shipped sweeps p
 ``dataset.root`` at ``../data/cifar10``; they are copied next to an empty ``data/cifar10``
 folder so every one validates (exit 0 is checked) without the data.
 
-``--compare DIR`` also times another checkout's code (e.g. ``/work/main`` before a change) on
-the same files in the same run, interleaved with this one, so both see the same load.
+``--compare DIR`` also times another checkout's code (e.g. the commit before a change, exported
+with ``git archive``) on the same files in the same run, interleaved with this one, so both see
+the same load.
 
-    python benchmarks/validate_time.py [--repeats 7] [--compare /path/to/other/checkout]
+    python benchmarks/validate_time.py [--repeats 7] [--compare DIR [--compare-commit SHA]]
 
 Writes ``benchmarks/results/validate_time.json``: per file median/min/max seconds, the
 baseline's, and the machine's load average at the start and end.
@@ -55,6 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--compare", type=Path, default=None, help="another checkout to time on the same files")
+    parser.add_argument("--compare-commit", default=None, help="the commit --compare holds (not a git checkout)")
     args = parser.parse_args()
     if args.repeats < 5:
         raise SystemExit("--repeats must be ≥ 5")
@@ -104,7 +106,7 @@ def main() -> None:
         commit = subprocess.run(["git", "-C", str(args.compare), "rev-parse", "HEAD"], capture_output=True, text=True)
         result["compare"] = {
             "code": str(args.compare),
-            "commit": commit.stdout.strip() or None,
+            "commit": commit.stdout.strip() or args.compare_commit,
             "files": {name: _stats(t) for name, t in times["compare"].items()},
             "median_of_medians_s": round(
                 statistics.median(statistics.median(t) for t in times["compare"].values()), 4
