@@ -49,4 +49,4 @@ class DCOptions:
                 self.inner_loop if self.inner_loop is not None else inner)  # fmt: skip
 
 
-__all__ = ["DCOptions", "DC_LOOPS", "dc_loops"]
+__all__ = ["DC_LOOPS", "DCOptions", "dc_loops"]

@@ -36,7 +36,7 @@ LEARNED_LR_KEY = "syn_lr"
 
 
 def learned_lr(extra: Mapping[str, Any]) -> float | None:
-    """The learned learning rate a saved set carries (``extra`` of :func:`~methods.parameterizations.load_synthetic`)."""
+    """The learned learning rate a saved set carries (``extra`` as ``load_synthetic`` returns it), or None."""
     value = extra.get(LEARNED_LR_KEY)
     return None if value is None else float(value)
 

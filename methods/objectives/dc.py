@@ -137,7 +137,7 @@ class GradientMatching(Objective):
     def after_step(self, param: Parameterization, index: Tensor, ctx: DistillContext) -> None:
         """Between two updates of an iteration: train the network ``inner_loop`` epochs on the current set."""
         step = self._step
-        it, k = divmod(step, self.outer)
+        k = step % self.outer
         if k == self.outer - 1 or self.inner == 0:
             return
         assert self.net is not None and self.net_opt is not None
