@@ -102,7 +102,7 @@ def test_tm_learns_neural_fields(digits, experts, tmp_path: Path, monkeypatch) -
     c = make_components(hp, digits)
     assert c.param.per_class >= 2 and c.param.budget_used_per_class() <= c.param.config.shape.budget_scalars
     start, _, _ = run_distillation({**hp, "iterations": 0}, digits, DistillContext(seed=0), {"experts": buffer})
-    param, obj, summary = run_distillation(hp, digits, DistillContext(seed=0), {"experts": buffer})
+    param, obj, _ = run_distillation(hp, digits, DistillContext(seed=0), {"experts": buffer})
     moved = [not torch.equal(v, start.state_dict()[k]) for k, v in param.state_dict().items() if k != "labels"]
     assert moved and all(moved)
     with torch.no_grad():

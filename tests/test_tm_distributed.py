@@ -74,7 +74,8 @@ def test_two_gloo_workers_equal_one(tmp_path: Path) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     tests_dir = str(Path(__file__).resolve().parent)
     path_backup = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (tests_dir, path_backup) if p)  # spawned workers import helpers
+    # the spawned workers import the test helpers
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (tests_dir, path_backup) if p)
     try:
         mp.start_processes(
             _worker, args=(2, init, [str(p) for p in paths], str(tmp_path)), nprocs=2, join=True, start_method="spawn"
