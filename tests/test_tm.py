@@ -167,3 +167,12 @@ def test_missing_or_short_experts_fail_clearly(digits, experts) -> None:
     with pytest.raises(ValueError, match="keep 0…4"):
         short.prepare(digits, DistillContext(), {"experts": load_buffer(experts)})
     assert TINY_EXPERTS.epochs_trained == 4
+
+
+def test_option_modules_import_no_torch() -> None:
+    """The spec validator reads TMOptions / ExpertOptions / DCOptions without importing torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, methods.tm_options, methods.dc_options; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
