@@ -112,6 +112,8 @@ NETWORKS: tuple[NetworkInfo, ...] = (
 OBJECTIVES: tuple[ObjectiveInfo, ...] = (
     ObjectiveInfo("random", _OBJ + "random_real", _OBJ + "options:RandomOptions"),
     ObjectiveInfo("dm", _OBJ + "dm", _OBJ + "options:DMOptions"),
+    ObjectiveInfo("dc", _OBJ + "dc", "methods.dc_options:DCOptions"),
+    ObjectiveInfo("tm", _OBJ + "tm", "methods.tm_options:TMOptions", ("experts",)),
     ObjectiveInfo("cfm", _OBJ + "filter_matching", _OBJ + "options:CFMOptions", ("teacher",)),
     ObjectiveInfo("lfm", _OBJ + "filter_matching", _OBJ + "options:SpectralMatchingOptions", ("teacher",)),
     ObjectiveInfo("filter_matching", _OBJ + "filter_matching", _OBJ + "options:FilterMatchingOptions", ("teacher",)),
@@ -128,6 +130,7 @@ PARAMETERIZATIONS: tuple[ParameterizationInfo, ...] = (
 
 PREREQUISITES: tuple[PrerequisiteInfo, ...] = (
     PrerequisiteInfo("teacher", "methods.squeeze", "methods.squeeze_options:TeacherOptions"),
+    PrerequisiteInfo("experts", "methods.experts", "methods.tm_options:ExpertOptions"),
 )
 
 _KINDS: dict[str, tuple[Any, ...]] = {

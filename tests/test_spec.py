@@ -494,3 +494,21 @@ def test_evaluation_preset_fills_the_keys_not_given(tmp_path: Path) -> None:
         parse_spec(tiny_digits_spec(tmp_path / "store", evaluation={"preset": "cfm_cod"}))
     with pytest.raises(SpecError, match=r"evaluation: invalid evaluation settings: mix: 'cutmix' needs"):
         parse_spec(tiny_digits_spec(tmp_path / "store", evaluation={"mix": "cutmix"}))
+
+
+def test_a_new_prerequisite_gets_its_block_with_no_spec_change(tmp_path: Path) -> None:
+    """``experts`` (trajectory matching) is only a catalog line: its block is generated and checked."""
+    data = tiny_digits_spec(tmp_path / "store", method={"objective": "tm", "syn_steps": 2}, experts={"num_experts": 2})
+    data["method"].pop("batch_real")
+    spec = parse_spec(data)
+    assert spec.experts.num_experts == 2 and "experts" in PREREQUISITE_BLOCKS
+    assert describe_plan(spec)["prerequisites"] == {"experts": ["tm"]}
+    for block, key, fragment in (
+        ({"num_experts": 0}, "experts.num_experts", "must be ≥ 1"),
+        ({"arch": "vgg11"}, "experts.arch", "vgg11 needs inputs of at least 32 px"),
+        ({"augment": "crop_flop"}, "experts.augment", "did you mean 'flip'"),
+        ({"epochs": 3}, "experts.epochs", "unknown key"),
+    ):
+        with pytest.raises(SpecError) as info:
+            parse_spec({**data, "experts": block}, where="tm.yaml")
+        assert info.value.line().startswith(f"tm.yaml: {key}: ") and fragment in info.value.line(), info.value.line()

@@ -11,9 +11,11 @@ from typing import Annotated
 
 from annotated_types import Ge, Gt, Lt
 
-from methods.options import PositiveInt, named
+from methods.options import PositiveFloat, PositiveInt, named
 
 Fraction = Annotated[float, Gt(0), Lt(1)]
+#: kornia's regularisation of the covariance eigenvalues in ZCA whitening (MTT/DDiF: 0.1)
+ZCA_EPS = 0.1
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class DatasetOptions:
     test_fraction: Fraction = 0.3  # test carve for sets without a test split (digits)
     split_seed: int = 0
     cache_dir: str | None = None  # node-local cache for decoded images (set by the orchestrator)
+    zca: bool = False  # ZCA-whiten every split with the transform fitted on the training split (methods.datasets.zca)
+    zca_eps: PositiveFloat = ZCA_EPS  # kornia's regularisation of the covariance eigenvalues
 
 
-__all__ = ["DatasetOptions"]
+__all__ = ["ZCA_EPS", "DatasetOptions"]

@@ -1,4 +1,4 @@
-"""Objective registry: random, DM, CFM and the UniDD filter family, SRe²L.
+"""Objective registry: random, DM, DC, TM, CFM and the UniDD filter family, SRe²L.
 
 The names (and the prerequisites each objective requires) are listed in :mod:`methods.catalog`;
 option dataclasses live in torch-free modules (:mod:`methods.objectives.options`). The package
