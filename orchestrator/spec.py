@@ -834,11 +834,25 @@ def _resolve_root(data: dict[str, Any], base_dir: Path) -> None:
             data["dataset"] = {**ds, "root": str((base_dir / root).resolve())}
 
 
+def _check_scheduler(spec: SweepBase) -> None:
+    """An early-stopping scheduler reads probe accuracies: every trial must report them."""
+    if spec.scheduler is None:
+        return
+    probes = spec.hyper_values("probe_every")
+    if not probes or any(not isinstance(v, int) or v <= 0 for v in probes):
+        raise SpecError(
+            f"{spec.scheduler.name} stops trials on their probe accuracy; set method.probe_every to a positive "
+            "number of distillation steps (e.g. 100), or remove the scheduler",
+            key="scheduler",
+        )
+
+
 def validate_spec(spec: SweepBase) -> None:
     """Every check beyond field types; raises :class:`SpecError` with the key path."""
     objectives, params = _check_hyper(spec)
     _check_option_rules(spec, objectives, params)
     _check_block_rules(spec)
+    _check_scheduler(spec)
     _check_algorithm(spec)
     _check_dataset(spec)
     _check_archs(spec, objectives, needed_prerequisites(spec))

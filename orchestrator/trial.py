@@ -34,6 +34,7 @@ from orchestrator import prerequisites
 from orchestrator.cache import ArtifactRef, ArtifactStore, LeaseLock, cache_root
 from orchestrator.distill_job import DistillJob, run_train, stream_distillation
 from orchestrator.evaluation import EvalJob, failed_result, plan_jobs, row_key_of, run_evaluations
+from orchestrator.metrics import TRIAL_METRICS
 from orchestrator.provenance import now, versions
 from orchestrator.search_space import REPEAT_KEY, trial_hyper, trial_key
 from orchestrator.spec import SweepSpec
@@ -85,8 +86,7 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
         return sum(vals) / len(vals) if vals else float("nan")
 
     return {
-        "val_acc": mean("val_acc"),
-        "test_acc": mean("test_acc"),
+        **{metric: mean(metric) for metric in TRIAL_METRICS},  # the vocabulary of a sweep's metric.name
         "rows_ok": float(len(ok)),
         "rows_failed": float(len(rows) - len(ok)),
     }

@@ -512,3 +512,12 @@ def test_a_new_prerequisite_gets_its_block_with_no_spec_change(tmp_path: Path) -
         with pytest.raises(SpecError) as info:
             parse_spec({**data, "experts": block}, where="tm.yaml")
         assert info.value.line().startswith(f"tm.yaml: {key}: ") and fragment in info.value.line(), info.value.line()
+
+
+def test_a_scheduler_needs_probes(tmp_path: Path) -> None:
+    data = tiny_digits_spec(tmp_path / "r", scheduler={"name": "asha"})
+    with pytest.raises(SpecError, match=r"set method\.probe_every") as err:
+        parse_spec(data)
+    assert err.value.key == "scheduler"
+    data["method"]["probe_every"] = 5
+    assert parse_spec(data).scheduler is not None
