@@ -27,10 +27,15 @@ from orchestrator.provenance import node_columns
 from orchestrator.staging import staged_dataset_options
 
 
-def student_settings(settings: dict[str, Any], label_mode: str) -> EvalSettings:
+def student_settings(settings: dict[str, Any], label_mode: str, arch: str | None = None) -> EvalSettings:
     """The student training settings of one evaluation: the spec's ``evaluation`` settings
-    (:func:`orchestrator.trial.eval_settings`) with the job's label mode."""
-    return take(EvalSettings, {**settings, "label_mode": label_mode})
+    (:func:`orchestrator.trial.eval_settings`) with the job's label mode, and ``arch_epochs[arch]``
+    instead of ``epochs`` when the spec sizes that network's training separately."""
+    values = {k: v for k, v in settings.items() if k != "arch_epochs"}
+    per_arch = settings.get("arch_epochs") or {}
+    if arch is not None and arch in per_arch:
+        values["epochs"] = per_arch[arch]
+    return take(EvalSettings, {**values, "label_mode": label_mode})
 
 
 def evaluate_job(
@@ -57,7 +62,7 @@ def evaluate_job(
     data = cached_eval_data(DatasetOptions(**staged_dataset_options(dataset))).at(job.resolution)
     with torch.no_grad():
         images = param.decode(job.resolution).detach()
-    s = student_settings(settings, job.label_mode)
+    s = student_settings(settings, job.label_mode, job.requested or job.arch)
     teacher = None
     if job.label_mode == "soft":
         if not needs or "teacher" not in needs or store_root is None:

@@ -249,6 +249,9 @@ class _EvaluationKeys(OptionsBlock):
     archs: Annotated[list[NetworkName], Len(1)] = Field(default_factory=lambda: ["convnet_d3"])
     resolutions: Annotated[list[PositiveInt], Len(1)] | None = None  # None: the distillation resolution
     seeds: PositiveInt = 2
+    #: epochs for some archs instead of ``epochs`` (students sized for the hardware, e.g. a
+    #: laptop's ResNet-18 trains fewer epochs than its ConvNet); rows record the epochs each ran
+    arch_epochs: dict[NetworkName, PositiveInt] = Field(default_factory=dict)
     label_mode: Annotated[list[LabelMode], Len(1)] = Field(default_factory=lambda: ["hard"])
     reference: Reference | None = None  # the full-data upper-bound row (``true`` for defaults)
 
@@ -623,6 +626,12 @@ def _check_archs(spec: SweepBase, objectives: list[str], needs: dict[str, list[s
     """Every network × the resolution it will see: distillation, evaluation, prerequisites."""
     r = distill_resolution(spec)
     ev = spec.evaluation
+    for arch in ev.arch_epochs:
+        if arch not in ev.archs:
+            raise SpecError(
+                f"{arch!r} is not one of evaluation.archs ({', '.join(ev.archs)}); add it there or drop it",
+                key=key_path("evaluation", "arch_epochs", arch),
+            )
     eval_resolutions = ev.resolutions or ([r] if r else [])
     for i, arch in enumerate(ev.archs):
         for res in eval_resolutions:
