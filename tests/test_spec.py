@@ -29,8 +29,9 @@ def test_quickstart_parses_with_expected_values() -> None:
     spec = load_spec(REPO / "sweeps" / "quickstart.yaml")
     assert spec.name == "quickstart"
     assert spec.dataset.name == "digits"
-    assert spec.search["ipc"].grid == [1, 10]
+    assert spec.method["ipc"] == 10
     assert spec.search["objective"].grid == ["random", "dm"]
+    assert spec.evaluation.arch_epochs == {"resnet18": 40}
     assert spec.evaluation.archs == ["convnet_d3", "resnet18"]
     assert spec.evaluation.seeds >= 2
     assert spec.resources.trial_resources is None  # the cluster's driver token (runtime.trial_token)
@@ -58,7 +59,7 @@ def test_every_shipped_sweep_file_validates(path: Path, tmp_path: Path) -> None:
 def test_the_blocks_are_the_option_dataclasses() -> None:
     """One source of truth: every field of the methods' dataclasses is a key of its block, same default."""
     spec = parse_spec(tiny_digits_spec(Path("/tmp/never")))
-    ev = spec.evaluation.model_dump(exclude={"archs", "resolutions", "seeds", "label_mode", "reference"})
+    ev = spec.evaluation.model_dump(exclude={"archs", "arch_epochs", "resolutions", "seeds", "label_mode", "reference"})
     assert set(ev) == {f.name for f in fields(EvalSettings)} - {"label_mode"}
     EvalSettings(**ev)  # what orchestrator.trial.eval_settings hands the workers
     assert DatasetOptions(**spec.dataset.model_dump()).name == "digits"
