@@ -168,7 +168,7 @@ class Node:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
 
-    def stop(self, grace: float = 15) -> None:
+    def stop(self, grace: float = 5) -> None:
         """SIGTERM, then SIGKILL whatever is left after ``grace`` seconds."""
         self.signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
