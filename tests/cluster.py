@@ -40,7 +40,8 @@ PORT_RANGE = (20000, 29000)  # below the ephemeral range (32768+), above Ray's d
 WORKER_PORTS = 80  # worker processes one node may run at once
 
 #: environment every node and driver gets: dummy credentials for the local S3 server, no EC2
-#: metadata probing, quick detection of a dead node
+#: metadata probing, quick detection of a dead node, and no token authentication (Ray 2.60
+#: turns it on for `ray start`; its token file in ~/.ray is shared by every Ray on the machine)
 CLUSTER_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -426,9 +427,7 @@ class LocalCluster:
                 node.stop()
         self.nodes.clear()
         if not keep:
-            for node_dir in self.root.iterdir() if self.root.exists() else []:
-                if node_dir.is_dir():
-                    shutil.rmtree(node_dir, ignore_errors=True)
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> LocalCluster:
         return self
