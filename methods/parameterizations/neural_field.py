@@ -21,42 +21,39 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from methods.artifacts import LocalArtifactCache
-from methods.options import take
-from methods.parameterizations.base import PARAMETERIZATIONS, ParamConfig, Parameterization, SetShape
-from methods.parameterizations.siren import decode_fields, init_siren, parameter_count
+from methods.parameterizations.base import PARAMETERIZATIONS, ParamConfig, Parameterization
+from methods.parameterizations.options import NeuralFieldOptions, SetShape, field_options, field_scalars
+from methods.parameterizations.siren import decode_fields, init_siren
 
 WARMUP_VERSION = "siren-warmup-v1"
 
 
-@dataclass
-class NeuralFieldOptions:
-    """Field and warm-up hyper-parameters (sweep keys).
+#: DDiF Table 9: the fields' learning rate (Adam) under trajectory matching, per (dataset, IPC)
+#: (CIFAR-10 IPC 1/10 and CIFAR-100: 1e-3; everything else in the table, e.g. CIFAR-10 IPC 50 and
+#: ImageNet subsets, 1e-4)
+TM_OBJECTIVES = ("tm", "mtt")
+TM_FIELD_LR_HIGH = 1e-3
+TM_FIELD_LR = 1e-4
+FIELD_LR_DEFAULT = 5e-5  # DM and DC (Table 9a/b, ImageNet-Subset 128)
 
-    ``nf_width`` d, ``nf_depth`` L (sine layers), ``nf_w0_first`` / ``nf_w0`` the SIREN
-    frequencies ω of the first / later layers (DDiF reference code, CIFAR: 30 / 10), and the
-    warm-up of Eq. 2 (Adam, ``warmup_lr``, ``warmup_iterations``; ``warmup_cache`` to reuse
-    earlier fits).
+
+def field_lr(objective: str, dataset: str | None, ipc: int) -> float:
+    """DDiF Table 9's field learning rate for ``objective`` on ``dataset`` at ``ipc``.
+
+    TM: 1e-3 for CIFAR-10 at IPC 1 and 10 and for CIFAR-100, 1e-4 otherwise; DM, DC and
+    objectives DDiF does not list (e.g. ``cfm``): 5e-5.
     """
-
-    nf_width: int = 6
-    nf_depth: int = 2
-    nf_w0: float = 10.0
-    nf_w0_first: float = 30.0
-    warmup_iterations: int = 5000
-    warmup_lr: float = 5e-4
-    warmup_cache: bool = True
-
-
-#: DDiF Table 9: the fields' learning rate under each distillation loss (Adam)
-FIELD_LR = {"tm": 1e-4, "mtt": 1e-4}
-FIELD_LR_DEFAULT = 5e-5  # DM and DC
+    if objective not in TM_OBJECTIVES:
+        return FIELD_LR_DEFAULT
+    if dataset == "cifar100" or (dataset == "cifar10" and ipc in (1, 10)):
+        return TM_FIELD_LR_HIGH
+    return TM_FIELD_LR
 
 
 #: the artifact kind of cached warm-ups
@@ -87,16 +84,12 @@ class NeuralField(Parameterization):
     # --- budget ------------------------------------------------------------------------
     @staticmethod
     def _options(options: dict[str, Any]) -> NeuralFieldOptions:
-        opts = take(NeuralFieldOptions, options)
-        if opts.nf_width < 1 or opts.nf_depth < 1:
-            raise ValueError(f"neural_field needs nf_width ≥ 1 and nf_depth ≥ 1 (got {opts.nf_width}, {opts.nf_depth})")
-        return opts
+        return field_options(options)
 
     @classmethod
     def scalars_per_instance(cls, shape: SetShape, options: dict[str, Any]) -> int:
         """b = d(n+1) + (L−1)·d(d+1) + m(d+1) (DDiF Table 8), m = channels, n = spatial dims."""
-        o = cls._options(options)
-        return parameter_count(shape.dims, o.nf_width, o.nf_depth, shape.channels)
+        return field_scalars(shape, options)
 
     # --- decoding ----------------------------------------------------------------------
     def layers(self, index: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
@@ -119,12 +112,14 @@ class NeuralField(Parameterization):
         return decode_fields(self.layers(index), size, self.opts.nf_w0_first, self.opts.nf_w0)
 
     def optim_defaults(self, objective: str) -> dict[str, Any]:
-        """Adam at DDiF's field learning rates (Table 9: 5e-5 for DM/DC, 1e-4 for TM).
+        """Adam at DDiF's field learning rates (Table 9, :func:`field_lr`: 5e-5 for DM/DC; TM 1e-3 on
+        CIFAR-10 IPC 1/10 and CIFAR-100, 1e-4 otherwise).
 
         Objectives DDiF does not list (e.g. ``cfm``) get 5e-5 too; the objective's betas and
         schedule are kept. A sweep's ``lr_images``/``optimizer`` override both.
         """
-        return {"optimizer": "adam", "lr": FIELD_LR.get(objective, FIELD_LR_DEFAULT)}
+        s = self.config.shape
+        return {"optimizer": "adam", "lr": field_lr(objective, s.dataset, s.ipc)}
 
     # --- warm-up (Eq. 2) ---------------------------------------------------------------
     def warmup_key(self, images: Tensor) -> str:
