@@ -22,6 +22,7 @@ import io
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
@@ -33,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from orchestrator.storage import join, read_bytes  # noqa: E402
-from tests.cluster import BIN, LocalCluster, isolation_available  # noqa: E402
+from tests.cluster import BIN, CLUSTER_ENV, LocalCluster, S3Server, isolation_available  # noqa: E402
 
 
 def make_spec(name: str, seeds: int, epochs: int, ipc: int, iterations: int) -> dict:
@@ -132,20 +133,12 @@ def main() -> None:
     reason = isolation_available()
     if reason:
         sys.exit(f"cannot build the cluster here: {reason}")
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
-        os.environ.setdefault(key, value)
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    os.environ.update(CLUSTER_ENV)  # no token auth (state API), dummy S3 credentials
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the clusters on `kill`
 
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1").create_bucket(Bucket="bench")
-    storage = f"s3://bench/ddx?endpoint_override={host}:{port}&scheme=http"
     work = Path(tempfile_dir())
+    server = S3Server(work / "s3.log")
+    storage = join(server.bucket("bench"), "ddx")
     runs: dict[int, list[dict]] = {1: [], 2: []}
     try:
         for r in range(args.repeats):

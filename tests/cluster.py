@@ -436,6 +436,56 @@ class LocalCluster:
         self.shutdown()
 
 
+class S3Server:
+    """moto's S3 API in its own process on 127.0.0.1 (its own process group, stopped by :meth:`stop`).
+
+    A separate process rather than a thread of the caller: the caller (a test or benchmark that
+    watches the cluster) then never competes with the server for its interpreter.
+    """
+
+    def __init__(self, log: Path, timeout: float = 60) -> None:
+        (self.port,) = free_ports(1)
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                env={**os.environ, **CLUSTER_ENV},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the S3 server exited (rc {self.proc.returncode}); see {log}")
+            with socket.socket() as s, contextlib.suppress(OSError):
+                s.connect(("127.0.0.1", self.port))
+                return
+            time.sleep(0.2)
+        stop_group(self.proc)
+        raise TimeoutError(f"the S3 server did not listen within {timeout:.0f} s; see {log}")
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def bucket(self, name: str) -> str:
+        """Create bucket ``name``; its URI with this server's endpoint in the query."""
+        import boto3
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=f"http://{self.endpoint}",
+            region_name=CLUSTER_ENV["AWS_DEFAULT_REGION"],
+            aws_access_key_id=CLUSTER_ENV["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CLUSTER_ENV["AWS_SECRET_ACCESS_KEY"],
+        )
+        client.create_bucket(Bucket=name)
+        return f"s3://{name}?endpoint_override={self.endpoint}&scheme=http"
+
+    def stop(self) -> None:
+        stop_group(self.proc)
+
+
 def stop_group(proc: subprocess.Popen, grace: float = 10) -> None:
     """SIGTERM a process group started with ``start_new_session``, SIGKILL it after ``grace`` s."""
     if proc.poll() is not None:
@@ -452,4 +502,4 @@ def stop_group(proc: subprocess.Popen, grace: float = 10) -> None:
         proc.wait(timeout=5)
 
 
-__all__ = ["CLUSTER_ENV", "LocalCluster", "Node", "free_ports", "isolation_available", "stop_group"]
+__all__ = ["CLUSTER_ENV", "LocalCluster", "Node", "S3Server", "free_ports", "isolation_available", "stop_group"]

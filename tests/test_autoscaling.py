@@ -5,7 +5,7 @@ start --head --autoscaling-config=cluster.local.yaml`` with the head's declared 
 no CPU, the ``ddx_driver`` token), with its own ports and temp dir; the only change to the
 repository's file is the GCS address (this head does not listen on the default port). The sweep
 is submitted as the README says, ``ray job submit --working-dir . -- ddx sweep … --address
-auto``, with S3 storage on a local moto server.
+auto``, with S3 storage on a local moto server (its own process).
 """
 
 from __future__ import annotations
@@ -20,22 +20,24 @@ import pytest
 import yaml
 
 from orchestrator.storage import join, read_bytes
-from tests.cluster import BIN, LocalCluster, isolation_available
+from tests.cluster import BIN, CLUSTER_ENV, LocalCluster, S3Server, isolation_available
 from tests.helpers import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
-def test_sweep_scales_workers_up_from_zero_and_idle_ones_are_removed(tmp_path: Path, s3_server, monkeypatch) -> None:
+def test_sweep_scales_workers_up_from_zero_and_idle_ones_are_removed(tmp_path: Path, monkeypatch) -> None:
     reason = isolation_available()
     if reason:
         pytest.skip(reason)
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    for key, value in CLUSTER_ENV.items():  # this process reads S3 and queries the state API too
+        monkeypatch.setenv(key, value)
     local = yaml.safe_load((REPO / "cluster.local.yaml").read_text())
     head_type = local["available_node_types"][local["head_node_type"]]
     worker_type = local["available_node_types"]["worker"]
     idle_s = 60 * float(local["idle_timeout_minutes"])
 
+    s3 = S3Server(tmp_path / "s3.log")
     cluster = LocalCluster()
     try:
         local["provider"]["gcs_address"] = cluster.address
@@ -50,7 +52,7 @@ def test_sweep_scales_workers_up_from_zero_and_idle_ones_are_removed(tmp_path: P
         )
         assert len(cluster.alive_nodes()) == 1  # the head alone: zero workers
 
-        storage = join(s3_server("ddx-autoscale"), "results")
+        storage = join(s3.bucket("ddx-autoscale"), "results")
         name = "autoscale"
         spec = tmp_path / "autoscale.yaml"
         seeds = 4
@@ -103,3 +105,4 @@ def test_sweep_scales_workers_up_from_zero_and_idle_ones_are_removed(tmp_path: P
         print(status)
     finally:
         cluster.shutdown()
+        s3.stop()

@@ -3,8 +3,8 @@
 One cluster for the module (:mod:`tests.cluster`): a head node (1 CPU, the ``ddx_driver``
 resource) and a worker node (1 CPU) in its own mount namespace, where a tmpfs hides the
 head's temp and cache folders, this test session's tmp dir and the test cache (which holds
-the CIFAR-10 tree), with its own hostname and ``DDX_CACHE``. Storage is a moto S3 server on
-127.0.0.1; every sweep is launched as a user would, ``ddx sweep SPEC --address HEAD --storage
+the CIFAR-10 tree), with its own hostname and ``DDX_CACHE``. Storage is a moto S3 server (its
+own process) on 127.0.0.1; every sweep is launched as a user would, ``ddx sweep SPEC --address HEAD --storage
 's3://…?endpoint_override=…&scheme=http'`` in a subprocess. Node failures are SIGKILLs of
 every process of the worker node, at moments read from the cluster's own state (a running
 task on that node, a state checkpoint in storage), not from timers.
@@ -28,7 +28,7 @@ import torch
 import yaml
 
 from orchestrator.storage import exists, filesystem, join, read_bytes, upload_file
-from tests.cluster import BIN, LocalCluster, Node, isolation_available, stop_group
+from tests.cluster import BIN, CLUSTER_ENV, LocalCluster, Node, S3Server, isolation_available, stop_group
 from tests.conftest import TEST_CACHE
 from tests.helpers import REPO
 
@@ -116,22 +116,25 @@ def _selector(path: str) -> pafs.FileSelector:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, s3_server):
+def env(tmp_path_factory):
     reason = isolation_available()
     if reason:
         pytest.skip(reason)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RAY_AUTH_MODE", "disabled")  # the state API calls made from this process
+        for key, value in CLUSTER_ENV.items():  # this process reads S3 and queries the state API too
+            mp.setenv(key, value)
         TEST_CACHE.mkdir(parents=True, exist_ok=True)
         work = tmp_path_factory.mktemp("cluster")
+        s3 = S3Server(work / "s3.log")
         cluster = LocalCluster(hide=[tmp_path_factory.getbasetemp(), TEST_CACHE])
         try:
             cluster.start_head(cpus=1, resources=HEAD_RESOURCES)
             cluster.add_worker("ddx-w1")
-            storage = join(s3_server("ddx-cluster"), "results")
-            yield Env(cluster, storage, s3_server, work)
+            storage = join(s3.bucket("ddx-cluster"), "results")
+            yield Env(cluster, storage, s3.bucket, work)
         finally:
             cluster.shutdown()
+            s3.stop()
 
 
 def _ok(rc: int, out: str) -> None:
