@@ -111,7 +111,10 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
     apply_default_env()
     if ray.is_initialized():
         return "existing Ray session"
-    env_vars = {k: os.environ[k] for k in (*RAY_DEFAULT_ENV, "DDX_CACHE") if k in os.environ}
+    # DDX_CACHE is a local path: it reaches the workers of an embedded Ray (same machine), never
+    # the nodes of a cluster, where each node keeps its own cache ($DDX_CACHE of its `ray start`)
+    local = () if address else ("DDX_CACHE",)
+    env_vars = {k: os.environ[k] for k in (*RAY_DEFAULT_ENV, *local) if k in os.environ}
     runtime_env = {"env_vars": env_vars}
     if not verbose:
         warnings.filterwarnings("ignore")

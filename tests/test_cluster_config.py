@@ -32,7 +32,7 @@ def test_schema_check_is_real(cluster: dict) -> None:
     with pytest.raises(Exception, match="not_a_ray_key"):
         _validate(bad)
     fractional = copy.deepcopy(cluster)
-    fractional["available_node_types"]["head"]["resources"] = {"ddx_driver": 0.5}
+    fractional["available_node_types"]["ray.head.default"]["resources"] = {"ddx_driver": 0.5}
     with pytest.raises(Exception, match="integer"):
         _validate(fractional)
 
@@ -51,3 +51,39 @@ def test_gpu_sweep_trials_fit_the_head_nodes_driver_resource(cluster: dict, cifa
     for name, amount in spec.resources.trial_resources.items():
         assert name in head["resources"] and 0 < amount <= head["resources"][name]
     assert spec.resources.gpus_per_worker > 0 and spec.resources.eval_gpus > 0
+
+
+@pytest.fixture(scope="module")
+def local() -> dict:
+    return yaml.safe_load((REPO / "cluster.local.yaml").read_text())
+
+
+def test_cluster_local_yaml_passes_rays_schema(local: dict) -> None:
+    # `ray start --autoscaling-config` checks the schema only (the wheel lacks the fake
+    # provider's defaults file that `ray up` would fill in from), so every key is spelt out
+    validate_config(copy.deepcopy(local))
+    assert local["provider"]["type"] == "fake_multinode"
+    assert local["idle_timeout_minutes"] < 1  # idle workers go soon (the autoscaler test waits for it)
+
+
+def test_local_and_aws_configs_have_the_same_node_types(cluster: dict, local: dict) -> None:
+    assert set(local["available_node_types"]) == set(cluster["available_node_types"])
+    assert local["head_node_type"] == cluster["head_node_type"] == "ray.head.default"  # the fake provider's name
+    head_aws = cluster["available_node_types"]["ray.head.default"]["resources"]
+    head_local = local["available_node_types"]["ray.head.default"]["resources"]
+    assert head_aws == head_local and head_aws["CPU"] == 0 and head_aws["ddx_driver"] >= 1  # drivers only
+    for config in (cluster, local):
+        worker = config["available_node_types"]["worker"]
+        assert worker["min_workers"] == 0 and worker["resources"]["CPU"] >= 1  # scaled from zero on demand
+        assert "ddx_driver" not in worker["resources"]
+
+
+def test_gpu_sweep_packs_two_students_on_a_worker(cluster: dict, cifar10_root) -> None:
+    """cfm_beta.yaml's units fit cluster.yaml's worker: a Train worker takes one, two evaluations share one."""
+    data = yaml.safe_load((REPO / "sweeps" / "cfm_beta.yaml").read_text())
+    data["dataset"]["root"] = str(cifar10_root)
+    res = parse_spec(data).resources
+    node = cluster["available_node_types"]["worker"]["resources"]
+    assert res.cpus_per_worker <= node["CPU"] and res.gpus_per_worker <= node["GPU"]
+    assert 2 * res.eval_cpus <= node["CPU"] and 2 * res.eval_gpus <= node["GPU"]
+    assert res.eval_gpus < node["GPU"]  # not one student per GPU

@@ -67,3 +67,14 @@ def test_unusable_storage_is_one_line_user_error(s3_server) -> None:
         line = err.value.line()
         assert "\n" not in line and line.startswith("storage: cannot write to"), line
     check_storage(f"s3://exists-bucket/p?endpoint_override={endpoint}&scheme=http")  # a good one passes
+
+
+def test_experiment_dir_of_a_uri_with_a_query_is_a_valid_uri() -> None:
+    from orchestrator.spec import parse_spec
+
+    uri = "s3://bucket/prefix?endpoint_override=127.0.0.1:9000&scheme=http"
+    spec = parse_spec({"name": "s", "storage": uri, "method": {"objective": "dm", "ipc": 1}})
+    assert spec.experiment_dir() == "s3://bucket/prefix/s?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert spec.experiment_dir() == join(uri, "s")
+    fs, path = filesystem(join(spec.experiment_dir(), "results.parquet"))
+    assert type(fs).__name__ == "S3FileSystem" and path == "bucket/prefix/s/results.parquet"
