@@ -51,6 +51,8 @@ CORE_COLUMNS: dict[str, pa.DataType] = {
     "eval_resolution": pa.int64(),
     "resize_mode": pa.string(),
     "label_mode": pa.string(),
+    "protocol": pa.string(),
+    "eval_settings": pa.string(),
     "seed": pa.int64(),
     "val_acc": pa.float64(),
     "test_acc": pa.float64(),

@@ -33,7 +33,7 @@ from ray import tune
 from orchestrator import prerequisites
 from orchestrator.cache import ArtifactRef, ArtifactStore, LeaseLock, cache_root
 from orchestrator.distill_job import DistillJob, run_train, stream_distillation
-from orchestrator.evaluation import EvalJob, failed_result, plan_jobs, row_key_of, run_evaluations
+from orchestrator.evaluation import EvalJob, failed_result, plan_jobs, protocol_columns, row_key_of, run_evaluations
 from orchestrator.provenance import now, versions
 from orchestrator.search_space import REPEAT_KEY, trial_hyper, trial_key
 from orchestrator.spec import SweepSpec
@@ -239,9 +239,11 @@ class TrialRun:
         rows = [r for r in self.store.read_trial_rows(self.key) if r.get("status") == "ok"]
         done = {row_key_of(r) for r in rows}
         error = RuntimeError(message)
+        settings, ipc = eval_settings(self.spec), int(self.hp["ipc"])
         for job in jobs:
             if job.key not in done:
-                rows.append({**base, **self.job_columns(job), **failed_result(job, error)})
+                protocol = protocol_columns(settings, job.label_mode, self.spec.dataset.name, ipc)
+                rows.append({**base, **self.job_columns(job), **failed_result(job, error), **protocol})
         self.store.write_trial_rows(self.key, rows)
         self.report({"phase": "failed", "error": message, **_summary(rows)})
 
@@ -283,6 +285,7 @@ class TrialRun:
                 needs=teacher,
                 blocks=self.blocks,
                 store_root=self.artifacts.root,
+                ipc=int(payload["config"]["shape"]["ipc"]),
             )
         summary = _summary(rows)
         self.report({"phase": "done", **summary})
