@@ -363,19 +363,22 @@ def protocol_name(values: Mapping[str, Any], dataset: str | None = None, ipc: in
 
     * the preset's name when the settings were built from a preset and every value of
       :func:`protocol_identity` equals that preset's (for this dataset and IPC);
-    * ``<preset>:noaug`` when they equal the preset's with augmentation switched off
-      (:func:`without_augmentation`, DD-Ranking's ARS runs);
+    * ``<name>:noaug`` when every augmentation is off (:data:`AUGMENTATION_FIELDS`, DD-Ranking's
+      ARS runs) and the settings were built from a preset whose augmentation is not: ``<name>``
+      is the name of the same settings with the preset's augmentation restored (the preset's
+      name, or ``custom-<hash>``);
     * otherwise ``custom-<8 hex>``: a hash of the identity, so two custom rows share a name
       exactly when their settings agree (``eval_settings`` holds the values).
     """
     ident = protocol_identity(values, dataset, ipc)
     name = dict(values).get("preset")
     if name:
-        base = {"preset": name}
-        if ident == protocol_identity(base, dataset, ipc):
+        reference = protocol_identity({"preset": name}, dataset, ipc)
+        if ident == reference:
             return str(name)
-        if ident == protocol_identity(without_augmentation(preset_values(name, dataset, ipc)), dataset, ipc):
-            return f"{name}{NOAUG_SUFFIX}"
+        augmented = {k: reference[k] for k in AUGMENTATION_FIELDS}
+        if all(ident[k] == v for k, v in AUGMENTATION_FIELDS.items()) and augmented != AUGMENTATION_FIELDS:
+            return protocol_name({**dict(values), **augmented}, dataset, ipc) + NOAUG_SUFFIX
     return f"{CUSTOM}-{_hash(ident)}"
 
 

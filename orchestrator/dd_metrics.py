@@ -179,8 +179,8 @@ def protocol_note(protocols: list[str]) -> str:
     """The sentence shown where rows of several protocols meet one setting."""
     names = ", ".join(f"`{p}`" for p in sorted(set(protocols)))
     return (
-        f"rows of {len(set(protocols))} evaluation protocols ({names}) share this setting; they are ranked "
-        "separately, never together (accuracies under different protocols are not comparable)"
+        f"rows of {len(set(protocols))} evaluation protocols ({names}) meet here; each protocol is ranked "
+        "separately, never together with another (accuracies under different protocols are not comparable)"
     )
 
 

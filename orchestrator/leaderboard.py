@@ -30,7 +30,7 @@ import pandas as pd
 from orchestrator.dd_metrics import SCORE_COLUMNS, add_scores, fmt_points, fmt_score, protocol_note, with_protocol
 from orchestrator.errors import UserError
 from orchestrator.report.tables import config_labels, load_experiment
-from orchestrator.store import ROW_KEY
+from orchestrator.store import row_key
 from orchestrator.tables import seed_summary
 
 #: one ranking; ``protocol`` last, so a setting's protocols sit next to each other
@@ -89,7 +89,7 @@ def load_rows(paths: list[str]) -> pd.DataFrame:
     rows = pd.concat(frames, ignore_index=True)
     if "created_at" in rows.columns:
         rows = rows.sort_values("created_at")
-    rows = with_protocol(rows.drop_duplicates(subset=ROW_KEY, keep="last").reset_index(drop=True))
+    rows = with_protocol(rows.drop_duplicates(subset=row_key(rows), keep="last").reset_index(drop=True))
     rows.attrs["reference"] = with_protocol(pd.concat(refs, ignore_index=True)) if refs else None
     return rows
 

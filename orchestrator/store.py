@@ -26,8 +26,14 @@ import pyarrow.parquet as pq
 
 from orchestrator.storage import delete_dir, exists, filesystem, join, read_bytes, write_bytes_atomic
 
-#: columns that identify one evaluation run; a row with the same key replaces the older one
-ROW_KEY = ["trial_key", "eval_arch", "eval_resolution", "seed", "label_mode"]
+#: columns that identify one evaluation run; a row with the same key replaces the older one. The
+#: protocol is part of it: one set evaluated under two protocols gives two rows (``ddx evaluate``)
+ROW_KEY = ["trial_key", "eval_arch", "eval_resolution", "seed", "label_mode", "protocol"]
+
+
+def row_key(df: pd.DataFrame) -> list[str]:
+    """:data:`ROW_KEY`'s columns that ``df`` has (rows written before ``protocol`` existed lack it)."""
+    return [c for c in ROW_KEY if c in df.columns]
 
 #: the fixed part of the schema (hyper-parameter columns are added per sweep)
 CORE_COLUMNS: dict[str, pa.DataType] = {
@@ -70,6 +76,11 @@ CORE_COLUMNS: dict[str, pa.DataType] = {
     "ray_version": pa.string(),
     "created_at": pa.timestamp("us", tz="UTC"),
     "synthetic_path": pa.string(),
+    # ``ddx evaluate``: where a set came from, and the random baseline's seed
+    "set_source": pa.string(),
+    "set_format": pa.string(),
+    "set_space": pa.string(),
+    "baseline_seed": pa.int64(),
 }
 
 
@@ -120,7 +131,7 @@ class ResultStore:
         """Atomically replace a trial's row file with ``rows`` (de-duplicated on the row key)."""
         df = pd.DataFrame(rows)
         if not df.empty:
-            df = df.drop_duplicates(subset=ROW_KEY, keep="last")
+            df = df.drop_duplicates(subset=row_key(df), keep="last")
         write_bytes_atomic(self.rows_path(trial_key), table_bytes(rows_to_table(df.to_dict("records"))))
 
     def all_rows(self) -> pd.DataFrame:
@@ -146,7 +157,7 @@ class ResultStore:
         """
         df = self.all_rows()
         if not df.empty:
-            df = df.sort_values("created_at").drop_duplicates(subset=ROW_KEY, keep="last")
+            df = df.sort_values("created_at").drop_duplicates(subset=row_key(df), keep="last")
             df = df.sort_values(["trial_key", "eval_arch", "eval_resolution", "label_mode", "seed"])
             df = df.reset_index(drop=True)
         return df
@@ -182,6 +193,7 @@ __all__ = [
     "join",
     "read_bytes",
     "read_results",
+    "row_key",
     "rows_to_table",
     "table_bytes",
     "write_bytes_atomic",

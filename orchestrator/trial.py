@@ -262,7 +262,10 @@ class TrialRun:
         spec = self.spec
         base = self.base_columns(payload)
         rows = [r for r in self.store.read_trial_rows(self.key) if r.get("status") == "ok"]
-        done = {row_key_of(r) for r in rows}
+        # a row of another protocol (the evaluation settings changed since) is not this evaluation
+        ipc = int(payload["config"]["shape"]["ipc"])
+        current = protocol_columns(eval_settings(spec), "hard", spec.dataset.name, ipc)["protocol"]
+        done = {row_key_of(r) for r in rows if r.get("protocol") in (None, current)}
         jobs = [j for j in eval_jobs(spec, int(payload["config"]["shape"]["resolution"])) if j.key not in done]
         total = len(jobs) + len(rows)
 
@@ -285,7 +288,7 @@ class TrialRun:
                 needs=teacher,
                 blocks=self.blocks,
                 store_root=self.artifacts.root,
-                ipc=int(payload["config"]["shape"]["ipc"]),
+                ipc=ipc,
             )
         summary = _summary(rows)
         self.report({"phase": "done", **summary})
