@@ -147,6 +147,8 @@ def tensor_set_payload(obj: Any, data: RealData, space: str | None = None, sourc
     images, labels = obj["images"], obj["labels"]
     if not isinstance(images, Tensor) or not isinstance(labels, Tensor):
         raise SetError("'images' and 'labels' must be tensors")
+    if images.dim() != 4:
+        raise SetError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
     if not images.dtype.is_floating_point:
         raise SetError(f"images must be a float tensor (pixels in [0, 1] or normalised), got {images.dtype}")
     used = space or str(obj.get("space", "pixels"))
