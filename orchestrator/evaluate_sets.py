@@ -46,7 +46,7 @@ from methods.protocols import (
     without_augmentation,
 )
 from methods.real_training import RealTrainSettings
-from methods.squeeze import TeacherOptions
+from methods.squeeze import SQUEEZE_PRESETS, TeacherOptions
 from orchestrator import prerequisites
 from orchestrator.cache import ArtifactStore, cache_root, content_key
 from orchestrator.dd_metrics import RANDOM_OBJECTIVE
@@ -163,10 +163,14 @@ def _check_request(req: EvaluateRequest) -> None:
         build_eval_settings({**req.overrides, "label_mode": "soft", "preset": req.preset}, dataset=req.dataset["name"])
     except (ValueError, TypeError) as err:
         raise _user(err, key="--setting") from None
-    try:
-        TeacherOptions(**req.teacher).settings()
-    except (TypeError, ValueError, KeyError) as err:
-        raise _user(err, key="--teacher-*") from None
+    if "preset" in req.overrides:
+        raise UserError("name the protocol with --preset, not as a setting", key="--setting")
+    teacher = TeacherOptions(**req.teacher)
+    if teacher.arch not in NETWORKS:
+        raise UserError(NETWORKS.unknown_message(teacher.arch), key="--teacher-arch")
+    if teacher.preset is not None and teacher.preset not in SQUEEZE_PRESETS:
+        known = ", ".join(SQUEEZE_PRESETS)
+        raise UserError(f"unknown teacher preset {teacher.preset!r}; known: {known}", key="--teacher-preset")
 
 
 def plan(req: EvaluateRequest) -> Plan:

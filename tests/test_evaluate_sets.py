@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import cli
+from helpers import cli, ddx
 from PIL import Image
 
 from methods.datasets import DatasetOptions, cached_dataset
@@ -74,6 +74,8 @@ def sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         (["{dm_pixels}", "--preset", "dd_standard", "--setting", "epochs=0"], "epochs"),
         (["{dm_pixels}", "--preset", "dd_standard", "--archs", "convnet_d1,nonet"], "nonet"),
         (["{dm_pixels}", "--preset", "dd_standard", "--space", "rgb"], "--space"),
+        (["{dm_pixels}", "--preset", "cfm_paper", "--teacher-arch", "nonet"], "--teacher-arch"),
+        (["{dm_pixels}", "--preset", "cfm_paper", "--setting", "preset=cfm_code"], "--preset"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(sets: dict[str, Path], args: list[str], says: str, tmp_path: Path) -> None:
@@ -111,21 +113,16 @@ def test_evaluate_a_ddx_set_and_an_image_folder(sets: dict[str, Path], tmp_path:
     from orchestrator.report import write_report
 
     out = tmp_path / "evaluate-cfm"
-    req = EvaluateRequest(
-        sets=[str(sets["dm"]), str(sets["folder"])],
-        preset="cfm_paper",
-        dataset={"name": "digits"},
-        out=str(out),
-        archs=["convnet_d1"],
-        seeds=2,
-        overrides={"epochs": 2},
-        baseline_seed=5,
-        reference_settings={"epochs": 1},
-        teacher={"arch": "convnet_d1", "epochs": 2},
-    )
-    outcome = run(plan(req), log=lambda _: None)
+    # through the real command line (its own Ray), as a user runs it
+    proc = ddx(
+        "evaluate", str(sets["dm"]), str(sets["folder"]), "--preset", "cfm_paper", "--dataset", "digits",
+        "--archs", "convnet_d1", "--seeds", "2", "--epochs", "2", "--baseline-seed", "5",
+        "--reference-epochs", "1", "--teacher-arch", "convnet_d1", "--teacher-epochs", "2", "--out", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "HLR (pp)" in proc.stdout and "IOR (pp)" in proc.stdout and "LRS" in proc.stdout
     rows = pd.read_parquet(out / "results.parquet")
-    assert outcome.failed == 0 and (rows["status"] == "ok").all()
+    assert (rows["status"] == "ok").all()
     protocol = protocol_name({"preset": "cfm_paper", "epochs": 2}, "digits", 2)
     assert protocol.startswith("custom-") and set(rows["protocol"]) == {protocol}
     # every set and the baseline: soft (the protocol's labels) and hard (for HLR) × 2 seeds
