@@ -225,12 +225,20 @@ def leaderboard(
         return
     board = leaderboard(rows, pub)
     shown = display_rows(board)
-    table = Table(title="leaderboard: best configuration by validation, ranked by test accuracy (final model)")
+    table = Table(
+        title="leaderboard: best configuration by validation, ranked by test accuracy (final model) "
+        "within each label regime and protocol"
+    )
+    numeric = ("rank", "test acc", "val acc", "configs", "Δ (pp)", "HLR (pp)", "IOR (pp)", "LRS", "ARS")
     for c in shown[0] if shown else ["setting"]:
-        table.add_column(c, justify="right" if c in ("rank", "test acc", "val acc", "configs", "Δ (pp)") else "left")
+        table.add_column(c, justify="right" if c in numeric else "left")
     for r in shown:
         table.add_row(*r.values())
     console.print(table)
+    from orchestrator.leaderboard import protocol_notes
+
+    for note in protocol_notes(board):
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix == ".md":
