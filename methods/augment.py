@@ -238,6 +238,20 @@ class DSA(nn.Module):
         return self.ops[pick](x)
 
 
+def augment_seeded(aug: DSA, seed: int, x: Tensor) -> Tensor:
+    """``aug(x)`` under a forked RNG seeded by ``seed``: the same draw on every call and every worker.
+
+    What lets a computation be replayed exactly (e.g. trajectory matching's constant-memory
+    backward pass recomputes each inner step with the augmentation of its forward pass).
+    """
+    if not aug.ops:
+        return x
+    devices = [x.device] if x.is_cuda else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed_from(seed))
+        return aug(x)
+
+
 def siamese(aug: DSA, seed: int, *batches: Tensor) -> list[Tensor]:
     """Augment several batches with one shared random draw (DSA's Siamese augmentation).
 
@@ -246,10 +260,7 @@ def siamese(aug: DSA, seed: int, *batches: Tensor) -> list[Tensor]:
     """
     if not aug.ops:
         return list(batches)
-    devices = [batches[0].device] if batches[0].is_cuda else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed_from(seed))
-        out = aug(torch.cat(batches))
+    out = augment_seeded(aug, seed, torch.cat(batches))
     return list(out.split([b.shape[0] for b in batches]))
 
 
@@ -281,4 +292,14 @@ class BatchMix(nn.Module):
         return mixed
 
 
-__all__ = ["DSA", "DSA_DEFAULT", "OPS", "BatchMix", "integer_shift", "parse_groups", "parse_strategy", "siamese"]
+__all__ = [
+    "DSA",
+    "DSA_DEFAULT",
+    "OPS",
+    "BatchMix",
+    "augment_seeded",
+    "integer_shift",
+    "parse_groups",
+    "parse_strategy",
+    "siamese",
+]

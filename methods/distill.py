@@ -3,7 +3,9 @@
 Work is sharded by the phases' ownership units; all ranks walk the same phases and steps in
 lockstep, so checkpoints and the final gather are plain collectives. Because every random
 draw is seeded by (seed, phase, step, unit) and never by rank, the result does not depend on
-the number of workers.
+the number of workers. Replicated phases (:class:`~methods.objectives.base.Phase`) keep every
+row on every rank and sum the ranks' gradients before each step instead; their result depends
+on the worker count only through the order of floating-point summation.
 """
 
 from __future__ import annotations
@@ -123,6 +125,8 @@ def row_owner(phases: list[Phase], num_instances: int, world: int) -> Tensor:
     owner = torch.zeros(num_instances, dtype=torch.long)
     seen = torch.full((num_instances,), -1, dtype=torch.long)
     for ph in phases:
+        if ph.replicated:  # every rank holds the same rows: rank 0's copy is the result
+            continue
         ranks = ph.units % world
         clash = (seen[ph.index] >= 0) & (seen[ph.index] != ranks)
         if bool(clash.any()):
@@ -143,6 +147,18 @@ def gather_rows(tensors: dict[str, Tensor], owner: Tensor, ctx: DistillContext) 
         mask = (owner.to(t.device) == ctx.rank).view(-1, *([1] * (t.dim() - 1))).to(t.dtype)
         out[k] = ctx.all_reduce(t.detach() * mask)
     return out
+
+
+def sync_gradients(tensors: list[Tensor], ctx: DistillContext) -> None:
+    """Sum the gradients of ``tensors`` over all ranks, in one flat all-reduce (missing gradients count as 0)."""
+    if not ctx.distributed or not tensors:
+        return
+    for t in tensors:
+        if t.grad is None:
+            t.grad = torch.zeros_like(t)
+    flat = ctx.all_reduce(torch.cat([t.grad.reshape(-1) for t in tensors]))
+    for t, g in zip(tensors, flat.split([t.numel() for t in tensors]), strict=True):
+        t.grad.copy_(g.view_as(t.grad))
 
 
 def _optim_rows(opt: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> dict[str, Tensor]:
@@ -231,7 +247,16 @@ def distill(
             for g, lr in zip(opt.param_groups, base_lrs, strict=True):
                 g["lr"] = lr * factor
             opt.zero_grad(set_to_none=False)
-            if owned.numel() > 0:
+            if phase.replicated:
+                idx = owned.to(param.labels.device)
+                loss = objective.loss(param.decode(index=idx), param.labels[idx], phase, step, ctx)
+                if loss.requires_grad:  # a rank without a share of the work contributes zeros
+                    loss.backward()
+                sync_gradients(params + objective.learnables(), ctx)
+                last_loss = float(ctx.all_reduce(loss.detach().clone().reshape(())))
+                opt.step()
+                objective.after_step(param, idx, ctx)
+            elif owned.numel() > 0:
                 idx = owned.to(param.labels.device)
                 loss = objective.loss(param.decode(index=idx), param.labels[idx], phase, step, ctx)
                 last_loss = float(loss.detach())

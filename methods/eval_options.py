@@ -76,6 +76,7 @@ class EvalSettings:
     check_every: Annotated[int, Ge(0)] = 0  # epochs between curve points; 0 → about 10 points
     precision: Precision = "fp32"
     channels_last: bool | Literal["auto"] = False
+    lr_from_set: bool = False  # train with the learning rate the set learned (TM's α) instead of ``lr``
 
     def __post_init__(self) -> None:
         problems = check_fields(self)

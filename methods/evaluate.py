@@ -23,8 +23,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,16 @@ from methods.augment import DSA, BatchMix
 from methods.datasets import EvalData, RealData, as_eval_data
 from methods.eval_options import LABEL_MODES, EvalSettings
 from methods.networks import Classifier, build_network
+
+#: the key under which a synthetic set carries a learned student learning rate (TM's step size α),
+#: in the set's ``extra`` metadata (written from :meth:`methods.objectives.base.Objective.row_fields`)
+LEARNED_LR_KEY = "syn_lr"
+
+
+def learned_lr(extra: Mapping[str, Any]) -> float | None:
+    """The learned learning rate a saved set carries (``extra`` as ``load_synthetic`` returns it), or None."""
+    value = extra.get(LEARNED_LR_KEY)
+    return None if value is None else float(value)
 
 
 @dataclass
@@ -45,6 +56,7 @@ class EvalOutcome:
     max_over_test: float | None = None
     curve: list[tuple[int, float, float | None]] = field(default_factory=list)
     model: Classifier | None = field(default=None, repr=False)
+    lr: float | None = None  # the (initial) learning rate the student trained with
 
 
 @dataclass(frozen=True)
@@ -169,12 +181,21 @@ def train_student(
     device: torch.device | None = None,
     teacher: Classifier | None = None,
     progress: Callable[[int, int], None] | None = None,
+    set_lr: float | None = None,
 ) -> EvalOutcome:
     """Train ``arch`` from scratch (seeded) on ``(images, labels)`` and evaluate on ``data``.
 
     ``data`` is a :class:`~methods.datasets.RealData` or an :class:`~methods.datasets.EvalData`;
     its validation and test splits are served at the images' resolution, resized batch by batch.
+    ``set_lr`` is the learning rate the synthetic set carries (:func:`learned_lr`); with
+    ``settings.lr_from_set`` it replaces ``settings.lr`` (the schedule still applies), as MTT
+    evaluates its sets with the learned step size.
     """
+    if settings.lr_from_set:
+        if set_lr is None:
+            raise ValueError("evaluation.lr_from_set needs a synthetic set that carries a learned learning rate "
+                             f"(extra[{LEARNED_LR_KEY!r}], written by the tm objective)")  # fmt: skip
+        settings = replace(settings, lr=float(set_lr))
     if settings.label_mode not in LABEL_MODES:
         raise ValueError(f"label_mode must be one of {LABEL_MODES}, got {settings.label_mode!r}")
     if settings.label_mode == "soft" and teacher is None:
@@ -236,6 +257,7 @@ def train_student(
         max_over_test=best_test,
         curve=curve,
         model=model,
+        lr=settings.lr,
     )
 
 

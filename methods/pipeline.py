@@ -36,7 +36,7 @@ def param_options(name: str, hp: dict[str, Any]) -> dict[str, Any]:
 def make_components(hp: dict[str, Any], data: RealData) -> Components:
     """Build the parameterization, objective and loop settings a trial's ``hp`` names."""
     pname = hp.get("parameterization", "pixels")
-    shape = SetShape(data.num_classes, int(hp["ipc"]), data.channels, data.resolution)
+    shape = SetShape(data.num_classes, int(hp["ipc"]), data.channels, data.resolution, dataset=data.name)
     param = PARAMETERIZATIONS.get(pname)(ParamConfig(pname, shape, param_options(pname, hp)))
     obj_cls = OBJECTIVES.get(hp["objective"])
     objective = obj_cls(take(obj_cls.Options, hp))

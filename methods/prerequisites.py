@@ -78,4 +78,4 @@ PREREQUISITES: Registry[type[Prerequisite]] = Registry("prerequisite")
 __all__ = ["NON_IDENTITY_DATASET_KEYS", "PREREQUISITES", "Prerequisite", "dataset_identity"]
 
 # registration: every module that defines a prerequisite (imported last: they import this module)
-from methods import squeeze  # noqa: E402,F401
+from methods import experts, squeeze  # noqa: E402,F401

@@ -85,6 +85,21 @@ def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def _owner_is_dead(owner: str) -> bool:
+    """True when ``owner`` is a process of this host that no longer exists (its lease is stale)."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine: only the lease's expiry can tell
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 class LeaseLock:
     """A lock object at ``location`` owned by one process at a time, with an expiring lease.
 
@@ -92,8 +107,8 @@ class LeaseLock:
     reads it back after ``settle`` seconds: when two processes race, the object store keeps the
     last write and only that writer finds its own name (the other backs off). While held, a
     daemon thread renews the lease every ``ttl / 3`` seconds; a holder that dies stops renewing
-    and its lease expires after ``ttl`` seconds. Clocks of the nodes are assumed to agree to
-    well within ``ttl``.
+    and its lease expires after ``ttl`` seconds — at once when the dead holder was a process of
+    the same host (its pid is gone). Clocks of the nodes are assumed to agree to well within ``ttl``.
     """
 
     def __init__(self, location: str, ttl: float = 120.0, settle: float | None = None, poll: float = 1.0) -> None:
@@ -121,8 +136,11 @@ class LeaseLock:
         write_bytes_atomic(self.location, json.dumps(body).encode())
 
     def held_by_other(self) -> bool:
+        """A live lease of another owner is there (expired leases and dead local owners do not count)."""
         lease = self._read()
-        return lease is not None and lease.get("owner") != self.owner and float(lease.get("expires", 0)) > time.time()
+        if lease is None or lease.get("owner") == self.owner or float(lease.get("expires", 0)) <= time.time():
+            return False
+        return not _owner_is_dead(str(lease.get("owner", "")))
 
     def try_acquire(self) -> bool:
         """Take the lock if it is free or expired; True when this process now holds it."""

@@ -106,7 +106,10 @@ def distill_body(job: DistillJob, report: Report) -> dict[str, Any]:
     summary = {**summary, "resumed_from_step": _resumed_step(resume)}
     if ctx.is_main:
         extra = {**summary, **objective.row_fields(), "world_size": ctx.world_size, **job.extra}
-        extra.update(mean=list(data.mean), std=list(data.std), class_names=list(data.class_names))  # ddx export
+        extra["class_names"] = list(data.class_names)
+        stats = data.display_stats()  # None for ZCA-whitened data: viewers contrast-stretch instead
+        if stats is not None:
+            extra.update(mean=list(stats[0]), std=list(stats[1]))  # ddx export / report grids
         write_bytes_atomic(job.synthetic_location, _torch_bytes(synthetic_payload(param, extra)))
     return summary
 

@@ -19,7 +19,7 @@ import ray
 import torch
 
 from methods.datasets import DatasetOptions, cached_eval_data
-from methods.evaluate import EvalSettings, train_student
+from methods.evaluate import EvalSettings, learned_lr, train_student
 from methods.networks import resolve_arch
 from methods.parameterizations import from_payload
 from methods.protocols import protocol_name, settings_json
@@ -122,7 +122,10 @@ def evaluate_job(
             raise ValueError("label_mode 'soft' needs the sweep's teacher, but none was supplied")
         refs = {"teacher": [ref_from_dict(r) for r in needs["teacher"]]}
         teacher = prerequisites.load(refs, blocks or {}, ArtifactStore(store_root), device)["teacher"]
-    out = train_student(images, param.labels.clone(), data, job.arch, job.seed, s, device, teacher=teacher)
+    out = train_student(
+        images, param.labels.clone(), data, job.arch, job.seed, s, device,
+        teacher=teacher, set_lr=learned_lr(payload.get("extra", {})),
+    )  # fmt: skip
     return {
         **node_columns(),
         "status": "ok",

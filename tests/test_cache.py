@@ -106,3 +106,16 @@ def test_wait_or_acquire_returns_when_another_process_finished(tmp_path: Path) -
     threading.Timer(0.5, done.touch).start()
     assert waiter.wait_or_acquire(done.exists, timeout=10) is False  # finished by the holder: nothing to do
     holder.release()
+
+
+def test_a_lease_of_a_dead_process_on_this_host_is_free_at_once(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    location = join(str(tmp_path), "z.lock")
+    code = (
+        "import sys; from orchestrator.cache import LeaseLock; "
+        f"assert LeaseLock({location!r}, ttl=600).try_acquire(); sys.exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)  # takes a 10-minute lease, then exits
+    assert LeaseLock(location, ttl=600).try_acquire()  # its pid is gone: no need to wait for the expiry

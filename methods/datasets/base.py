@@ -21,6 +21,9 @@ class RealData:
     split's mean and std (``mean``/``std`` keep the constants so images can be shown).
     The validation split is carved from the original training set with a recorded seed; the
     test split is the dataset's own test set (or a seeded carve for sets that have none).
+    ``zca`` records that every split was then ZCA-whitened (:mod:`methods.datasets.zca`): the
+    images are no longer ``x·std + mean`` of pixels, so :meth:`display_stats` is None and a
+    viewer should contrast-stretch them instead.
     """
 
     name: str
@@ -35,6 +38,7 @@ class RealData:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     split_seed: int = 0
+    zca: bool = False
     _class_index: dict[int, Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -61,6 +65,10 @@ class RealData:
         perm = torch.randperm(len(idx), generator=generator)[: min(n, len(idx))]
         return self.train_x[idx[perm]]
 
+    def display_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """``(mean, std)`` that map the images back to pixels, or None when they are ZCA-whitened."""
+        return None if self.zca else (self.mean, self.std)
+
     def denormalize(self, x: Tensor) -> Tensor:
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
@@ -82,6 +90,7 @@ class RealData:
         return (
             f"{self.name}: {self.num_classes} classes, {self.channels}×{self.resolution}², "
             f"train {len(self.train_y)}, val {len(self.val_y)}, test {len(self.test_y)}"
+            + (", ZCA-whitened" if self.zca else "")
         )
 
 

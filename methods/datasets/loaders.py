@@ -12,7 +12,8 @@ from torch import Tensor
 from torchvision.datasets import CIFAR10, CIFAR100
 
 from methods.datasets.base import DatasetError, RealData, limit_per_class, resize_images, stratified_split
-from methods.datasets.folders import decode_samples, list_class_folder, select_per_class
+from methods.datasets.folders import decode_samples, default_cache_dir, list_class_folder, select_per_class
+from methods.datasets.zca import ZCA_EPS, apply_zca, fit_zca
 from methods.registry import Registry
 
 
@@ -30,6 +31,8 @@ class DatasetOptions:
     test_fraction: float = 0.3  # test carve for sets without a test split (digits)
     split_seed: int = 0
     cache_dir: str | None = None
+    zca: bool = False  # ZCA-whiten every split with the transform fitted on the training split (methods.datasets.zca)
+    zca_eps: float = ZCA_EPS  # kornia's regularisation of the covariance eigenvalues (MTT/DDiF: 0.1)
 
 
 @dataclass
@@ -205,17 +208,23 @@ def load_dataset(opts: DatasetOptions) -> RealData:
     def norm(t: Tensor) -> Tensor:
         return ((t - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)).contiguous()
 
+    train_x, val_x, test_x = norm(train_x), norm(val_x), norm(test_x)
+    if opts.zca:  # fitted on the training split only, applied to every split
+        cache_root = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir()
+        zca, _ = fit_zca(train_x, opts.zca_eps, cache_root)
+        train_x, val_x, test_x = (apply_zca(zca, t) for t in (train_x, val_x, test_x))
     return RealData(
         name=opts.name,
-        train_x=norm(train_x),
+        train_x=train_x,
         train_y=train_y,
-        val_x=norm(val_x),
+        val_x=val_x,
         val_y=val_y,
-        test_x=norm(test_x),
+        test_x=test_x,
         test_y=test_y,
         num_classes=len(raw.class_names),
         class_names=raw.class_names,
         mean=tuple(mean.tolist()),
         std=tuple(std.tolist()),
         split_seed=opts.split_seed,
+        zca=opts.zca,
     )

@@ -25,14 +25,25 @@ class Phase:
     ``index`` are the (global) instance rows optimised, ``units`` the ownership unit of each
     row (a class for DM, an IPC batch for CFM): rank ``unit % world_size`` optimises that row.
     Every rank walks every phase in lockstep, so collectives inside a phase are safe.
+
+    A **replicated** phase is for losses that do not split by row (trajectory matching, whose
+    inner loop trains on every instance; gradient matching, whose network trains on the whole
+    set between updates): every rank holds and decodes all of ``index``, computes its share of
+    the loss (the objective splits the work by rank, e.g. trajectory ``t`` on rank
+    ``t % world_size``; the shares sum to the loss), the loop sums the gradients over ranks
+    (one all-reduce) before the step, and every rank takes the same step — so all ranks stay
+    identical and ``units`` is not used.
     """
 
     key: int
     index: Tensor
     units: Tensor
     iterations: int
+    replicated: bool = False
 
     def owned(self, ctx: DistillContext) -> Tensor:
+        if self.replicated:
+            return self.index
         return self.index[(self.units % ctx.world_size) == ctx.rank]
 
 
@@ -93,6 +104,15 @@ class Objective(ABC):
     def after_step(self, param: Parameterization, index: Tensor, ctx: DistillContext) -> None:
         """Called after each optimiser step on the owned rows ``index`` (e.g. to clip pixels)."""
         return None
+
+    def learnables(self) -> list[Tensor]:
+        """Objective-owned tensors learnt alongside the set (e.g. TM's synthetic step size).
+
+        Their gradients come from :meth:`loss`'s backward pass; in replicated phases the loop
+        sums them over ranks with the set's gradients; the objective steps them itself in
+        :meth:`after_step` (and checkpoints them in :meth:`state_dict`).
+        """
+        return []
 
     def end_phase(self, phase: Phase, param: Parameterization, ctx: DistillContext) -> None:
         return None

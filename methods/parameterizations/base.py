@@ -34,6 +34,7 @@ class SetShape:
     channels: int
     resolution: int  # distillation resolution
     dims: int = 2  # spatial dimensions of an instance (images 2; audio spectrograms 2; voxels/video 3)
+    dataset: str | None = None  # the dataset's registry name, for settings tabulated per dataset (DDiF Table 9)
 
     @property
     def values_per_instance(self) -> int:

@@ -1,0 +1,70 @@
+"""ZCA whitening as a dataset transform (kornia's ``ZCAWhitening``), fitted once per training split.
+
+MTT, DDiF and the trajectory-matching literature whiten CIFAR with ZCA after the per-channel
+normalisation (kornia, regularisation ε = 0.1 added to the covariance's eigenvalues):
+x ↦ U diag((λ + ε)^{-1/2}) Uᵀ (x − μ) over flattened images, with U, λ the eigenvectors and
+eigenvalues of the training images' covariance. ddx fits it on the training split it trains
+on — after the ``train_per_class`` subset and the validation carve, so no validation or test
+image shapes it (MTT, which has no validation split, fits on the full training set) — and
+applies the same transform to train, validation and test.
+
+The fit (mean, transform and its inverse) is cached under ``<cache>/zca/<key>.pt``, the key
+being the SHA-256 of the training tensor's bytes, its shape, ε and a format version, so it is
+computed once per training split and reused by every process that loads the same data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from kornia.enhance import ZCAWhitening
+from torch import Tensor
+
+ZCA_VERSION = "kornia-zca-v1"
+#: MTT's / DDiF's regularisation (kornia ``eps``)
+ZCA_EPS = 0.1
+
+
+def zca_key(train_x: Tensor, eps: float) -> str:
+    """SHA-256 of the training images (float32 bytes), their shape, ``eps`` and the format version."""
+    h = hashlib.sha256()
+    x = train_x.detach().to("cpu", torch.float32).contiguous()
+    h.update(json.dumps({"version": ZCA_VERSION, "shape": list(x.shape), "eps": float(eps)}).encode())
+    h.update(x.numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+def fit_zca(train_x: Tensor, eps: float = ZCA_EPS, cache_root: Path | None = None) -> tuple[ZCAWhitening, bool]:
+    """kornia's ZCA fitted on ``train_x`` (``(N, …)``, samples along dim 0); cached under ``cache_root/zca``.
+
+    Returns the fitted module and whether it came from the cache.
+    """
+    path = None
+    if cache_root is not None:
+        path = cache_root / "zca" / f"{zca_key(train_x, eps)}.pt"
+        if path.exists():
+            zca = ZCAWhitening(eps=eps, compute_inv=True)
+            zca.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            return zca, True
+    zca = ZCAWhitening(eps=eps, compute_inv=True).fit(train_x.detach().to(torch.float32))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save({k: v.detach().cpu() for k, v in zca.state_dict().items()}, tmp)
+        os.replace(tmp, path)
+    return zca, False
+
+
+@torch.no_grad()
+def apply_zca(zca: ZCAWhitening, x: Tensor, chunk: int = 8192) -> Tensor:
+    """Whiten ``x`` with a fitted transform, in chunks (same shape and dtype out)."""
+    if x.shape[0] == 0:
+        return x.clone()
+    return torch.cat([zca(part.to(torch.float32)).to(x.dtype) for part in x.split(chunk)]).contiguous()
+
+
+__all__ = ["ZCA_EPS", "ZCA_VERSION", "apply_zca", "fit_zca", "zca_key"]
