@@ -228,6 +228,13 @@ def main() -> None:
             "evaluation": {"student": args.student, "seeds": args.seeds, "based_on_preset": args.preset,
                            "overrides": overrides, **settings.to_dict()},
             "wall_seconds_this_invocation": time.perf_counter() - T_START,
+            # measured when each piece ran (cached pieces keep their original timing): teacher
+            # training + every recover + every student, one thread each
+            "compute_seconds": {
+                "teacher": float(meta.get("seconds", float("nan"))),
+                "recover": sum(r["recover_wall_seconds"] for r in results.values()),
+                "evaluate": sum(run["seconds"] for r in results.values() for run in r["runs"]),
+            },
             "results": results,
             "baseline_ratios": {
                 f"{k}_over_random": results[k]["test_acc_mean"] / results["random"]["test_acc_mean"]
