@@ -209,13 +209,21 @@ def leaderboard(
     published: Path = typer.Option(None, "--published", help="Published-numbers CSV (default: the packaged one)."),
 ) -> None:
     """Rank objective × parameterization per dataset / IPC / network / label mode across sweeps."""
-    from orchestrator.leaderboard import display_rows, leaderboard, load_published, load_rows, to_markdown
+    from orchestrator.leaderboard import (
+        display_rows,
+        leaderboard,
+        load_published,
+        load_references,
+        load_rows,
+        to_markdown,
+    )
 
     if out is not None and out.suffix not in (".md", ".csv"):
         fail(UserError("must end in .md or .csv", key="--out", where=str(out)))
         return
     try:
         rows = load_rows(results)
+        references = load_references(results)
         pub = load_published(published)
     except UserError as err:
         fail(err)
@@ -223,7 +231,7 @@ def leaderboard(
     except (OSError, ValueError) as err:
         fail(UserError(str(err), key="--published"))
         return
-    board = leaderboard(rows, pub)
+    board = leaderboard(rows, pub, references)
     shown = display_rows(board)
     table = Table(
         title="leaderboard: best configuration by validation, ranked by test accuracy (final model) "

@@ -29,6 +29,7 @@ import pandas as pd
 
 from orchestrator.dd_metrics import SCORE_COLUMNS, add_scores, fmt_points, fmt_score, protocol_note, with_protocol
 from orchestrator.errors import UserError
+from orchestrator.reference import read_reference
 from orchestrator.report.tables import config_labels, load_experiment
 from orchestrator.store import row_key
 from orchestrator.tables import seed_summary
@@ -70,11 +71,8 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
 
 
 def load_rows(paths: list[str]) -> pd.DataFrame:
-    """Rows of every experiment (de-duplicated on the row key), with a ``config`` label column.
-
-    The experiments' full-data reference rows are kept in ``rows.attrs["reference"]`` (HLR's term).
-    """
-    frames, refs = [], []
+    """Rows of every experiment (de-duplicated on the row key), with a ``config`` label column."""
+    frames = []
     for p in paths:
         exp = load_experiment(p)
         rows = exp.rows.copy()
@@ -82,16 +80,22 @@ def load_rows(paths: list[str]) -> pd.DataFrame:
         rows["config"] = rows["trial_key"].map(labels)
         rows["source"] = p
         frames.append(rows)
-        if exp.reference is not None and not exp.reference.empty:
-            refs.append(exp.reference.assign(source=p))
     if not frames:
         raise UserError("give at least one experiment directory or results.parquet")
     rows = pd.concat(frames, ignore_index=True)
     if "created_at" in rows.columns:
         rows = rows.sort_values("created_at")
-    rows = with_protocol(rows.drop_duplicates(subset=row_key(rows), keep="last").reset_index(drop=True))
-    rows.attrs["reference"] = with_protocol(pd.concat(refs, ignore_index=True)) if refs else None
-    return rows
+    return with_protocol(rows.drop_duplicates(subset=row_key(rows), keep="last").reset_index(drop=True))
+
+
+def load_references(paths: list[str]) -> pd.DataFrame | None:
+    """The experiments' full-data reference rows (``reference.parquet``; HLR's real-data term), or None."""
+    refs = []
+    for p in paths:
+        ref = read_reference(p)
+        if ref is not None and not ref.empty:
+            refs.append(ref.assign(source=p))
+    return with_protocol(pd.concat(refs, ignore_index=True)) if refs else None
 
 
 def _fmt_pub(r: pd.Series) -> str:
@@ -126,9 +130,7 @@ def leaderboard(
 ) -> pd.DataFrame:
     """One row per (setting, protocol, objective × parameterization): its validation-selected
     configuration, test accuracy, rank within the setting and protocol, DD-Ranking's scores, and the
-    published numbers with Δ (in points). ``reference``: full-data rows (default ``rows.attrs``)."""
-    if reference is None:
-        reference = rows.attrs.get("reference")
+    published numbers with Δ (in points). ``reference``: full-data rows (:func:`load_references`)."""
     rows = with_protocol(rows)
     extra = ["dataset", "protocol", "distill_resolution", "config", "sweep"]
     summ = seed_summary(rows, extra=[c for c in extra if c in rows.columns])

@@ -35,6 +35,7 @@ def row_key(df: pd.DataFrame) -> list[str]:
     """:data:`ROW_KEY`'s columns that ``df`` has (rows written before ``protocol`` existed lack it)."""
     return [c for c in ROW_KEY if c in df.columns]
 
+
 #: the fixed part of the schema (hyper-parameter columns are added per sweep)
 CORE_COLUMNS: dict[str, pa.DataType] = {
     "sweep": pa.string(),

@@ -24,7 +24,7 @@ from methods.protocols import (
     without_augmentation,
 )
 from orchestrator.evaluation import protocol_columns
-from orchestrator.leaderboard import leaderboard, load_rows, to_markdown
+from orchestrator.leaderboard import leaderboard, load_references, load_rows, to_markdown
 from orchestrator.reference import REFERENCE_FILE
 from orchestrator.report import write_report
 from orchestrator.store import ResultStore, rows_to_table, table_bytes, write_bytes_atomic
@@ -175,7 +175,7 @@ EXPECTED = {
 
 
 def test_leaderboard_scores_equal_hand_computed(hand: Path) -> None:
-    board = leaderboard(load_rows([str(hand)]))
+    board = leaderboard(load_rows([str(hand)]), reference=load_references([str(hand)]))
     by = {(r["label_mode"], r["protocol"], r["objective"]): r for _, r in board.iterrows()}
     assert by[("soft", SOFT, "cfm")]["trial_key"] == "cfm-1"  # selected on validation, not test
     for key, (hlr, ior, alpha, beta) in EXPECTED.items():

@@ -27,6 +27,7 @@ def one_table(tables: dict, prefix: str, suffix: str = "") -> list[dict[str, str
     assert len(hits) == 1, [title for title in tables if title.startswith(prefix)]
     return hits[0]
 
+
 ARCHS = {8: ["convnet_d1", "convnet_d3", "resnet18"], 16: ["convnet_d2", "convnet_d3", "resnet18"]}
 SECTIONS = [
     "Best configuration per method",
