@@ -54,6 +54,7 @@ from orchestrator.errors import UserError
 from orchestrator.evaluation import EvalJob, plan_jobs, protocol_columns, row_key_of, submit_evaluations, wait_one
 from orchestrator.provenance import now, versions
 from orchestrator.reference import ReferenceJob, base_row, finish_references, launch_references
+from orchestrator.staging import staged_dataset_options
 from orchestrator.storage import is_uri, join, write_bytes_atomic
 from orchestrator.store import ResultStore
 
@@ -177,7 +178,7 @@ def plan(req: EvaluateRequest) -> Plan:
     """Check the request, load the real data and every set; :class:`UserError` for any bad input."""
     _check_request(req)
     try:
-        data = cached_dataset(DatasetOptions(**req.dataset))
+        data = cached_dataset(DatasetOptions(**staged_dataset_options(req.dataset)))
     except (DatasetError, OSError, TypeError) as err:
         raise _user(err, key="--dataset") from None
     values = {"preset": req.preset, **req.overrides}
