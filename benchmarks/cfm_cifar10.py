@@ -33,7 +33,7 @@ import os
 import platform
 import statistics
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -117,16 +117,19 @@ def main() -> None:
     torch.set_num_threads(1)
     device = torch.device("cpu")
 
-    dataset = asdict(
-        DatasetOptions(
-            name="cifar10",
-            root=args.root,
-            train_per_class=args.train_per_class,
-            val_per_class=args.val_per_class,
-            test_per_class=args.test_per_class,
-        )
+    opts = DatasetOptions(
+        name="cifar10",
+        root=args.root,
+        train_per_class=args.train_per_class,
+        val_per_class=args.val_per_class,
+        test_per_class=args.test_per_class,
     )
-    data = cached_dataset(DatasetOptions(**dataset))
+    # the cache keys below hash this dict: options added to DatasetOptions later (ZCA) are left
+    # out while at their defaults, so teachers, sets and students cached before they existed are
+    # found again (the data they describe is the same)
+    later = {f.name: f.default for f in fields(DatasetOptions) if f.name in ("zca", "zca_eps")}
+    dataset = {k: v for k, v in asdict(opts).items() if not (k in later and v == later[k])}
+    data = cached_dataset(opts)
     log(data.summary())
 
     # 1. squeeze ------------------------------------------------------------------------
@@ -138,8 +141,10 @@ def main() -> None:
         "teacher", description, lambda tmp: prereq.produce(data, 0, tmp, device)
     )
     teacher, meta = load_network(path)
-    log(f"teacher {args.teacher_arch} {path} val {meta['val_acc']:.4f} test {meta['test_acc']:.4f} "
-        f"({time.perf_counter() - t0:.0f}s)")
+    log(
+        f"teacher {args.teacher_arch} {path} val {meta['val_acc']:.4f} test {meta['test_acc']:.4f} "
+        f"({time.perf_counter() - t0:.0f}s)"
+    )
 
     # the preset's values, with the CPU-scale overrides written out (the rows' protocol rule:
     # overriding a preset value makes the protocol 'custom', methods/protocols.protocol_name)
@@ -148,6 +153,9 @@ def main() -> None:
     if settings.label_mode != "soft":
         raise SystemExit(f"--preset {args.preset} is a hard-label protocol; this experiment relabels with a teacher")
     log(f"evaluation settings: {settings.to_dict()}")
+    # as for the dataset: settings added to EvalSettings later (lr_from_set) are left out of the
+    # students' cache key while at their defaults
+    settings_identity = {k: v for k, v in settings.to_dict().items() if not (k == "lr_from_set" and v is False)}
     wanted = {s for s, _ in SELECTED_SETS} if args.sets == "selected" else set(args.sets.split(","))
     ctx = DistillContext(seed=0, device=device, cache=LocalArtifactCache(cache_dir()))
     results: dict[str, Any] = {}
@@ -185,8 +193,13 @@ def main() -> None:
         runs = []
         for seed in range(args.seeds):
             key = content_key(
-                {"set": set_key, "seed": seed, "settings": settings.to_dict(), "teacher": path.name,
-                 "student": args.student}
+                {
+                    "set": set_key,
+                    "seed": seed,
+                    "settings": settings_identity,
+                    "teacher": path.name,
+                    "student": args.student,
+                }
             )
             done = cache_dir() / "benchmark_evals" / f"{label}-{key}.json"
             if done.exists():
@@ -225,8 +238,13 @@ def main() -> None:
                 "iterations_per_batch": args.iterations_per_batch,
                 "optimizer": "adam 0.25 (0.5, 0.9) cosine",
             },
-            "evaluation": {"student": args.student, "seeds": args.seeds, "based_on_preset": args.preset,
-                           "overrides": overrides, **settings.to_dict()},
+            "evaluation": {
+                "student": args.student,
+                "seeds": args.seeds,
+                "based_on_preset": args.preset,
+                "overrides": overrides,
+                **settings.to_dict(),
+            },
             "wall_seconds_this_invocation": time.perf_counter() - T_START,
             # measured when each piece ran (cached pieces keep their original timing): teacher
             # training + every recover + every student, one thread each
