@@ -2,22 +2,27 @@
 
 Squeeze → recover → relabel, one protocol for every set:
 
-1. **squeeze**: a ConvNet-D3 (width 128) teacher trained on a seeded CIFAR-10 subset, cached
-   in the artifact cache under the same description a sweep would use (methods.squeeze.Teacher);
-2. **recover**: ``random`` (real images, no optimisation), ``sre2l`` (Eq. 4) and ``cfm``
+1. **squeeze**: a teacher (default: BatchNorm ConvNet-D3, width 128 — ``convnet_bn_d3``, the
+   CFM reference code's CIFAR teacher) trained on a seeded CIFAR-10 subset, cached in the
+   artifact cache under the same description a sweep would use (methods.squeeze.Teacher);
+2. **recover**: ``random`` (real images, no optimisation), ``sre2l`` (Eq. 4; with a BN teacher
+   ``sre2l_stats: auto`` matches the BN running statistics, the original SRe²L) and ``cfm``
    (Eq. 16–21) — plus CFM's Table 5 ablation (filter only; filter + signal) — with the same
    teacher, initialisation, optimiser, augmentation and iterations per batch;
-3. **relabel/evaluate**: a ConvNet-D3 student trained from scratch on each set with the
-   teacher's temperature-scaled soft labels (KL, T = 30 as for CIFAR in the CFM paper), for
-   several seeds; the final model's test accuracy is reported (validation split for
-   nothing here: no selection happens).
+3. **relabel/evaluate**: a student (default ConvNet-D3, the paper's ConvNet-128) trained from
+   scratch on each set with the teacher's temperature-scaled soft labels under an evaluation
+   protocol preset (default ``cfm_paper``: Adam 1e-3, cosine, T = 30, random crop + flip
+   applied jointly, the teacher relabelling the augmented view), with ``--eval-epochs`` and
+   ``--eval-batch`` overriding the preset's 1000 epochs / batch 64 for CPU scale; several
+   seeds; the final model's test accuracy is reported (no selection happens on test).
 
-Run (about 40 CPU-minutes on one core)::
+Run (``--sets selected``: the validation-selected recover settings; a few CPU-hours)::
 
-    nice -n 10 python benchmarks/cfm_cifar10.py --out benchmarks/results/cfm_cifar10.json
+    nice -n 10 python benchmarks/cfm_cifar10.py --sets selected --out benchmarks/results/cfm_cifar10_bn.json
 
-Everything runs with one thread; synthetic sets and the teacher are cached, so an
-interrupted run resumes.
+Everything runs with one thread; synthetic sets, evaluations and the teacher are cached under
+``$DDX_CACHE``, so an interrupted run resumes, and several processes given disjoint ``--sets``
+(sharing ``$DDX_CACHE``) can split the work; a final run with every set then only reads caches.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import os
 import platform
 import statistics
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +42,9 @@ import torch
 from methods.artifacts import LocalArtifactCache, content_key
 from methods.context import DistillContext
 from methods.datasets import DatasetOptions, cached_dataset
-from methods.evaluate import EvalSettings, train_student
+from methods.evaluate import train_student
 from methods.pipeline import run_distillation
+from methods.protocols import PRESETS, build_eval_settings
 from methods.real_training import load_network
 from methods.squeeze import Teacher, TeacherOptions
 
@@ -81,13 +87,24 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DDX_CACHE", Path.home() / ".cache" / "ddx"))
 
 
+T_START = time.perf_counter()
+
+
+def log(message: str) -> None:
+    """A progress line with the elapsed wall time (the run is long; logs go to a file)."""
+    print(f"[{time.strftime('%H:%M:%S')} +{(time.perf_counter() - T_START) / 60:.1f} min] {message}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default="/work/cache/cifar10")
     ap.add_argument("--train-per-class", type=int, default=300)
     ap.add_argument("--val-per-class", type=int, default=30)
     ap.add_argument("--test-per-class", type=int, default=100)
+    ap.add_argument("--teacher-arch", default="convnet_bn_d3")
     ap.add_argument("--teacher-epochs", type=int, default=15)
+    ap.add_argument("--student", default="convnet_d3")
+    ap.add_argument("--preset", default="cfm_paper", choices=sorted(PRESETS))
     ap.add_argument("--ipc", type=int, default=10)
     ap.add_argument("--iterations-per-batch", type=int, default=100)
     ap.add_argument("--eval-epochs", type=int, default=80)
@@ -100,20 +117,23 @@ def main() -> None:
     torch.set_num_threads(1)
     device = torch.device("cpu")
 
-    dataset = asdict(
-        DatasetOptions(
-            name="cifar10",
-            root=args.root,
-            train_per_class=args.train_per_class,
-            val_per_class=args.val_per_class,
-            test_per_class=args.test_per_class,
-        )
+    opts = DatasetOptions(
+        name="cifar10",
+        root=args.root,
+        train_per_class=args.train_per_class,
+        val_per_class=args.val_per_class,
+        test_per_class=args.test_per_class,
     )
-    data = cached_dataset(DatasetOptions(**dataset))
-    print(data.summary(), flush=True)
+    # the cache keys below hash this dict: options added to DatasetOptions later (ZCA) are left
+    # out while at their defaults, so teachers, sets and students cached before they existed are
+    # found again (the data they describe is the same)
+    later = {f.name: f.default for f in fields(DatasetOptions) if f.name in ("zca", "zca_eps")}
+    dataset = {k: v for k, v in asdict(opts).items() if not (k in later and v == later[k])}
+    data = cached_dataset(opts)
+    log(data.summary())
 
     # 1. squeeze ------------------------------------------------------------------------
-    prereq = Teacher(TeacherOptions(arch="convnet_d3", epochs=args.teacher_epochs))
+    prereq = Teacher(TeacherOptions(arch=args.teacher_arch, epochs=args.teacher_epochs))
     t_settings = prereq.options.settings()
     description = prereq.describe(dataset, 0)  # the identity a sweep's teacher artifact has
     t0 = time.perf_counter()
@@ -121,18 +141,21 @@ def main() -> None:
         "teacher", description, lambda tmp: prereq.produce(data, 0, tmp, device)
     )
     teacher, meta = load_network(path)
-    print(f"teacher {path} val {meta['val_acc']:.4f} test {meta['test_acc']:.4f} ({time.perf_counter() - t0:.0f}s)")
-
-    settings = EvalSettings(
-        epochs=args.eval_epochs,
-        batch_size=args.eval_batch,
-        optimizer="adam",
-        lr=1e-3,
-        weight_decay=5e-4,
-        schedule="cosine",
-        label_mode="soft",
-        temperature=args.temperature,
+    log(
+        f"teacher {args.teacher_arch} {path} val {meta['val_acc']:.4f} test {meta['test_acc']:.4f} "
+        f"({time.perf_counter() - t0:.0f}s)"
     )
+
+    # the preset's values, with the CPU-scale overrides written out (the rows' protocol rule:
+    # overriding a preset value makes the protocol 'custom', methods/protocols.protocol_name)
+    overrides = {"epochs": args.eval_epochs, "batch_size": args.eval_batch, "temperature": args.temperature}
+    settings = build_eval_settings(overrides, preset=args.preset, dataset="cifar10", ipc=args.ipc)
+    if settings.label_mode != "soft":
+        raise SystemExit(f"--preset {args.preset} is a hard-label protocol; this experiment relabels with a teacher")
+    log(f"evaluation settings: {settings.to_dict()}")
+    # as for the dataset: settings added to EvalSettings later (lr_from_set) are left out of the
+    # students' cache key while at their defaults
+    settings_identity = {k: v for k, v in settings.to_dict().items() if not (k == "lr_from_set" and v is False)}
     wanted = {s for s, _ in SELECTED_SETS} if args.sets == "selected" else set(args.sets.split(","))
     ctx = DistillContext(seed=0, device=device, cache=LocalArtifactCache(cache_dir()))
     results: dict[str, Any] = {}
@@ -164,23 +187,31 @@ def main() -> None:
             }
             syn.parent.mkdir(parents=True, exist_ok=True)
             torch.save(saved, syn)
-        print(f"{label}: recovered in {saved['seconds']:.0f}s {saved['last_terms']}", flush=True)
+        log(f"{label}: recovered in {saved['seconds']:.0f}s {saved['last_terms']}")
 
         # 3. relabel / evaluate (cached per set and seed) -------------------------------
         runs = []
         for seed in range(args.seeds):
-            key = content_key({"set": set_key, "seed": seed, "settings": asdict(settings), "teacher": path.name})
+            key = content_key(
+                {
+                    "set": set_key,
+                    "seed": seed,
+                    "settings": settings_identity,
+                    "teacher": path.name,
+                    "student": args.student,
+                }
+            )
             done = cache_dir() / "benchmark_evals" / f"{label}-{key}.json"
             if done.exists():
                 run = json.loads(done.read_text())
             else:
                 images, labels = saved["images"], saved["labels"]
-                out = train_student(images, labels, data, "convnet_d3", seed, settings, device, teacher=teacher)
+                out = train_student(images, labels, data, args.student, seed, settings, device, teacher=teacher)
                 run = {"seed": seed, "test_acc": out.test_acc, "val_acc": out.val_acc, "seconds": out.train_seconds}
                 done.parent.mkdir(parents=True, exist_ok=True)
                 done.write_text(json.dumps(run))
             runs.append(run)
-            print(f"  {label} seed {seed}: test {run['test_acc']:.4f} val {run['val_acc']:.4f}", flush=True)
+            log(f"  {label} seed {seed}: test {run['test_acc']:.4f} val {run['val_acc']:.4f} ({run['seconds']:.0f}s)")
         tests = [r["test_acc"] for r in runs]
         results[label] = {
             "hp": full,
@@ -192,13 +223,13 @@ def main() -> None:
             "val_acc_mean": statistics.mean(r["val_acc"] for r in runs),
             "runs": runs,
         }
-        print(f"{label}: {100 * results[label]['test_acc_mean']:.2f} ± {100 * results[label]['test_acc_std']:.2f}")
+        log(f"{label}: {100 * results[label]['test_acc_mean']:.2f} ± {100 * results[label]['test_acc_std']:.2f}")
         report = {
             "benchmark": "cfm_cifar10",
             "dataset": dataset,
             "data": data.summary(),
             "teacher": {
-                "arch": "convnet_d3",
+                "arch": args.teacher_arch,
                 "settings": asdict(t_settings),
                 **{k: meta[k] for k in ("val_acc", "test_acc")},
             },
@@ -207,7 +238,21 @@ def main() -> None:
                 "iterations_per_batch": args.iterations_per_batch,
                 "optimizer": "adam 0.25 (0.5, 0.9) cosine",
             },
-            "evaluation": {"student": "convnet_d3", "seeds": args.seeds, **asdict(settings)},
+            "evaluation": {
+                "student": args.student,
+                "seeds": args.seeds,
+                "based_on_preset": args.preset,
+                "overrides": overrides,
+                **settings.to_dict(),
+            },
+            "wall_seconds_this_invocation": time.perf_counter() - T_START,
+            # measured when each piece ran (cached pieces keep their original timing): teacher
+            # training + every recover + every student, one thread each
+            "compute_seconds": {
+                "teacher": float(meta.get("seconds", float("nan"))),
+                "recover": sum(r["recover_wall_seconds"] for r in results.values()),
+                "evaluate": sum(run["seconds"] for r in results.values() for run in r["runs"]),
+            },
             "results": results,
             "baseline_ratios": {
                 f"{k}_over_random": results[k]["test_acc_mean"] / results["random"]["test_acc_mean"]
@@ -223,7 +268,7 @@ def main() -> None:
         }
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    log(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

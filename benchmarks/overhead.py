@@ -77,7 +77,7 @@ def run_direct(spec: dict, threads: int) -> float:
         param, _, _ = run_distillation(hp, data, DistillContext(seed=parsed.seed + repeat))
         images = param.decode().detach()
         for arch in parsed.evaluation.archs:
-            settings = student_settings(eval_settings(parsed), "hard", arch)  # what the sweep's tasks use
+            settings = student_settings(eval_settings(parsed), "hard", arch=arch)  # what the sweep's tasks use
             for seed in range(parsed.evaluation.seeds):
                 train_student(images, param.labels, data, arch, parsed.seed + seed, settings)
     return time.perf_counter() - start

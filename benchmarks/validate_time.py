@@ -108,9 +108,7 @@ def main() -> None:
             "code": str(args.compare),
             "commit": commit.stdout.strip() or args.compare_commit,
             "files": {name: _stats(t) for name, t in times["compare"].items()},
-            "median_of_medians_s": round(
-                statistics.median(statistics.median(t) for t in times["compare"].values()), 4
-            ),
+            "median_of_medians_s": round(statistics.median(statistics.median(t) for t in times["compare"].values()), 4),
         }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")

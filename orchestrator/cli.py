@@ -234,13 +234,21 @@ def leaderboard(
     published: Path = typer.Option(None, "--published", help="Published-numbers CSV (default: the packaged one)."),
 ) -> None:
     """Rank objective × parameterization per dataset / IPC / network / label mode across sweeps."""
-    from orchestrator.leaderboard import display_rows, leaderboard, load_published, load_rows, to_markdown
+    from orchestrator.leaderboard import (
+        display_rows,
+        leaderboard,
+        load_published,
+        load_references,
+        load_rows,
+        to_markdown,
+    )
 
     if out is not None and out.suffix not in (".md", ".csv"):
         fail(UserError("must end in .md or .csv", key="--out", where=str(out)))
         return
     try:
         rows = load_rows(results)
+        references = load_references(results)
         pub = load_published(published)
     except UserError as err:
         fail(err)
@@ -250,14 +258,22 @@ def leaderboard(
         return
     from rich.table import Table
 
-    board = leaderboard(rows, pub)
+    board = leaderboard(rows, pub, references)
     shown = display_rows(board)
-    table = Table(title="leaderboard: best configuration by validation, ranked by test accuracy (final model)")
+    table = Table(
+        title="leaderboard: best configuration by validation, ranked by test accuracy (final model) "
+        "within each label regime and protocol"
+    )
+    numeric = ("rank", "test acc", "val acc", "configs", "Δ (pp)", "HLR (pp)", "IOR (pp)", "LRS", "ARS")
     for c in shown[0] if shown else ["setting"]:
-        table.add_column(c, justify="right" if c in ("rank", "test acc", "val acc", "configs", "Δ (pp)") else "left")
+        table.add_column(c, justify="right" if c in numeric else "left")
     for r in shown:
         table.add_row(*r.values())
     console.print(table)
+    from orchestrator.leaderboard import protocol_notes
+
+    for note in protocol_notes(board):
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix == ".md":
@@ -265,6 +281,144 @@ def leaderboard(
         else:
             board.to_csv(out, index=False)
         console.print(f"wrote [bold]{out}[/]")
+
+
+def _split(text: str | None, key: str, cast=str) -> list | None:
+    if text is None:
+        return None
+    try:
+        items = [cast(x.strip()) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"expected a comma-separated list, got {text!r}", key=key) from None
+    if not items:
+        raise UserError("empty list", key=key)
+    return items
+
+
+def _settings(pairs: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UserError(f"expected KEY=VALUE, got {pair!r}", key="--setting")
+        k, v = pair.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+@app.command()
+def evaluate(
+    sets: list[str] = typer.Argument(..., help="Synthetic sets: .pt files (images + labels), image folders, ddx sets."),
+    preset: str = typer.Option(..., "--preset", help="Evaluation protocol preset (docs/evaluation.md)."),
+    dataset: str = typer.Option(..., "--dataset", help="The real dataset the sets distil (digits, cifar10, …)."),
+    root: str = typer.Option(None, "--root", help="The dataset's folder (every dataset but digits)."),
+    train_per_class: int = typer.Option(None, "--train-per-class", min=1, help="Seeded training subset per class."),
+    val_per_class: int = typer.Option(None, "--val-per-class", min=1, help="Validation images per class."),
+    test_per_class: int = typer.Option(None, "--test-per-class", min=1, help="Seeded test subset per class."),
+    archs: str = typer.Option(None, "--archs", help="Student networks, comma-separated (default: the preset's)."),
+    resolutions: str = typer.Option(None, "--resolutions", help="Evaluation resolutions (default: each set's)."),
+    seeds: int = typer.Option(None, "--seeds", min=1, help="Students per cell (default: the preset's, else 3)."),
+    label_modes: str = typer.Option(None, "--label-modes", help="hard,soft (default: the preset's, + hard if soft)."),
+    epochs: int = typer.Option(None, "--epochs", min=1, help="Override the preset's epochs (protocol → custom)."),
+    setting: list[str] = typer.Option([], "--setting", help="KEY=VALUE over the preset (repeatable; → custom)."),
+    space: str = typer.Option(None, "--space", help="pixels ([0, 1]) or normalized, for .pt files without 'space'."),
+    name: list[str] = typer.Option(None, "--name", help="A name per set (repeatable; default: file/folder name)."),
+    baseline_seed: int = typer.Option(0, "--baseline-seed", help="Seed of the random real subset."),
+    reference: bool = typer.Option(True, "--reference/--no-reference", help="Full-data reference rows (HLR)."),
+    reference_epochs: int = typer.Option(None, "--reference-epochs", min=1, help="Full-data training epochs."),
+    ars: bool = typer.Option(False, "--ars", help="Also evaluate without augmentation (DD-Ranking's ARS)."),
+    teacher_arch: str = typer.Option(None, "--teacher-arch", help="Soft-label teacher network (default convnet_d3)."),
+    teacher_preset: str = typer.Option(None, "--teacher-preset", help="CFM Table 2 teacher preset (cifar10, …)."),
+    teacher_epochs: int = typer.Option(None, "--teacher-epochs", min=1, help="Teacher training epochs."),
+    out: str = typer.Option(None, "--out", help="Results folder (default: <storage>/evaluate-<preset>)."),
+    storage: str = typer.Option("./ddx_results", "--storage", help="Where the results folder goes (without --out)."),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (default: an embedded local Ray)."),
+    eval_cpus: float = typer.Option(1.0, "--eval-cpus", min=0.01, help="CPUs per evaluation task."),
+    eval_gpus: float = typer.Option(0.0, "--eval-gpus", min=0.0, help="GPUs per evaluation task."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show Ray's own logs."),
+) -> None:
+    """Evaluate synthetic sets made anywhere under one protocol, beside a random real subset of the same size."""
+    from orchestrator.evaluate_sets import EvaluateRequest, plan, run
+    from orchestrator.storage import join
+
+    try:
+        overrides = _settings(setting)
+        if epochs is not None:
+            overrides["epochs"] = epochs
+        ds = {"name": dataset, "root": root, "train_per_class": train_per_class}
+        ds.update(val_per_class=val_per_class, test_per_class=test_per_class)
+        teacher = {"arch": teacher_arch, "preset": teacher_preset, "epochs": teacher_epochs}
+        req = EvaluateRequest(
+            sets=list(sets),
+            preset=preset,
+            dataset={k: v for k, v in ds.items() if v is not None},
+            out=out or join(storage, f"evaluate-{preset}"),
+            archs=_split(archs, "--archs"),
+            resolutions=_split(resolutions, "--resolutions", int),
+            seeds=seeds,
+            label_modes=_split(label_modes, "--label-modes"),
+            overrides=overrides,
+            space=space,
+            names=list(name) if name else None,
+            baseline_seed=baseline_seed,
+            reference=reference,
+            reference_settings={"epochs": reference_epochs} if reference_epochs else {},
+            ars=ars,
+            teacher={k: v for k, v in teacher.items() if v is not None},
+            cpus=eval_cpus,
+            gpus=eval_gpus,
+        )
+        if space is not None and space not in ("pixels", "normalized"):
+            raise UserError(f"must be pixels or normalized, got {space!r}", key="--space")
+        p = plan(req)
+    except UserError as err:
+        fail(err)
+        return
+    from orchestrator import runtime
+
+    try:
+        where = runtime.connect(address, verbose=verbose)
+        console.print(f"running on {where}")
+        outcome = run(p, log=lambda line: console.print(escape(line), highlight=False))
+    except UserError as err:
+        fail(err)
+        return
+    finally:
+        runtime.shutdown()
+    show_scores(outcome.experiment)
+    console.print(f"results: [bold]{outcome.experiment}[/] ({len(outcome.rows)} rows); `ddx report` reads it")
+    if outcome.failed:
+        err_console.print(f"[red]{outcome.failed} evaluation(s) failed[/]; rerun the same command to retry them")
+        raise typer.Exit(code=EXIT_FAILED)
+
+
+def show_scores(experiment: str) -> None:
+    """Per label regime and protocol: each set's test accuracy and DD-Ranking's scores."""
+    from rich.table import Table
+
+    from orchestrator.dd_metrics import fmt_points, fmt_score
+    from orchestrator.report.document import acc
+    from orchestrator.report.tables import load_experiment, scored_best, summary
+
+    exp = load_experiment(experiment)
+    best = scored_best(exp, summary(exp))
+    for (mode, protocol), part in best.groupby(["label_mode", "protocol"], sort=True):
+        table = Table(title=f"{mode} labels · protocol {protocol}")
+        for c in ("set", "network", "IPC", "test acc", "HLR (pp)", "IOR (pp)", "LRS", "ARS"):
+            table.add_column(c, justify="left" if c in ("set", "network") else "right")
+        for _, r in part.iterrows():
+            table.add_row(
+                str(r["objective"]),
+                f"{r['eval_arch']}@{int(r['eval_resolution'])}",
+                str(int(r["ipc"])),
+                acc(r["test_mean"], r["test_std"], r["seeds"]),
+                fmt_points(r["hlr"]),
+                fmt_points(r["ior"]),
+                fmt_score(r["lrs"]),
+                fmt_score(r["ars"]),
+            )
+        console.print(table)
 
 
 @app.command()

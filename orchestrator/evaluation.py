@@ -8,6 +8,7 @@ that still fails becomes a ``failed`` row carrying its error — never a silentl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -18,8 +19,9 @@ import torch
 
 from methods.datasets import DatasetOptions, cached_eval_data
 from methods.evaluate import EvalSettings, learned_lr, train_student
-from methods.options import take
 from methods.parameterizations import from_payload
+from methods.protocols import protocol_name, settings_json
+from methods.protocols import student_settings as regime_settings
 from orchestrator import prerequisites
 from orchestrator.cache import ArtifactStore, ref_from_dict
 from orchestrator.eval_plan import EvalJob, plan_jobs, row_key_of
@@ -27,15 +29,46 @@ from orchestrator.provenance import node_columns
 from orchestrator.staging import staged_dataset_options
 
 
-def student_settings(settings: dict[str, Any], label_mode: str, arch: str | None = None) -> EvalSettings:
+def student_settings(
+    settings: dict[str, Any],
+    label_mode: str,
+    dataset: str | None = None,
+    ipc: int | None = None,
+    arch: str | None = None,
+) -> EvalSettings:
     """The student training settings of one evaluation: the spec's ``evaluation`` settings
-    (:func:`orchestrator.trial.eval_settings`) with the job's label mode, and ``arch_epochs[arch]``
-    instead of ``epochs`` when the spec sizes that network's training separately."""
-    values = {k: v for k, v in settings.items() if k != "arch_epochs"}
+    (:func:`orchestrator.trial.eval_settings`; preset + overrides or every value) with the job's
+    label mode (:func:`methods.protocols.student_settings`: hard labels train without CutMix/Mixup),
+    and ``arch_epochs[arch]`` instead of ``epochs`` when the spec sizes that network separately."""
+    return regime_settings(settings_values(settings, arch), label_mode, dataset, ipc)
+
+
+_SETTINGS_KEYS = {f.name for f in dataclasses.fields(EvalSettings)}
+
+
+def settings_values(settings: dict[str, Any], arch: str | None = None) -> dict[str, Any]:
+    """The entries of an ``evaluation`` block that are :class:`EvalSettings` fields (``preset``
+    included); ``epochs`` is ``arch_epochs[arch]`` where the block gives ``arch`` its own."""
+    values = {k: v for k, v in settings.items() if k in _SETTINGS_KEYS}
     per_arch = settings.get("arch_epochs") or {}
     if arch is not None and arch in per_arch:
         values["epochs"] = per_arch[arch]
-    return take(EvalSettings, {**values, "label_mode": label_mode})
+    return values
+
+
+def protocol_columns(
+    settings: dict[str, Any], label_mode: str, dataset: str | None, ipc: int | None, arch: str | None = None
+) -> dict[str, Any]:
+    """The row's ``protocol`` (named from the evaluation settings, for this dataset and IPC) and
+    ``eval_settings`` (the student's effective settings as JSON) — see docs/evaluation.md."""
+    try:
+        student = student_settings(settings, label_mode, dataset, ipc, arch)
+    except ValueError:  # settings that cannot train a student: the row fails; say so in its protocol
+        return {"protocol": None, "eval_settings": None}
+    return {
+        "protocol": protocol_name(settings_values(settings, arch), dataset, ipc),
+        "eval_settings": settings_json(student),
+    }
 
 
 def evaluate_job(
@@ -62,7 +95,8 @@ def evaluate_job(
     data = cached_eval_data(DatasetOptions(**staged_dataset_options(dataset))).at(job.resolution)
     with torch.no_grad():
         images = param.decode(job.resolution).detach()
-    s = student_settings(settings, job.label_mode, job.requested or job.arch)
+    ipc = int(param.config.shape.ipc)
+    s = student_settings(settings, job.label_mode, dataset.get("name"), ipc, job.requested or job.arch)
     teacher = None
     if job.label_mode == "soft":
         if not needs or "teacher" not in needs or store_root is None:
@@ -109,6 +143,52 @@ def failed_result(job: EvalJob, error: BaseException) -> dict[str, Any]:
     }
 
 
+def submit_evaluations(
+    payload_ref: ray.ObjectRef,
+    jobs: list[EvalJob],
+    dataset: dict[str, Any],
+    settings: dict[str, Any],
+    cpus: float,
+    gpus: float,
+    retries: int,
+    needs: dict[str, list[dict[str, Any]]] | None = None,
+    blocks: dict[str, Any] | None = None,
+    store_root: str | None = None,
+) -> dict[ray.ObjectRef, EvalJob]:
+    """Launch one Ray task per job (nothing is awaited); returns task → job."""
+    options = {
+        "num_cpus": cpus,
+        "num_gpus": gpus,
+        "scheduling_strategy": "DEFAULT",
+        "max_retries": retries,
+        "retry_exceptions": True,
+    }
+    threads = max(1, int(cpus))
+    return {
+        evaluate_remote.options(**options).remote(
+            payload_ref, job, dataset, settings, threads, gpus > 0, needs, blocks, store_root
+        ): job
+        for job in jobs
+    }
+
+
+def wait_one(
+    pending: dict[ray.ObjectRef, Any], job_of: Callable[[Any], EvalJob] = lambda j: j
+) -> list[tuple[Any, dict]]:
+    """Wait for at least one task of ``pending``; pop and return ``(value, result)`` for each finished
+    one, a task that failed after its retries giving a ``failed`` result (never a missing row)."""
+    done, _ = ray.wait(list(pending), num_returns=1)
+    out = []
+    for ref in done:
+        value = pending.pop(ref)
+        try:
+            result = ray.get(ref)
+        except Exception as err:  # the task failed after its retries: record it
+            result = failed_result(job_of(value), err)
+        out.append((value, result))
+    return out
+
+
 def run_evaluations(
     payload_ref: ray.ObjectRef,
     jobs: list[EvalJob],
@@ -121,35 +201,29 @@ def run_evaluations(
     needs: dict[str, list[dict[str, Any]]] | None = None,
     blocks: dict[str, Any] | None = None,
     store_root: str | None = None,
+    ipc: int | None = None,
 ) -> None:
     """Launch every job, and hand each result (or failure) to ``on_result`` as it completes.
 
     ``needs`` are the prerequisite references (the teacher that ``soft`` label jobs load),
-    fetched by each task from the artifact store at ``store_root``.
+    fetched by each task from the artifact store at ``store_root``. Every result carries
+    :func:`protocol_columns` (``ipc``: the set's, for presets whose batch size follows it).
     """
-    options = {
-        "num_cpus": cpus,
-        "num_gpus": gpus,
-        "scheduling_strategy": "DEFAULT",
-        "max_retries": retries,
-        "retry_exceptions": True,
-    }
-    threads = max(1, int(cpus))
-    pending = {
-        evaluate_remote.options(**options).remote(
-            payload_ref, job, dataset, settings, threads, gpus > 0, needs, blocks, store_root
-        ): job
-        for job in jobs
-    }
+    pending = submit_evaluations(payload_ref, jobs, dataset, settings, cpus, gpus, retries, needs, blocks, store_root)
     while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        for ref in done:
-            job = pending.pop(ref)
-            try:
-                result = ray.get(ref)
-            except Exception as err:  # the task failed after its retries: record it
-                result = failed_result(job, err)
-            on_result(job, result)
+        for job, result in wait_one(pending):
+            cols = protocol_columns(settings, job.label_mode, dataset.get("name"), ipc, job.requested or job.arch)
+            on_result(job, {**result, **cols})
 
 
-__all__ = ["EvalJob", "evaluate_job", "plan_jobs", "row_key_of", "run_evaluations"]
+__all__ = [
+    "EvalJob",
+    "evaluate_job",
+    "plan_jobs",
+    "protocol_columns",
+    "row_key_of",
+    "run_evaluations",
+    "student_settings",
+    "submit_evaluations",
+    "wait_one",
+]

@@ -1,6 +1,7 @@
 """``ddx leaderboard``: rank objective × parameterization across any number of sweeps.
 
-For every (dataset, IPC, evaluation network, resolution, label mode) the leaderboard keeps,
+For every (dataset, IPC, evaluation network, resolution, label mode, **evaluation protocol**)
+the leaderboard keeps,
 for each objective × parameterization, the one configuration with the highest
 **validation** mean over seeds (a sweep's β grid, widths, learning rates … are candidates),
 reports that configuration's **test** mean ± std (final model), and ranks the entries by it.
@@ -11,6 +12,11 @@ difference Δ = ours − published, in percentage points.
 Published numbers come from full-scale GPU runs (full training sets, hundreds to
 thousands of epochs); a CPU-scale sweep on a subset is not a reproduction, and Δ says
 how far from one it is.
+
+Rows of different protocols (the ``protocol`` column: a preset name or ``custom-<hash>``) are
+never ranked together: each protocol is its own ranking, and where one setting has rows of
+several protocols the output says so. Beside each entry: DD-Ranking's HLR, IOR, LRS and ARS
+(:mod:`orchestrator.dd_metrics`), computed from rows of the entry's protocol only.
 """
 
 from __future__ import annotations
@@ -21,12 +27,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from orchestrator.dd_metrics import SCORE_COLUMNS, add_scores, fmt_points, fmt_score, protocol_note, with_protocol
 from orchestrator.errors import UserError
+from orchestrator.reference import read_reference
 from orchestrator.report.tables import config_labels, load_experiment
-from orchestrator.store import ROW_KEY
+from orchestrator.store import row_key
 from orchestrator.tables import seed_summary
 
-GROUP = ["dataset", "eval_resolution", "ipc", "eval_arch", "label_mode"]
+#: one ranking; ``protocol`` last, so a setting's protocols sit next to each other
+SETTING = ["dataset", "eval_resolution", "ipc", "eval_arch", "label_mode"]
+GROUP = [*SETTING, "protocol"]
 ENTRY = ["objective", "parameterization"]
 PUBLISHED_COLUMNS = [
     "paper",
@@ -75,7 +85,17 @@ def load_rows(paths: list[str]) -> pd.DataFrame:
     rows = pd.concat(frames, ignore_index=True)
     if "created_at" in rows.columns:
         rows = rows.sort_values("created_at")
-    return rows.drop_duplicates(subset=ROW_KEY, keep="last").reset_index(drop=True)
+    return with_protocol(rows.drop_duplicates(subset=row_key(rows), keep="last").reset_index(drop=True))
+
+
+def load_references(paths: list[str]) -> pd.DataFrame | None:
+    """The experiments' full-data reference rows (``reference.parquet``; HLR's real-data term), or None."""
+    refs = []
+    for p in paths:
+        ref = read_reference(p)
+        if ref is not None and not ref.empty:
+            refs.append(ref.assign(source=p))
+    return with_protocol(pd.concat(refs, ignore_index=True)) if refs else None
 
 
 def _fmt_pub(r: pd.Series) -> str:
@@ -105,10 +125,14 @@ def match_published(entry: pd.Series, published: pd.DataFrame) -> pd.DataFrame:
     return p[m]
 
 
-def leaderboard(rows: pd.DataFrame, published: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per (setting, objective × parameterization): its validation-selected configuration,
-    test accuracy, rank within the setting, and the published numbers with Δ (in points)."""
-    extra = ["dataset", "distill_resolution", "config", "sweep"]
+def leaderboard(
+    rows: pd.DataFrame, published: pd.DataFrame | None = None, reference: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per (setting, protocol, objective × parameterization): its validation-selected
+    configuration, test accuracy, rank within the setting and protocol, DD-Ranking's scores, and the
+    published numbers with Δ (in points). ``reference``: full-data rows (:func:`load_references`)."""
+    rows = with_protocol(rows)
+    extra = ["dataset", "protocol", "distill_resolution", "config", "sweep"]
     summ = seed_summary(rows, extra=[c for c in extra if c in rows.columns])
     if summ.empty:
         return pd.DataFrame()
@@ -137,6 +161,9 @@ def leaderboard(rows: pd.DataFrame, published: pd.DataFrame | None = None) -> pd
     best["published"] = pub_text
     best["published_acc"] = pub_acc
     best["delta"] = delta
+    best = add_scores(best, summ, rows, reference)
+    protocols = best.groupby(SETTING, dropna=False)["protocol"].transform("nunique")
+    best["protocols_in_setting"] = protocols.astype(int)
     cols = [
         *GROUP,
         "rank",
@@ -146,6 +173,8 @@ def leaderboard(rows: pd.DataFrame, published: pd.DataFrame | None = None) -> pd
         "val_mean",
         "val_std",
         "seeds",
+        *SCORE_COLUMNS,
+        "protocols_in_setting",
         "candidates",
         "config",
         "trial_key",
@@ -172,10 +201,15 @@ def display_rows(board: pd.DataFrame) -> list[dict[str, str]]:
             {
                 "setting": f"{r['dataset']} · IPC {int(r['ipc'])} · {r['eval_arch']} @ {int(r['eval_resolution'])}px "
                 f"· {r['label_mode']}",
+                "protocol": str(r["protocol"]),
                 "rank": str(int(r["rank"])),
                 "method": f"{r['objective']} × {r['parameterization']}",
                 "test acc": _acc(r["test_mean"], r["test_std"], r["seeds"]),
                 "val acc": _acc(r["val_mean"], r["val_std"], r["seeds"]),
+                "HLR (pp)": fmt_points(r["hlr"]),
+                "IOR (pp)": fmt_points(r["ior"]),
+                "LRS": fmt_score(r["lrs"]),
+                "ARS": fmt_score(r["ars"]),
                 "configs": str(int(r["candidates"])),
                 "chosen (by val)": f"{r['config']} ({r['trial_key']})",
                 "published": r["published"] or "—",
@@ -185,21 +219,49 @@ def display_rows(board: pd.DataFrame) -> list[dict[str, str]]:
     return out
 
 
+def protocol_notes(board: pd.DataFrame) -> list[str]:
+    """One line per setting whose rows come from several protocols (ranked separately)."""
+    notes = []
+    if board.empty:
+        return notes
+    for key, g in board.groupby(SETTING, sort=True, dropna=False):
+        if g["protocol"].nunique() > 1:
+            d = dict(zip(SETTING, key, strict=True))
+            where = f"{d['dataset']} · IPC {int(d['ipc'])} · {d['eval_arch']} @ {int(d['eval_resolution'])}px"
+            notes.append(f"{where} · {d['label_mode']}: {protocol_note(list(g['protocol']))}.")
+    return notes
+
+
+SCORES_TEXT = (
+    "HLR = Acc(full real data, hard) − Acc(set, hard), IOR = Acc(set) − Acc(random real subset of the same "
+    "size), both in percentage points under the entry's protocol; LRS = (e^α − e^−1)/(e − e^−1) with "
+    "α = ½·IOR − ½·HLR, ARS the same with β = ½·(IOR with augmentation) + ½·(IOR without), in % "
+    "(DD-Ranking, Li et al. 2025; docs/evaluation.md says which rows feed each term). — : a term's rows are missing."
+)
+
+
 def to_markdown(board: pd.DataFrame) -> str:
-    rows = display_rows(board)
     lines = [
         "# ddx leaderboard",
         "",
-        "Per setting, each objective × parameterization is represented by its configuration with the best "
-        "**validation** accuracy; entries are ranked by that configuration's **test** accuracy (final model, "
-        "mean ± std over seeds). Published numbers: CFM and DDiF papers (table cited); Δ = ours − published.",
+        "Per setting and evaluation protocol, each objective × parameterization is represented by its "
+        "configuration with the best **validation** accuracy; entries are ranked by that configuration's "
+        "**test** accuracy (final model, mean ± std over seeds). Published numbers: CFM and DDiF papers "
+        "(table cited); Δ = ours − published. " + SCORES_TEXT,
         "",
     ]
-    if not rows:
+    if board.empty:
         return "\n".join([*lines, "No successful evaluation rows."]) + "\n"
-    cols = list(rows[0])
-    lines.append("| " + " | ".join(cols) + " |")
-    lines.append("|" + "|".join("---" for _ in cols) + "|")
-    for r in rows:
-        lines.append("| " + " | ".join(r[c].replace("|", "\\|") for c in cols) + " |")
-    return "\n".join(lines) + "\n"
+    notes = protocol_notes(board)
+    if notes:
+        lines += ["**Several protocols:**", "", *[f"- {n}" for n in notes], ""]
+    for (mode, protocol), part in board.groupby(["label_mode", "protocol"], sort=True):
+        rows = display_rows(part)
+        lines += [f"## {mode} labels · protocol `{protocol}`", ""]
+        cols = [c for c in rows[0] if c != "protocol"]
+        lines.append("| " + " | ".join(cols) + " |")
+        lines.append("|" + "|".join("---" for _ in cols) + "|")
+        for r in rows:
+            lines.append("| " + " | ".join(r[c].replace("|", "\\|") for c in cols) + " |")
+        lines.append("")
+    return "\n".join(lines)

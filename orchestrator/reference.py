@@ -28,6 +28,7 @@ from methods.datasets import DatasetOptions, cached_dataset
 from methods.networks import resolve_arch
 from methods.options import take
 from methods.prerequisites import dataset_identity
+from methods.protocols import settings_json
 from methods.real_training import RealTrainSettings, train_on_real
 from orchestrator.cache import ArtifactStore, cache_root, content_key
 from orchestrator.provenance import node_columns, now, versions
@@ -40,6 +41,9 @@ REFERENCE_FILE = "reference.parquet"
 #: (2: ``crop_flip`` applies crop and flip jointly, DSA crop is an integer shift with zero fill)
 PROTOCOL = 2
 REFERENCE_OBJECTIVE = "full_data"
+#: the ``protocol`` of reference rows: their own real-data training settings (``eval_settings``),
+#: not an evaluation protocol of synthetic sets (DD-Ranking's Acc(real, hard) term)
+REFERENCE_PROTOCOL = "full_data"
 #: the cached outcome (JSON); not ``.json``, which the cache uses for the artifact's description
 RESULT_SUFFIX = ".result"
 
@@ -142,10 +146,38 @@ reference_remote = ray.remote(reference_job)
 
 @dataclass
 class PendingReferences:
-    """Reference tasks launched (they run alongside the sweep's trials)."""
+    """Reference tasks launched (they run alongside the sweep's trials or ``ddx evaluate``'s sets)."""
 
-    spec: SweepSpec
+    experiment_dir: str
+    base: dict[str, Any]  # the columns every reference row of this experiment shares
     refs: dict[ray.ObjectRef, ReferenceJob]
+
+
+def launch_references(
+    jobs: list[ReferenceJob],
+    dataset: dict[str, Any],
+    settings: dict[str, Any],
+    store_root: str,
+    cpus: float,
+    gpus: float,
+    retries: int,
+    experiment_dir: str,
+    base: dict[str, Any],
+) -> PendingReferences:
+    """Launch one reference task per job (``settings``: :class:`RealTrainSettings` values)."""
+    options = {
+        "num_cpus": cpus,
+        "num_gpus": gpus,
+        "scheduling_strategy": "DEFAULT",
+        "max_retries": retries,
+        "retry_exceptions": True,
+    }
+    threads = max(1, int(cpus))
+    refs = {
+        reference_remote.options(**options).remote(job, dataset, settings, store_root, threads, gpus > 0): job
+        for job in jobs
+    }
+    return PendingReferences(experiment_dir, base, refs)
 
 
 def start_references(spec: SweepSpec) -> PendingReferences | None:
@@ -154,41 +186,39 @@ def start_references(spec: SweepSpec) -> PendingReferences | None:
     if not jobs:
         return None
     res = spec.resources
-    options = {
-        "num_cpus": res.eval_cpus,
-        "num_gpus": res.eval_gpus,
-        "scheduling_strategy": "DEFAULT",
-        "max_retries": res.eval_retries,
-        "retry_exceptions": True,
-    }
-    dataset = spec.dataset.model_dump()
     settings = reference_settings(spec)
-    root = cache_root(spec.storage)
-    threads = max(1, int(res.eval_cpus))
-    refs = {
-        reference_remote.options(**options).remote(job, dataset, settings, root, threads, res.eval_gpus > 0): job
-        for job in jobs
-    }
-    return PendingReferences(spec, refs)
+    return launch_references(
+        jobs,
+        spec.dataset.model_dump(),
+        settings,
+        cache_root(spec.storage),
+        res.eval_cpus,
+        res.eval_gpus,
+        res.eval_retries,
+        spec.experiment_dir(),
+        base_row(spec.name, spec.dataset.name, spec.config_hash(), settings),
+    )
 
 
-def _base_row(spec: SweepSpec) -> dict[str, Any]:
+def base_row(sweep: str, dataset: str, config_hash: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """Columns shared by an experiment's reference rows (``settings``: the real-training values)."""
     return {
-        "sweep": spec.name,
+        "sweep": sweep,
         "trial_key": "reference",
         "objective": REFERENCE_OBJECTIVE,
         "parameterization": "real",
-        "dataset": spec.dataset.name,
+        "dataset": dataset,
         "label_mode": "hard",
-        "config_hash": spec.config_hash(),
+        "protocol": REFERENCE_PROTOCOL,
+        "eval_settings": settings_json(take(RealTrainSettings, settings).as_eval()),
+        "config_hash": config_hash,
         **versions(),
     }
 
 
 def finish_references(pending: PendingReferences) -> pd.DataFrame:
     """Wait for every reference task; write and return ``reference.parquet`` (failed rows included)."""
-    spec = pending.spec
-    base = _base_row(spec)
+    base = pending.base
     rows: list[dict[str, Any]] = []
     refs = dict(pending.refs)
     while refs:
@@ -210,7 +240,7 @@ def finish_references(pending: PendingReferences) -> pd.DataFrame:
                 }
             rows.append({**base, **result, "seed": job.seed, "created_at": now()})
     df = pd.DataFrame(rows).sort_values(["eval_arch_requested", "eval_resolution", "seed"]).reset_index(drop=True)
-    write_bytes_atomic(join(spec.experiment_dir(), REFERENCE_FILE), table_bytes(rows_to_table(df.to_dict("records"))))
+    write_bytes_atomic(join(pending.experiment_dir, REFERENCE_FILE), table_bytes(rows_to_table(df.to_dict("records"))))
     return df
 
 

@@ -30,8 +30,15 @@ from orchestrator.storage import delete_dir, exists, filesystem, join, list_file
 #: per-trial records (what a resumed search is told)
 TRIALS_DIR = "trials"
 
-#: columns that identify one evaluation run; a row with the same key replaces the older one
-ROW_KEY = ["trial_key", "eval_arch", "eval_resolution", "seed", "label_mode"]
+#: columns that identify one evaluation run; a row with the same key replaces the older one. The
+#: protocol is part of it: one set evaluated under two protocols gives two rows (``ddx evaluate``)
+ROW_KEY = ["trial_key", "eval_arch", "eval_resolution", "seed", "label_mode", "protocol"]
+
+
+def row_key(df: pd.DataFrame) -> list[str]:
+    """:data:`ROW_KEY`'s columns that ``df`` has (rows written before ``protocol`` existed lack it)."""
+    return [c for c in ROW_KEY if c in df.columns]
+
 
 #: the fixed part of the schema (hyper-parameter columns are added per sweep)
 CORE_COLUMNS: dict[str, pa.DataType] = {
@@ -55,6 +62,8 @@ CORE_COLUMNS: dict[str, pa.DataType] = {
     "eval_resolution": pa.int64(),
     "resize_mode": pa.string(),
     "label_mode": pa.string(),
+    "protocol": pa.string(),
+    "eval_settings": pa.string(),
     "seed": pa.int64(),
     "val_acc": pa.float64(),
     "test_acc": pa.float64(),
@@ -72,6 +81,11 @@ CORE_COLUMNS: dict[str, pa.DataType] = {
     "ray_version": pa.string(),
     "created_at": pa.timestamp("us", tz="UTC"),
     "synthetic_path": pa.string(),
+    # ``ddx evaluate``: where a set came from, and the random baseline's seed
+    "set_source": pa.string(),
+    "set_format": pa.string(),
+    "set_space": pa.string(),
+    "baseline_seed": pa.int64(),
 }
 
 
@@ -129,7 +143,7 @@ class ResultStore:
         """Atomically replace a trial's row file with ``rows`` (de-duplicated on the row key)."""
         df = pd.DataFrame(rows)
         if not df.empty:
-            df = df.drop_duplicates(subset=ROW_KEY, keep="last")
+            df = df.drop_duplicates(subset=row_key(df), keep="last")
         write_bytes_atomic(self.rows_path(trial_key), table_bytes(rows_to_table(df.to_dict("records"))))
 
     def all_rows(self) -> pd.DataFrame:
@@ -155,7 +169,7 @@ class ResultStore:
         """
         df = self.all_rows()
         if not df.empty:
-            df = df.sort_values("created_at").drop_duplicates(subset=ROW_KEY, keep="last")
+            df = df.sort_values("created_at").drop_duplicates(subset=row_key(df), keep="last")
             df = df.sort_values(["trial_key", "eval_arch", "eval_resolution", "label_mode", "seed"])
             df = df.reset_index(drop=True)
         return df
@@ -191,6 +205,7 @@ __all__ = [
     "join",
     "read_bytes",
     "read_results",
+    "row_key",
     "rows_to_table",
     "table_bytes",
     "write_bytes_atomic",

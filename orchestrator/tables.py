@@ -5,7 +5,17 @@ from __future__ import annotations
 import pandas as pd
 
 #: what identifies one distilled set's evaluation setting, across seeds
-GROUP_COLUMNS = ["trial_key", "objective", "parameterization", "ipc", "eval_arch", "eval_resolution", "label_mode"]
+#: (``protocol`` too, where rows record one: rows of different protocols are never averaged together)
+GROUP_COLUMNS = [
+    "trial_key",
+    "objective",
+    "parameterization",
+    "ipc",
+    "eval_arch",
+    "eval_resolution",
+    "label_mode",
+    "protocol",
+]
 
 
 def hyper_columns(df: pd.DataFrame) -> list[str]:
@@ -19,7 +29,7 @@ def hyper_columns(df: pd.DataFrame) -> list[str]:
 def seed_summary(df: pd.DataFrame, extra: list[str] | None = None) -> pd.DataFrame:
     """Mean ± std of val/test accuracy over seeds, per trial × arch × resolution × label mode."""
     ok = df[df["status"] == "ok"]
-    keys = [c for c in GROUP_COLUMNS + (extra or []) if c in ok.columns]
+    keys = list(dict.fromkeys(c for c in GROUP_COLUMNS + (extra or []) if c in ok.columns))
     if ok.empty:
         return pd.DataFrame(columns=[*keys, "seeds", "val_mean", "val_std", "test_mean", "test_std"])
     g = ok.groupby(keys, dropna=False)

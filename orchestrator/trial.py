@@ -33,7 +33,7 @@ from ray import tune
 from orchestrator import prerequisites
 from orchestrator.cache import ArtifactRef, ArtifactStore, LeaseLock, cache_root
 from orchestrator.distill_job import DistillJob, run_train, stream_distillation
-from orchestrator.evaluation import EvalJob, failed_result, plan_jobs, row_key_of, run_evaluations
+from orchestrator.evaluation import EvalJob, failed_result, plan_jobs, protocol_columns, row_key_of, run_evaluations
 from orchestrator.metrics import TRIAL_METRICS
 from orchestrator.provenance import now
 from orchestrator.search_space import REPEAT_KEY, trial_hyper, trial_key
@@ -231,9 +231,13 @@ class TrialRun:
         rows = [r for r in self.store.read_trial_rows(self.key) if r.get("status") == "ok"]
         done = {row_key_of(r) for r in rows}
         error = RuntimeError(message)
+        settings, ipc = eval_settings(self.spec), int(self.hp["ipc"])
         for job in jobs:
             if job.key not in done:
-                rows.append({**base, **self.job_columns(job), **failed_result(job, error)})
+                protocol = protocol_columns(
+                    settings, job.label_mode, self.spec.dataset.name, ipc, job.requested or job.arch
+                )
+                rows.append({**base, **self.job_columns(job), **failed_result(job, error), **protocol})
         self.store.write_trial_rows(self.key, rows)
         self.report({"phase": "failed", "error": message, **_summary(rows)})
 
@@ -252,7 +256,15 @@ class TrialRun:
         spec = self.spec
         base = self.base_columns(payload)
         rows = [r for r in self.store.read_trial_rows(self.key) if r.get("status") == "ok"]
-        done = {row_key_of(r) for r in rows}
+        # a row of another protocol (the evaluation settings changed since) is not this evaluation
+        ipc = int(payload["config"]["shape"]["ipc"])
+        settings = eval_settings(spec)
+
+        def current(row: dict[str, Any]) -> str | None:  # this spec's protocol for the row's network
+            arch = row.get("eval_arch_requested") or row.get("eval_arch")
+            return protocol_columns(settings, "hard", spec.dataset.name, ipc, arch)["protocol"]
+
+        done = {row_key_of(r) for r in rows if r.get("protocol") in (None, current(r))}
         jobs = [j for j in eval_jobs(spec, int(payload["config"]["shape"]["resolution"])) if j.key not in done]
         total = len(jobs) + len(rows)
 
@@ -275,6 +287,7 @@ class TrialRun:
                 needs=teacher,
                 blocks=self.blocks,
                 store_root=self.artifacts.root,
+                ipc=ipc,
             )
         summary = _summary(rows)
         self.report({"phase": "done", **summary})

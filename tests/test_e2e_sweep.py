@@ -57,6 +57,9 @@ def test_sweep_end_to_end(tmp_path: Path) -> None:
     assert set(df["iterations"]) == {10}
     assert df["distill_resolution"].eq(8).all() and df["eval_resolution"].eq(8).all()
     assert df["config_hash"].str.len().eq(12).all() and df["torch_version"].notna().all()
+    # every row names its protocol and records the student's settings (label mode included)
+    assert df["protocol"].notna().all() and df["protocol"].nunique() == 1
+    assert all('"label_mode": "hard"' in s for s in df["eval_settings"])
     for path in df["synthetic_path"].unique():
         assert Path(path).exists()
 

@@ -41,7 +41,13 @@ def test_registered_with_mtt_defaults() -> None:
     assert PREREQUISITES.get("experts") is Experts
     d = ExpertOptions()
     assert (d.arch, d.num_experts, d.train_epochs, d.lr, d.momentum, d.weight_decay, d.batch_size) == (
-        "convnet_d3", 100, 50, 0.01, 0.0, 0.0, 256
+        "convnet_d3",
+        100,
+        50,
+        0.01,
+        0.0,
+        0.0,
+        256,
     )
     from methods.augment import DSA_DEFAULT
 

@@ -23,6 +23,7 @@ from orchestrator.store import ResultStore, rows_to_table, table_bytes, write_by
 ARCHS = ["convnet_d1", "resnet18"]
 RESOLUTIONS = [8, 16]
 SEEDS = [0, 1, 2]
+CROSS_16 = "Cross-architecture, hard labels, protocol `dd_standard`, 16px"
 
 
 def _fmt(values: pd.Series) -> str:
@@ -95,6 +96,7 @@ def experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
                             "eval_resolution": res,
                             "seed": seed,
                             "label_mode": "hard",
+                            "protocol": "dd_standard",
                             "created_at": created,
                         }
                     )
@@ -157,7 +159,7 @@ def test_cross_architecture_cells_equal_recomputed_aggregates(experiment: Path, 
     ok = raw[raw["status"] == "ok"]
     tables = md_tables(md)
     for res in RESOLUTIONS:
-        table = tables[f"Cross-architecture, hard labels, {res}px"]
+        table = tables[f"Cross-architecture, hard labels, protocol `dd_standard`, {res}px"]
         assert len(table) == 4 + 1  # four distilled sets and the full-data row
         for row in table[:4]:
             key = re.search(r"\((trial\d+)\)$", row["distilled set"]).group(1)
@@ -184,7 +186,7 @@ def test_failed_rows_are_excluded_from_means_and_listed(experiment: Path, report
     raw = pd.read_parquet(experiment / "results.parquet")
     failed = raw[raw["status"] == "failed"]
     assert len(failed) == 1
-    table = md_tables(md)["Cross-architecture, hard labels, 8px"]
+    table = md_tables(md)["Cross-architecture, hard labels, protocol `dd_standard`, 8px"]
     row = next(r for r in table if "(trial0001)" in r["distilled set"])  # dm, β=1
     cell = raw[(raw["trial_key"] == "trial0001") & (raw["eval_arch"] == "resnet18") & (raw["eval_resolution"] == 8)]
     assert row["resnet18"] == _fmt(cell.dropna(subset=["test_acc"])["test_acc"])
@@ -204,7 +206,7 @@ def test_failed_rows_are_excluded_from_means_and_listed(experiment: Path, report
 
 def test_single_seed_cells_say_so(report) -> None:
     md, _, _ = report
-    row = next(r for r in md_tables(md)["Cross-architecture, hard labels, 16px"] if "trial0003" in r["distilled set"])
+    row = next(r for r in md_tables(md)[CROSS_16] if "trial0003" in r["distilled set"])
     assert row["resnet18"].endswith("(1 seed)")
 
 
@@ -212,7 +214,7 @@ def test_best_configuration_is_chosen_on_validation(experiment: Path, report) ->
     md, _, _ = report
     raw = pd.read_parquet(experiment / "results.parquet")
     ok = raw[raw["status"] == "ok"]
-    table = md_tables(md)["Best configuration per method (selected on validation)"]
+    table = md_tables(md)["Best configuration per method, hard labels, protocol `dd_standard` (selected on validation)"]
     assert len(table) == 2 * len(ARCHS) * len(RESOLUTIONS)
     for row in table:
         sel = ok[
@@ -235,7 +237,7 @@ def test_cross_resolution_diff_and_ratio(experiment: Path, report) -> None:
     md, _, _ = report
     raw = pd.read_parquet(experiment / "results.parquet")
     ok = raw[raw["status"] == "ok"]
-    table = md_tables(md)["Cross-resolution, hard labels"]
+    table = md_tables(md)["Cross-resolution, hard labels, protocol `dd_standard`"]
     synthetic = [r for r in table if not r["distilled set"].startswith("full data")]
     assert len(synthetic) == 4 * len(ARCHS) * len(RESOLUTIONS)
     for row in synthetic:

@@ -20,6 +20,14 @@ import pytest
 from helpers import ddx, write_spec
 from test_report import _fmt, md_tables
 
+
+def one_table(tables: dict, prefix: str, suffix: str = "") -> list[dict[str, str]]:
+    """The one table whose title starts with ``prefix`` and ends with ``suffix`` (titles name the protocol)."""
+    hits = [t for title, t in tables.items() if title.startswith(prefix) and title.endswith(suffix)]
+    assert len(hits) == 1, [title for title in tables if title.startswith(prefix)]
+    return hits[0]
+
+
 ARCHS = {8: ["convnet_d1", "convnet_d3", "resnet18"], 16: ["convnet_d2", "convnet_d3", "resnet18"]}
 SECTIONS = [
     "Best configuration per method",
@@ -135,7 +143,7 @@ def test_sweep_report_and_browser(swept: Path, tmp_path: Path) -> None:
 
     # every cross-architecture cell equals the aggregate recomputed from the Parquet rows
     for res, archs in ARCHS.items():
-        table = tables[f"Cross-architecture, hard labels, {res}px"]
+        table = one_table(tables, "Cross-architecture, hard labels, protocol ", f"{res}px")
         assert len(table) == 3  # two distilled sets and the full-data row
         for row in table[:2]:
             key = re.search(r"\((\w+)\)$", row["distilled set"]).group(1)
@@ -146,14 +154,14 @@ def test_sweep_report_and_browser(swept: Path, tmp_path: Path) -> None:
             cell = ref[(ref["eval_arch"] == arch) & (ref["eval_resolution"] == res)]
             assert table[2][arch] == _fmt(cell["test_acc"])
 
-    cross_res = tables["Cross-resolution, hard labels"]
+    cross_res = one_table(tables, "Cross-resolution, hard labels, protocol ")
     assert {r["network"] for r in cross_res} == {
         "convnet → convnet_d1",
         "convnet → convnet_d2",
         "convnet_d3",
         "resnet18",
     }
-    best = tables["Best configuration per method (selected on validation)"]
+    best = one_table(tables, "Best configuration per method, hard labels, protocol ")
     assert len(best) == 2 * 6  # two IPCs × six (network, resolution) cells
     assert "max over test epochs (optimistic, not selected on)" in best[0]
     assert "Data: accuracy vs ipc" in tables

@@ -531,8 +531,8 @@ def test_arch_epochs_size_students_per_network(tmp_path: Path) -> None:
     data = tiny_digits_spec(tmp_path / "r", evaluation={"epochs": 30, "arch_epochs": {"resnet18": 5}})
     spec = parse_spec(data)
     settings = eval_settings(spec)
-    assert student_settings(settings, "hard", "resnet18").epochs == 5
-    assert student_settings(settings, "hard", "convnet_d3").epochs == 30
+    assert student_settings(settings, "hard", arch="resnet18").epochs == 5
+    assert student_settings(settings, "hard", arch="convnet_d3").epochs == 30
     data["evaluation"]["arch_epochs"] = {"vgg11": 5}
     with pytest.raises(SpecError, match=r"not one of evaluation\.archs") as err:
         parse_spec(data)

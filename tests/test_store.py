@@ -13,9 +13,19 @@ from orchestrator.store import CORE_COLUMNS, ROW_KEY, ResultStore, rows_to_table
 
 def _row(key: str, arch: str, seed: int, acc: float, t: int) -> dict:
     return {
-        "sweep": "s", "trial_key": key, "trial_id": f"t_{key}", "status": "ok", "objective": "dm",
-        "eval_arch": arch, "eval_resolution": 8, "seed": seed, "label_mode": "hard", "val_acc": acc,
-        "test_acc": acc, "ipc": 1, "created_at": datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=t),
+        "sweep": "s",
+        "trial_key": key,
+        "trial_id": f"t_{key}",
+        "status": "ok",
+        "objective": "dm",
+        "eval_arch": arch,
+        "eval_resolution": 8,
+        "seed": seed,
+        "label_mode": "hard",
+        "val_acc": acc,
+        "test_acc": acc,
+        "ipc": 1,
+        "created_at": datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=t),
         "beta": 0.1,
     }
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from orchestrator.artifacts import synthetic_grid
+from orchestrator.dd_metrics import fmt_points, fmt_score, protocol_note
 from orchestrator.report import plots
 from orchestrator.report import tables as T
 
@@ -74,44 +75,91 @@ PROTOCOL_TEXT = (
     "deviation over evaluation seeds (students trained from scratch on the synthetic set). Configurations "
     "are chosen by **validation** accuracy on a split carved from the real training set, never by test "
     "accuracy. A *max over test epochs* column — the optimistic number much public DD code reports — "
-    "appears only where the sweep tracked it (`evaluation.track_test`) and is labelled as such."
+    "appears only where the sweep tracked it (`evaluation.track_test`) and is labelled as such. "
+    "Every row records its evaluation **protocol** (a preset name, or `custom-<hash>` when the settings "
+    "differ from every preset) and all its settings; tables never mix protocols: each protocol and label "
+    "regime gets its own table."
+)
+
+SCORES_TEXT = (
+    "DD-Ranking's scores (Li et al. 2025), from rows of the entry's protocol only: **HLR** = Acc(full real "
+    "data, hard) − Acc(set, hard labels) (lower is better), **IOR** = Acc(set) − Acc(random real subset of the "
+    "same size), both in percentage points; **LRS** = (e^α − e^−1)/(e − e^−1) with α = ½·IOR − ½·HLR; **ARS** "
+    "the same with β = ½·IOR + ½·IOR without augmentation; scores in %. The terms: Acc(set, hard) is the same "
+    "configuration's hard-label rows, the random subset is the `random` objective's entry, the full data the "
+    "reference rows (`reference.parquet`), ARS's no-augmentation terms the `<protocol>:noaug` rows. — : that "
+    "term's rows are missing (e.g. no `random` baseline, no reference)."
 )
 
 
-def best_section(summ: pd.DataFrame) -> Section:
-    best = T.best_by_validation(summ)
+def best_section(exp: T.Experiment, summ: pd.DataFrame) -> Section:
+    best = T.scored_best(exp, summ)
     has_mot = "max_over_test_mean" in best.columns and best["max_over_test_mean"].notna().any()
-    cols = ["objective", "parameterization", "IPC", "label mode", "network", "res", "chosen configuration"]
-    cols += ["candidates", "val acc", "test acc"]
+    cols = ["objective", "parameterization", "IPC", "network", "res", "chosen configuration"]
+    cols += ["candidates", "val acc", "test acc", "HLR (pp)", "IOR (pp)", "LRS", "ARS"]
     if has_mot:
         cols.append("max over test epochs (optimistic, not selected on)")
-    rows = []
-    for _, r in best.iterrows():
-        row = [
-            str(r["objective"]),
-            str(r["parameterization"]),
-            str(int(r["ipc"])),
-            str(r["label_mode"]),
-            str(r["eval_arch"]),
-            str(int(r["eval_resolution"])),
-            f"{r['config']} ({r['trial_key']})",
-            str(int(r["candidates"])),
-            acc(r["val_mean"], r["val_std"], r["seeds"]),
-            acc(r["test_mean"], r["test_std"], r["seeds"]),
-        ]
-        if has_mot:
-            row.append(acc(r["max_over_test_mean"], r["max_over_test_std"], r["seeds"]))
-        rows.append(row)
-    table = Table("Best configuration per method (selected on validation)", cols, rows, _seeds_note(best["seeds"]))
-    return Section(
+    sec = Section(
         "Best configuration per method",
         "best",
         [
-            "For each objective × parameterization × IPC × label mode × network × resolution, the configuration "
-            "with the highest validation mean; its test accuracy is what the method scores."
+            "For each objective × parameterization × IPC × network × resolution, the configuration with the "
+            "highest validation mean; its test accuracy is what the method scores. One table per label regime "
+            "and evaluation protocol.",
+            SCORES_TEXT,
         ],
-        [table],
     )
+    for (mode, protocol), part in best.groupby(["label_mode", "protocol"], sort=True):
+        rows = []
+        for _, r in part.iterrows():
+            row = [
+                str(r["objective"]),
+                str(r["parameterization"]),
+                str(int(r["ipc"])),
+                str(r["eval_arch"]),
+                str(int(r["eval_resolution"])),
+                f"{r['config']} ({r['trial_key']})",
+                str(int(r["candidates"])),
+                acc(r["val_mean"], r["val_std"], r["seeds"]),
+                acc(r["test_mean"], r["test_std"], r["seeds"]),
+                fmt_points(r["hlr"]),
+                fmt_points(r["ior"]),
+                fmt_score(r["lrs"]),
+                fmt_score(r["ars"]),
+            ]
+            if has_mot:
+                row.append(acc(r["max_over_test_mean"], r["max_over_test_std"], r["seeds"]))
+            rows.append(row)
+        title = f"Best configuration per method, {mode} labels, protocol `{protocol}` (selected on validation)"
+        sec.blocks.append(Table(title, cols, rows, _seeds_note(part["seeds"])))
+    return sec
+
+
+def protocols_section(exp: T.Experiment) -> Section:
+    """Which protocols the rows were evaluated under, what defines each, and where several meet."""
+    table = T.protocol_table(exp)
+    sec = Section(
+        "Evaluation protocols",
+        "protocols",
+        [
+            "Each row records its protocol (`protocol`) and every student setting (`eval_settings`). A preset "
+            "name means the settings equal that preset's (docs/evaluation.md); `<preset>:noaug` is the preset "
+            "with augmentation off; `custom-<hash>` names any other settings (rows with equal settings share "
+            "the hash)."
+        ],
+    )
+    protocols = sorted(table["protocol"].astype(str).unique()) if not table.empty else []
+    if len(protocols) > 1:
+        sec.blocks.append(f"**Note:** {protocol_note(protocols)}.")
+    rows = [[str(v) for v in r] for r in table.itertuples(index=False)]
+    sec.blocks.append(
+        Table(
+            "Protocols in this experiment",
+            ["protocol", "labels", "rows", "sets", "preset", "differs from the preset in", "settings"],
+            rows,
+        )
+    )
+    return sec
 
 
 def cross_arch_section(summ: pd.DataFrame, ref: pd.DataFrame | None) -> Section:
@@ -125,7 +173,7 @@ def cross_arch_section(summ: pd.DataFrame, ref: pd.DataFrame | None) -> Section:
             "real training set)."
         ],
     )
-    for (mode, res), block in long.groupby(["label_mode", "eval_resolution"], sort=True):
+    for (mode, protocol, res), block in long.groupby(["label_mode", "protocol", "eval_resolution"], sort=True):
         archs = list(dict.fromkeys(block.sort_values("eval_arch")["eval_arch"]))
         rows = []
         for (is_ref, config, key), g in block.groupby(["is_reference", "config", "trial_key"], sort=True):
@@ -136,7 +184,7 @@ def cross_arch_section(summ: pd.DataFrame, ref: pd.DataFrame | None) -> Section:
             rows.append([label, *[cells.get(a, "—") for a in archs], avg])
         sec.blocks.append(
             Table(
-                f"Cross-architecture, {mode} labels, {int(res)}px",
+                f"Cross-architecture, {mode} labels, protocol `{protocol}`, {int(res)}px",
                 ["distilled set", *archs, "mean over networks"],
                 rows,
                 _seeds_note(block["seeds"]),
@@ -161,7 +209,7 @@ def cross_res_section(exp: T.Experiment, summ: pd.DataFrame, ref: pd.DataFrame |
     if data.empty:
         sec.blocks.append("Only one resolution was evaluated; set `evaluation.resolutions` to fill this table.")
         return sec
-    for mode, block in data.groupby("label_mode", sort=True):
+    for (mode, protocol), block in data.groupby(["label_mode", "protocol"], sort=True):
         rows = []
         block = block.sort_values(["is_reference", "config", "family", "eval_resolution"])
         for _, r in block.iterrows():
@@ -179,7 +227,7 @@ def cross_res_section(exp: T.Experiment, summ: pd.DataFrame, ref: pd.DataFrame |
             )
         sec.blocks.append(
             Table(
-                f"Cross-resolution, {mode} labels",
+                f"Cross-resolution, {mode} labels, protocol `{protocol}`",
                 ["distilled set", "network", "resolution", "resize", "accuracy", "diff (↓)", "ratio (↓)"],
                 rows,
                 _seeds_note(block["seeds"]),
@@ -285,7 +333,8 @@ def build_document(exp: T.Experiment) -> Document:
         f"ddx report: {name}",
         [PROTOCOL_TEXT],
         [
-            best_section(summ),
+            best_section(exp, summ),
+            protocols_section(exp),
             cross_arch_section(summ, ref),
             cross_res_section(exp, summ, ref),
             curves_section(exp, summ),

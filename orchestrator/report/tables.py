@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 
 from methods.networks import resolve_arch
+from orchestrator.dd_metrics import add_scores, with_protocol
 from orchestrator.errors import UserError
 from orchestrator.reference import read_reference
 from orchestrator.storage import exists, filesystem, join, read_bytes
@@ -88,7 +89,10 @@ def load_experiment(path: str) -> Experiment:
         planned = _planned(path)
     if rows.empty:
         raise UserError("no result rows there yet; run `ddx sweep` (or wait for its first evaluation)", where=path)
+    rows = with_protocol(rows)
     reference = read_reference(path)
+    if reference is not None:
+        reference = with_protocol(reference)
     return Experiment(path, rows, reference, swept_columns(rows), partial, planned)
 
 
@@ -136,8 +140,8 @@ def config_labels(rows: pd.DataFrame, swept: list[str]) -> dict[str, str]:
 
 
 def summary(exp: Experiment) -> pd.DataFrame:
-    """Seed summary of the experiment, with each configuration's label and distillation resolution."""
-    extra = [c for c in exp.swept if c not in ("ipc",)] + ["distill_resolution"]
+    """Seed summary of the experiment (per protocol), with each configuration's label and distillation resolution."""
+    extra = [c for c in exp.swept if c not in ("ipc",)] + ["distill_resolution", "dataset"]
     s = seed_summary(exp.rows, extra=[c for c in extra if c in exp.rows.columns])
     labels = config_labels(exp.rows, exp.swept)
     s.insert(0, "config", s["trial_key"].map(labels))
@@ -163,20 +167,20 @@ ACC_COLUMNS = ["test_mean", "test_std", "val_mean", "val_std", "seeds"]
 
 
 def cross_architecture(summ: pd.DataFrame, ref: pd.DataFrame | None) -> pd.DataFrame:
-    """Long table: one row per (label mode, resolution, configuration, eval arch), reference rows last.
+    """Long table: one row per (label mode, protocol, resolution, configuration, eval arch), reference rows last.
 
-    Rendered as one matrix per (label mode, resolution): configurations × networks.
+    Rendered as one matrix per (label mode, protocol, resolution): configurations × networks.
     """
-    cols = ["label_mode", "eval_resolution", "trial_key", "config", "eval_arch", *ACC_COLUMNS]
+    cols = ["label_mode", "protocol", "eval_resolution", "trial_key", "config", "eval_arch", *ACC_COLUMNS]
     parts = [summ[cols].assign(is_reference=False)]
     if ref is not None and not ref.empty:
-        for mode in summ["label_mode"].unique():
+        for mode, protocol in summ[["label_mode", "protocol"]].drop_duplicates().itertuples(index=False):
             r = ref[ref["eval_resolution"].isin(summ["eval_resolution"].unique())]
-            parts.append(r.assign(label_mode=mode, trial_key=REFERENCE_KEY)[cols].assign(is_reference=True))
+            r = r.assign(label_mode=mode, protocol=protocol, trial_key=REFERENCE_KEY)
+            parts.append(r[cols].assign(is_reference=True))
     out = pd.concat(parts, ignore_index=True)
-    return out.sort_values(["label_mode", "eval_resolution", "is_reference", "config", "eval_arch"]).reset_index(
-        drop=True
-    )
+    order = ["label_mode", "protocol", "eval_resolution", "is_reference", "config", "eval_arch"]
+    return out.sort_values(order).reset_index(drop=True)
 
 
 def arch_families(exp: Experiment) -> list[str]:
@@ -197,6 +201,7 @@ def cross_resolution(exp: Experiment, summ: pd.DataFrame, ref: pd.DataFrame | No
     """
     columns = [
         "label_mode",
+        "protocol",
         "trial_key",
         "config",
         "family",
@@ -216,7 +221,7 @@ def cross_resolution(exp: Experiment, summ: pd.DataFrame, ref: pd.DataFrame | No
     out: list[dict[str, Any]] = []
     resolutions = sorted(summ["eval_resolution"].unique())
     families = arch_families(exp)
-    for (mode, key), group in summ.groupby(["label_mode", "trial_key"], sort=True):
+    for (mode, protocol, key), group in summ.groupby(["label_mode", "protocol", "trial_key"], sort=True):
         r0 = int(group["distill_resolution"].iloc[0])
         for fam in families:
             org = group[(group["eval_resolution"] == r0) & (group["eval_arch"] == resolve_arch(fam, r0))]
@@ -229,6 +234,7 @@ def cross_resolution(exp: Experiment, summ: pd.DataFrame, ref: pd.DataFrame | No
                 out.append(
                     {
                         "label_mode": mode,
+                        "protocol": protocol,
                         "trial_key": key,
                         "config": h["config"],
                         "family": fam,
@@ -245,7 +251,7 @@ def cross_resolution(exp: Experiment, summ: pd.DataFrame, ref: pd.DataFrame | No
                 )
     if ref is not None and not ref.empty:
         r0s = sorted(summ["distill_resolution"].unique())
-        for mode in summ["label_mode"].unique():
+        for mode, protocol in summ[["label_mode", "protocol"]].drop_duplicates().itertuples(index=False):
             for fam in families:
                 for r0 in r0s:
                     org = ref[(ref["eval_resolution"] == r0) & (ref["eval_arch"] == resolve_arch(fam, int(r0)))]
@@ -258,6 +264,7 @@ def cross_resolution(exp: Experiment, summ: pd.DataFrame, ref: pd.DataFrame | No
                         out.append(
                             {
                                 "label_mode": mode,
+                                "protocol": protocol,
                                 "trial_key": REFERENCE_KEY,
                                 "config": REFERENCE_LABEL,
                                 "family": fam,
@@ -289,10 +296,10 @@ def curve_data(summ: pd.DataFrame, key: str, swept: list[str]) -> pd.DataFrame:
     if d.empty or not all(_is_number(v) for v in d[key]):
         return pd.DataFrame()
     others = [c for c in swept if c != key and c in d.columns]
-    line_cols = ["objective", "parameterization", "label_mode", "eval_arch", "eval_resolution", *others]
+    line_cols = ["objective", "parameterization", "label_mode", "protocol", "eval_arch", "eval_resolution", *others]
 
     def line_label(r: pd.Series) -> str:
-        parts = [str(r["objective"]), str(r["parameterization"]), str(r["label_mode"])]
+        parts = [str(r["objective"]), str(r["parameterization"]), str(r["label_mode"]), str(r["protocol"])]
         parts += [f"{c}={format_value(r[c])}" for c in others if not pd.isna(r[c])]
         return " · ".join(parts)
 
@@ -302,9 +309,9 @@ def curve_data(summ: pd.DataFrame, key: str, swept: list[str]) -> pd.DataFrame:
 
 
 def best_by_validation(summ: pd.DataFrame) -> pd.DataFrame:
-    """Per (objective, parameterization, IPC, label mode, arch, resolution): the configuration
+    """Per (protocol, label mode, objective, parameterization, IPC, arch, resolution): the configuration
     with the highest **validation** mean, and its test accuracy (how a method is reported)."""
-    keys = ["objective", "parameterization", "ipc", "label_mode", "eval_arch", "eval_resolution"]
+    keys = ["protocol", "label_mode", "objective", "parameterization", "ipc", "eval_arch", "eval_resolution"]
     if summ.empty:
         return pd.DataFrame(columns=[*keys, "config", "trial_key", "candidates", *ACC_COLUMNS])
     ordered = summ.sort_values([*keys, "val_mean", "trial_key"], ascending=[True] * len(keys) + [False, True])
@@ -312,7 +319,43 @@ def best_by_validation(summ: pd.DataFrame) -> pd.DataFrame:
     counts = summ.groupby(keys, dropna=False).size().rename("candidates").reset_index()
     best = best.merge(counts, on=keys, how="left")
     extra = [c for c in ("max_over_test_mean", "max_over_test_std") if c in best.columns]
+    extra += [c for c in ("dataset",) if c in best.columns]
     return best[[*keys, "config", "trial_key", "candidates", *ACC_COLUMNS, *extra]].reset_index(drop=True)
+
+
+def scored_best(exp: Experiment, summ: pd.DataFrame) -> pd.DataFrame:
+    """:func:`best_by_validation` with DD-Ranking's scores (:func:`orchestrator.dd_metrics.add_scores`)."""
+    best = best_by_validation(summ)
+    if "dataset" not in best.columns:
+        best["dataset"] = exp.rows["dataset"].iloc[0] if len(exp.rows) else None
+    return add_scores(best, summ, exp.rows, exp.reference)
+
+
+def protocol_table(exp: Experiment) -> pd.DataFrame:
+    """One row per (protocol, label mode): rows, sets, and the settings that define the protocol."""
+    from methods.protocols import protocol_differences, protocol_identity, settings_from_json
+
+    cols = ["protocol", "label_mode", "rows", "sets", "preset", "differs_from_preset", "settings"]
+    out = []
+    rows = exp.rows
+    for (protocol, mode), g in rows.groupby(["protocol", "label_mode"], sort=True, dropna=False):
+        text = (
+            g["eval_settings"].dropna().iloc[0] if "eval_settings" in g and g["eval_settings"].notna().any() else None
+        )
+        preset, diff, shown = "—", "—", "not recorded"
+        if text:
+            try:
+                values = settings_from_json(str(text)).to_dict()
+                dataset, ipc = str(g["dataset"].iloc[0]), int(g["ipc"].iloc[0])
+                ident = protocol_identity(values, dataset, ipc)
+                preset = values.get("preset") or "—"
+                d = protocol_differences(values, dataset, ipc)
+                diff = ", ".join(f"{k}={v}" for k, v in d.items()) if d else ("none" if preset != "—" else "—")
+                shown = ", ".join(f"{k}={v}" for k, v in ident.items())
+            except (ValueError, TypeError):
+                pass
+        out.append([protocol, mode, len(g), g["trial_key"].nunique(), preset, diff, shown])
+    return pd.DataFrame(out, columns=cols)
 
 
 def failures(exp: Experiment) -> pd.DataFrame:

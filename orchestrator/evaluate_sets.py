@@ -1,0 +1,390 @@
+"""``ddx evaluate``: judge synthetic sets produced anywhere under one named protocol.
+
+Each set (a ``.pt`` of images + labels, an image folder, or a ddx synthetic set; see
+:mod:`methods.external_sets` for the accepted layouts) is evaluated like a sweep trial's set:
+one Ray task per (network × resolution × label mode × seed) — :func:`orchestrator.evaluation.submit_evaluations`,
+the tasks a sweep runs — with the rows in the sweep schema, so ``ddx report`` and ``ddx
+leaderboard`` read the folder. Alongside every set, under the same protocol:
+
+* a **random real subset of the same size** (the same images per class, drawn from the real
+  training split with ``--baseline-seed``; one per distinct IPC), written as objective
+  ``random`` with its seed in ``baseline_seed`` and its images saved like a set;
+* **hard-label** students of every set and baseline when the protocol's labels are soft
+  (DD-Ranking's HLR needs Acc(set, hard));
+* the **full-data reference** (each network trained on the whole real training split,
+  ``reference.parquet``, cached in the artifact store) unless ``--no-reference``;
+* with ``--ars``, every set and baseline again with augmentation off (``<preset>:noaug``).
+
+Soft-label protocols need a teacher: the sweep's prerequisite machinery trains (or finds in
+the artifact store ``<storage>/cache``) the teacher described by the ``--teacher-*`` options.
+Work already in the results folder (``ok`` rows of the same protocol) is not run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+import ray
+import torch
+
+from methods.datasets import DatasetError, DatasetOptions, cached_dataset
+from methods.datasets.loaders import DATASETS
+from methods.eval_options import LABEL_MODES
+from methods.external_sets import LoadedSet, SetError, load_set, random_subset_payload
+from methods.networks import NETWORKS, resolve_arch
+from methods.prerequisites import dataset_identity
+from methods.protocols import (
+    build_eval_settings,
+    get_preset,
+    protocol_name,
+    without_augmentation,
+)
+from methods.real_training import RealTrainSettings
+from methods.squeeze import SQUEEZE_PRESETS, TeacherOptions
+from orchestrator import prerequisites
+from orchestrator.cache import ArtifactStore, cache_root, content_key
+from orchestrator.dd_metrics import RANDOM_OBJECTIVE
+from orchestrator.errors import UserError
+from orchestrator.evaluation import EvalJob, plan_jobs, protocol_columns, row_key_of, submit_evaluations, wait_one
+from orchestrator.provenance import now, versions
+from orchestrator.reference import ReferenceJob, base_row, finish_references, launch_references
+from orchestrator.staging import staged_dataset_options
+from orchestrator.storage import is_uri, join, write_bytes_atomic
+from orchestrator.store import ResultStore
+
+#: what the command records about itself next to the rows
+REQUEST_FILE = "evaluate.json"
+DEFAULT_SEEDS = 3
+
+
+@dataclass
+class EvaluateRequest:
+    """Everything ``ddx evaluate`` was asked (also written to ``<out>/evaluate.json``)."""
+
+    sets: list[str]
+    preset: str
+    dataset: dict[str, Any]  # DatasetOptions values
+    out: str  # the results folder (an experiment directory)
+    archs: list[str] | None = None  # None: the preset's networks, else ["convnet"]
+    resolutions: list[int] | None = None  # None: each set's own resolution
+    seeds: int | None = None  # None: the preset's count, else DEFAULT_SEEDS
+    seed: int = 0  # the first evaluation seed
+    label_modes: list[str] | None = None  # None: the preset's mode, plus hard when it is soft (HLR)
+    overrides: dict[str, Any] = field(default_factory=dict)  # EvalSettings values over the preset
+    space: str | None = None  # for tensor files without a "space" entry
+    names: list[str] | None = None  # one per set; default the file/folder name
+    baseline_seed: int = 0
+    reference: bool = True
+    reference_settings: dict[str, Any] = field(default_factory=dict)  # RealTrainSettings values
+    ars: bool = False
+    teacher: dict[str, Any] = field(default_factory=dict)  # TeacherOptions values
+    cpus: float = 1.0
+    gpus: float = 0.0
+    retries: int = 1
+
+    @property
+    def storage(self) -> str:
+        """The folder that holds ``out`` (its ``cache/`` is the artifact store, as for sweeps)."""
+        if is_uri(self.out):
+            return self.out.rstrip("/").rsplit("/", 1)[0]
+        from pathlib import Path
+
+        return str(Path(self.out).resolve().parent)
+
+    @property
+    def name(self) -> str:
+        return self.out.rstrip("/").rsplit("/", 1)[-1]
+
+
+@dataclass
+class Unit:
+    """One set to evaluate (a loaded set or a random baseline) and its row columns."""
+
+    key: str
+    payload: dict[str, Any]
+    columns: dict[str, Any]
+    resolutions: list[int]
+
+
+@dataclass
+class Plan:
+    request: EvaluateRequest
+    values: dict[str, Any]  # the protocol's EvalSettings values (preset + overrides)
+    label_modes: list[str]
+    primary: str  # the protocol's own label mode (ARS runs it without augmentation)
+    archs: list[str]
+    seeds: list[int]
+    units: list[Unit]
+    data_summary: str
+
+
+def _user(err: Exception, **where: str) -> UserError:
+    text = str(err).strip().splitlines()
+    return UserError(text[-1] if text else type(err).__name__, **where)
+
+
+def payload_key(payload: dict[str, Any]) -> str:
+    """A content hash of a set: its configuration and every tensor's bytes."""
+    h = hashlib.sha256(json.dumps(payload["config"], sort_keys=True).encode())
+    for name in sorted(payload["state"]):
+        t = payload["state"][name].detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _check_request(req: EvaluateRequest) -> None:
+    if not req.sets:
+        raise UserError("give one or more synthetic sets (.pt files, image folders or ddx sets)", key="SET")
+    try:
+        get_preset(req.preset)
+    except ValueError as err:
+        raise _user(err, key="--preset") from None
+    if req.dataset.get("name") not in DATASETS:
+        raise UserError(DATASETS.unknown_message(str(req.dataset.get("name"))), key="--dataset")
+    for a in req.archs or []:
+        if a not in NETWORKS:
+            raise UserError(NETWORKS.unknown_message(a), key="--archs")
+    for m in req.label_modes or []:
+        if m not in LABEL_MODES:
+            raise UserError(f"unknown label mode {m!r}; known: {', '.join(LABEL_MODES)}", key="--label-modes")
+    if req.names is not None and len(req.names) != len(req.sets):
+        raise UserError(f"{len(req.names)} names for {len(req.sets)} sets", key="--name")
+    if req.resolutions is not None and any(r < 1 for r in req.resolutions):
+        raise UserError("resolutions must be positive", key="--resolutions")
+    try:
+        build_eval_settings({**req.overrides, "label_mode": "soft", "preset": req.preset}, dataset=req.dataset["name"])
+    except (ValueError, TypeError) as err:
+        raise _user(err, key="--setting") from None
+    if "preset" in req.overrides:
+        raise UserError("name the protocol with --preset, not as a setting", key="--setting")
+    teacher = TeacherOptions(**req.teacher)
+    if teacher.arch not in NETWORKS:
+        raise UserError(NETWORKS.unknown_message(teacher.arch), key="--teacher-arch")
+    if teacher.preset is not None and teacher.preset not in SQUEEZE_PRESETS:
+        known = ", ".join(SQUEEZE_PRESETS)
+        raise UserError(f"unknown teacher preset {teacher.preset!r}; known: {known}", key="--teacher-preset")
+
+
+def plan(req: EvaluateRequest) -> Plan:
+    """Check the request, load the real data and every set; :class:`UserError` for any bad input."""
+    _check_request(req)
+    try:
+        data = cached_dataset(DatasetOptions(**staged_dataset_options(req.dataset)))
+    except (DatasetError, OSError, TypeError) as err:
+        raise _user(err, key="--dataset") from None
+    values = {"preset": req.preset, **req.overrides}
+    resolved = build_eval_settings({**values}, dataset=data.name)
+    primary = resolved.label_mode
+    modes = list(req.label_modes or ([primary, "hard"] if primary == "soft" else [primary]))
+    p = get_preset(req.preset)
+    archs = list(req.archs or (p.archs or ("convnet",)))
+    n_seeds = req.seeds or p.seeds or DEFAULT_SEEDS
+    seeds = [req.seed + i for i in range(n_seeds)]
+
+    units: list[Unit] = []
+    names: list[str] = []
+    by_ipc: dict[int, set[int]] = {}
+    for i, path in enumerate(req.sets):
+        try:
+            loaded = load_set(path, data, req.space, req.names[i] if req.names else None)
+        except SetError as err:
+            raise _user(err, where=path) from None
+        if loaded.name == RANDOM_OBJECTIVE:
+            raise UserError(f"the name {RANDOM_OBJECTIVE!r} is the baseline's; pass --name", where=path)
+        if loaded.name in names:
+            raise UserError(f"two sets are named {loaded.name!r}; pass --name for each set", where=path)
+        names.append(loaded.name)
+        resolutions = list(req.resolutions or [loaded.resolution])
+        by_ipc.setdefault(loaded.ipc, set()).update(resolutions)
+        units.append(_set_unit(loaded, resolutions, req))
+    for ipc, res in sorted(by_ipc.items()):
+        try:
+            payload = random_subset_payload(data, ipc, req.baseline_seed)
+        except SetError as err:
+            raise _user(err, key="--baseline-seed") from None
+        units.append(_baseline_unit(payload, ipc, sorted(res), req))
+    return Plan(req, values, modes, primary, archs, seeds, units, data.summary())
+
+
+def _common(req: EvaluateRequest, key: str, payload: dict[str, Any]) -> dict[str, Any]:
+    shape = payload["config"]["shape"]
+    from methods.parameterizations import from_payload
+
+    param = from_payload(payload)
+    return {
+        "sweep": req.name,
+        "trial_id": "evaluate",
+        "trial_key": key,
+        "parameterization": payload["config"]["name"],
+        "dataset": req.dataset["name"],
+        "ipc": int(shape["ipc"]),
+        "budget_scalars": int(param.config.shape.budget_scalars),
+        "instances_per_class": int(param.per_class),
+        "distill_arch": None,
+        "distill_resolution": int(shape["resolution"]),
+        "distill_workers": None,
+        "distill_seconds": None,
+        "config_hash": key,
+        "synthetic_path": ResultStore(req.out).synthetic_path(key),
+        **versions(),
+    }
+
+
+def _set_unit(loaded: LoadedSet, resolutions: list[int], req: EvaluateRequest) -> Unit:
+    key = payload_key(loaded.payload)
+    cols = {
+        **_common(req, key, loaded.payload),
+        "objective": loaded.name,
+        "distill_seed": None,
+        "set_source": loaded.source,
+        "set_format": loaded.format,
+        "set_space": loaded.space,
+        "baseline_seed": None,
+    }
+    return Unit(key, loaded.payload, cols, resolutions)
+
+
+def _baseline_unit(payload: dict[str, Any], ipc: int, resolutions: list[int], req: EvaluateRequest) -> Unit:
+    key = (
+        "random-"
+        + content_key({"random_subset": dataset_identity(req.dataset), "ipc": ipc, "seed": req.baseline_seed})[:12]
+    )
+    cols = {
+        **_common(req, key, payload),
+        "objective": RANDOM_OBJECTIVE,
+        "distill_seed": req.baseline_seed,
+        "set_source": f"random real subset of the training split ({ipc} per class, seed {req.baseline_seed})",
+        "set_format": "random",
+        "set_space": "normalized",
+        "baseline_seed": req.baseline_seed,
+    }
+    return Unit(key, payload, cols, resolutions)
+
+
+@dataclass
+class Outcome:
+    experiment: str
+    rows: pd.DataFrame
+    reference: pd.DataFrame | None
+    failed: int
+
+
+def _job_columns(job: EvalJob) -> dict[str, Any]:
+    return {
+        "eval_arch": job.arch,
+        "eval_arch_requested": job.requested or job.arch,
+        "eval_resolution": job.resolution,
+        "seed": job.seed,
+        "label_mode": job.label_mode,
+        "created_at": now(),
+    }
+
+
+def run(p: Plan, log: Callable[[str], None] = print) -> Outcome:
+    """Evaluate every unit of the plan on the connected Ray cluster; write the results folder."""
+    req = p.request
+    store = ResultStore(req.out)
+    artifacts = ArtifactStore(cache_root(req.storage))
+    write_bytes_atomic(join(req.out, REQUEST_FILE), json.dumps(asdict(req), indent=2, default=str).encode())
+    for u in p.units:  # each set's payload next to its rows (ddx report draws them; reproducible inputs)
+        buf = io.BytesIO()
+        torch.save(u.payload, buf)
+        write_bytes_atomic(store.synthetic_path(u.key), buf.getvalue())
+
+    variants: list[tuple[dict[str, Any], list[str]]] = [(p.values, p.label_modes)]
+    if req.ars:
+        variants.append((without_augmentation(p.values), [p.primary]))
+    needs_teacher = any("soft" in modes for _, modes in variants)
+    refs: dict[str, list[dict[str, Any]]] = {}
+    blocks: dict[str, Any] = {"teacher": dict(req.teacher)} if needs_teacher else {}
+    teacher_cols: dict[str, Any] = {}
+    if needs_teacher:
+        log("teacher: finding or training it (soft labels need one)")
+        got = prerequisites.ensure(
+            ["teacher"],
+            blocks,
+            req.dataset,
+            artifacts,
+            prerequisites.Resources(req.cpus, req.gpus, req.retries),
+        )
+        refs = {"teacher": [vars(r) for r in got["teacher"]]}
+        teacher_cols = prerequisites.row_fields(got, blocks, artifacts)
+
+    references = None
+    if req.reference:
+        ref_settings = asdict(RealTrainSettings(**req.reference_settings))
+        resolutions = sorted({r for u in p.units for r in u.resolutions})
+        jobs = [ReferenceJob(a, r, s) for a in p.archs for r in resolutions for s in p.seeds]
+        config = content_key({"evaluate": req.name, "dataset": dataset_identity(req.dataset), "settings": ref_settings})
+        references = launch_references(
+            jobs,
+            req.dataset,
+            ref_settings,
+            artifacts.root,
+            req.cpus,
+            req.gpus,
+            req.retries,
+            req.out,
+            base_row(req.name, req.dataset["name"], config, ref_settings),
+        )
+
+    rows: dict[str, list[dict[str, Any]]] = {}
+    pending: dict[ray.ObjectRef, tuple[Unit, dict[str, Any], EvalJob]] = {}
+    total = 0
+    for u in p.units:
+        existing = [r for r in store.read_trial_rows(u.key) if r.get("status") == "ok"]
+        rows[u.key] = existing
+        payload_ref = ray.put(u.payload)
+        ipc = int(u.payload["config"]["shape"]["ipc"])
+        for values, modes in variants:
+            protocol = protocol_name(values, req.dataset["name"], ipc)
+            done = {row_key_of(r) for r in existing if r.get("protocol") == protocol}
+            jobs = [j for j in plan_jobs(p.archs, u.resolutions, p.seeds, modes) if j.key not in done]
+            launched = submit_evaluations(
+                payload_ref,
+                jobs,
+                req.dataset,
+                values,
+                req.cpus,
+                req.gpus,
+                req.retries,
+                refs or None,
+                blocks or None,
+                artifacts.root,
+            )
+            total += len(launched)
+            pending.update({ref: (u, values, job) for ref, job in launched.items()})
+    log(f"{len(p.units)} sets ({p.data_summary}): {total} evaluations to run")
+    finished = 0
+    while pending:
+        for (u, values, job), result in wait_one(pending, job_of=lambda v: v[2]):
+            ipc = int(u.payload["config"]["shape"]["ipc"])
+            cols = protocol_columns(values, job.label_mode, req.dataset["name"], ipc)
+            row = {**u.columns, **teacher_cols, **result, **cols, **_job_columns(job)}
+            rows[u.key].append(row)
+            store.write_trial_rows(u.key, rows[u.key])
+            finished += 1
+            ok = result["status"] == "ok"
+            acc = f"test {result['test_acc']:.3f}" if ok else f"failed: {result.get('error')}"
+            log(
+                f"[{finished}/{total}] {u.columns['objective']} · {cols['protocol']} · {job.label_mode} · "
+                f"{resolve_arch(job.arch, job.resolution)}@{job.resolution} seed {job.seed}: {acc}"
+            )
+    reference = finish_references(references) if references is not None else None
+    df = store.consolidate()
+    failed = int((df["status"] != "ok").sum()) if not df.empty else 0
+    if reference is not None:
+        failed += int((reference["status"] != "ok").sum())
+    return Outcome(req.out, df, reference, failed)
+
+
+__all__ = ["REQUEST_FILE", "EvaluateRequest", "Outcome", "Plan", "payload_key", "plan", "run"]
