@@ -51,6 +51,9 @@ class DatasetBlock(Strict):
     val_fraction: float = Field(default=0.1, gt=0, lt=1)
     test_fraction: float = Field(default=0.3, gt=0, lt=1)
     split_seed: int = 0
+    # tm2 interim (until the spec rewrite builds this block from DatasetOptions): ZCA whitening
+    zca: bool = False
+    zca_eps: float = Field(default=0.1, gt=0)
 
     @field_validator("name")
     @classmethod
@@ -200,6 +203,10 @@ class Evaluation(Strict):
     track_test: bool = False
     check_every: int = Field(default=0, ge=0)
     reference: Reference | None = None  # the full-data upper-bound row (``true`` for defaults)
+    # tm2 interim (until the spec rewrite builds this block from EvalSettings): the preset's name
+    # (a label here; the values are given explicitly) and TM's learned step size as the student lr
+    preset: str | None = None
+    lr_from_set: bool = False
 
     @field_validator("reference", mode="before")
     @classmethod
@@ -207,6 +214,15 @@ class Evaluation(Strict):
         if v is True:
             return {}
         return None if v is False else v
+
+    @field_validator("preset")
+    @classmethod
+    def _preset(cls, v: str | None) -> str | None:
+        from methods.protocols import PRESETS
+
+        if v is not None and v not in PRESETS:
+            raise ValueError(f"unknown preset {v!r}; known: {', '.join(PRESETS)}")
+        return v
 
     @field_validator("archs")
     @classmethod
@@ -358,8 +374,31 @@ class SweepSpec(Strict):
     resources: Resources = Field(default_factory=Resources)
     evaluation: Evaluation = Field(default_factory=Evaluation)
     teacher: TeacherBlock | None = None  # None: defaults, trained only when a trial needs it
+    # tm2 interim (until the spec rewrite makes one block per registered prerequisite): the
+    # ``experts:`` block, ExpertOptions' keys, kept as given (None: defaults)
+    experts: dict[str, Any] | None = None
     scheduler: Scheduler | None = None  # None: every trial runs to the end
     tracking: Tracking = Field(default_factory=Tracking)
+
+    @field_validator("experts")
+    @classmethod
+    def _experts(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return v
+        from pydantic import TypeAdapter
+
+        from methods.tm_options import ExpertOptions
+
+        known = field_names(ExpertOptions)
+        for key in v:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), sorted(known), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"unknown key {key!r}{hint}; known: {', '.join(sorted(known))}")
+        TypeAdapter(ExpertOptions).validate_python(v)
+        if v.get("arch") is not None and v["arch"] not in NETWORKS:
+            raise ValueError(NETWORKS.unknown_message(str(v["arch"])))
+        return v
 
     # --- derived views -------------------------------------------------------------------
     def hyper_values(self, key: str) -> list[Any]:
@@ -474,6 +513,31 @@ def _check_algorithm(spec: SweepSpec) -> None:
                 "optuna runs a grid only when every domain is a grid (GridSampler); use choice for the "
                 "others or algorithm: grid",
                 key="search",
+            )
+
+
+def _check_experts(spec: SweepSpec) -> None:
+    """Every ``tm`` trial must find its epochs in the experts: ``max_start_epoch − 1 + expert_epochs``
+    ≤ the last kept snapshot (``experts.keep_epochs`` / ``train_epochs``)."""
+    if "tm" not in spec.hyper_values("objective"):
+        return
+    from methods.options import take
+    from methods.tm_options import ExpertOptions, TMOptions
+
+    kept = take(ExpertOptions, spec.experts or {}).epochs_trained
+    defaults = TMOptions()
+    starts = spec.hyper_values("max_start_epoch") or [defaults.max_start_epoch]
+    spans = spec.hyper_values("expert_epochs") or [defaults.expert_epochs]
+    for start, span in itertools.product(starts, spans):
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, span)):
+            continue  # not integers: left to the type checks
+        need = start - 1 + span
+        if need > kept:
+            key = "experts.keep_epochs" if (spec.experts or {}).get("keep_epochs") is not None else "experts"
+            raise SpecError(
+                f"tm with max_start_epoch={start}, expert_epochs={span} reads expert epochs up to {need}, but "
+                f"the experts keep epochs 0…{kept}; raise experts.train_epochs / keep_epochs to ≥ {need}",
+                key=key,
             )
 
 
@@ -611,6 +675,7 @@ def parse_spec(data: Any, where: str = "<spec>") -> SweepSpec:
         _check_algorithm(spec)
         _check_dataset(spec)
         _check_budget(spec)
+        _check_experts(spec)
     except SpecError as err:
         err.where = where
         raise SpecError(err.message, where=where, key=err.key) from None

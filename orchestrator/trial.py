@@ -30,6 +30,7 @@ import ray
 import torch
 from ray import tune
 
+from methods.evaluate import LEARNED_LR_KEY
 from orchestrator import prerequisites
 from orchestrator.cache import ArtifactRef, ArtifactStore, LeaseLock, cache_root
 from orchestrator.distill_job import DistillJob, run_train, stream_distillation
@@ -117,6 +118,7 @@ class TrialRun:
         self.names = prerequisites.needed(self.hp["objective"], spec.evaluation.label_modes)
         self.blocks = prerequisite_blocks(spec, self.names)
         self.refs: dict[str, list[ArtifactRef]] = {}
+        self.produced = 0  # prerequisite pieces this trial produced (0 when every piece was reused)
         self.swept = {k: config[k] for k in spec.search if k in config}
 
     def record(self, status: str, **fields: Any) -> None:
@@ -155,6 +157,7 @@ class TrialRun:
                     dataset_options(spec),
                     self.artifacts,
                     prerequisites.Resources(res.eval_cpus, res.eval_gpus, res.eval_retries),
+                    on_produced=self._count_produced,
                 )
             payload = self.distill()
         except Exception as err:  # the method or a prerequisite failed: record it, let the sweep go on
@@ -163,6 +166,9 @@ class TrialRun:
             self.record("failed", error=message)
             return
         self.evaluate(payload)
+
+    def _count_produced(self, name: str, unit: int) -> None:
+        self.produced += 1
 
     def distill(self) -> dict[str, Any]:
         spec, syn = self.spec, self.store.synthetic_path(self.key)
@@ -210,6 +216,7 @@ class TrialRun:
             "distill_seed": self.distill_seed,
             "config_hash": self.key,
             "synthetic_path": self.store.synthetic_path(self.key),
+            "prerequisite_pieces_produced": self.produced,
             **self.code,
         }
         base.update({k: v for k, v in hp.items() if k not in base and k != REPEAT_KEY})
@@ -229,7 +236,8 @@ class TrialRun:
             distill_workers=int(extra.get("world_size", spec.resources.distill_workers)),
             distill_seconds=float(extra.get("distill_seconds", float("nan"))),
         )
-        base.update({k: v for k, v in extra.items() if k in ("beta", "eta", "beta_schedule", "filter")})
+        row_keys = ("beta", "eta", "beta_schedule", "filter", LEARNED_LR_KEY)  # the objectives' row fields
+        base.update({k: v for k, v in extra.items() if k in row_keys})
         base.update(prerequisites.row_fields(self.refs, self.blocks, self.artifacts))
         return base
 
