@@ -419,8 +419,11 @@ class SweepSpec(Strict):
 
 
 def join_storage(storage: str, *parts: str) -> str:
+    """``storage``/``parts``; a URI's query string (``?endpoint_override=…``) stays at the end
+    (the same rule as :func:`orchestrator.storage.join`, without importing pyarrow here)."""
     if "://" in storage:
-        return "/".join([storage.rstrip("/"), *parts])
+        head, sep, query = storage.partition("?")
+        return "/".join([head.rstrip("/"), *parts]) + sep + query
     return str(Path(storage).joinpath(*parts))
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from methods.artifacts import content_key
 from methods.experts import ExpertBuffer, load_expert
 from methods.tm_options import ExpertOptions, TMOptions
 from orchestrator.cache import MANIFEST_SUFFIX, file_sha256
@@ -154,8 +155,7 @@ def test_a_fresh_node_cache_fetches_and_verifies_the_experts_from_storage(tmp_pa
     assert len(local) == 2
     for loc in manifests(storage):
         body = json.loads(read_bytes(loc))
-        key = loc.rsplit("/", 1)[-1].removesuffix(".pt" + MANIFEST_SUFFIX)
-        copy = fresh / "artifacts" / "experts" / f"{key}.pt"
+        copy = fresh / "artifacts" / "experts" / f"{content_key(body['description'])}.pt"
         assert file_sha256(copy) == body["sha256"] and copy.stat().st_size == body["size"]
     buffer = ExpertBuffer(local)
     assert buffer.num_experts == 2 and buffer.last_epoch == 2 and load_expert(local[0])["meta"]["arch"] == "convnet_d1"
