@@ -1,9 +1,18 @@
-"""Orchestration overhead: the same distill + evaluate work run directly in Python and
-through ``ddx sweep`` (local Ray: Tune trials, Train workers, evaluation tasks, Parquet).
+"""Orchestration overhead: the same distill + evaluate work run directly in Python and through
+``ddx sweep`` (embedded local Ray: Tune trials, distillation tasks, evaluation tasks, Parquet).
 
 Both paths call the same functions (``methods.pipeline.run_distillation`` and
-``methods.evaluate.train_student``) with the same seeds and thread counts. The ``ddx``
-time includes starting Ray. Writes JSON with the wall times and the ratio ddx / direct.
+``methods.evaluate.train_student``) with the same seeds and thread counts, one piece of work
+at a time (the sweep's distillation and evaluation tasks reserve both CPUs). The ``ddx`` time
+is the whole command: CLI start, Ray start, the sweep, Parquet, shutdown.
+
+Two numbers come out of one run:
+
+* ``ratio`` = ddx / direct wall time for the toy sweep (``--trials`` trials);
+* ``fixed_cost_per_trial_s``: what each extra trial costs beyond its work, from the slope
+  between a 1-trial and a ``--trials``-trial sweep of identical per-trial work:
+  ((ddx_K − ddx_1) − (direct_K − direct_1)) / (K − 1). What is left of ddx_1 − direct_1 is the
+  per-invocation start-up (``startup_s``: CLI import, Ray start and stop).
 
     python benchmarks/overhead.py --out benchmarks/results/overhead.json
 """
@@ -13,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,39 +36,48 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def make_spec(storage: Path, ipcs: list[int], iterations: int, epochs: int, eval_cpus: int) -> dict:
+def make_spec(storage: Path, name: str, trials: int, iterations: int, epochs: int) -> dict:
+    """``trials`` DM trials of identical work (distinct keys via ``num_samples`` repeats)."""
     return {
-        "name": f"overhead_cpu{eval_cpus}",
+        "name": name,
         "storage": str(storage),
         "dataset": {"name": "digits", "resolution": 8},
-        "method": {"objective": "dm", "distill_arch": "convnet_d3", "iterations": iterations, "batch_real": 64},
-        "search": {"ipc": {"grid": ipcs}},
-        "resources": {"distill_workers": 1, "cpus_per_worker": 2, "eval_cpus": eval_cpus, "max_concurrent_trials": 1},
+        "method": {
+            "objective": "dm",
+            "distill_arch": "convnet_d3",
+            "ipc": 2,
+            "iterations": iterations,
+            "batch_real": 64,
+            "checkpoint_every": 0,
+        },
+        "search": {},
+        "num_samples": trials,
+        "resources": {"distill_workers": 1, "cpus_per_worker": 2, "eval_cpus": 2, "max_concurrent_trials": 1},
         "evaluation": {"archs": ["convnet_d3", "resnet18"], "seeds": 2, "epochs": epochs},
     }
 
 
 def run_direct(spec: dict, threads: int) -> float:
-    """The sweep's work, sequentially in this process."""
+    """The sweep's work, sequentially in this process (data loading included)."""
     from methods.context import DistillContext
     from methods.datasets import DatasetOptions, load_dataset
     from methods.evaluate import train_student
     from methods.pipeline import run_distillation
     from orchestrator.evaluation import student_settings
-    from orchestrator.search_space import trial_hyper
     from orchestrator.spec import parse_spec
     from orchestrator.trial import eval_settings
+    from orchestrator.trial_keys import trial_hyper
 
     torch.set_num_threads(threads)
     parsed = parse_spec(spec)
     start = time.perf_counter()
     data = load_dataset(DatasetOptions(**parsed.dataset.model_dump()))
-    settings = student_settings(eval_settings(parsed), "hard")  # what the sweep's evaluation tasks use
-    for ipc in spec["search"]["ipc"]["grid"]:
-        hp = trial_hyper(parsed, {"ipc": ipc, "repeat": 0})
-        param, _, _ = run_distillation(hp, data, DistillContext(seed=parsed.seed))
+    for repeat in range(parsed.num_samples):
+        hp = trial_hyper(parsed, {"repeat": repeat})
+        param, _, _ = run_distillation(hp, data, DistillContext(seed=parsed.seed + repeat))
         images = param.decode().detach()
         for arch in parsed.evaluation.archs:
+            settings = student_settings(eval_settings(parsed), "hard", arch)  # what the sweep's tasks use
             for seed in range(parsed.evaluation.seeds):
                 train_student(images, param.labels, data, arch, parsed.seed + seed, settings)
     return time.perf_counter() - start
@@ -82,41 +101,49 @@ def run_ddx(spec: dict, workdir: Path) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ipcs", type=int, nargs="+", default=[1, 2, 5])
+    ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--iterations", type=int, default=50)
     ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=2, help="runs of each configuration (medians are reported)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "overhead.json")
     args = ap.parse_args()
+    times: dict[str, list[float]] = {"direct_1": [], "direct_k": [], "ddx_1": [], "ddx_k": []}
     with tempfile.TemporaryDirectory(prefix="ddx-overhead-") as tmp:
         workdir = Path(tmp)
-        serial = make_spec(workdir / "store", args.ipcs, args.iterations, args.epochs, eval_cpus=2)
-        parallel = make_spec(workdir / "store", args.ipcs, args.iterations, args.epochs, eval_cpus=1)
-        direct = run_direct(serial, threads=2)
-        ddx_serial = run_ddx(serial, workdir)
-        ddx_parallel = run_ddx(parallel, workdir)
-    trials = len(args.ipcs)
-    evals = trials * 2 * 2
+        one = make_spec(workdir / "store", "overhead_1", 1, args.iterations, args.epochs)
+        many = make_spec(workdir / "store", "overhead_k", args.trials, args.iterations, args.epochs)
+        for _ in range(args.repeats):  # interleaved, so drift of the machine's speed hits both alike
+            times["direct_1"].append(run_direct(one, threads=2))
+            times["ddx_1"].append(run_ddx(one, workdir))
+            times["direct_k"].append(run_direct(many, threads=2))
+            times["ddx_k"].append(run_ddx(many, workdir))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    k = args.trials
+    fixed = ((med["ddx_k"] - med["ddx_1"]) - (med["direct_k"] - med["direct_1"])) / (k - 1)
     result = {
         "benchmark": "overhead",
+        "fixed_cost_per_trial_s": fixed,
+        "ratio": med["ddx_k"] / med["direct_k"],
+        "startup_s": med["ddx_1"] - med["direct_1"] - fixed,
         "work": {
             "dataset": "digits",
-            "trials": trials,
+            "trials": k,
             "dm_iterations": args.iterations,
-            "evaluations": evals,
+            "evaluations_per_trial": 4,
             "eval_epochs": args.epochs,
+            "archs": ["convnet_d3", "resnet18"],
         },
-        "direct_seconds": direct,
-        "ddx_seconds_one_task_at_a_time": ddx_serial,
-        "ddx_seconds_two_parallel_tasks": ddx_parallel,
-        "overhead_ratio": ddx_serial / direct,
-        # the extra wall time per trial: Ray start-up shared out, Tune's trial actor, the Train run's
-        # controller/worker/helper processes, evaluation task processes, Parquet writes
-        "extra_seconds_per_trial": (ddx_serial - direct) / trials,
-        "parallel_ratio": ddx_parallel / direct,
-        "notes": "direct: one process, 2 torch threads; ddx: embedded local Ray on 2 CPUs, Train worker with "
-        "2 CPUs, evaluation tasks with 2 CPUs (one at a time) or 1 CPU (two at a time); ddx times "
-        "include Ray start-up and Parquet writes.",
-        "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
+        "median_seconds": med,
+        "all_seconds": times,
+        "notes": "direct: one process, 2 torch threads, sequential; ddx: `ddx sweep --fresh` as a whole process on an "
+        "embedded local Ray (2 CPUs), one trial at a time, distillation task and evaluation tasks reserving both "
+        "CPUs (the same sequential work); fixed cost per trial from the 1-trial vs K-trial slope.",
+        "machine": {
+            "cpus": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "load_average_at_end": list(__import__("os").getloadavg()),
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))

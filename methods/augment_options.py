@@ -22,7 +22,10 @@ input size), used by soft-label protocols (``rrc_flip`` in mode ``all``).
 
 from __future__ import annotations
 
-from typing import Literal
+import difflib
+from typing import Annotated, Any, Literal, get_args
+
+from methods.options import Checked
 
 #: DSA's ops (the reference ``AUGMENT_FNS`` keys)
 DSA_OPS = ("color", "crop", "cutout", "flip", "scale", "rotate")
@@ -32,7 +35,7 @@ DSA_DEFAULT = "color_crop_cutout_flip_scale_rotate"
 GROUP_SEP = "_"
 JOINT_SEP = "+"
 AugmentMode = Literal["single", "all"]
-AUGMENT_MODES: tuple[str, ...] = ("single", "all")
+AUGMENT_MODES: tuple[str, ...] = get_args(AugmentMode)
 
 #: the reference DSA parameters (``ParamDiffAug``)
 DSA_SCALE = 1.2  # grid scale factors uniform in [1/1.2, 1.2], per axis
@@ -47,6 +50,8 @@ DSA_CONTRAST = 0.5
 
 def parse_groups(strategy: str | None) -> list[list[str]]:
     """The groups of ``strategy`` (``[]`` for ``None``, ``""`` or ``"none"``); unknown ops raise."""
+    if strategy is not None and not isinstance(strategy, str):
+        raise ValueError(f"an augmentation strategy is a string of ops ({', '.join(OPS)}) or 'none'")
     if not strategy or strategy.strip().lower() == "none":
         return []
     groups: list[list[str]] = []
@@ -54,7 +59,12 @@ def parse_groups(strategy: str | None) -> list[list[str]]:
         ops = part.split(JOINT_SEP)
         for op in ops:
             if op not in OPS:
-                raise ValueError(f"unknown augmentation {op!r} in {strategy!r}; known: {', '.join(OPS)}")
+                close = difflib.get_close_matches(op, OPS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(
+                    f"unknown augmentation {op!r} in {strategy!r}{hint}; known: {', '.join(OPS)} "
+                    f"(groups joined by {GROUP_SEP!r}, ops within a group by {JOINT_SEP!r}, or 'none')"
+                )
         groups.append(ops)
     return groups
 
@@ -62,6 +72,14 @@ def parse_groups(strategy: str | None) -> list[list[str]]:
 def parse_strategy(strategy: str | None) -> list[str]:
     """Every op ``strategy`` names, in order (validates it)."""
     return [op for group in parse_groups(strategy) for op in group]
+
+
+def _check_strategy(strategy: Any) -> None:
+    parse_groups(strategy)
+
+
+#: the field type of an augmentation strategy in option dataclasses (checked op by op)
+AugmentStrategy = Annotated[str, Checked(_check_strategy)]
 
 
 def check_mode(mode: str) -> str:
@@ -76,6 +94,7 @@ __all__ = [
     "DSA_OPS",
     "OPS",
     "AugmentMode",
+    "AugmentStrategy",
     "check_mode",
     "parse_groups",
     "parse_strategy",

@@ -7,6 +7,8 @@ from typing import Annotated
 
 from annotated_types import Ge, Gt
 
+from methods.augment_options import AugmentStrategy
+from methods.options import named
 from methods.tm_options import DSA_DEFAULT_STRATEGY
 
 #: DC's ``get_loops``: IPC → (outer_loop, inner_loop), the papers' per-IPC settings
@@ -40,8 +42,8 @@ class DCOptions:
     lr_net: Annotated[float, Gt(0)] = 0.01
     net_momentum: Annotated[float, Ge(0)] = 0.5
     batch_train: Annotated[int, Ge(1)] = 256
-    augment: str = DSA_DEFAULT_STRATEGY
-    distill_arch: str = "convnet_d3"
+    augment: AugmentStrategy = DSA_DEFAULT_STRATEGY
+    distill_arch: Annotated[str, named("network")] = "convnet_d3"
 
     def loops(self, ipc: int) -> tuple[int, int]:
         outer, inner = dc_loops(ipc)

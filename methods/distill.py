@@ -15,7 +15,6 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,29 +22,11 @@ from torch import Tensor
 
 from methods.context import DistillContext
 from methods.datasets import RealData
+from methods.distill_options import DistillSettings
 from methods.objectives.base import Objective, OptimDefaults, Phase
 from methods.parameterizations import Parameterization
 
 CheckpointFn = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class DistillSettings:
-    """Loop settings shared by every objective (keys of a sweep's ``method`` block)."""
-
-    iterations: int = 200
-    lr_images: float | None = None  # None: the objective's default for this parameterization
-    optimizer: str | None = None  # sgd | adam; None: the objective's default
-    momentum: float | None = None
-    schedule: str | None = None  # constant | cosine
-    checkpoint_every: int = 100
-    progress_every: int = 10
-    #: every this many steps, train a quick probe student on the current set and report its
-    #: validation accuracy (``probe_val_acc``; what early-stopping schedulers such as ASHA read);
-    #: 0 disables probes
-    probe_every: int = 0
-    probe_epochs: int = 100
-    probe_arch: str = "convnet"  # ConvNet whose depth follows the resolution
 
 
 class DivergedError(RuntimeError):

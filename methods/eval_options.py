@@ -12,14 +12,18 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from annotated_types import Ge, Gt, Le, Lt
 
-from methods.augment_options import DSA_DEFAULT, AugmentMode, parse_groups
+from methods.augment_options import DSA_DEFAULT, AugmentMode, AugmentStrategy, parse_groups
+from methods.options import Checked
 
+#: ``hard``: cross-entropy on the synthetic labels; ``soft``: KL to a teacher's predictions
 LabelMode = Literal["hard", "soft"]
-LABEL_MODES: tuple[str, ...] = ("hard", "soft")
+LABEL_MODES: tuple[str, ...] = get_args(LabelMode)
+#: the prerequisites (:mod:`methods.prerequisites`) each label mode needs
+LABEL_MODE_REQUIRES: dict[str, tuple[str, ...]] = {"hard": (), "soft": ("teacher",)}
 Optimizer = Literal["sgd", "adam", "adamw"]
 Schedule = Literal["step", "cosine", "cosine_half", "constant"]
 Mix = Literal["none", "cutmix", "mixup"]
@@ -28,6 +32,16 @@ Precision = Literal["fp32", "bf16", "auto"]
 PositiveInt = Annotated[int, Ge(1)]
 PositiveFloat = Annotated[float, Gt(0)]
 Fraction = Annotated[float, Ge(0), Le(1)]
+
+
+def _check_preset(name: Any) -> None:
+    from methods.protocols import get_preset  # torch-free; imports this module
+
+    get_preset(name)
+
+
+#: the name of an evaluation preset (:data:`methods.protocols.PRESETS`)
+PresetName = Annotated[str, Checked(_check_preset)]
 
 
 @dataclass
@@ -55,7 +69,7 @@ class EvalSettings:
       accuracy parity and a speed-up (not measured yet).
     """
 
-    preset: str | None = None
+    preset: PresetName | None = None
     epochs: PositiveInt = 1000
     batch_size: PositiveInt = 256
     optimizer: Optimizer = "sgd"
@@ -63,9 +77,9 @@ class EvalSettings:
     momentum: Annotated[float, Ge(0), Lt(1)] = 0.9
     weight_decay: Annotated[float, Ge(0)] = 5e-4
     schedule: Schedule = "step"
-    augment: str = DSA_DEFAULT
+    augment: AugmentStrategy = DSA_DEFAULT
     augment_mode: AugmentMode = "single"
-    soft_augment: str = "crop_flip"
+    soft_augment: AugmentStrategy = "crop_flip"
     rrc_min_scale: Annotated[float, Gt(0), Le(1)] = 0.08
     mix: Mix = "none"
     mix_prob: Fraction = 1.0
@@ -138,4 +152,13 @@ def check_fields(obj: Any) -> list[str]:
     return out
 
 
-__all__ = ["LABEL_MODES", "EvalSettings", "check_fields"]
+__all__ = [
+    "LABEL_MODES",
+    "LABEL_MODE_REQUIRES",
+    "EvalSettings",
+    "LabelMode",
+    "Optimizer",
+    "PresetName",
+    "Schedule",
+    "check_fields",
+]

@@ -2,17 +2,69 @@
 
 A sweep names hyper-parameters in one flat namespace (``ipc``, ``beta``, ``nf_width``…).
 Each component (objective, parameterization, distillation loop) declares the keys it reads
-as a dataclass; :func:`take` picks them out, and :func:`known_keys` lets the sweep validator
-reject keys no component reads.
+as a dataclass; :func:`take` picks them out, and the sweep validator rejects keys no
+component reads.
+
+Option dataclasses are the **one source of truth** for every setting: their field types say
+what a value may be, and the sweep validator (``orchestrator/spec.py``) checks every value
+against them with pydantic before anything runs. So declare them precisely:
+
+* vocabularies as ``Literal[...]`` (``optimizer: Literal["sgd", "adam"]``);
+* bounds with :mod:`annotated_types` (``Annotated[int, Ge(1)]``, ``Annotated[float, Gt(0)]``);
+* names from a catalog kind with :class:`Named` (``Annotated[str, Named("network")]``) and
+  values a function must accept with :class:`Checked`;
+* cross-field rules in ``__post_init__`` (raise ``ValueError``).
+
+Option dataclasses live in modules that import no torch (``*_options.py`` / ``options.py``
+next to the implementation), so ``ddx validate`` reads them without loading PyTorch.
+This module imports nothing but the standard library.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from annotated_types import Ge, Gt, Lt
 
 T = TypeVar("T")
+
+#: common bounded types (``annotated_types`` constraints, enforced by the sweep validator)
+PositiveInt = Annotated[int, Ge(1)]
+NonNegativeInt = Annotated[int, Ge(0)]
+PositiveFloat = Annotated[float, Gt(0)]
+NonNegativeFloat = Annotated[float, Ge(0)]
+Momentum = Annotated[float, Ge(0), Lt(1)]
+
+
+@dataclass(frozen=True)
+class Checked:
+    """``Annotated`` metadata: the value must pass ``check(value)``, which raises ``ValueError``
+    with a message saying what is wrong (the sweep validator turns it into a one-line error)."""
+
+    check: Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Named(Checked):
+    """``Annotated`` metadata: the value is a registered name of catalog kind ``kind``
+    (``network``, ``dataset``, ``objective``, ``parameterization``, ``prerequisite``)."""
+
+    kind: str = ""
+
+
+def named(kind: str) -> Named:
+    """Metadata for ``Annotated[str, named("network")]``: a name :mod:`methods.catalog` knows."""
+
+    def check(value: Any) -> Any:
+        from methods.catalog import check_name
+
+        return check_name(kind, value)
+
+    return Named(check, kind)
 
 
 def field_names(cls: type) -> set[str]:
@@ -34,40 +86,3 @@ def take(cls: type[T], values: dict[str, Any]) -> T:
             v = int(v)
         kwargs[f.name] = v
     return cls(**kwargs)
-
-
-def check_types(cls: type, values: dict[str, Any]) -> list[tuple[str, str]]:
-    """(key, problem) for every entry of ``values`` whose type does not fit ``cls``'s field."""
-    hints = typing.get_type_hints(cls)
-    problems = []
-    for name, v in values.items():
-        hint = hints.get(name)
-        if hint is None:
-            continue
-        ok = _fits(hint, v)
-        if not ok:
-            problems.append((name, f"expected {_hint_name(hint)}, got {type(v).__name__} {v!r}"))
-    return problems
-
-
-def _fits(hint: Any, v: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        return any(_fits(h, v) for h in typing.get_args(hint))
-    if hint is type(None):
-        return v is None
-    if hint is float:
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
-    if hint is int:
-        return (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
-    if hint is bool:
-        return isinstance(v, bool)
-    if hint is str:
-        return isinstance(v, str)
-    if origin is tuple:
-        return isinstance(v, (list, tuple))
-    return True
-
-
-def _hint_name(hint: Any) -> str:
-    return getattr(hint, "__name__", str(hint)).replace("typing.", "")

@@ -5,7 +5,8 @@ A distillation objective declares the prerequisites it needs by name
 ``("experts",)`` for trajectory matching). Each name is a :class:`Prerequisite` in
 :data:`PREREQUISITES`: it knows
 
-* its settings (``Options``, a dataclass: the sweep file's top-level block of the same name),
+* its settings (``Options``, a dataclass in a torch-free module: the sweep file's top-level
+  block of the same name, validated by ``ddx validate`` with no spec change),
 * how many independent pieces it is made of (:meth:`~Prerequisite.units`: one teacher, N
   expert trajectories — the orchestrator produces the pieces in parallel),
 * the content identity of each piece (:meth:`~Prerequisite.describe`: the artifact key),
@@ -15,7 +16,9 @@ A distillation objective declares the prerequisites it needs by name
 The orchestrator produces every piece once per content (artifact store, under a lock),
 fetches the files onto the node that needs them, loads them, and hands the objective a
 mapping ``name → loaded object`` in :meth:`~methods.objectives.base.Objective.prepare`.
-A new objective with a new prerequisite is therefore one file plus a registry line.
+A new objective with a new prerequisite is therefore one file plus its catalog entry
+(:mod:`methods.catalog`: name, implementation module, ``Options``), which also gives the
+sweep file its top-level block.
 """
 
 from __future__ import annotations
@@ -72,10 +75,7 @@ class Prerequisite(ABC):
         return {}
 
 
-PREREQUISITES: Registry[type[Prerequisite]] = Registry("prerequisite")
+PREREQUISITES: Registry[type[Prerequisite]] = Registry("prerequisite", catalog=True)
 
 
 __all__ = ["NON_IDENTITY_DATASET_KEYS", "PREREQUISITES", "Prerequisite", "dataset_identity"]
-
-# registration: every module that defines a prerequisite (imported last: they import this module)
-from methods import experts, squeeze  # noqa: E402,F401

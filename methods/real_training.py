@@ -9,51 +9,15 @@ reported).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from methods.augment_options import AugmentMode
 from methods.datasets import RealData
-from methods.evaluate import EvalOutcome, EvalSettings, train_student
+from methods.evaluate import EvalOutcome, train_student
 from methods.networks import Classifier, build_network
-
-
-@dataclass
-class RealTrainSettings:
-    """Settings for training on real data (CIFAR-style defaults: SGD 0.05, cosine, crop + flip).
-
-    ``augment`` is applied with every group (``augment_mode: all``): ``crop_flip`` is the
-    standard random crop (integer shift up to 1/8 of the side, zero fill) **and** horizontal
-    flip on every batch — not DSA's one-op-per-batch rule, which is for synthetic sets.
-    """
-
-    epochs: int = 30
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    augment: str = "crop_flip"
-    augment_mode: AugmentMode = "all"
-
-    def as_eval(self) -> EvalSettings:
-        return replace(
-            EvalSettings(),
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            optimizer=self.optimizer,
-            lr=self.lr,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            schedule=self.schedule,
-            augment=self.augment,
-            augment_mode=self.augment_mode,
-            label_mode="hard",
-        )
+from methods.real_training_options import RealTrainSettings
 
 
 def train_on_real(

@@ -1,9 +1,15 @@
-"""Name → factory registries that back every name a sweep file may use."""
+"""Name → factory registries that back every name a sweep file may use.
+
+The names themselves are listed once, torch-free, in :mod:`methods.catalog`; each
+implementation module registers its factory under its name when imported. A registry made
+with ``catalog=True`` imports every implementation module the catalog lists for its kind on
+first lookup, so a lookup never depends on which modules happen to be imported already.
+"""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -16,16 +22,37 @@ class UnknownNameError(KeyError):
         return str(self.args[0])
 
 
+def unknown_name_message(kind: str, name: object, known: Iterable[str]) -> str:
+    """``unknown <kind> 'x' (did you mean 'y'?); known: …`` — one sentence, shared by registry and catalog."""
+    known = sorted(known)
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {kind} {name!r}{hint}; known: {', '.join(known)}"
+
+
 class Registry(Generic[T]):
     """A named collection of factories (datasets, networks, objectives, parameterizations).
 
     ``registry.register("name")`` decorates a factory; ``registry.get("name")`` returns it or
-    raises :class:`UnknownNameError` naming every known entry.
+    raises :class:`UnknownNameError` naming every known entry. With ``catalog=True`` the
+    implementation modules :mod:`methods.catalog` lists for ``kind`` are imported on first use.
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, catalog: bool = False) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._pending = catalog
+
+    def _load(self) -> None:
+        if self._pending:
+            self._pending = False  # registration below re-enters add(), never _load()
+            from methods.catalog import load_implementations
+
+            try:
+                load_implementations(self.kind)
+            except BaseException:
+                self._pending = True
+                raise
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
@@ -40,20 +67,22 @@ class Registry(Generic[T]):
         self.register(name)(obj)
 
     def get(self, name: str) -> T:
+        self._load()
         try:
             return self._entries[name]
         except KeyError:
             raise UnknownNameError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, list(self._entries), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown {self.kind} {name!r}{hint}; known: {', '.join(sorted(self._entries))}"
+        self._load()
+        return unknown_name_message(self.kind, name, self._entries)
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
+        self._load()
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:

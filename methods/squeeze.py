@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +22,7 @@ import torch
 from methods.datasets import RealData
 from methods.prerequisites import PREREQUISITES, Prerequisite, dataset_identity
 from methods.real_training import RealTrainSettings, load_network, save_network, train_on_real
-
-#: CFM supplement Table 2 (squeeze configurations); ``augment`` in ddx's strategy vocabulary,
-#: applied jointly (``augment_mode: all``): ``crop_flip`` = RandomCrop (integer shift, zero
-#: fill) + HorizontalFlip on every batch, ``rrc_flip`` = RandomResizedCrop + HorizontalFlip
-#: (Tiny-ImageNet and ImageNet in the paper).
-SQUEEZE_PRESETS: dict[str, RealTrainSettings] = {
-    "cifar10": RealTrainSettings(epochs=200, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
-                                 weight_decay=5e-4, schedule="cosine", augment="crop_flip"),
-    "cifar100": RealTrainSettings(epochs=100, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
-                                  weight_decay=5e-4, schedule="cosine", augment="crop_flip"),
-    "tiny_imagenet": RealTrainSettings(epochs=50, batch_size=256, optimizer="sgd", lr=0.2, momentum=0.9,
-                                       weight_decay=1e-4, schedule="cosine", augment="rrc_flip"),
-}  # fmt: skip
-
-
-def preset_settings(preset: str, **overrides: Any) -> RealTrainSettings:
-    """A Table 2 preset with some fields replaced."""
-    if preset not in SQUEEZE_PRESETS:
-        raise ValueError(f"unknown squeeze preset {preset!r}; known: {', '.join(SQUEEZE_PRESETS)}")
-    return replace(SQUEEZE_PRESETS[preset], **overrides)
+from methods.squeeze_options import SQUEEZE_PRESETS, TeacherOptions, preset_settings
 
 
 def squeeze(
@@ -70,29 +51,6 @@ def squeeze(
     }
     save_network(out.model, path, meta)
     return meta
-
-
-@dataclass
-class TeacherOptions:
-    """The ``teacher:`` block: network, seed, and a CFM Table 2 ``preset`` whose keys the
-    explicit ones override (unset keys fall back to :class:`RealTrainSettings`'s defaults)."""
-
-    arch: str = "convnet_d3"
-    preset: str | None = None
-    seed: int = 0
-    epochs: int | None = None
-    batch_size: int | None = None
-    optimizer: str | None = None
-    lr: float | None = None
-    momentum: float | None = None
-    weight_decay: float | None = None
-    schedule: str | None = None
-    augment: str | None = None
-
-    def settings(self) -> RealTrainSettings:
-        base = SQUEEZE_PRESETS[self.preset] if self.preset else RealTrainSettings()
-        keys = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "augment")
-        return replace(base, **{k: getattr(self, k) for k in keys if getattr(self, k) is not None})
 
 
 class Teacher(Prerequisite):

@@ -16,8 +16,11 @@ from typing import Annotated, Literal
 
 from annotated_types import Ge, Gt
 
-#: DSA's default strategy (the same string as :data:`methods.augment.DSA_DEFAULT`; kept here torch-free)
-DSA_DEFAULT_STRATEGY = "color_crop_cutout_flip_scale_rotate"
+from methods.augment_options import DSA_DEFAULT, AugmentStrategy
+from methods.options import named
+
+#: DSA's default strategy (:data:`methods.augment_options.DSA_DEFAULT`)
+DSA_DEFAULT_STRATEGY = DSA_DEFAULT
 
 TMGradient = Literal["unrolled", "constant_memory", "first_order"]
 
@@ -38,7 +41,7 @@ class ExpertOptions:
     kept snapshot.
     """
 
-    arch: str = "convnet_d3"
+    arch: Annotated[str, named("network")] = "convnet_d3"
     num_experts: Annotated[int, Ge(1)] = 100
     train_epochs: Annotated[int, Ge(1)] = 50
     keep_epochs: Annotated[int, Ge(1)] | None = None
@@ -46,7 +49,7 @@ class ExpertOptions:
     momentum: Annotated[float, Ge(0)] = 0.0
     weight_decay: Annotated[float, Ge(0)] = 0.0
     batch_size: Annotated[int, Ge(1)] = 256
-    augment: str = DSA_DEFAULT_STRATEGY
+    augment: AugmentStrategy = DSA_DEFAULT_STRATEGY
     seed: int = 0
 
     @property
@@ -93,7 +96,7 @@ class TMOptions:
     syn_lr_momentum: Annotated[float, Ge(0)] = 0.5
     tm_gradient: TMGradient = "unrolled"
     trajectories_per_step: Annotated[int, Ge(1)] = 1
-    augment: str = DSA_DEFAULT_STRATEGY
+    augment: AugmentStrategy = DSA_DEFAULT_STRATEGY
 
     def start_upper(self, step: int) -> int:
         """Exclusive upper bound of the start epoch at iteration ``step`` (DATM's schedule when set)."""

@@ -1,4 +1,8 @@
-"""``ddx``: the command line (Typer + rich)."""
+"""``ddx``: the command line (Typer + rich).
+
+Heavy modules (torch, Ray, pandas) are imported inside the commands that need them, so
+``ddx validate`` and ``ddx sweep --dry-run`` start in well under a second.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
 from orchestrator import __version__
 from orchestrator.errors import UserError
@@ -23,7 +27,8 @@ err_console = Console(stderr=True)
 
 
 def fail(err: UserError) -> None:
-    err_console.print(f"[bold red]error:[/] {err.line()}", highlight=False, soft_wrap=True)
+    """Print ``error: <one line>`` on stderr (user text is never read as markup) and exit 2."""
+    err_console.print(Text.assemble(("error:", "bold red"), " ", err.line()), highlight=False, soft_wrap=True)
     raise typer.Exit(code=EXIT_BAD_INPUT)
 
 
@@ -46,18 +51,37 @@ def _load(spec_path: Path):
     return load_spec(spec_path)
 
 
+def _checked_plan(spec_path: Path, storage: str | None = None):
+    """Load and validate a sweep file and compute its plan (no Ray, no torch); exits 2 on any error."""
+    from orchestrator.plan import describe_plan, resolve_storage
+
+    try:
+        s = resolve_storage(_load(spec_path), storage)
+        return s, describe_plan(s)
+    except UserError as err:
+        fail(err)
+    except Exception as err:  # a bug, not the user's input: still one line, and say so
+        fail(
+            UserError(
+                f"internal error while checking the sweep ({type(err).__name__}: {err}); please report it",
+                where=str(spec_path),
+            )
+        )
+    raise AssertionError("unreachable")
+
+
+def _print_plan(plan: dict) -> None:
+    for line in plan["lines"]:
+        console.print(Text(f"  {line}"), highlight=False, soft_wrap=True)
+
+
 @app.command()
 def validate(spec: Path = typer.Argument(..., help="Sweep YAML file.")) -> None:
     """Check a sweep file; print the plan or one line saying what is wrong (exit 2)."""
-    try:
-        s = _load(spec)
-        from orchestrator.sweep import describe_plan, resolve_storage
-
-        plan = describe_plan(resolve_storage(s, None))
-    except UserError as err:
-        fail(err)
-        return
-    console.print(f"[green]ok[/] {spec}: {plan['trials']} trials × {plan['evaluations_per_trial']} evaluations")
+    _, plan = _checked_plan(spec)
+    head = f" {spec}: {plan['trials']} trials × {plan['evaluations_per_trial']} evaluations"
+    console.print(Text.assemble(("ok", "green"), head), highlight=False, soft_wrap=True)
+    _print_plan(plan)
 
 
 @app.command()
@@ -71,21 +95,20 @@ def sweep(
     verbose: bool = typer.Option(False, "--verbose", help="Show Ray's own logs."),
 ) -> None:
     """Run a sweep: Tune trials → Train distillation → parallel evaluation → Parquet."""
-    from orchestrator.sweep import describe_plan, resolve_storage
-
-    try:
-        s = resolve_storage(_load(spec), storage)
-        plan = describe_plan(s)
-    except UserError as err:
-        fail(err)
-        return
+    s, plan = _checked_plan(spec, storage)
     console.print(
-        f"[bold]{s.name}[/]: {plan['trials']} trials × {plan['evaluations_per_trial']} evaluations "
-        f"({s.algorithm}) → {plan['experiment_dir']}"
+        Text.assemble(
+            (s.name, "bold"),
+            f": {plan['trials']} trials × {plan['evaluations_per_trial']} evaluations "
+            f"({s.algorithm}) → {plan['experiment_dir']}",
+        ),
+        highlight=False,
+        soft_wrap=True,
     )
+    _print_plan(plan)
     if dry_run:
         for k, d in plan["swept"].items():
-            console.print(f"  {k}: {d}")
+            console.print(Text(f"  {k}: {d}"), highlight=False, soft_wrap=True)
         return
     from orchestrator import runtime
     from orchestrator.sweep import run_sweep
@@ -142,6 +165,8 @@ def _fmt_config(config: dict) -> str:
 
 def show_summary(summary) -> None:
     """Print mean ± std over seeds; columns that are the same in every row go in the title."""
+    from rich.table import Table
+
     from orchestrator.tables import GROUP_COLUMNS
 
     stats = {"seeds", "val_mean", "val_std", "test_mean", "test_std", "max_over_test_mean", "max_over_test_std"}
@@ -223,6 +248,8 @@ def leaderboard(
     except (OSError, ValueError) as err:
         fail(UserError(str(err), key="--published"))
         return
+    from rich.table import Table
+
     board = leaderboard(rows, pub)
     shown = display_rows(board)
     table = Table(title="leaderboard: best configuration by validation, ranked by test accuracy (final model)")

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
+#: characters that would break the one-line promise or the terminal (escaped in :meth:`UserError.line`)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: the longest line printed (a value quoted from a huge input is cut)
+MAX_LINE = 2000
+
 
 class UserError(Exception):
     """An error caused by input (spec, paths, flags); the CLI prints it as one line, exit code 2."""
@@ -13,8 +20,11 @@ class UserError(Exception):
         super().__init__(self.line())
 
     def line(self) -> str:
+        """``where: key: message`` on one line (control characters escaped, length bounded)."""
         parts = [p for p in (self.where, self.key) if p]
-        return ": ".join([*parts, self.message])
+        text = ": ".join([*parts, self.message])
+        text = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+        return text if len(text) <= MAX_LINE else text[: MAX_LINE - 1] + "…"
 
 
 class SpecError(UserError):

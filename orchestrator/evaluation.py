@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -19,53 +18,24 @@ import torch
 
 from methods.datasets import DatasetOptions, cached_eval_data
 from methods.evaluate import EvalSettings, learned_lr, train_student
-from methods.networks import resolve_arch
 from methods.options import take
 from methods.parameterizations import from_payload
 from orchestrator import prerequisites
 from orchestrator.cache import ArtifactStore, ref_from_dict
+from orchestrator.eval_plan import EvalJob, plan_jobs, row_key_of
 from orchestrator.provenance import node_columns
 from orchestrator.staging import staged_dataset_options
 
 
-@dataclass(frozen=True)
-class EvalJob:
-    arch: str  # the network trained (``convnet`` already resolved to ``convnet_d<N>``)
-    resolution: int
-    seed: int
-    label_mode: str
-    requested: str | None = None  # the arch as named in the spec, when it differs
-
-    @property
-    def key(self) -> tuple[str, int, int, str]:
-        return (self.arch, self.resolution, self.seed, self.label_mode)
-
-
-def plan_jobs(archs: list[str], resolutions: list[int], seeds: list[int], label_modes: list[str]) -> list[EvalJob]:
-    """Every (arch, resolution, label mode, seed); ``convnet`` takes the depth of its resolution.
-
-    Two spec names that resolve to the same network at a resolution (``convnet`` and
-    ``convnet_d5`` at 128 px) share one job.
-    """
-    jobs: dict[tuple[str, int, int, str], EvalJob] = {}
-    for a in archs:
-        for r in resolutions:
-            actual = resolve_arch(a, r)
-            for m in label_modes:
-                for s in seeds:
-                    job = EvalJob(actual, r, s, m, None if actual == a else a)
-                    jobs.setdefault(job.key, job)
-    return list(jobs.values())
-
-
-def row_key_of(row: dict[str, Any]) -> tuple[str, int, int, str]:
-    return (str(row["eval_arch"]), int(row["eval_resolution"]), int(row["seed"]), str(row["label_mode"]))
-
-
-def student_settings(settings: dict[str, Any], label_mode: str) -> EvalSettings:
+def student_settings(settings: dict[str, Any], label_mode: str, arch: str | None = None) -> EvalSettings:
     """The student training settings of one evaluation: the spec's ``evaluation`` settings
-    (:func:`orchestrator.trial.eval_settings`) with the job's label mode."""
-    return take(EvalSettings, {**settings, "label_mode": label_mode})
+    (:func:`orchestrator.trial.eval_settings`) with the job's label mode, and ``arch_epochs[arch]``
+    instead of ``epochs`` when the spec sizes that network's training separately."""
+    values = {k: v for k, v in settings.items() if k != "arch_epochs"}
+    per_arch = settings.get("arch_epochs") or {}
+    if arch is not None and arch in per_arch:
+        values["epochs"] = per_arch[arch]
+    return take(EvalSettings, {**values, "label_mode": label_mode})
 
 
 def evaluate_job(
@@ -92,7 +62,7 @@ def evaluate_job(
     data = cached_eval_data(DatasetOptions(**staged_dataset_options(dataset))).at(job.resolution)
     with torch.no_grad():
         images = param.decode(job.resolution).detach()
-    s = student_settings(settings, job.label_mode)
+    s = student_settings(settings, job.label_mode, job.requested or job.arch)
     teacher = None
     if job.label_mode == "soft":
         if not needs or "teacher" not in needs or store_root is None:

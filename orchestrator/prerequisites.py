@@ -23,6 +23,7 @@ import torch
 
 from methods.artifacts import content_key
 from methods.datasets import DatasetOptions, cached_dataset
+from methods.eval_options import LABEL_MODE_REQUIRES
 from methods.objectives import OBJECTIVES
 from methods.options import take
 from methods.prerequisites import PREREQUISITES, Prerequisite
@@ -33,8 +34,8 @@ from orchestrator.staging import staged_dataset_options
 def needed(objective: str, label_modes: list[str]) -> list[str]:
     """The prerequisites a trial of ``objective`` evaluated with ``label_modes`` needs."""
     names = list(OBJECTIVES.get(objective).requires)
-    if "soft" in label_modes and "teacher" not in names:
-        names.append("teacher")
+    for mode in label_modes:
+        names += [p for p in LABEL_MODE_REQUIRES.get(mode, ()) if p not in names]
     return names
 
 

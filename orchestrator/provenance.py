@@ -6,11 +6,9 @@ import socket
 import subprocess
 from datetime import datetime, timezone
 from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
-
-import ray
-import torch
 
 from orchestrator import __version__
 
@@ -32,17 +30,27 @@ def code_version() -> str:
         return __version__
 
 
+def _package_version(name: str) -> str:
+    """An installed package's version from its metadata (no import: the sweep driver stays torch-free)."""
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def versions() -> dict[str, str]:
     return {
         "code_version": code_version(),
         "ddx_version": __version__,
-        "torch_version": torch.__version__,
-        "ray_version": ray.__version__,
+        "torch_version": _package_version("torch"),
+        "ray_version": _package_version("ray"),
     }
 
 
 def node_columns() -> dict[str, Any]:
     """Where this process runs (row provenance): the Ray node id and the hostname."""
+    import ray
+
     try:
         node_id = ray.get_runtime_context().get_node_id()
     except Exception:  # not inside a Ray worker

@@ -1,20 +1,23 @@
-"""Map a spec's ``search:`` domains onto a Ray Tune search space and search algorithm."""
+"""Map a spec's ``search:`` domains onto a Ray Tune search space and search algorithm.
+
+``trial_hyper``/``trial_key``/``REPEAT_KEY`` are re-exported from :mod:`orchestrator.trial_keys` (Ray-free).
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
-from orchestrator.spec import Domain, SweepSpec, keys_read_by
+from orchestrator.plan import count_trials
+from orchestrator.spec import Domain, SweepSpec
 
-#: hidden grid axis that turns ``num_samples`` repeats of a grid into distinct trials
-REPEAT_KEY = "repeat"
+# the pure trial functions live in a Ray-free module (the plan uses them); re-exported here
+from orchestrator.trial_keys import REPEAT_KEY, trial_hyper, trial_key
+
+__all__ = ["REPEAT_KEY", "FinalResultOptuna", "SearchPlan", "build_search", "trial_hyper", "trial_key"]
 
 
 @dataclass
@@ -55,11 +58,11 @@ def build_search(spec: SweepSpec, history: list[tuple[dict[str, Any], float | No
     first; only the remaining samples are new. A grid needs no history: every trial runs
     again and finds its finished work by trial key.
     """
-    grid_sizes = [len(d.grid or []) for d in spec.search.values() if d.kind == "grid"]
+    n = count_trials(spec)
     if spec.algorithm == "grid":
         space = {k: _tune_domain(d, as_grid=True) for k, d in spec.search.items()}
         space[REPEAT_KEY] = tune.grid_search(list(range(spec.num_samples)))
-        return SearchPlan(space, None, 1, math.prod(grid_sizes) * spec.num_samples)
+        return SearchPlan(space, None, 1, n)
 
     import optuna
 
@@ -68,10 +71,8 @@ def build_search(spec: SweepSpec, history: list[tuple[dict[str, Any], float | No
     if all_grid:
         grid = {k: list(d.grid or []) for k, d in spec.search.items()}
         sampler: Any = optuna.samplers.GridSampler(grid, seed=spec.seed)
-        n = math.prod(grid_sizes) * spec.num_samples
     else:
         sampler = optuna.samplers.TPESampler(seed=spec.seed)
-        n = spec.num_samples
     known = [(dict(c), v) for c, v in (history or []) if set(c) == set(spec.search)]
     searcher = FinalResultOptuna(metric=spec.metric.name, mode=spec.metric.mode, sampler=sampler, history=known)
     space[REPEAT_KEY] = 0
@@ -101,28 +102,3 @@ class FinalResultOptuna(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if self.metric in result:
             super().on_trial_result(trial_id, result)
-
-
-def trial_hyper(spec: SweepSpec, config: dict[str, Any]) -> dict[str, Any]:
-    """A trial's flat hyper-parameters: fixed ``method`` values plus its sample.
-
-    Keys the trial's objective and parameterization do not read are dropped, so e.g. the
-    pixel reference of a neural-field width×depth grid is one trial key, distilled once.
-    """
-    hp = {"parameterization": "pixels", "distill_arch": "convnet_d3"}
-    hp.update(spec.method)
-    hp.update({k: v for k, v in config.items() if k in spec.search})
-    read = keys_read_by(hp["objective"], hp["parameterization"])
-    hp = {k: v for k, v in hp.items() if k in read}
-    hp[REPEAT_KEY] = int(config.get(REPEAT_KEY, 0))
-    return hp
-
-
-def trial_key(spec: SweepSpec, hp: dict[str, Any]) -> str:
-    """A stable identity for a trial: hash of the spec's result-relevant body and the trial's values.
-
-    Rows, synthetic sets and Train checkpoints are keyed by it, so a resumed or re-created
-    trial finds its earlier work even when Tune's own experiment state was lost.
-    """
-    body = json.dumps({"spec": spec.config_hash(), "hp": hp}, sort_keys=True, default=str)
-    return hashlib.sha256(body.encode()).hexdigest()[:12]

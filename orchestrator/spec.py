@@ -1,10 +1,19 @@
-"""The sweep file: YAML (safe-loaded) → pydantic :class:`SweepSpec`, every error with its key path.
+"""The sweep file: YAML → pydantic :class:`SweepSpec`, every mistake one line with its key path.
 
 A sweep names one flat set of *hyper-parameters* (``ipc``, ``lr_images``, ``beta``,
 ``nf_width``…). ``method:`` fixes some; ``search:`` sweeps others, each with a domain.
-Which keys exist is decided by the components the sweep uses (the distillation loop, the
-objective, the parameterization), so a new objective's options are valid keys without
-touching this file.
+Which keys exist, and what each may hold, is decided by the option dataclasses of the
+components the sweep uses (:class:`~methods.pipeline_options.TrialOptions`, the
+distillation loop's :class:`~methods.distill_options.DistillSettings`, the objective's and
+the parameterization's ``Options``), so a new objective's options are valid, checked keys
+without touching this file. The blocks are generated the same way: ``dataset:`` from
+:class:`~methods.datasets.options.DatasetOptions`, ``evaluation:`` from
+:class:`~methods.evaluate_options.EvalSettings`, ``evaluation.reference`` from
+:class:`~methods.real_training_options.RealTrainSettings`, and one optional top-level block
+per prerequisite in :mod:`methods.catalog` (``teacher:`` …) from its ``Options``.
+
+Everything here is torch-free and Ray-free: ``ddx validate`` imports only this, pydantic,
+PyYAML and the catalog (see ``benchmarks/validate_time.py``).
 """
 
 from __future__ import annotations
@@ -14,88 +23,90 @@ import difflib
 import hashlib
 import itertools
 import json
-import math
+import os
+import re
+import threading
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from annotated_types import Len
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
-from methods.datasets import DATASETS, NEEDS_ROOT
-from methods.distill import DistillSettings
-from methods.evaluate import LABEL_MODES, EvalSettings
-from methods.networks import NETWORKS
-from methods.objectives import OBJECTIVES
-from methods.options import check_types, field_names
-from methods.parameterizations import PARAMETERIZATIONS
+from methods import catalog
+from methods.datasets.options import DatasetOptions
+from methods.distill_options import DistillSettings
+from methods.eval_options import LABEL_MODE_REQUIRES, EvalSettings, LabelMode
+from methods.networks.info import resolve_arch
+from methods.options import PositiveInt, field_names, named, take
+from methods.parameterizations.options import SetShape, instances_per_class
+from methods.pipeline_options import TrialOptions
+from methods.real_training_options import RealTrainSettings
 from orchestrator.errors import SpecError
+from orchestrator.metrics import TrialMetric
+from orchestrator.schema import (
+    OptionsBlock,
+    Strict,
+    accepts_list,
+    block_model,
+    check_value,
+    named_kind,
+    pydantic_type,
+)
 
 DOMAIN_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 #: hyper-parameters every sweep may set, besides the chosen components' own options
-CORE_KEYS = {"objective", "parameterization", "distill_arch", "ipc"} | field_names(DistillSettings)
+CORE_KEYS = field_names(TrialOptions) | field_names(DistillSettings)
+#: the classes whose fields every trial reads
+CORE_OPTIONS: tuple[type, ...] = (TrialOptions, DistillSettings)
+#: seconds to wait for a URI ``dataset.root`` to answer (``DDX_URI_TIMEOUT``)
+URI_TIMEOUT_S = float(os.environ.get("DDX_URI_TIMEOUT", "15"))
+#: combinations of swept values beyond which per-combination checks are skipped
+MAX_COMBINATIONS = 4096
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DatasetBlock(Strict):
-    """``dataset:`` — which real data, at what resolution, and how it is split."""
-
-    name: str = "digits"
-    root: str | None = None
-    resolution: int | None = Field(default=None, ge=1)
-    train_per_class: int | None = Field(default=None, ge=2)
-    test_per_class: int | None = Field(default=None, ge=1)
-    val_per_class: int | None = Field(default=None, ge=1)
-    val_fraction: float = Field(default=0.1, gt=0, lt=1)
-    test_fraction: float = Field(default=0.3, gt=0, lt=1)
-    split_seed: int = 0
-    # tm2 interim (until the spec rewrite builds this block from DatasetOptions): ZCA whitening
-    zca: bool = False
-    zca_eps: float = Field(default=0.1, gt=0)
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        if v not in DATASETS:
-            raise ValueError(DATASETS.unknown_message(v))
-        return v
+NetworkName = pydantic_type(Annotated[str, named("network")])
+Bounds = Annotated[list[float], Len(2, 2)]
+IntBounds = Annotated[list[int], Len(2, 2)]
+Values = Annotated[list[Any], Len(1)]
 
 
 class Domain(Strict):
     """One swept hyper-parameter: exactly one of grid / choice / uniform / loguniform / randint."""
 
-    grid: list[Any] | None = None
-    choice: list[Any] | None = None
-    uniform: tuple[float, float] | None = None
-    loguniform: tuple[float, float] | None = None
-    randint: tuple[int, int] | None = None
+    grid: Values | None = None
+    choice: Values | None = None
+    uniform: Bounds | None = None
+    loguniform: Bounds | None = None
+    randint: IntBounds | None = None
 
     @model_validator(mode="after")
     def _one(self) -> Domain:
         set_kinds = [k for k in DOMAIN_KINDS if getattr(self, k) is not None]
         if len(set_kinds) != 1:
-            raise ValueError(f"give exactly one of {', '.join(DOMAIN_KINDS)} (got {set_kinds or 'none'})")
+            raise ValueError(f"give exactly one of {', '.join(DOMAIN_KINDS)} (got {', '.join(set_kinds) or 'none'})")
         return self
 
-    @field_validator("grid", "choice")
+    @field_validator("grid")
     @classmethod
-    def _nonempty(cls, v: list[Any] | None) -> list[Any] | None:
-        if v is not None and not v:
-            raise ValueError("needs at least one value")
+    def _distinct(cls, v: list[Any] | None) -> list[Any] | None:
+        if v is not None:
+            seen: set[str] = set()
+            for x in v:
+                token = json.dumps(x, sort_keys=True, default=repr)
+                if token in seen:
+                    raise ValueError(f"{x!r} is in the grid twice (each grid value is one trial); keep one")
+                seen.add(token)
         return v
 
     @field_validator("uniform")
     @classmethod
-    def _uniform(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+    def _uniform(cls, v: list[float] | None) -> list[float] | None:
         if v is not None and not v[0] < v[1]:
             raise ValueError(f"low must be < high (got {v[0]}, {v[1]})")
         return v
 
     @field_validator("loguniform")
     @classmethod
-    def _log(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+    def _log(cls, v: list[float] | None) -> list[float] | None:
         if v is not None:
             if v[0] <= 0:
                 raise ValueError(f"low must be > 0 (got {v[0]})")
@@ -105,7 +116,7 @@ class Domain(Strict):
 
     @field_validator("randint")
     @classmethod
-    def _randint(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+    def _randint(cls, v: list[int] | None) -> list[int] | None:
         if v is not None and not v[0] <= v[1]:
             raise ValueError(f"low must be ≤ high (got {v[0]}, {v[1]}; both inclusive)")
         return v
@@ -123,12 +134,13 @@ class Domain(Strict):
         """Representative values for type checks: every finite value, or the bounds."""
         if self.values is not None:
             return list(self.values)
-        bounds = getattr(self, self.kind)
-        return list(bounds)
+        return list(getattr(self, self.kind))
 
 
 class Metric(Strict):
-    name: str = "val_acc"
+    """``metric:`` — what Tune optimises: a metric every trial reports (:mod:`orchestrator.metrics`)."""
+
+    name: TrialMetric = "val_acc"
     mode: Literal["max", "min"] = "max"
 
 
@@ -154,169 +166,6 @@ class Resources(Strict):
         if not v or all(x <= 0 for x in v.values()):
             raise ValueError("needs a positive token resource, e.g. {CPU: 0.01} ({CPU: 0} is rejected by Ray)")
         return v
-
-
-class Reference(Strict):
-    """``evaluation.reference:`` — the full-data upper bound: each eval arch trained on all real data.
-
-    Trained once per (dataset, arch, resolution, seed, these settings) and cached under
-    ``<storage>/cache/reference``; ``reference: true`` takes every default (CIFAR-style
-    SGD 0.05, cosine, crop + flip, 30 epochs; :class:`methods.real_training.RealTrainSettings`).
-    """
-
-    epochs: int = Field(default=30, ge=1)
-    batch_size: int = Field(default=128, ge=1)
-    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = Field(default=0.05, gt=0)
-    momentum: float = Field(default=0.9, ge=0, lt=1)
-    weight_decay: float = Field(default=5e-4, ge=0)
-    schedule: Literal["step", "cosine", "constant"] = "cosine"
-    augment: str = "crop_flip"
-    seeds: int | None = Field(default=None, ge=1)  # None: evaluation.seeds
-
-    @field_validator("augment")
-    @classmethod
-    def _aug(cls, v: str) -> str:
-        from methods.augment import parse_strategy
-
-        parse_strategy(v)
-        return v
-
-
-class Evaluation(Strict):
-    """``evaluation:`` — which students are trained on each distilled set, and how."""
-
-    archs: list[str] = Field(default_factory=lambda: ["convnet_d3"], min_length=1)
-    resolutions: list[int] | None = None  # None: the distillation resolution
-    seeds: int = Field(default=2, ge=1)
-    label_mode: list[str] | str = "hard"
-    epochs: int = Field(default=300, ge=1)
-    batch_size: int = Field(default=256, ge=1)
-    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = Field(default=0.01, gt=0)
-    momentum: float = Field(default=0.9, ge=0, lt=1)
-    weight_decay: float = Field(default=5e-4, ge=0)
-    schedule: Literal["step", "cosine", "constant"] = "step"
-    augment: str = EvalSettings.augment
-    soft_augment: str = EvalSettings.soft_augment
-    temperature: float = Field(default=4.0, gt=0)
-    track_test: bool = False
-    check_every: int = Field(default=0, ge=0)
-    reference: Reference | None = None  # the full-data upper-bound row (``true`` for defaults)
-    # tm2 interim (until the spec rewrite builds this block from EvalSettings): the preset's name
-    # (a label here; the values are given explicitly) and TM's learned step size as the student lr
-    preset: str | None = None
-    lr_from_set: bool = False
-
-    @field_validator("reference", mode="before")
-    @classmethod
-    def _reference(cls, v: Any) -> Any:
-        if v is True:
-            return {}
-        return None if v is False else v
-
-    @field_validator("preset")
-    @classmethod
-    def _preset(cls, v: str | None) -> str | None:
-        from methods.protocols import PRESETS
-
-        if v is not None and v not in PRESETS:
-            raise ValueError(f"unknown preset {v!r}; known: {', '.join(PRESETS)}")
-        return v
-
-    @field_validator("archs")
-    @classmethod
-    def _archs(cls, v: list[str]) -> list[str]:
-        for a in v:
-            if a not in NETWORKS:
-                raise ValueError(NETWORKS.unknown_message(a))
-        return v
-
-    @field_validator("resolutions")
-    @classmethod
-    def _res(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None and (not v or any(r < 1 for r in v)):
-            raise ValueError("needs one or more positive resolutions")
-        return v
-
-    @field_validator("label_mode")
-    @classmethod
-    def _modes(cls, v: list[str] | str) -> list[str] | str:
-        for m in [v] if isinstance(v, str) else v:
-            if m not in LABEL_MODES:
-                raise ValueError(f"unknown label mode {m!r}; known: {', '.join(LABEL_MODES)}")
-        return v
-
-    @field_validator("augment", "soft_augment")
-    @classmethod
-    def _aug(cls, v: str) -> str:
-        from methods.augment import parse_strategy
-
-        parse_strategy(v)
-        return v
-
-    @property
-    def label_modes(self) -> list[str]:
-        return [self.label_mode] if isinstance(self.label_mode, str) else list(self.label_mode)
-
-
-class TeacherBlock(Strict):
-    """``teacher:`` — the squeeze step: a network trained on the real training split, used by
-    recover objectives (``cfm``, ``sre2l``, …) and by ``label_mode: soft`` evaluation.
-
-    ``preset`` starts from a CFM Table 2 configuration (``cifar10``, ``cifar100``,
-    ``tiny_imagenet``); every training key given explicitly overrides it; unset keys fall back
-    to ddx's real-training defaults. Trained once per content hash and cached in the storage
-    root (see ``orchestrator/teachers.py``).
-    """
-
-    arch: str = "convnet_d3"
-    preset: str | None = None
-    seed: int = 0
-    epochs: int | None = Field(default=None, ge=1)
-    batch_size: int | None = Field(default=None, ge=1)
-    optimizer: Literal["sgd", "adam", "adamw"] | None = None
-    lr: float | None = Field(default=None, gt=0)
-    momentum: float | None = Field(default=None, ge=0, lt=1)
-    weight_decay: float | None = Field(default=None, ge=0)
-    schedule: Literal["step", "cosine", "constant"] | None = None
-    augment: str | None = None
-
-    @field_validator("arch")
-    @classmethod
-    def _arch(cls, v: str) -> str:
-        if v not in NETWORKS:
-            raise ValueError(NETWORKS.unknown_message(v))
-        return v
-
-    @field_validator("preset")
-    @classmethod
-    def _preset(cls, v: str | None) -> str | None:
-        from methods.squeeze import SQUEEZE_PRESETS
-
-        if v is not None and v not in SQUEEZE_PRESETS:
-            raise ValueError(f"unknown preset {v!r}; known: {', '.join(SQUEEZE_PRESETS)}")
-        return v
-
-    @field_validator("augment")
-    @classmethod
-    def _aug(cls, v: str | None) -> str | None:
-        from methods.augment import parse_strategy
-
-        if v is not None:
-            parse_strategy(v)
-        return v
-
-    def settings(self) -> Any:
-        """The :class:`methods.real_training.RealTrainSettings` this block describes."""
-        from dataclasses import replace
-
-        from methods.real_training import RealTrainSettings
-        from methods.squeeze import SQUEEZE_PRESETS
-
-        base = SQUEEZE_PRESETS[self.preset] if self.preset else RealTrainSettings()
-        keys = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "augment")
-        return replace(base, **{k: getattr(self, k) for k in keys if getattr(self, k) is not None})
 
 
 class Scheduler(Strict):
@@ -359,46 +208,120 @@ class Tracking(Strict):
         return None if v is False else v
 
 
-class SweepSpec(Strict):
-    """A whole sweep file (see README, "The sweep file", for every key)."""
+DatasetBlock = block_model(
+    DatasetOptions,
+    "DatasetBlock",
+    exclude={"cache_dir"},  # set by the orchestrator on each node
+    defaults={"name": "digits"},
+    module=__name__,
+    doc="``dataset:`` — which real data, at what resolution, and how it is split (DatasetOptions).",
+)
+
+
+class _ReferenceKeys(OptionsBlock):
+    seeds: PositiveInt | None = None  # None: evaluation.seeds
+
+
+Reference = block_model(
+    RealTrainSettings,
+    "Reference",
+    base=_ReferenceKeys,
+    module=__name__,
+    doc="""``evaluation.reference:`` — the full-data upper bound: each eval arch trained on all real data.
+
+    Trained once per (dataset, arch, resolution, seed, these settings) and cached under
+    ``<storage>/cache/reference``; ``reference: true`` takes every default (CIFAR-style
+    SGD 0.05, cosine, crop + flip, 30 epochs; :class:`methods.real_training.RealTrainSettings`).
+    """,
+)
+
+
+def _no_repeats(v: list[Any] | None) -> list[Any] | None:
+    for i, x in enumerate(v or []):
+        if x in v[:i]:  # type: ignore[index]
+            raise ValueError(f"{x!r} is listed twice; keep one")
+    return v
+
+
+class _EvaluationKeys(OptionsBlock):
+    """The orchestration-only keys of ``evaluation:`` (the rest is :class:`EvalSettings`)."""
+
+    archs: Annotated[list[NetworkName], Len(1)] = Field(default_factory=lambda: ["convnet_d3"])
+    resolutions: Annotated[list[PositiveInt], Len(1)] | None = None  # None: the distillation resolution
+    seeds: PositiveInt = 2
+    #: epochs for some archs instead of ``epochs`` (students sized for the hardware, e.g. a
+    #: laptop's ResNet-18 trains fewer epochs than its ConvNet); rows record the epochs each ran
+    arch_epochs: dict[NetworkName, PositiveInt] = Field(default_factory=dict)
+    label_mode: Annotated[list[LabelMode], Len(1)] = Field(default_factory=lambda: ["hard"])
+    reference: Reference | None = None  # the full-data upper-bound row (``true`` for defaults)
+
+    @field_validator("reference", mode="before")
+    @classmethod
+    def _reference(cls, v: Any) -> Any:
+        if v is True:
+            return {}
+        return None if v is False else v
+
+    @field_validator("label_mode", mode="before")
+    @classmethod
+    def _one_mode(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("archs", "resolutions", "label_mode")
+    @classmethod
+    def _distinct(cls, v: list[Any] | None) -> list[Any] | None:
+        return _no_repeats(v)
+
+    @property
+    def label_modes(self) -> list[str]:
+        return list(self.label_mode)
+
+
+Evaluation = block_model(
+    EvalSettings,
+    "Evaluation",
+    base=_EvaluationKeys,
+    exclude={"label_mode"},  # one per job: the block's label_mode lists them
+    module=__name__,
+    doc="``evaluation:`` — which students are trained on each distilled set, and how (EvalSettings).",
+)
+
+
+def _prerequisite_blocks() -> dict[str, type[OptionsBlock]]:
+    """One block model per catalog prerequisite, from its ``Options`` (``teacher`` → ``TeacherBlock``)."""
+    blocks = {}
+    for entry in catalog.PREREQUISITES:
+        cls = catalog.options_class("prerequisite", entry.name)
+        assert cls is not None, f"prerequisite {entry.name!r} declares no Options"
+        model_name = "".join(part.title() for part in entry.name.split("_")) + "Block"
+        blocks[entry.name] = block_model(
+            cls, model_name, module=__name__, doc=f"``{entry.name}:`` — {(cls.__doc__ or '').strip()}"
+        )
+        globals()[model_name] = blocks[entry.name]
+    return blocks
+
+
+#: prerequisite name → its top-level block model (``teacher`` → :class:`TeacherBlock`)
+PREREQUISITE_BLOCKS: dict[str, type[OptionsBlock]] = _prerequisite_blocks()
+TeacherBlock = PREREQUISITE_BLOCKS["teacher"]
+
+
+class SweepBase(Strict):
+    """The keys of a sweep file other than the prerequisite blocks (see :data:`SweepSpec`)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     storage: str = "./ddx_results"
-    dataset: DatasetBlock = Field(default_factory=DatasetBlock)
+    dataset: DatasetBlock = Field(default_factory=DatasetBlock)  # type: ignore[valid-type]
     method: dict[str, Any] = Field(default_factory=dict)
     search: dict[str, Domain] = Field(default_factory=dict)
     algorithm: Literal["grid", "optuna"] = "grid"
-    num_samples: int = Field(default=1, ge=1)
+    num_samples: PositiveInt = 1
     seed: int = 0
     metric: Metric = Field(default_factory=Metric)
     resources: Resources = Field(default_factory=Resources)
-    evaluation: Evaluation = Field(default_factory=Evaluation)
-    teacher: TeacherBlock | None = None  # None: defaults, trained only when a trial needs it
-    # tm2 interim (until the spec rewrite makes one block per registered prerequisite): the
-    # ``experts:`` block, ExpertOptions' keys, kept as given (None: defaults)
-    experts: dict[str, Any] | None = None
+    evaluation: Evaluation = Field(default_factory=Evaluation)  # type: ignore[valid-type]
     scheduler: Scheduler | None = None  # None: every trial runs to the end
     tracking: Tracking = Field(default_factory=Tracking)
-
-    @field_validator("experts")
-    @classmethod
-    def _experts(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
-        if v is None:
-            return v
-        from pydantic import TypeAdapter
-
-        from methods.tm_options import ExpertOptions
-
-        known = field_names(ExpertOptions)
-        for key in v:
-            if key not in known:
-                close = difflib.get_close_matches(str(key), sorted(known), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(f"unknown key {key!r}{hint}; known: {', '.join(sorted(known))}")
-        TypeAdapter(ExpertOptions).validate_python(v)
-        if v.get("arch") is not None and v["arch"] not in NETWORKS:
-            raise ValueError(NETWORKS.unknown_message(str(v["arch"])))
-        return v
 
     # --- derived views -------------------------------------------------------------------
     def hyper_values(self, key: str) -> list[Any]:
@@ -409,13 +332,29 @@ class SweepSpec(Strict):
             return [self.method[key]]
         return []
 
+    def prerequisite(self, name: str) -> Any:
+        """The ``name:`` block as given, or its defaults (``spec.prerequisite("teacher").arch``)."""
+        return getattr(self, name, None) or PREREQUISITE_BLOCKS[name]()
+
     def config_hash(self) -> str:
         """Hash of everything that determines results (not storage, resources or trackers)."""
-        body = self.model_dump(mode="json", exclude={"storage", "resources", "tracking"})
+        unset = {p for p in PREREQUISITE_BLOCKS if getattr(self, p, None) is None}
+        body = self.model_dump(mode="json", exclude={"storage", "resources", "tracking", *unset})
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
     def experiment_dir(self) -> str:
         return join_storage(self.storage, self.name)
+
+
+#: A whole sweep file (README, "The sweep file"): :class:`SweepBase` plus one optional block per
+#: prerequisite (None: its defaults, produced only when a trial needs it).
+SweepSpec = create_model(
+    "SweepSpec",
+    __base__=SweepBase,
+    __module__=__name__,
+    __doc__='A whole sweep file (see README, "The sweep file", for every key).',
+    **{name: (block | None, None) for name, block in PREREQUISITE_BLOCKS.items()},  # type: ignore[dict-item]
+)
 
 
 def join_storage(storage: str, *parts: str) -> str:
@@ -427,222 +366,95 @@ def join_storage(storage: str, *parts: str) -> str:
     return str(Path(storage).joinpath(*parts))
 
 
-# --- validation beyond field types ---------------------------------------------------------
-def _components(spec: SweepSpec) -> tuple[list[str], list[str]]:
-    objectives = spec.hyper_values("objective")
-    params = spec.hyper_values("parameterization") or ["pixels"]
-    if not objectives:
-        raise SpecError("required: name an objective (method.objective or search.objective)", key="method")
-    for key, names, reg in (("objective", objectives, OBJECTIVES), ("parameterization", params, PARAMETERIZATIONS)):
-        for n in names:
-            if not isinstance(n, str) or n not in reg:
-                where = f"search.{key}" if key in spec.search else f"method.{key}"
-                raise SpecError(reg.unknown_message(str(n)), key=where)
-    return objectives, params
-
-
-def _known_hyper_keys(objectives: list[str], params: list[str]) -> dict[str, list[type]]:
-    """key → the option dataclasses that read it."""
-    owners: dict[str, list[type]] = {k: [DistillSettings] for k in field_names(DistillSettings)}
-    for k in ("objective", "parameterization", "distill_arch", "ipc"):
-        owners.setdefault(k, [])
-    for name in objectives:
-        cls = OBJECTIVES.get(name).Options
-        for k in field_names(cls):
-            owners.setdefault(k, []).append(cls)
-    for name in params:
-        cls = getattr(PARAMETERIZATIONS.get(name), "Options", None)
-        if cls is not None:
-            for k in field_names(cls):
-                owners.setdefault(k, []).append(cls)
-    return owners
-
-
-def keys_read_by(objective: str, parameterization: str) -> set[str]:
-    """The hyper-parameter keys a trial with these components reads."""
-    return set(_known_hyper_keys([objective], [parameterization]))
-
-
-def _check_hyper(spec: SweepSpec) -> None:
-    objectives, params = _components(spec)
-    owners = _known_hyper_keys(objectives, params)
-    for block, keys in (("method", list(spec.method)), ("search", list(spec.search))):
-        for key in keys:
-            if key not in owners:
-                close = difflib.get_close_matches(key, list(owners), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise SpecError(
-                    f"unknown hyper-parameter{hint}; known for {'/'.join(objectives)} with "
-                    f"{'/'.join(params)}: {', '.join(sorted(owners))}",
-                    key=f"{block}.{key}",
-                )
-            if key in spec.method and key in spec.search:
-                raise SpecError("set in both method and search; keep one", key=f"search.{key}")
-    for key in set(spec.method) | set(spec.search):
-        where = f"method.{key}" if key in spec.method else f"search.{key}.{spec.search[key].kind}"
-        for value in spec.hyper_values(key):
-            for cls in owners[key]:
-                for _, problem in check_types(cls, {key: value}):
-                    raise SpecError(problem, key=where)
-            _check_range(key, value, where)
-    if not spec.hyper_values("ipc"):
-        raise SpecError("required: set ipc (method.ipc or search.ipc)", key="method")
-    arch_values = spec.hyper_values("distill_arch")
-    for arch in arch_values:
-        if arch not in NETWORKS:
-            raise SpecError(NETWORKS.unknown_message(str(arch)), key="method.distill_arch")
-
-
-_POSITIVE = {"ipc", "lr_images", "batch_real", "iterations_per_batch"}
-_NON_NEGATIVE = {"iterations", "momentum", "checkpoint_every", "progress_every"}
-
-
-def _check_range(key: str, value: Any, where: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return
-    if key in _POSITIVE and not value > 0:
-        raise SpecError(f"must be > 0 (got {value})", key=where)
-    if key in _NON_NEGATIVE and value < 0:
-        raise SpecError(f"must be ≥ 0 (got {value})", key=where)
-    if isinstance(value, float) and not math.isfinite(value):
-        raise SpecError(f"must be finite (got {value})", key=where)
-
-
-def _check_algorithm(spec: SweepSpec) -> None:
-    if spec.algorithm == "optuna":
-        kinds = {d.kind for d in spec.search.values()}
-        if "grid" in kinds and kinds != {"grid"}:
-            raise SpecError(
-                "optuna runs a grid only when every domain is a grid (GridSampler); use choice for the "
-                "others or algorithm: grid",
-                key="search",
-            )
-
-
-def _check_experts(spec: SweepSpec) -> None:
-    """Every ``tm`` trial must find its epochs in the experts: ``max_start_epoch − 1 + expert_epochs``
-    ≤ the last kept snapshot (``experts.keep_epochs`` / ``train_epochs``)."""
-    if "tm" not in spec.hyper_values("objective"):
-        return
-    from methods.options import take
-    from methods.tm_options import ExpertOptions, TMOptions
-
-    kept = take(ExpertOptions, spec.experts or {}).epochs_trained
-    defaults = TMOptions()
-    starts = spec.hyper_values("max_start_epoch") or [defaults.max_start_epoch]
-    spans = spec.hyper_values("expert_epochs") or [defaults.expert_epochs]
-    for start, span in itertools.product(starts, spans):
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, span)):
-            continue  # not integers: left to the type checks
-        need = start - 1 + span
-        if need > kept:
-            key = "experts.keep_epochs" if (spec.experts or {}).get("keep_epochs") is not None else "experts"
-            raise SpecError(
-                f"tm with max_start_epoch={start}, expert_epochs={span} reads expert epochs up to {need}, but "
-                f"the experts keep epochs 0…{kept}; raise experts.train_epochs / keep_epochs to ≥ {need}",
-                key=key,
-            )
-
-
-def _check_dataset(spec: SweepSpec) -> None:
-    ds = spec.dataset
-    if ds.name in NEEDS_ROOT:
-        if not ds.root:
-            raise SpecError(f"dataset {ds.name!r} needs a root folder", key="dataset.root")
-        if "://" not in ds.root and not Path(ds.root).expanduser().exists():
-            raise SpecError(
-                f"folder {ds.root!r} does not exist (download the data or fix the path)", key="dataset.root"
-            )
-
-
-def _check_budget(spec: SweepSpec) -> None:
-    """Every swept combination of ``ipc`` and parameterization options must fit ≥ 1 instance per class.
-
-    Uses the dataset's known shape (no data is loaded); datasets whose size depends on the files
-    (an ``imagefolder`` without ``dataset.resolution``) are checked when the set is built.
-    """
-    from methods.datasets import NATIVE_SHAPES
-
-    channels, native = NATIVE_SHAPES.get(spec.dataset.name, (None, None))
-    resolution = spec.dataset.resolution or native
-    if channels is None or resolution is None:
-        return
-    for pname in spec.hyper_values("parameterization") or ["pixels"]:
-        opt_cls = getattr(PARAMETERIZATIONS.get(pname), "Options", None)
-        declared = [f.name for f in dataclasses.fields(opt_cls)] if opt_cls else []
-        keys = [k for k in declared if spec.hyper_values(k)]  # declaration order: the main knob first
-        for ipc in spec.hyper_values("ipc"):
-            if isinstance(ipc, bool) or not isinstance(ipc, (int, float)):
-                continue  # not a number: left to the type checks
-            for combo in itertools.product(*(spec.hyper_values(k) for k in keys)):
-                _check_one_budget(spec, pname, int(ipc), dict(zip(keys, combo, strict=True)), channels, resolution)
-
-
-def _check_one_budget(
-    spec: SweepSpec, pname: str, ipc: int, chosen: dict[str, Any], channels: int, resolution: int
-) -> None:
-    from methods.parameterizations import BudgetError, SetShape, check_budget
-    from methods.pipeline import param_options
-
-    cls = PARAMETERIZATIONS.get(pname)
-    shape = SetShape(num_classes=1, ipc=ipc, channels=channels, resolution=resolution)
-    options = param_options(pname, chosen)
-    try:
-        check_budget(cls, shape, options, pname)
-        return
-    except BudgetError:
-        need = cls.scalars_per_instance(shape, options)
-    except ValueError as err:  # an option the parameterization rejects (e.g. nf_width: 0)
-        key = next(iter(chosen), "parameterization")
-        where = f"search.{key}.{spec.search[key].kind}" if key in spec.search else f"method.{key}"
-        raise SpecError(str(err), key=where) from None
-
-    def size_without(k: str) -> int:
-        return cls.scalars_per_instance(shape, param_options(pname, {x: v for x, v in chosen.items() if x != k}))
-
-    sizing = [k for k in chosen if size_without(k) != need]  # the keys that set the instance's size
-    blame = (sizing or list(chosen) or ["ipc"])[0]
-    where = f"search.{blame}.{spec.search[blame].kind}" if blame in spec.search else f"method.{blame}"
-    values = ", ".join(f"{k}={chosen[k]}" for k in sizing)
-    raise SpecError(
-        f"{pname}{' with ' + values if values else ''} fits 0 instances per class at ipc={ipc} on "
-        f"{spec.dataset.name} ({channels}×{resolution}×{resolution}: {shape.budget_scalars} scalars per class; "
-        f"one instance needs {need}); raise ipc or shrink the instance",
-        key=where,
-    )
-
-
-def _format_pydantic(err: ValidationError) -> tuple[str, str]:
-    e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"])
-    msg = e["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    if e["type"] == "extra_forbidden":
-        parent = e["loc"][:-1]
-        fields = _fields_at(SweepSpec, parent)
-        close = difflib.get_close_matches(str(e["loc"][-1]), fields, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        msg = f"unknown key{hint}; known: {', '.join(fields)}"
-    elif e["type"] == "missing":
-        msg = "required"
-    elif e["type"] in _BOUNDS:
-        op, bound = _BOUNDS[e["type"]]
-        msg = f"must be {op} {e.get('ctx', {}).get(bound)} (got {e.get('input')!r})"
-    elif e["type"].endswith("_type") or e["type"].endswith("_parsing"):
-        msg = f"{msg} (got {type(e.get('input')).__name__} {e.get('input')!r})"
-    return loc, msg
-
-
+# --- pydantic errors → one line --------------------------------------------------------------
 _BOUNDS = {
     "greater_than_equal": ("≥", "ge"),
     "greater_than": (">", "gt"),
     "less_than_equal": ("≤", "le"),
     "less_than": ("<", "lt"),
 }
+_EXPECTED = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "dict_type": "a mapping of keys",
+    "model_type": "a mapping of keys",
+    "model_attributes_type": "a mapping of keys",
+    "dataclass_type": "a mapping of keys",
+}
 
 
-def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+def _show(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _got(value: Any) -> str:
+    return f"got {type(value).__name__} {_show(value)}" if value is not None else "got null"
+
+
+def key_path(*parts: Any) -> str:
+    """``("search", "ipc", "grid", 1)`` → ``search.ipc.grid[1]``."""
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += f".{p}" if out else str(p)
+    return out
+
+
+def _did_you_mean(value: Any, options: list[str]) -> str:
+    close = difflib.get_close_matches(str(value), options, n=1) if isinstance(value, str) else []
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def describe_error(e: dict[str, Any], model: type | None = None) -> tuple[list[Any], str]:
+    """(key path parts, message) of one pydantic error; ``model`` lists known keys for unknown ones."""
+    loc = [p for p in e["loc"] if p != "[key]"]
+    kind = e["type"]
+    value = e.get("input")
+    msg = str(e["msg"])
+    ctx = e.get("ctx") or {}
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    elif msg.startswith("Assertion failed, "):
+        msg = msg[len("Assertion failed, ") :]
+    if "[key]" in e["loc"]:
+        return loc, f"keys must be strings ({_got(value)})"
+    if kind == "extra_forbidden":
+        fields = _fields_at(model, loc[:-1]) if model is not None else []
+        hint = _did_you_mean(loc[-1], fields)
+        known = f"; known: {', '.join(fields)}" if fields else ""
+        return loc, f"unknown key{hint}{known}"
+    if kind == "missing":
+        return loc, "required"
+    if kind == "literal_error":
+        options = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        return loc, f"must be {ctx.get('expected')}{_did_you_mean(value, options)} ({_got(value)})"
+    if kind in _BOUNDS:
+        op, bound = _BOUNDS[kind]
+        return loc, f"must be {op} {ctx.get(bound)} (got {_show(value)})"
+    if kind == "finite_number":
+        return loc, f"must be a finite number (got {_show(value)})"
+    if kind in ("too_short", "too_long"):
+        which = "at least" if kind == "too_short" else "at most"
+        n = ctx.get("min_length" if kind == "too_short" else "max_length")
+        return loc, f"needs {which} {n} item{'s' if n != 1 else ''} (got {ctx.get('actual_length')})"
+    if kind == "string_pattern_mismatch":
+        return loc, f"must match the pattern {ctx.get('pattern')} (letters, digits, _ . -; got {_show(value)})"
+    if kind in _EXPECTED:
+        return loc, f"expected {_EXPECTED[kind]} ({_got(value)})"
+    return loc, msg if kind in ("value_error", "assertion_error") else f"{msg} ({_got(value)})"
+
+
+def _fields_at(model: Any, loc: list[Any]) -> list[str]:
     """Field names of the model found at ``loc`` (dict keys and list indices are stepped over)."""
     current: Any = model
     skip_key = False
@@ -654,47 +466,498 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
         if field is None:
             return []
         ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
+        if isinstance(ann, type) and hasattr(ann, "model_fields"):
             current = ann
             continue
-        inner = [a for a in getattr(ann, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+        inner = [a for a in getattr(ann, "__args__", ()) if isinstance(a, type) and hasattr(a, "model_fields")]
         if not inner:
             return []
-        current, skip_key = inner[0], True  # dict[str, Model]: the next part is a key
+        current, skip_key = inner[0], getattr(ann, "__origin__", None) is dict  # dict[str, Model]: skip the key
     return sorted(getattr(current, "model_fields", {}).keys())
 
 
-def parse_spec(data: Any, where: str = "<spec>") -> SweepSpec:
-    """Validate an already-parsed YAML document."""
-    if not isinstance(data, dict):
-        raise SpecError("the file must hold a mapping of keys (name, dataset, method, …)", where=where)
+# --- the components a sweep uses and the keys they read ---------------------------------------
+def _component_names(spec: SweepBase) -> tuple[list[str], list[str]]:
+    objectives = spec.hyper_values("objective")
+    params = spec.hyper_values("parameterization") or [TrialOptions.parameterization]
+    if not objectives:
+        raise SpecError("required: name an objective (method.objective or search.objective)", key="method")
+    for key, names in (("objective", objectives), ("parameterization", params)):
+        for i, n in enumerate(names):
+            if not isinstance(n, str) or n not in catalog.names(key):
+                raise SpecError(catalog.unknown_message(key, n), key=_where(spec, key, i))
+    return objectives, params
+
+
+def _options_of(kind: str, name: str) -> list[type]:
+    cls = catalog.options_class(kind, name)
+    return [cls] if cls is not None else []
+
+
+def owners_of(objectives: list[str], params: list[str]) -> dict[str, list[type]]:
+    """key → the option dataclasses (of these components) that read it."""
+    owners: dict[str, list[type]] = {}
+    classes = [*CORE_OPTIONS]
+    for o in objectives:
+        classes += _options_of("objective", o)
+    for p in params:
+        classes += _options_of("parameterization", p)
+    for cls in dict.fromkeys(classes):
+        for k in field_names(cls):
+            owners.setdefault(k, []).append(cls)
+    return owners
+
+
+def keys_read_by(objective: str, parameterization: str) -> set[str]:
+    """The hyper-parameter keys a trial with these components reads."""
+    return set(owners_of([objective], [parameterization]))
+
+
+def _where(spec: SweepBase, key: str, index: int | None = None) -> str:
+    """Where ``key``'s value (or its ``index``-th candidate) sits in the file."""
+    if key in spec.search:
+        d = spec.search[key]
+        return key_path("search", key, d.kind, *([index] if index is not None else []))
+    return key_path("method", key)
+
+
+def _candidates(spec: SweepBase, key: str) -> list[tuple[Any, str, str | None]]:
+    """(value, where, domain kind) for every value of ``key`` to check."""
+    if key in spec.method:
+        return [(spec.method[key], key_path("method", key), None)]
+    d = spec.search[key]
+    return [(v, key_path("search", key, d.kind, i), d.kind) for i, v in enumerate(d.samples())]
+
+
+def _check_hyper(spec: SweepBase) -> tuple[list[str], list[str]]:
+    objectives, params = _component_names(spec)
+    owners = owners_of(objectives, params)
+    for block, keys in (("method", list(spec.method)), ("search", list(spec.search))):
+        for key in keys:
+            if key not in owners:
+                hint = _did_you_mean(key, list(owners))
+                raise SpecError(
+                    f"unknown hyper-parameter{hint}; known for {'/'.join(objectives)} with "
+                    f"{'/'.join(params)}: {', '.join(sorted(owners))}",
+                    key=key_path(block, key),
+                )
+            if key in spec.method and key in spec.search:
+                raise SpecError("set in both method and search; keep one", key=key_path("search", key))
+    for key in [*spec.method, *spec.search]:
+        for value, where, kind in _candidates(spec, key):
+            for cls in owners[key]:
+                _check_one_value(cls, key, value, where, kind)
+    if not spec.hyper_values("ipc"):
+        raise SpecError("required: set ipc (method.ipc: 10, or search.ipc: {grid: [1, 10]})", key="method")
+    return objectives, params
+
+
+def _check_one_value(cls: type, key: str, value: Any, where: str, kind: str | None) -> None:
+    if kind is None and isinstance(value, dict) and set(value) & set(DOMAIN_KINDS):
+        raise SpecError(f"a domain belongs under search: (search.{key}: {_show(value)})", key=where)
+    if kind is None and isinstance(value, list) and not accepts_list(cls, key):
+        raise SpecError(
+            f"one value expected, got a list {_show(value)}; to sweep it use search.{key}: {{grid: {_show(value)}}}",
+            key=where,
+        )
+    if kind in ("uniform", "loguniform"):
+        value = float(value)
     try:
-        spec = SweepSpec.model_validate(data)
+        check_value(cls, key, value)
     except ValidationError as err:
-        loc, msg = _format_pydantic(err)
-        raise SpecError(msg, where=where, key=loc or None) from None
+        e = err.errors()[0]
+        loc, msg = describe_error(e)
+        if kind in ("uniform", "loguniform") and e["type"] == "int_type":
+            msg = f"{kind} draws real numbers but {key} is an integer; use randint: [low, high]"
+        raise SpecError(msg, key=key_path(where, *loc)) from None
+
+
+# --- checks that combine keys ----------------------------------------------------------------
+def _combinations(spec: SweepBase, keys: list[str]) -> list[dict[str, Any]]:
+    pools = [spec.hyper_values(k) for k in keys]
+    total = 1
+    for p in pools:
+        total *= max(1, len(p))
+    if total > MAX_COMBINATIONS:
+        return []
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*pools)]
+
+
+def _check_option_rules(spec: SweepBase, objectives: list[str], params: list[str]) -> None:
+    """Rules that tie fields together (an ``Options`` class's ``__post_init__``), per swept combination."""
+    classes = [*CORE_OPTIONS]
+    for o in objectives:
+        classes += _options_of("objective", o)
+    for p in params:
+        classes += _options_of("parameterization", p)
+    for cls in dict.fromkeys(classes):
+        if not hasattr(cls, "__post_init__"):
+            continue
+        keys = [k for k in (f.name for f in dataclasses.fields(cls)) if spec.hyper_values(k)]
+        for chosen in _combinations(spec, keys):
+            try:
+                take(cls, chosen)
+            except (ValueError, TypeError) as err:
+                values = ", ".join(f"{k}={v!r}" for k, v in chosen.items())
+                raise SpecError(f"{err}{f' (with {values})' if values else ''}", key=_where(spec, keys[0])) from None
+
+
+def distill_resolution(spec: SweepBase) -> int | None:
+    """The resolution sets are distilled at: ``dataset.resolution`` or the dataset's native size (None: unknown)."""
+    if spec.dataset.resolution:
+        return spec.dataset.resolution
+    return catalog.NATIVE_SHAPES.get(spec.dataset.name, (None, None))[1]
+
+
+def arch_problem(arch: str, resolution: int) -> str | None:
+    """Why network ``arch`` cannot take ``resolution``-px inputs, or None."""
+    actual = resolve_arch(arch, resolution)
+    net = catalog.network(actual)
+    if net.accepts(resolution):
+        return None
+    shown = arch if actual == arch else f"{arch} ({actual} at {resolution} px)"
+    return f"{shown} needs inputs of at least {net.minimum(resolution)} px, got {resolution} px"
+
+
+def _resolution_source(spec: SweepBase) -> str:
+    if spec.dataset.resolution:
+        return "dataset.resolution"
+    return f"{spec.dataset.name}'s native size"
+
+
+def _check_archs(spec: SweepBase, objectives: list[str], needs: dict[str, list[str]]) -> None:
+    """Every network × the resolution it will see: distillation, evaluation, prerequisites."""
+    r = distill_resolution(spec)
+    ev = spec.evaluation
+    for arch in ev.arch_epochs:
+        if arch not in ev.archs:
+            raise SpecError(
+                f"{arch!r} is not one of evaluation.archs ({', '.join(ev.archs)}); add it there or drop it",
+                key=key_path("evaluation", "arch_epochs", arch),
+            )
+    eval_resolutions = ev.resolutions or ([r] if r else [])
+    for i, arch in enumerate(ev.archs):
+        for res in eval_resolutions:
+            problem = arch_problem(arch, res)
+            if problem:
+                fix = (
+                    "evaluate it at a larger evaluation.resolutions"
+                    if ev.resolutions
+                    else (f"set evaluation.resolutions (the default is {_resolution_source(spec)})")
+                )
+                raise SpecError(f"{problem}; drop it or {fix}", key=key_path("evaluation", "archs", i))
+    if r is None:
+        return
+    readers = [o for o in objectives if any("distill_arch" in field_names(c) for c in _options_of("objective", o))]
+    if readers:
+        archs = spec.hyper_values("distill_arch") or [TrialOptions.distill_arch]
+        for i, arch in enumerate(archs):
+            problem = arch_problem(arch, r)
+            if problem:
+                where = _where(spec, "distill_arch", i if "distill_arch" in spec.search else None)
+                raise SpecError(
+                    f"{problem} ({_resolution_source(spec)}); pick another distill_arch"
+                    f"{'' if spec.hyper_values('distill_arch') else ' (the default is convnet_d3)'}",
+                    key=where,
+                )
+    for name in needs:
+        block = spec.prerequisite(name)
+        options = type(block).__options__
+        for field in type(block).__option_fields__:
+            if named_kind(options, field) == "network":
+                problem = arch_problem(getattr(block, field), r)
+                if problem:
+                    raise SpecError(
+                        f"{problem} ({_resolution_source(spec)}, where the {name} trains); pick another",
+                        key=key_path(name, field),
+                    )
+
+
+def needed_prerequisites(spec: SweepBase) -> dict[str, list[str]]:
+    """Prerequisite → what needs it (objectives, label modes), for the objectives this sweep names."""
+    needs: dict[str, list[str]] = {}
+    for o in spec.hyper_values("objective"):
+        if isinstance(o, str) and o in catalog.names("objective"):
+            for p in catalog.requires(o):
+                needs.setdefault(p, []).append(o)
+    for mode in spec.evaluation.label_modes:
+        for p in LABEL_MODE_REQUIRES.get(mode, ()):
+            needs.setdefault(p, []).append(f"label_mode {mode}")
+    return {p: list(dict.fromkeys(v)) for p, v in needs.items()}
+
+
+def _check_algorithm(spec: SweepBase) -> None:
+    if spec.algorithm == "optuna":
+        kinds = {d.kind for d in spec.search.values()}
+        if "grid" in kinds and kinds != {"grid"}:
+            raise SpecError(
+                "optuna runs a grid only when every domain is a grid (GridSampler); use choice for the "
+                "others or algorithm: grid",
+                key="search",
+            )
+
+
+def _uri_problem(uri: str, timeout: float) -> str | None:
+    """Why ``uri`` is not a reachable, existing location (pyarrow filesystems), or None."""
+    result: dict[str, Any] = {}
+
+    def probe() -> None:
+        try:
+            import pyarrow.fs as pafs
+
+            fs, path = pafs.FileSystem.from_uri(uri)
+            result["type"] = fs.get_file_info(path).type
+            result["missing"] = result["type"] == pafs.FileType.NotFound
+        except Exception as err:  # any filesystem or URI error is the user's input
+            result["error"] = err
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        return f"no answer from {uri!r} within {timeout:.0f} s (check the endpoint and the network)"
+    if "error" in result:
+        err = result["error"]
+        first = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
+        return f"cannot reach {uri!r}: {first}"
+    if result.get("missing"):
+        return f"{uri!r} does not exist (upload the data or fix the URI)"
+    return None
+
+
+def _check_dataset(spec: SweepBase) -> None:
+    ds = spec.dataset
+    if ds.name in catalog.NEEDS_ROOT and not ds.root:
+        raise SpecError(
+            f"dataset {ds.name!r} needs a root folder (or a URI such as s3://bucket/data)", key="dataset.root"
+        )
+    if not ds.root:
+        return
+    if "://" in ds.root:
+        problem = _uri_problem(ds.root, URI_TIMEOUT_S)
+        if problem:
+            raise SpecError(problem, key="dataset.root")
+    elif not Path(ds.root).expanduser().exists():
+        raise SpecError(f"folder {ds.root!r} does not exist (download the data or fix the path)", key="dataset.root")
+
+
+def _check_budget(spec: SweepBase, params: list[str]) -> None:
+    """Every swept combination of ``ipc`` and parameterization options must fit ≥ 1 instance per class.
+
+    Uses the dataset's known shape (no data is loaded); datasets whose size depends on the files
+    (an ``imagefolder`` without ``dataset.resolution``) are checked when the set is built.
+    """
+    channels = catalog.NATIVE_SHAPES.get(spec.dataset.name, (None, None))[0]
+    resolution = distill_resolution(spec)
+    if channels is None or resolution is None:
+        return
+    for pname in params:
+        opt_cls = catalog.options_class("parameterization", pname)
+        declared = [f.name for f in dataclasses.fields(opt_cls)] if opt_cls else []
+        keys = [k for k in declared if spec.hyper_values(k)]  # declaration order: the main knob first
+        for ipc in spec.hyper_values("ipc"):
+            for chosen in _combinations(spec, keys):
+                _check_one_budget(spec, pname, int(ipc), chosen, channels, resolution)
+
+
+def _check_one_budget(
+    spec: SweepBase, pname: str, ipc: int, chosen: dict[str, Any], channels: int, resolution: int
+) -> None:
+    scalars = catalog.resolve(catalog.info("parameterization", pname).scalars)
+    shape = SetShape(num_classes=1, ipc=ipc, channels=channels, resolution=resolution)
     try:
-        _check_hyper(spec)
-        _check_algorithm(spec)
-        _check_dataset(spec)
-        _check_budget(spec)
-        _check_experts(spec)
+        need = scalars(shape, chosen)
+    except ValueError as err:  # an option the parameterization rejects
+        raise SpecError(str(err), key=_where(spec, next(iter(chosen), "parameterization"))) from None
+    if instances_per_class(shape, need) >= 1:
+        return
+    sizing = [k for k in chosen if scalars(shape, {x: v for x, v in chosen.items() if x != k}) != need]
+    blame = (sizing or list(chosen) or ["ipc"])[0]
+    values = ", ".join(f"{k}={chosen[k]}" for k in sizing)
+    raise SpecError(
+        f"{pname}{' with ' + values if values else ''} fits 0 instances per class at ipc={ipc} on "
+        f"{spec.dataset.name} ({channels}×{resolution}×{resolution}: {shape.budget_scalars} scalars per class; "
+        f"one instance needs {need}); raise ipc or shrink the instance",
+        key=_where(spec, blame),
+    )
+
+
+def _check_block_rules(spec: SweepBase) -> None:
+    """The rules an option dataclass checks across its fields (``__post_init__``), for each block."""
+    ev = spec.evaluation
+    fields = {k: getattr(ev, k) for k in type(ev).__option_fields__}
+    for mode in ev.label_modes:
+        try:
+            take(EvalSettings, {**fields, "label_mode": mode})
+        except (ValueError, TypeError) as err:
+            raise SpecError(f"{err} (label_mode {mode})", key="evaluation") from None
+    blocks = [("evaluation.reference", ev.reference)] + [(p, getattr(spec, p, None)) for p in PREREQUISITE_BLOCKS]
+    for where, block in blocks:
+        if block is not None:
+            try:
+                block.options()
+            except (ValueError, TypeError) as err:
+                raise SpecError(str(err), key=where) from None
+
+
+def _apply_eval_preset(data: dict[str, Any]) -> None:
+    """``evaluation.preset`` fills every evaluation key the file does not give (:mod:`methods.protocols`).
+
+    Values for the sweep's dataset (and its ``ipc`` when fixed) are taken; the preset's student
+    networks and seeds fill ``archs``/``seeds`` when it fixes them.
+    """
+    ev = data.get("evaluation")
+    if not isinstance(ev, dict) or not isinstance(ev.get("preset"), str):
+        return
+    from methods.protocols import PRESETS, preset_values
+
+    preset = PRESETS.get(ev["preset"])
+    if preset is None:
+        return  # the field check names the known presets
+    ds = data.get("dataset")
+    dataset = ds.get("name", DatasetBlock.model_fields["name"].default) if isinstance(ds, dict) else None
+    method = data.get("method")
+    ipc = method.get("ipc") if isinstance(method, dict) else None
+    fixed_ipc = ipc if isinstance(ipc, int) and not isinstance(ipc, bool) else None
+    by_ipc = preset.batch_size_by_ipc.get(dataset, {}) if isinstance(dataset, str) else {}
+    if by_ipc and fixed_ipc is None and "batch_size" not in ev:
+        table = ", ".join(f"ipc {k}: {v}" for k, v in by_ipc.items())
+        raise SpecError(
+            f"preset {preset.name!r} sets the batch size per IPC on {dataset} ({table}) but ipc is not fixed; "
+            "set evaluation.batch_size or run one sweep per ipc (method.ipc)",
+            key="evaluation.preset",
+        )
+    values = preset_values(preset.name, dataset if isinstance(dataset, str) else None, fixed_ipc)
+    filled = {k: v for k, v in values.items() if k not in ev}
+    if preset.archs is not None and "archs" not in ev:
+        filled["archs"] = list(preset.archs)
+    if preset.seeds is not None and "seeds" not in ev:
+        filled["seeds"] = preset.seeds
+    data["evaluation"] = {**ev, **filled}
+
+
+# --- entry points ----------------------------------------------------------------------------
+def _resolve_root(data: dict[str, Any], base_dir: Path) -> None:
+    """A relative local ``dataset.root`` is relative to the spec file's folder (made absolute here)."""
+    ds = data.get("dataset")
+    if isinstance(ds, dict) and isinstance(ds.get("root"), str) and ds["root"] and "://" not in ds["root"]:
+        root = Path(ds["root"]).expanduser()
+        if not root.is_absolute():
+            data["dataset"] = {**ds, "root": str((base_dir / root).resolve())}
+
+
+def _check_experts(spec: SweepBase, needs: dict[str, list[str]]) -> None:
+    """Every ``tm`` trial must find its epochs in the experts: ``max_start_epoch − 1 + expert_epochs``
+    ≤ the last kept snapshot (``experts.keep_epochs`` / ``train_epochs``)."""
+    if "experts" not in needs:
+        return
+    from methods.tm_options import TMOptions
+
+    block = spec.prerequisite("experts")
+    kept = block.options().epochs_trained
+    starts = spec.hyper_values("max_start_epoch") or [TMOptions.max_start_epoch]
+    spans = spec.hyper_values("expert_epochs") or [TMOptions.expert_epochs]
+    for start, span in itertools.product(starts, spans):
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, span)):
+            continue  # not integers: the type checks name them
+        need = start - 1 + span
+        if need > kept:
+            given = getattr(spec, "experts", None)
+            key = "experts.keep_epochs" if given is not None and given.keep_epochs is not None else "experts"
+            raise SpecError(
+                f"tm with max_start_epoch={start}, expert_epochs={span} reads expert epochs up to {need}, but "
+                f"the experts keep epochs 0…{kept}; raise experts.train_epochs / keep_epochs to ≥ {need}",
+                key=key,
+            )
+
+
+def _check_scheduler(spec: SweepBase) -> None:
+    """An early-stopping scheduler reads probe accuracies: every trial must report them."""
+    if spec.scheduler is None:
+        return
+    probes = spec.hyper_values("probe_every")
+    if not probes or any(not isinstance(v, int) or v <= 0 for v in probes):
+        raise SpecError(
+            f"{spec.scheduler.name} stops trials on their probe accuracy; set method.probe_every to a positive "
+            "number of distillation steps (e.g. 100), or remove the scheduler",
+            key="scheduler",
+        )
+
+
+def validate_spec(spec: SweepBase) -> None:
+    """Every check beyond field types; raises :class:`SpecError` with the key path."""
+    objectives, params = _check_hyper(spec)
+    _check_option_rules(spec, objectives, params)
+    _check_block_rules(spec)
+    _check_scheduler(spec)
+    _check_algorithm(spec)
+    _check_dataset(spec)
+    _check_archs(spec, objectives, needed_prerequisites(spec))
+    _check_budget(spec, params)
+    _check_experts(spec, needed_prerequisites(spec))
+
+
+def parse_spec(data: Any, where: str = "<spec>", base_dir: str | Path | None = None) -> SweepBase:
+    """Validate an already-parsed YAML document.
+
+    ``base_dir``: the folder a relative ``dataset.root`` is relative to (:func:`load_spec`
+    passes the spec file's folder; None: the current directory).
+    """
+    if not isinstance(data, dict):
+        got = "a list" if isinstance(data, list) else f"{type(data).__name__} {_show(data)}"
+        raise SpecError(
+            f"the file must hold a mapping of keys (name, dataset, method, search, …), not {got}", where=where
+        )
+    data = dict(data)
+    if base_dir is not None:
+        _resolve_root(data, Path(base_dir))
+    try:
+        _apply_eval_preset(data)
+        spec = SweepSpec.model_validate(data)
     except SpecError as err:
-        err.where = where
+        raise SpecError(err.message, where=where, key=err.key) from None
+    except ValidationError as err:
+        loc, msg = describe_error(err.errors()[0], SweepSpec)
+        raise SpecError(msg, where=where, key=key_path(*loc) or None) from None
+    try:
+        validate_spec(spec)
+    except SpecError as err:
         raise SpecError(err.message, where=where, key=err.key) from None
     return spec
 
 
-def load_spec(path: str | Path) -> SweepSpec:
-    """Read a sweep file with ``yaml.safe_load`` and validate it; raises :class:`SpecError`."""
+def load_spec(path: str | Path) -> SweepBase:
+    """Read a sweep file (safe YAML, duplicate keys rejected) and validate it; raises :class:`SpecError`.
+
+    A relative ``dataset.root`` is resolved against the file's folder.
+    """
+    from orchestrator.yaml_input import read_yaml
+
     path = Path(path)
-    if not path.is_file():
-        raise SpecError("no such file (give the path of a sweep YAML)", where=str(path))
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "?"
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise SpecError(f"invalid YAML at {at}: {problem}", where=str(path)) from None
-    return parse_spec(data, where=str(path))
+    data = read_yaml(path)
+    return parse_spec(data, where=str(path), base_dir=path.resolve().parent)
+
+
+__all__ = [
+    "CORE_KEYS",
+    "DOMAIN_KINDS",
+    "PREREQUISITE_BLOCKS",
+    "DatasetBlock",
+    "Domain",
+    "Evaluation",
+    "Metric",
+    "Reference",
+    "Resources",
+    "SweepBase",
+    "SweepSpec",
+    "TeacherBlock",
+    "arch_problem",
+    "distill_resolution",
+    "join_storage",
+    "keys_read_by",
+    "load_spec",
+    "needed_prerequisites",
+    "owners_of",
+    "parse_spec",
+    "validate_spec",
+]

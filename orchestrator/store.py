@@ -16,6 +16,7 @@ filesystems, whose single-object writes are atomic (:mod:`orchestrator.storage`)
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from orchestrator.storage import delete_dir, exists, filesystem, join, read_bytes, write_bytes_atomic
+from orchestrator.storage import delete_dir, exists, filesystem, join, list_files, read_bytes, write_bytes_atomic
+
+#: per-trial records (what a resumed search is told)
+TRIALS_DIR = "trials"
 
 #: columns that identify one evaluation run; a row with the same key replaces the older one
 ROW_KEY = ["trial_key", "eval_arch", "eval_resolution", "seed", "label_mode"]
@@ -103,6 +107,13 @@ class ResultStore:
 
     def synthetic_path(self, trial_key: str) -> str:
         return join(self.root, "synthetic", f"{trial_key}.pt")
+
+    def trial_record_path(self, trial_key: str) -> str:
+        return join(self.root, TRIALS_DIR, f"{trial_key}.json")
+
+    def trial_records(self) -> list[dict[str, Any]]:
+        """Every trial record (``trials/<key>.json``: swept values, status, final metric)."""
+        return [json.loads(read_bytes(loc)) for loc in list_files(join(self.root, TRIALS_DIR), ".json")]
 
     @property
     def results_path(self) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -14,8 +13,9 @@ from rich.console import Console
 
 from orchestrator import runtime
 from orchestrator.errors import UserError
+from orchestrator.plan import describe_plan, resolve_storage
 from orchestrator.progress import ForwardingCallback, SweepProgress
-from orchestrator.reference import finish_references, start_references
+from orchestrator.provenance import versions
 from orchestrator.search_space import SearchPlan, build_search
 from orchestrator.spec import SweepSpec
 from orchestrator.storage import (
@@ -30,7 +30,7 @@ from orchestrator.storage import (
 )
 from orchestrator.store import ResultStore
 from orchestrator.tracking import make_scheduler, tracking_callbacks
-from orchestrator.trial import code_columns, eval_jobs, read_trial_records, run_trial
+from orchestrator.trial_entry import run_trial
 
 SPEC_FILE = "spec.json"
 
@@ -63,27 +63,6 @@ class SweepOutcome:
     @property
     def ok(self) -> bool:
         return not self.trial_failures and self.failed_rows.empty
-
-
-def resolve_storage(spec: SweepSpec, storage: str | None) -> SweepSpec:
-    """Apply ``--storage`` and make a local storage path absolute (Tune/Train change directory)."""
-    target = storage or spec.storage
-    if not is_uri(target):
-        target = str(Path(target).expanduser().resolve())
-    return spec.model_copy(update={"storage": target})
-
-
-def describe_plan(spec: SweepSpec) -> dict[str, Any]:
-    plan = build_search(spec)
-    resolution = spec.dataset.resolution or 0
-    jobs = eval_jobs(spec, resolution)
-    return {
-        "trials": plan.expected_trials,
-        "evaluations_per_trial": len(jobs),
-        "experiment_dir": spec.experiment_dir(),
-        "algorithm": spec.algorithm,
-        "swept": {k: d.model_dump(exclude_none=True) for k, d in spec.search.items()},
-    }
 
 
 def _check_resume(spec: SweepSpec, fresh: bool) -> bool:
@@ -150,7 +129,7 @@ def run_sweep(
     history = trial_history(exp) if resumed else []
     plan = build_search(spec, history)
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, spec_json=spec.model_dump_json(), code=code_columns()),
+        tune.with_parameters(run_trial, spec_json=spec.model_dump_json(), code=versions()),
         token,
     )
     storage_path, storage_fs = _tune_storage(join(exp, "tune"))
@@ -168,7 +147,11 @@ def run_sweep(
             failure_config=tune.FailureConfig(max_failures=1),
         ),
     )
-    references = start_references(spec)  # full-data upper bound, alongside the trials
+    references = None
+    if spec.evaluation.reference is not None:  # the full-data upper bound, alongside the trials
+        from orchestrator.reference import start_references
+
+        references = start_references(spec)
     failures: list[TrialFailure] = []
     if plan.num_samples > 0:  # a resumed Optuna sweep may have every sample finished already
         with progress:
@@ -176,6 +159,8 @@ def run_sweep(
     store = ResultStore(exp)
     rows = store.consolidate()
     if references is not None:
+        from orchestrator.reference import finish_references
+
         finish_references(references)
     return SweepOutcome(exp, store.results_path, rows, failures, resumed, sorted(progress.stopped))
 
@@ -194,7 +179,7 @@ def tune_config(spec: SweepSpec, plan: SearchPlan, max_concurrent: int | None) -
 def trial_history(exp: str) -> list[tuple[dict[str, Any], float | None]]:
     """Swept values and final metric (None: unfinished or failed) of every trial run before."""
     out = []
-    for record in read_trial_records(exp):
+    for record in ResultStore(exp).trial_records():
         value = record.get("metric") if record.get("status") == "done" else None
         out.append((record["config"], None if value is None else float(value)))
     return out

@@ -35,10 +35,11 @@ from orchestrator import prerequisites
 from orchestrator.cache import ArtifactRef, ArtifactStore, LeaseLock, cache_root
 from orchestrator.distill_job import DistillJob, run_train, stream_distillation
 from orchestrator.evaluation import EvalJob, failed_result, plan_jobs, row_key_of, run_evaluations
-from orchestrator.provenance import now, versions
+from orchestrator.metrics import TRIAL_METRICS
+from orchestrator.provenance import now
 from orchestrator.search_space import REPEAT_KEY, trial_hyper, trial_key
 from orchestrator.spec import SweepSpec
-from orchestrator.storage import delete, exists, join, list_files, read_bytes, write_bytes_atomic
+from orchestrator.storage import delete, exists, join, read_bytes, write_bytes_atomic
 from orchestrator.store import ResultStore
 
 #: Ray retries of the one-worker distillation task after a lost process or node
@@ -86,19 +87,10 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
         return sum(vals) / len(vals) if vals else float("nan")
 
     return {
-        "val_acc": mean("val_acc"),
-        "test_acc": mean("test_acc"),
+        **{metric: mean(metric) for metric in TRIAL_METRICS},  # the vocabulary of a sweep's metric.name
         "rows_ok": float(len(ok)),
         "rows_failed": float(len(rows) - len(ok)),
     }
-
-
-TRIALS_DIR = "trials"
-
-
-def read_trial_records(exp: str) -> list[dict[str, Any]]:
-    """Every trial record of an experiment (``<experiment>/trials/<key>.json``)."""
-    return [json.loads(read_bytes(loc)) for loc in list_files(join(exp, TRIALS_DIR), ".json")]
 
 
 class TrialRun:
@@ -124,7 +116,7 @@ class TrialRun:
     def record(self, status: str, **fields: Any) -> None:
         """This trial's record (swept values, status, final metric): what a resumed search is told."""
         body = {"trial_key": self.key, "config": self.swept, "status": status, **fields}
-        write_bytes_atomic(join(self.exp, TRIALS_DIR, f"{self.key}.json"), json.dumps(body, default=str).encode())
+        write_bytes_atomic(self.store.trial_record_path(self.key), json.dumps(body, default=str).encode())
 
     # --- reporting ---------------------------------------------------------------------------
     def report(self, metrics: dict[str, Any]) -> None:
@@ -304,8 +296,4 @@ def run_trial(config: dict[str, Any], spec_json: str, code: dict[str, str]) -> N
     TrialRun(spec, config, code, tune.report).run()
 
 
-def code_columns() -> dict[str, str]:
-    return versions()
-
-
-__all__ = ["TrialRun", "code_columns", "error_line", "eval_jobs", "eval_settings", "run_trial"]
+__all__ = ["TrialRun", "error_line", "eval_jobs", "eval_settings", "run_trial"]

@@ -11,7 +11,7 @@ import pytest
 from filelock import FileLock
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("DDX_SHARED_DATA", str(REPO.parent / "shared" / "data")))
 TEST_CACHE = Path(os.environ.setdefault("DDX_CACHE", str(Path(tempfile.gettempdir()) / "ddx-test-cache")))
 
 os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")

@@ -46,8 +46,10 @@ def load_sweep(name: str, root: Path) -> dict[str, Any]:
 def test_tm_sweep_files_validate_and_keep_only_what_they_read(name: str, tmp_path: Path) -> None:
     spec = parse_spec(load_sweep(name, tmp_path), where=name)
     assert spec.dataset.name == "cifar10" and spec.method["objective"] == "tm"
-    assert spec.evaluation.lr_from_set and spec.evaluation.preset == "dd_standard"
-    experts = ExpertOptions(**spec.experts)
+    assert spec.evaluation.lr_from_set
+    assert spec.evaluation.preset == ("ddif_paper" if name.startswith("ddif") else "dd_standard")
+    experts = spec.prerequisite("experts").options()
+    assert isinstance(experts, ExpertOptions)
     starts = spec.hyper_values("max_start_epoch") or [TMOptions().max_start_epoch]
     spans = spec.hyper_values("expert_epochs") or [TMOptions().expert_epochs]
     assert experts.epochs_trained == max(s - 1 + m for s in starts for m in spans)  # not one snapshot more

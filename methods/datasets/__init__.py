@@ -1,8 +1,19 @@
-"""Real datasets: registry, loading, seeded splits (train / validation carved from train / test)."""
+"""Real datasets: registry, loading, seeded splits (train / validation carved from train / test).
 
-from methods.datasets.base import DatasetError, RealData, resize_images
-from methods.datasets.eval_data import EvalData, as_eval_data, cached_eval_data
-from methods.datasets.loaders import DATASETS, NATIVE_SHAPES, NEEDS_ROOT, DatasetOptions, load_dataset
+The package loads lazily: :mod:`methods.datasets.options` (``DatasetOptions``) imports no
+torch, so the sweep validator can read it; everything else is imported on first use.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from methods.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from methods.datasets.base import RealData
+    from methods.datasets.options import DatasetOptions
 
 __all__ = [
     "DATASETS",
@@ -19,8 +30,23 @@ __all__ = [
     "resize_images",
 ]
 
-
-from functools import lru_cache
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "DATASETS": "methods.datasets.loaders",
+        "load_dataset": "methods.datasets.loaders",
+        "NATIVE_SHAPES": "methods.catalog",
+        "NEEDS_ROOT": "methods.catalog",
+        "DatasetOptions": "methods.datasets.options",
+        "DatasetError": "methods.datasets.base",
+        "RealData": "methods.datasets.base",
+        "resize_images": "methods.datasets.base",
+        "EvalData": "methods.datasets.eval_data",
+        "as_eval_data": "methods.datasets.eval_data",
+        "cached_eval_data": "methods.datasets.eval_data",
+    },
+    extra=["cached_dataset"],
+)
 
 
 @lru_cache(maxsize=4)
@@ -32,5 +58,7 @@ def cached_dataset(opts: DatasetOptions, resolution: int | None = None) -> RealD
     synthetic set use :func:`cached_eval_data`, which keeps only validation and test and resizes
     them lazily.
     """
+    from methods.datasets.loaders import load_dataset
+
     data = load_dataset(opts)
     return data if resolution is None else data.resized(resolution)

@@ -11,28 +11,12 @@ import torch
 from torch import Tensor
 from torchvision.datasets import CIFAR10, CIFAR100
 
+from methods.catalog import NATIVE_SHAPES, NEEDS_ROOT  # noqa: F401  (re-exported: the catalog's dataset shapes)
 from methods.datasets.base import DatasetError, RealData, limit_per_class, resize_images, stratified_split
 from methods.datasets.folders import decode_samples, default_cache_dir, list_class_folder, select_per_class
-from methods.datasets.zca import ZCA_EPS, apply_zca, fit_zca
+from methods.datasets.options import DatasetOptions
+from methods.datasets.zca import apply_zca, fit_zca
 from methods.registry import Registry
-
-
-@dataclass(frozen=True)
-class DatasetOptions:
-    """How to load and split a dataset (the ``dataset:`` block of a sweep file)."""
-
-    name: str
-    root: str | None = None
-    resolution: int | None = None  # None: the dataset's native size
-    train_per_class: int | None = None  # seeded subset of the training set (CPU-scale runs)
-    test_per_class: int | None = None  # seeded subset of the test set
-    val_per_class: int | None = None  # validation images carved from train, per class …
-    val_fraction: float = 0.1  # … or this fraction of each class (when val_per_class is None)
-    test_fraction: float = 0.3  # test carve for sets without a test split (digits)
-    split_seed: int = 0
-    cache_dir: str | None = None
-    zca: bool = False  # ZCA-whiten every split with the transform fitted on the training split (methods.datasets.zca)
-    zca_eps: float = ZCA_EPS  # kornia's regularisation of the covariance eigenvalues (MTT/DDiF: 0.1)
 
 
 @dataclass
@@ -47,20 +31,7 @@ class RawSplits:
 
 
 Loader = Callable[[DatasetOptions], RawSplits]
-DATASETS: Registry[Loader] = Registry("dataset")
-
-#: Datasets that need ``root`` (everything but the embedded one).
-NEEDS_ROOT = {"cifar10", "cifar100", "tiny_imagenet", "imagefolder"}
-
-#: (channels, native resolution) per dataset, for checks that must not load data (the sweep
-#: validator's storage-budget check); None where the size depends on the files
-NATIVE_SHAPES: dict[str, tuple[int, int | None]] = {
-    "digits": (1, 8),
-    "cifar10": (3, 32),
-    "cifar100": (3, 32),
-    "tiny_imagenet": (3, 64),
-    "imagefolder": (3, None),
-}
+DATASETS: Registry[Loader] = Registry("dataset", catalog=True)
 
 
 def _as_float(x: Tensor) -> Tensor:

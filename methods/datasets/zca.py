@@ -24,9 +24,10 @@ import torch
 from kornia.enhance import ZCAWhitening
 from torch import Tensor
 
+from methods.datasets.options import ZCA_EPS
+
 ZCA_VERSION = "kornia-zca-v1"
-#: MTT's / DDiF's regularisation (kornia ``eps``)
-ZCA_EPS = 0.1
+#: MTT's / DDiF's regularisation (kornia ``eps``): ``ZCA_EPS``, declared with the dataset options
 
 
 def zca_key(train_x: Tensor, eps: float) -> str:

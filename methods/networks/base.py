@@ -32,7 +32,7 @@ class Classifier(nn.Module):
 
 
 NetworkBuilder = Callable[[int, int, int], Classifier]
-NETWORKS: Registry[NetworkBuilder] = Registry("network")
+NETWORKS: Registry[NetworkBuilder] = Registry("network", catalog=True)
 
 
 class NetworkError(ValueError):

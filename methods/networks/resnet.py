@@ -14,8 +14,7 @@ from torch import nn
 from torchvision import models
 
 from methods.networks.base import NETWORKS, Classifier
-
-SMALL_IMAGE_MAX = 64
+from methods.networks.info import SMALL_IMAGE_MAX
 
 
 def adapt_resnet(model: models.ResNet, channels: int, resolution: int) -> nn.Module:

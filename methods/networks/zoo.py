@@ -38,9 +38,7 @@ from torch import nn
 from torchvision import models
 
 from methods.networks.base import NETWORKS, Classifier, NetworkError, feature_dim_of
-
-#: inputs up to this size get the small-image stems (CIFAR 32 px, Tiny-ImageNet 64 px)
-SMALL_IMAGE_MAX = 64
+from methods.networks.info import SMALL_IMAGE_MAX
 
 
 def _instance_norm(module: nn.Module) -> nn.Module:

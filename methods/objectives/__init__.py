@@ -1,6 +1,15 @@
-"""Objective registry: random, DM, DC, TM, … (CFM and the UniDD filter family register here too)."""
+"""Objective registry: random, DM, DC, TM, CFM and the UniDD filter family, SRe²L.
 
-from methods.objectives import dc, dm, filter_matching, random_real, sre2l, tm  # noqa: F401  (registration)
-from methods.objectives.base import OBJECTIVES, Objective, OptimDefaults, Phase
+The names (and the prerequisites each objective requires) are listed in :mod:`methods.catalog`;
+option dataclasses live in torch-free modules (:mod:`methods.objectives.options`). The package
+loads lazily, so importing those modules does not import torch.
+"""
+
+from methods.lazy import lazy_exports
 
 __all__ = ["OBJECTIVES", "Objective", "OptimDefaults", "Phase"]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {name: "methods.objectives.base" for name in __all__},
+)

@@ -129,7 +129,7 @@ class Objective(ABC):
         return {}
 
 
-OBJECTIVES: Registry[type[Objective]] = Registry("objective")
+OBJECTIVES: Registry[type[Objective]] = Registry("objective", catalog=True)
 
 
 def class_units(param: Parameterization) -> Tensor:

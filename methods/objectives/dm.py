@@ -14,13 +14,12 @@ number.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from methods.augment import DSA, DSA_DEFAULT, siamese
+from methods.augment import DSA, siamese
 from methods.context import DistillContext, seed_from
 from methods.datasets import RealData
 from methods.networks import build_network
@@ -32,16 +31,8 @@ from methods.objectives.base import (
     Phase,
     class_units,
 )
+from methods.objectives.options import DMOptions
 from methods.parameterizations import Parameterization
-
-
-@dataclass
-class DMOptions:
-    """DM hyper-parameters: real images per class per step, and the DSA strategy (``none`` to disable)."""
-
-    batch_real: int = 256
-    augment: str = DSA_DEFAULT
-    distill_arch: str = "convnet_d3"
 
 
 class DistributionMatching(Objective):

@@ -33,8 +33,6 @@ the checkpoint, and for a fixed ``round_size`` does not depend on W.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -42,7 +40,8 @@ from torch import Tensor
 from methods.context import DistillContext
 from methods.datasets import RealData
 from methods.objectives.base import OBJECTIVES, Phase
-from methods.objectives.recover import BatchRecover, RecoverOptions
+from methods.objectives.options import CFMOptions, FilterMatchingOptions, SpectralMatchingOptions
+from methods.objectives.recover import BatchRecover
 from methods.parameterizations import Parameterization
 from methods.spectral import (
     MovingStatistics,
@@ -52,33 +51,6 @@ from methods.spectral import (
     cached_real_statistics,
     select_convs,
 )
-
-
-@dataclass
-class SpectralMatchingOptions(RecoverOptions):
-    """Loss weights of Eq. 21: η on the filter and signal terms, and the Table 5 switches."""
-
-    eta: float = 0.1
-    use_filter: bool = True
-    use_signal: bool = True
-
-
-@dataclass
-class CFMOptions(SpectralMatchingOptions):
-    """CFM's frequency band β (Eq. 16) and its schedule over the IPC batches."""
-
-    beta: float = 0.1
-    beta_schedule: str = "cosine"  # cosine (Eq. 16) | linear | constant
-
-
-@dataclass
-class FilterMatchingOptions(CFMOptions):
-    """Any UniDD filter: ``filter`` names it; ``alpha``/``power`` parameterise ``mtt``."""
-
-    filter: str = "high_pass"
-    beta_schedule: str = "constant"
-    alpha: float = 0.1
-    power: int = 2
 
 
 class FilterMatching(BatchRecover):

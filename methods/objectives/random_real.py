@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch import Tensor
 
 from methods.context import DistillContext
 from methods.objectives.base import OBJECTIVES, Objective, Phase
+from methods.objectives.options import RandomOptions
 from methods.parameterizations import Parameterization
-
-
-@dataclass
-class RandomOptions:
-    """The random baseline reads no hyper-parameters: its set is the seeded real initialisation."""
 
 
 class RandomReal(Objective):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 from abc import abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import kornia.augmentation as K
@@ -31,30 +30,9 @@ from methods.context import DistillContext, seed_from
 from methods.datasets import RealData
 from methods.networks import Classifier
 from methods.objectives.base import Objective, OptimDefaults, Phase
+from methods.objectives.options import RecoverOptions
 from methods.parameterizations import Parameterization
 from methods.parameterizations.pixels import Pixels
-
-
-@dataclass
-class RecoverOptions:
-    """Recover-step hyper-parameters shared by CFM, the filter family and SRe²L.
-
-    ``iterations_per_batch``: optimisation steps per IPC batch (the loop's ``iterations`` is
-    not read). ``stat_layers``: which teacher convolutions' inputs are matched (``all`` or a
-    comma-separated list of conv indices / module names). ``crop_min_scale``: the lower
-    area bound of RandomResizedCrop. ``clip``: clip pixels to [0, 1] after each step.
-    ``use_ce``: add the teacher's cross-entropy on the synthetic batch. ``round_size``: IPC
-    batches optimised concurrently per phase (0: the number of workers). ``stat_batch``:
-    real images per forward pass of the statistics stream.
-    """
-
-    iterations_per_batch: int = 1000
-    stat_layers: str = "all"
-    crop_min_scale: float = 0.08
-    clip: bool = True
-    use_ce: bool = True
-    round_size: int = 0
-    stat_batch: int = 256
 
 
 def batch_of_rows(labels: Tensor) -> Tensor:

@@ -24,7 +24,7 @@ only in the objective. Each batch is matched on its own statistics (SRe²L has n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import get_args
 
 import torch
 from torch import Tensor, nn
@@ -32,18 +32,11 @@ from torch import Tensor, nn
 from methods.context import DistillContext
 from methods.datasets import RealData
 from methods.objectives.base import OBJECTIVES
-from methods.objectives.recover import BatchRecover, RecoverOptions
+from methods.objectives.options import SRe2LOptions, Sre2lStats
+from methods.objectives.recover import BatchRecover
 from methods.spectral import cached_real_statistics, channel_mean_var, select_convs
 
-SRE2L_STATS = ("auto", "bn", "conv")
-
-
-@dataclass
-class SRe2LOptions(RecoverOptions):
-    """SRe²L hyper-parameters: the statistics weight r_bn and the statistics' source."""
-
-    bn_weight: float = 0.01
-    sre2l_stats: str = "auto"  # auto | bn | conv
+SRE2L_STATS = get_args(Sre2lStats)
 
 
 class SRe2L(BatchRecover):

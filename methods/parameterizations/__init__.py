@@ -1,19 +1,11 @@
-"""Parameterization registry (pixels, neural fields, …) and synthetic-set save/load."""
+"""Parameterization registry (pixels, neural fields, …) and synthetic-set save/load.
 
-from methods.parameterizations import neural_field, pixels  # noqa: F401  (registration)
-from methods.parameterizations.base import (
-    PARAMETERIZATIONS,
-    BudgetError,
-    ParamConfig,
-    Parameterization,
-    SetShape,
-    build_parameterization,
-    check_budget,
-    from_payload,
-    load_synthetic,
-    save_synthetic,
-    synthetic_payload,
-)
+The names are listed in :mod:`methods.catalog`; ``SetShape``, the option dataclasses and the
+storage arithmetic live in the torch-free :mod:`methods.parameterizations.options`. The
+package loads lazily, so importing that module does not import torch.
+"""
+
+from methods.lazy import lazy_exports
 
 __all__ = [
     "PARAMETERIZATIONS",
@@ -28,3 +20,8 @@ __all__ = [
     "save_synthetic",
     "synthetic_payload",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {**{name: "methods.parameterizations.base" for name in __all__}, "SetShape": "methods.parameterizations.options"},
+)

@@ -18,33 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from methods.artifacts import ArtifactCache
+from methods.parameterizations.options import SetShape, instances_per_class
 from methods.registry import Registry
 
 
 class BudgetError(ValueError):
     """A storage budget that cannot hold a single instance per class."""
-
-
-@dataclass(frozen=True)
-class SetShape:
-    """What a synthetic set must look like: classes, budget and the real instance it mimics."""
-
-    num_classes: int
-    ipc: int  # the storage budget, in real images per class
-    channels: int
-    resolution: int  # distillation resolution
-    dims: int = 2  # spatial dimensions of an instance (images 2; audio spectrograms 2; voxels/video 3)
-    dataset: str | None = None  # the dataset's registry name, for settings tabulated per dataset (DDiF Table 9)
-
-    @property
-    def values_per_instance(self) -> int:
-        """Scalars of one real instance: C · resolution^dims."""
-        return self.channels * self.resolution**self.dims
-
-    @property
-    def budget_scalars(self) -> int:
-        """Stored scalars allowed per class: IPC × the values of one real instance."""
-        return self.ipc * self.values_per_instance
 
 
 @dataclass
@@ -86,7 +65,7 @@ class Parameterization(nn.Module, ABC):
         The one budget rule shared by every parameterization (DDiF Table 8 for fields; exactly
         IPC for pixels).
         """
-        return shape.budget_scalars // cls.scalars_per_instance(shape, options)
+        return instances_per_class(shape, cls.scalars_per_instance(shape, options))
 
     @classmethod
     @abstractmethod
@@ -154,7 +133,7 @@ def check_budget(
 
 
 ParamFactory = Callable[[ParamConfig], Parameterization]
-PARAMETERIZATIONS: Registry[type[Parameterization]] = Registry("parameterization")
+PARAMETERIZATIONS: Registry[type[Parameterization]] = Registry("parameterization", catalog=True)
 
 
 def build_parameterization(config: ParamConfig) -> Parameterization:

@@ -21,37 +21,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from methods.artifacts import LocalArtifactCache
-from methods.options import take
-from methods.parameterizations.base import PARAMETERIZATIONS, ParamConfig, Parameterization, SetShape
-from methods.parameterizations.siren import decode_fields, init_siren, parameter_count
+from methods.parameterizations.base import PARAMETERIZATIONS, ParamConfig, Parameterization
+from methods.parameterizations.options import NeuralFieldOptions, SetShape, field_options, field_scalars
+from methods.parameterizations.siren import decode_fields, init_siren
 
 WARMUP_VERSION = "siren-warmup-v1"
-
-
-@dataclass
-class NeuralFieldOptions:
-    """Field and warm-up hyper-parameters (sweep keys).
-
-    ``nf_width`` d, ``nf_depth`` L (sine layers), ``nf_w0_first`` / ``nf_w0`` the SIREN
-    frequencies ω of the first / later layers (DDiF reference code, CIFAR: 30 / 10), and the
-    warm-up of Eq. 2 (Adam, ``warmup_lr``, ``warmup_iterations``; ``warmup_cache`` to reuse
-    earlier fits).
-    """
-
-    nf_width: int = 6
-    nf_depth: int = 2
-    nf_w0: float = 10.0
-    nf_w0_first: float = 30.0
-    warmup_iterations: int = 5000
-    warmup_lr: float = 5e-4
-    warmup_cache: bool = True
 
 
 #: DDiF Table 9: the fields' learning rate (Adam) under trajectory matching, per (dataset, IPC)
@@ -104,16 +84,12 @@ class NeuralField(Parameterization):
     # --- budget ------------------------------------------------------------------------
     @staticmethod
     def _options(options: dict[str, Any]) -> NeuralFieldOptions:
-        opts = take(NeuralFieldOptions, options)
-        if opts.nf_width < 1 or opts.nf_depth < 1:
-            raise ValueError(f"neural_field needs nf_width ≥ 1 and nf_depth ≥ 1 (got {opts.nf_width}, {opts.nf_depth})")
-        return opts
+        return field_options(options)
 
     @classmethod
     def scalars_per_instance(cls, shape: SetShape, options: dict[str, Any]) -> int:
         """b = d(n+1) + (L−1)·d(d+1) + m(d+1) (DDiF Table 8), m = channels, n = spatial dims."""
-        o = cls._options(options)
-        return parameter_count(shape.dims, o.nf_width, o.nf_depth, shape.channels)
+        return field_scalars(shape, options)
 
     # --- decoding ----------------------------------------------------------------------
     def layers(self, index: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:

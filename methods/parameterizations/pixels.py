@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from methods.parameterizations.base import PARAMETERIZATIONS, ParamConfig, Parameterization, SetShape
-
-RESIZE_MODES = ("nearest", "bilinear", "bicubic")
-
-
-@dataclass
-class PixelOptions:
-    """Pixel hyper-parameters (sweep keys): the interpolation used to decode at another resolution."""
-
-    resize_mode: str = "bilinear"
+from methods.parameterizations.base import PARAMETERIZATIONS, ParamConfig, Parameterization
+from methods.parameterizations.options import RESIZE_MODES, PixelOptions, SetShape, pixel_scalars
 
 
 class Pixels(Parameterization):
@@ -41,12 +32,8 @@ class Pixels(Parameterization):
         self.images = nn.Parameter(torch.zeros(self.num_instances, s.channels, s.resolution, s.resolution))
 
     @classmethod
-    def instances_per_class(cls, shape: SetShape, options: dict[str, Any]) -> int:
-        return shape.budget_scalars // cls.scalars_per_instance(shape, options)
-
-    @classmethod
     def scalars_per_instance(cls, shape: SetShape, options: dict[str, Any]) -> int:
-        return shape.values_per_instance
+        return pixel_scalars(shape, options)
 
     def decode(self, resolution: int | None = None, index: Tensor | None = None) -> Tensor:
         x = self.images if index is None else self.images[index]

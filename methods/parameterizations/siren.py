@@ -23,24 +23,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from methods.parameterizations.options import layer_shapes, parameter_count  # noqa: F401  (re-exported)
+
 #: activation elements (fields × width × coordinates) per tile of a no-grad decode: 2¹⁸ fp32 = 1 MiB,
 #: so a tile's activations stay in cache (measured fastest on CPU; see benchmarks/decode.py)
 CACHE_TILE_ELEMENTS = 1 << 18
 #: per tile when gradients flow: the training hot path stays one batched computation unless an
 #: activation would exceed 2²⁵ elements (128 MiB), which bounds memory
 GRAD_TILE_ELEMENTS = 1 << 25
-
-
-def layer_shapes(n: int, width: int, depth: int, out: int) -> list[tuple[int, int]]:
-    """``(out_features, in_features)`` of the L sine layers and the linear output layer."""
-    if n < 1 or width < 1 or depth < 1 or out < 1:
-        raise ValueError(f"a SIREN needs n, width, depth, out ≥ 1 (got n={n}, d={width}, L={depth}, m={out})")
-    return [(width, n)] + [(width, width)] * (depth - 1) + [(out, width)]
-
-
-def parameter_count(n: int, width: int, depth: int, out: int) -> int:
-    """Scalars of one field: b = d(n+1) + (L−1)·d(d+1) + m(d+1) (DDiF Table 8)."""
-    return sum(o * (i + 1) for o, i in layer_shapes(n, width, depth, out))
 
 
 def coordinate_grid(

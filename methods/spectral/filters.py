@@ -35,23 +35,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
 
+from methods.objectives.options import FILTER_KINDS, BetaSchedule
+
 Term = Literal["filter", "signal"]
 
-#: kind → (response on the filter term, response on the signal term)
-FILTER_KINDS: dict[str, tuple[str, str]] = {
-    "all_pass": ("one", "one"),
-    "dc": ("identity", "one"),
-    "mtt": ("power", "geometric"),
-    "high_pass": ("resolvent", "resolvent"),
-    "low_pass": ("identity", "identity"),
-}
-
-BETA_SCHEDULES = ("cosine", "linear", "constant")
+#: kind → (response on the filter term, response on the signal term); the names are the
+#: ``filter`` vocabulary of :class:`methods.objectives.options.FilterMatchingOptions`
+BETA_SCHEDULES: tuple[str, ...] = get_args(BetaSchedule)
 
 
 @dataclass(frozen=True)

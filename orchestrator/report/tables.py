@@ -61,6 +61,8 @@ def _planned(experiment: str) -> int | None:
         plan = describe_plan(SweepSpec.model_validate(saved["spec"]))
     except Exception:  # no spec saved, or from another version: the count is just not shown
         return None
+    if plan.get("evaluations_total") is not None:  # distinct trial keys × evaluations per set
+        return plan["evaluations_total"]
     return plan["trials"] * plan["evaluations_per_trial"] if plan["trials"] else None
 
 

@@ -1,0 +1,126 @@
+"""Reading a sweep file: bytes → UTF-8 text → YAML (safe) → data, every failure one line.
+
+``yaml.safe_load`` semantics (plain data only, no Python objects), plus what it lets through:
+a mapping that names a key twice is an error naming the key and both lines (PyYAML keeps the
+last value silently — a known source of wrong published configs). Non-UTF-8 bytes, an empty
+file, a document that is not a mapping and anything the YAML parser rejects become a
+:class:`~orchestrator.errors.SpecError`, never a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.errors import SpecError
+
+
+class SweepLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (a subclass, so the global loader is untouched)."""
+
+
+def _key_label(loader: SweepLoader, node: yaml.Node) -> Any:
+    """The constructed key of a mapping entry (hashable), or its source text."""
+    if isinstance(node, yaml.ScalarNode):
+        try:
+            key = loader.construct_object(node, deep=True)
+            hash(key)
+            return key
+        except (yaml.YAMLError, TypeError):
+            return node.value
+    return None  # complex keys: constructing them reports their own errors
+
+
+def _path(parts: list[str]) -> str:
+    out = ""
+    for p in parts:
+        out += p if p.startswith("[") else (f".{p}" if out else p)
+    return out
+
+
+def check_duplicate_keys(loader: SweepLoader, root: yaml.Node) -> None:
+    """Raise :class:`SpecError` at the first mapping that names a key twice (merge keys ``<<`` excepted)."""
+    seen_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, list[str]]] = [(root, [])]
+    while stack:
+        node, where = stack.pop()
+        if id(node) in seen_nodes:  # aliases share nodes: visit each once
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            lines: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    stack.append((value_node, where))
+                    continue
+                key = _key_label(loader, key_node)
+                line = key_node.start_mark.line + 1
+                if key is not None and key in lines:
+                    raise SpecError(
+                        f"duplicated key {key!r} (lines {lines[key]} and {line}); keep one",
+                        key=_path([*where, str(key)]),
+                    )
+                if key is not None:
+                    lines[key] = line
+                stack.append((value_node, [*where, str(key if key is not None else key_node.start_mark.line + 1)]))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                stack.append((item, [*where, f"[{i}]"]))
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    if mark is None and isinstance(err, yaml.reader.ReaderError):
+        c = err.character
+        shown = f"U+{c:04X}" if isinstance(c, int) else (f"byte 0x{c[0]:02x}" if isinstance(c, bytes) else repr(c))
+        return f"invalid YAML at position {err.position}: character {shown} is not allowed (only printable text)"
+    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(err, "problem", None) or (str(err).splitlines() or ["unreadable"])[0]
+    context = getattr(err, "context", None)
+    return f"invalid YAML{at}: {problem}" + (f" ({context})" if context and context not in problem else "")
+
+
+def parse_yaml(text: str) -> Any:
+    """The data of one YAML document (``safe`` semantics), duplicate keys rejected; raises :class:`SpecError`."""
+    loader: SweepLoader | None = None
+    try:
+        loader = SweepLoader(text)  # the reader rejects non-printable characters here
+        node = loader.get_single_node()
+        if node is None:
+            raise SpecError("the file is empty; a sweep needs at least name, method and search (see README)")
+        check_duplicate_keys(loader, node)
+        return loader.construct_document(node)
+    except yaml.YAMLError as err:
+        raise SpecError(_yaml_problem(err)) from None
+    except RecursionError:
+        raise SpecError("invalid YAML: nested too deeply") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def read_yaml(path: Path) -> Any:
+    """Read and parse a sweep file; every problem is a :class:`SpecError` naming ``path``."""
+    where = str(path)
+    if not path.is_file():
+        raise SpecError("no such file (give the path of a sweep YAML)", where=where)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise SpecError(f"cannot read the file ({err.strerror or err.__class__.__name__})", where=where) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError(
+            f"not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); save the sweep file as UTF-8",
+            where=where,
+        ) from None
+    try:
+        return parse_yaml(text)
+    except SpecError as err:
+        raise SpecError(err.message, where=where, key=err.key) from None
+
+
+__all__ = ["SweepLoader", "check_duplicate_keys", "parse_yaml", "read_yaml"]
