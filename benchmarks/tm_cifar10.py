@@ -236,7 +236,8 @@ def student(
     batch = min(a.eval_batch, n)
     steps_per_epoch = -(-n // batch)
     epochs = max(1, round(a.student_steps / steps_per_epoch))
-    settings = EvalSettings(epochs=epochs, batch_size=batch, lr_from_set=set_lr is not None)
+    # one validation check, at the end (check_every only sets how often the curve is sampled: same model)
+    settings = EvalSettings(epochs=epochs, batch_size=batch, lr_from_set=set_lr is not None, check_every=epochs)
     out = train_student(images, labels, data, "convnet_d3", seed, settings, set_lr=set_lr)
     return {
         "seed": seed, "val_acc": out.val_acc, "test_acc": out.test_acc, "lr": out.lr, "epochs": epochs,
