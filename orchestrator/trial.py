@@ -33,7 +33,7 @@ from ray import tune
 from methods.evaluate import LEARNED_LR_KEY
 from orchestrator import prerequisites
 from orchestrator.cache import ArtifactRef, ArtifactStore, LeaseLock, cache_root
-from orchestrator.distill_job import DistillJob, run_train, stream_distillation
+from orchestrator.distill_job import PREREQUISITE_FIELDS, DistillJob, run_train, stream_distillation
 from orchestrator.evaluation import EvalJob, failed_result, plan_jobs, row_key_of, run_evaluations
 from orchestrator.metrics import TRIAL_METRICS
 from orchestrator.provenance import now
@@ -230,7 +230,10 @@ class TrialRun:
         )
         row_keys = ("beta", "eta", "beta_schedule", "filter", LEARNED_LR_KEY)  # the objectives' row fields
         base.update({k: v for k, v in extra.items() if k in row_keys})
-        base.update(prerequisites.row_fields(self.refs, self.blocks, self.artifacts))
+        described = extra.get(PREREQUISITE_FIELDS)  # computed where the distillation had the files
+        if described is None:  # a set saved before that key existed
+            described = prerequisites.row_fields(self.refs, self.blocks, self.artifacts)
+        base.update(described)
         return base
 
     def record_failure(self, jobs: list[EvalJob], message: str) -> None:
