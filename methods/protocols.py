@@ -104,7 +104,8 @@ PRESETS: dict[str, ProtocolPreset] = {
             "The text fixes DSA, the ConvNet depth per resolution, one-hot labels and 5 evaluation networks; "
             "it refers to 'the conventional evaluation procedure of the previous studies' for the rest, so "
             "optimiser, epochs and schedule are dd_standard's (the TM lineage trains the student with the "
-            "learned step size, which a ddx set does not carry). Cross-architecture (Table 3): AlexNet, "
+            "learned step size: a set distilled with tm carries it, evaluation.lr_from_set uses it). "
+            "Cross-architecture (Table 3): AlexNet, "
             "VGG11, ResNet18 and ViT students (ViT size not stated)."
         ),
     ),

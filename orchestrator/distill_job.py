@@ -61,6 +61,10 @@ class DistillJob:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: key of the synthetic set's ``extra`` holding the prerequisites' result-row columns
+PREREQUISITE_FIELDS = "prerequisite_fields"
+
+
 def _torch_bytes(obj: Any) -> bytes:
     buf = io.BytesIO()
     torch.save(obj, buf)
@@ -106,6 +110,9 @@ def distill_body(job: DistillJob, report: Report) -> dict[str, Any]:
     summary = {**summary, "resumed_from_step": _resumed_step(resume)}
     if ctx.is_main:
         extra = {**summary, **objective.row_fields(), "world_size": ctx.world_size, **job.extra}
+        # the prerequisites' row columns, read here where their files already are (the trial driver
+        # would otherwise download every expert onto its node just to describe them)
+        extra[PREREQUISITE_FIELDS] = prerequisites.row_fields(refs, job.blocks, store)
         extra["class_names"] = list(data.class_names)
         stats = data.display_stats()  # None for ZCA-whitened data: viewers contrast-stretch instead
         if stats is not None:

@@ -115,6 +115,7 @@ def evaluate_job(
         "test_acc": out.test_acc,
         "max_over_test": out.max_over_test,
         "epochs": out.epochs,
+        "eval_lr": out.lr,  # the student's (initial) learning rate: TM's learned α under lr_from_set
         "eval_seconds": time.perf_counter() - start,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "resize_mode": "none" if job.resolution == distill_res else param.resize_mode,
@@ -134,6 +135,7 @@ def failed_result(job: EvalJob, error: BaseException) -> dict[str, Any]:
         "test_acc": float("nan"),
         "max_over_test": None,
         "epochs": None,
+        "eval_lr": None,
         "node_id": None,
         "hostname": None,
         "eval_seconds": None,

@@ -13,6 +13,7 @@ the Train workers and evaluation tasks turn into local files with :func:`load`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,13 +98,16 @@ def ensure(
     store: ArtifactStore,
     resources: Resources,
     poll: float = 1.0,
+    on_produced: Callable[[str, int], None] | None = None,
 ) -> dict[str, list[ArtifactRef]]:
     """Every piece of every prerequisite in ``names``, produced (in parallel) where missing.
 
     ``blocks`` maps a prerequisite name to its sweep block (or None for defaults). Returns
     ``name → [ref per unit]``. Pieces are produced by Ray tasks launched here; a piece whose
     lock another process holds is waited for (and produced here if that lease expires).
-    Raises the task's error if a piece cannot be produced after Ray's retries.
+    ``on_produced(name, unit)`` is called for every piece a task launched here produced (not
+    for pieces found in the store or made by another process). Raises the task's error if a
+    piece cannot be produced after Ray's retries.
     """
     pieces: list[_Piece] = []
     for name in names:
@@ -148,6 +152,8 @@ def ensure(
                         p.ref = ArtifactRef(**ray.get(task))
                     finally:
                         p.lock.release()
+                    if on_produced is not None:
+                        on_produced(p.name, p.unit)
             else:
                 time.sleep(poll)
     finally:

@@ -846,6 +846,31 @@ def _resolve_root(data: dict[str, Any], base_dir: Path) -> None:
             data["dataset"] = {**ds, "root": str((base_dir / root).resolve())}
 
 
+def _check_experts(spec: SweepBase, needs: dict[str, list[str]]) -> None:
+    """Every ``tm`` trial must find its epochs in the experts: ``max_start_epoch − 1 + expert_epochs``
+    ≤ the last kept snapshot (``experts.keep_epochs`` / ``train_epochs``)."""
+    if "experts" not in needs:
+        return
+    from methods.tm_options import TMOptions
+
+    block = spec.prerequisite("experts")
+    kept = block.options().epochs_trained
+    starts = spec.hyper_values("max_start_epoch") or [TMOptions.max_start_epoch]
+    spans = spec.hyper_values("expert_epochs") or [TMOptions.expert_epochs]
+    for start, span in itertools.product(starts, spans):
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, span)):
+            continue  # not integers: the type checks name them
+        need = start - 1 + span
+        if need > kept:
+            given = getattr(spec, "experts", None)
+            key = "experts.keep_epochs" if given is not None and given.keep_epochs is not None else "experts"
+            raise SpecError(
+                f"tm with max_start_epoch={start}, expert_epochs={span} reads expert epochs up to {need}, but "
+                f"the experts keep epochs 0…{kept}; raise experts.train_epochs / keep_epochs to ≥ {need}",
+                key=key,
+            )
+
+
 def _check_scheduler(spec: SweepBase) -> None:
     """An early-stopping scheduler reads probe accuracies: every trial must report them."""
     if spec.scheduler is None:
@@ -869,6 +894,7 @@ def validate_spec(spec: SweepBase) -> None:
     _check_dataset(spec)
     _check_archs(spec, objectives, needed_prerequisites(spec))
     _check_budget(spec, params)
+    _check_experts(spec, needed_prerequisites(spec))
 
 
 def parse_spec(data: Any, where: str = "<spec>", base_dir: str | Path | None = None) -> SweepBase:

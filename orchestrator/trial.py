@@ -30,9 +30,10 @@ import ray
 import torch
 from ray import tune
 
+from methods.evaluate import LEARNED_LR_KEY
 from orchestrator import prerequisites
 from orchestrator.cache import ArtifactRef, ArtifactStore, LeaseLock, cache_root
-from orchestrator.distill_job import DistillJob, run_train, stream_distillation
+from orchestrator.distill_job import PREREQUISITE_FIELDS, DistillJob, run_train, stream_distillation
 from orchestrator.evaluation import EvalJob, failed_result, plan_jobs, protocol_columns, row_key_of, run_evaluations
 from orchestrator.metrics import TRIAL_METRICS
 from orchestrator.provenance import now
@@ -109,6 +110,7 @@ class TrialRun:
         self.names = prerequisites.needed(self.hp["objective"], spec.evaluation.label_modes)
         self.blocks = prerequisite_blocks(spec, self.names)
         self.refs: dict[str, list[ArtifactRef]] = {}
+        self.produced = 0  # prerequisite pieces this trial produced (0 when every piece was reused)
         self.swept = {k: config[k] for k in spec.search if k in config}
 
     def record(self, status: str, **fields: Any) -> None:
@@ -147,6 +149,7 @@ class TrialRun:
                     dataset_options(spec),
                     self.artifacts,
                     prerequisites.Resources(res.eval_cpus, res.eval_gpus, res.eval_retries),
+                    on_produced=self._count_produced,
                 )
             payload = self.distill()
         except Exception as err:  # the method or a prerequisite failed: record it, let the sweep go on
@@ -155,6 +158,9 @@ class TrialRun:
             self.record("failed", error=message)
             return
         self.evaluate(payload)
+
+    def _count_produced(self, name: str, unit: int) -> None:
+        self.produced += 1
 
     def distill(self) -> dict[str, Any]:
         spec, syn = self.spec, self.store.synthetic_path(self.key)
@@ -202,6 +208,7 @@ class TrialRun:
             "distill_seed": self.distill_seed,
             "config_hash": self.key,
             "synthetic_path": self.store.synthetic_path(self.key),
+            "prerequisite_pieces_produced": self.produced,
             **self.code,
         }
         base.update({k: v for k, v in hp.items() if k not in base and k != REPEAT_KEY})
@@ -221,8 +228,12 @@ class TrialRun:
             distill_workers=int(extra.get("world_size", spec.resources.distill_workers)),
             distill_seconds=float(extra.get("distill_seconds", float("nan"))),
         )
-        base.update({k: v for k, v in extra.items() if k in ("beta", "eta", "beta_schedule", "filter")})
-        base.update(prerequisites.row_fields(self.refs, self.blocks, self.artifacts))
+        row_keys = ("beta", "eta", "beta_schedule", "filter", LEARNED_LR_KEY)  # the objectives' row fields
+        base.update({k: v for k, v in extra.items() if k in row_keys})
+        described = extra.get(PREREQUISITE_FIELDS)  # computed where the distillation had the files
+        if described is None:  # a set saved before that key existed
+            described = prerequisites.row_fields(self.refs, self.blocks, self.artifacts)
+        base.update(described)
         return base
 
     def record_failure(self, jobs: list[EvalJob], message: str) -> None:
