@@ -193,7 +193,18 @@ def show_summary(summary) -> None:
             f"{100 * r['val_mean']:.1f} ± {100 * r['val_std']:.1f}",
             f"{100 * r['test_mean']:.1f} ± {100 * r['test_std']:.1f}",
         )
-    console.print(table)
+    print_wide(table)
+
+
+def print_wide(table) -> None:
+    """Print a table; into a file or pipe (no terminal to wrap for) at its natural width, unwrapped."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    from rich.measure import Measurement
+
+    natural = Measurement.get(console, console.options.update(width=10_000), table).maximum
+    Console(width=max(console.width, natural)).print(table)  # Console.print clamps to its own width
 
 
 def _fmt(v: object) -> str:
