@@ -29,3 +29,13 @@ class UserError(Exception):
 
 class SpecError(UserError):
     """A sweep file that does not validate."""
+
+
+def error_line(err: BaseException) -> str:
+    """The last line of an error (Ray wraps remote errors with their traceback)."""
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, BaseException):
+        err = cause
+    text = [line for line in str(err).strip().splitlines() if line.strip()]
+    line = text[-1].strip() if text else ""
+    return f"{type(err).__name__}: {line}"[:2000] if line else type(err).__name__

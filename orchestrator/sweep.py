@@ -12,7 +12,7 @@ from ray import tune
 from rich.console import Console
 
 from orchestrator import runtime
-from orchestrator.errors import UserError
+from orchestrator.errors import UserError, error_line
 from orchestrator.plan import describe_plan, resolve_storage
 from orchestrator.progress import ForwardingCallback, SweepProgress
 from orchestrator.provenance import versions
@@ -93,8 +93,6 @@ def _tune_storage(exp: str) -> tuple[str, Any]:
 
 
 def _failures(grid: tune.ResultGrid) -> list[TrialFailure]:
-    from orchestrator.trial import error_line
-
     out = []
     for result in grid:
         if result.error is None:

@@ -34,6 +34,7 @@ from methods.evaluate import LEARNED_LR_KEY
 from orchestrator import prerequisites
 from orchestrator.cache import ArtifactRef, ArtifactStore, LeaseLock, cache_root
 from orchestrator.distill_job import PREREQUISITE_FIELDS, DistillJob, run_train, stream_distillation
+from orchestrator.errors import error_line
 from orchestrator.evaluation import EvalJob, failed_result, plan_jobs, protocol_columns, row_key_of, run_evaluations
 from orchestrator.metrics import TRIAL_METRICS
 from orchestrator.provenance import now
@@ -67,16 +68,6 @@ def prerequisite_blocks(spec: SweepSpec, names: list[str]) -> dict[str, Any]:
         block = getattr(spec, name, None)
         out[name] = block.model_dump() if hasattr(block, "model_dump") else block
     return out
-
-
-def error_line(err: BaseException) -> str:
-    """The last line of an error (Ray wraps remote errors with their traceback)."""
-    cause = getattr(err, "cause", None)
-    if isinstance(cause, BaseException):
-        err = cause
-    text = [line for line in str(err).strip().splitlines() if line.strip()]
-    line = text[-1].strip() if text else ""
-    return f"{type(err).__name__}: {line}"[:2000] if line else type(err).__name__
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
