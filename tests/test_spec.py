@@ -537,3 +537,21 @@ def test_arch_epochs_size_students_per_network(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"not one of evaluation\.archs") as err:
         parse_spec(data)
     assert err.value.key == "evaluation.arch_epochs.vgg11"
+
+
+def test_the_sweep_driver_reads_trial_failures_without_torch() -> None:
+    """The driver (orchestrator.sweep) and its end-of-sweep failure listing import no torch."""
+    code = (
+        "import sys, types\n"
+        "from orchestrator.sweep import _failures\n"
+        "r = types.SimpleNamespace(error=RuntimeError('boom\\nValueError: bad'), path='/x', config={'a': 1},\n"
+        "                          metrics={'trial_id': 't1'})\n"
+        "(f,) = _failures([r])\n"
+        "print(f.error, '|', f.log)\n"
+        "print('TORCH', 'torch' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "RuntimeError: ValueError: bad | /x/error.txt" in proc.stdout
+    assert "TORCH False" in proc.stdout, proc.stdout
