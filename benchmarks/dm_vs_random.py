@@ -52,7 +52,8 @@ def main() -> None:
     cells = []
     for ipc in args.ipcs:
         for objective in ("random", "dm"):
-            hp = trial_hyper(spec, {"objective": objective, "ipc": ipc, "repeat": 0})
+            # the IPC is this benchmark's, whether the spec sweeps it or fixes it in `method`
+            hp = {**trial_hyper(spec, {"objective": objective, "ipc": ipc, "repeat": 0}), "ipc": ipc}
             start = time.perf_counter()
             param, _, summary = run_distillation(hp, data, DistillContext(seed=spec.seed))
             images = param.decode().detach()
