@@ -186,6 +186,7 @@ def test_sweep_report_and_browser(swept: Path, tmp_path: Path) -> None:
     assert seen["tables"] == text.count("<table>") >= 6
     assert seen["sections"] == [
         "best",
+        "protocols",
         "cross-architecture",
         "cross-resolution",
         "curves",
