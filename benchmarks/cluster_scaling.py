@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=600, help="student epochs per evaluation")
     parser.add_argument("--ipc", type=int, default=10)
     parser.add_argument("--iterations", type=int, default=5, help="DM iterations (the tiny distillation)")
-    parser.add_argument("--repeats", type=int, default=1, help="runs of each layout (alternating)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each layout (alternating; medians reported)")
     args = parser.parse_args()
     reason = isolation_available()
     if reason:

@@ -14,6 +14,10 @@ Two numbers come out of one run:
   ((ddx_K − ddx_1) − (direct_K − direct_1)) / (K − 1). What is left of ddx_1 − direct_1 is the
   per-invocation start-up (``startup_s``: CLI import, Ray start and stop).
 
+``warm_ray`` repeats the ddx runs against a Ray that is already running (``ray start --head``
+once, 2 CPUs, then ``ddx sweep --address``): what a researcher who keeps a local Ray up pays.
+The top-level numbers are the embedded default's.
+
     python benchmarks/overhead.py --out benchmarks/results/overhead.json
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -99,6 +104,29 @@ def run_ddx(spec: dict, workdir: Path) -> float:
     return elapsed
 
 
+def run_ddx_warm(spec: dict, workdir: Path, cluster) -> float:
+    """``ddx sweep --address`` against the already running ``cluster`` (a tests.cluster.LocalCluster)."""
+    path = workdir / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    args = [sys.executable, "-m", "orchestrator", "sweep", str(path), "--fresh", "--address", cluster.address]
+    start = time.perf_counter()
+    rc, out = cluster.run(args, workdir / f"{spec['name']}.log", timeout=1800)
+    elapsed = time.perf_counter() - start
+    if rc != 0:
+        raise RuntimeError(out[-4000:])
+    return elapsed
+
+
+def slopes(med: dict[str, float], k: int, one: str, many: str) -> dict[str, float]:
+    """Fixed cost per extra trial, ratio and per-invocation start-up of the ``one``/``many`` ddx runs."""
+    fixed = ((med[many] - med[one]) - (med["direct_k"] - med["direct_1"])) / (k - 1)
+    return {
+        "fixed_cost_per_trial_s": fixed,
+        "ratio": med[many] / med["direct_k"],
+        "startup_s": med[one] - med["direct_1"] - fixed,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=3)
@@ -106,6 +134,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=2, help="runs of each configuration (medians are reported)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "overhead.json")
+    ap.add_argument("--no-warm", action="store_true", help="skip the runs against an already running Ray")
     args = ap.parse_args()
     times: dict[str, list[float]] = {"direct_1": [], "direct_k": [], "ddx_1": [], "ddx_k": []}
     with tempfile.TemporaryDirectory(prefix="ddx-overhead-") as tmp:
@@ -117,14 +146,25 @@ def main() -> None:
             times["ddx_1"].append(run_ddx(one, workdir))
             times["direct_k"].append(run_direct(many, threads=2))
             times["ddx_k"].append(run_ddx(many, workdir))
+        if not args.no_warm:
+            from tests.cluster import CLUSTER_ENV, LocalCluster
+
+            os.environ.update(CLUSTER_ENV)  # the driver talks to that Ray as the tests' drivers do
+            cluster = LocalCluster()
+            try:
+                cluster.start_head(cpus=2, resources={"ddx_driver": 1000})
+                times["warm_1"], times["warm_k"] = [], []
+                for _ in range(args.repeats):
+                    times["warm_1"].append(run_ddx_warm(one, workdir, cluster))
+                    times["warm_k"].append(run_ddx_warm(many, workdir, cluster))
+            finally:
+                cluster.shutdown()
     med = {k: statistics.median(v) for k, v in times.items()}
     k = args.trials
-    fixed = ((med["ddx_k"] - med["ddx_1"]) - (med["direct_k"] - med["direct_1"])) / (k - 1)
     result = {
         "benchmark": "overhead",
-        "fixed_cost_per_trial_s": fixed,
-        "ratio": med["ddx_k"] / med["direct_k"],
-        "startup_s": med["ddx_1"] - med["direct_1"] - fixed,
+        **slopes(med, k, "ddx_1", "ddx_k"),
+        **({"warm_ray": slopes(med, k, "warm_1", "warm_k")} if "warm_1" in med else {}),
         "work": {
             "dataset": "digits",
             "trials": k,
@@ -137,12 +177,13 @@ def main() -> None:
         "all_seconds": times,
         "notes": "direct: one process, 2 torch threads, sequential; ddx: `ddx sweep --fresh` as a whole process on an "
         "embedded local Ray (2 CPUs), one trial at a time, distillation task and evaluation tasks reserving both "
-        "CPUs (the same sequential work); fixed cost per trial from the 1-trial vs K-trial slope.",
+        "CPUs (the same sequential work); fixed cost per trial from the 1-trial vs K-trial slope. warm_ray: the "
+        "same ddx runs with --address to a Ray started once (ray start --head, 2 CPUs) before them.",
         "machine": {
             "cpus": torch.get_num_threads(),
             "platform": platform.platform(),
             "torch": torch.__version__,
-            "load_average_at_end": list(__import__("os").getloadavg()),
+            "load_average_at_end": list(os.getloadavg()),
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
