@@ -88,29 +88,18 @@ def run_direct(spec: dict, threads: int) -> float:
     return time.perf_counter() - start
 
 
-def run_ddx(spec: dict, workdir: Path) -> float:
+def run_ddx(spec: dict, workdir: Path, cluster=None) -> float:
+    """Wall time of ``ddx sweep --fresh`` as a whole process: on an embedded Ray, or with
+    ``--address`` to an already running ``cluster`` (a :class:`tests.cluster.LocalCluster`)."""
     path = workdir / f"{spec['name']}.yaml"
     path.write_text(yaml.safe_dump(spec))
+    args = [sys.executable, "-m", "orchestrator", "sweep", str(path), "--fresh"]
     start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "sweep", str(path), "--fresh"],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-    )
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stdout[-2000:] + proc.stderr[-2000:])
-    return elapsed
-
-
-def run_ddx_warm(spec: dict, workdir: Path, cluster) -> float:
-    """``ddx sweep --address`` against the already running ``cluster`` (a tests.cluster.LocalCluster)."""
-    path = workdir / f"{spec['name']}.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    args = [sys.executable, "-m", "orchestrator", "sweep", str(path), "--fresh", "--address", cluster.address]
-    start = time.perf_counter()
-    rc, out = cluster.run(args, workdir / f"{spec['name']}.log", timeout=1800)
+    if cluster is None:
+        proc = subprocess.run(args, cwd=workdir, capture_output=True, text=True)
+        rc, out = proc.returncode, proc.stdout[-2000:] + proc.stderr[-2000:]
+    else:
+        rc, out = cluster.run([*args, "--address", cluster.address], workdir / f"{spec['name']}.log", timeout=1800)
     elapsed = time.perf_counter() - start
     if rc != 0:
         raise RuntimeError(out[-4000:])
@@ -147,16 +136,15 @@ def main() -> None:
             times["direct_k"].append(run_direct(many, threads=2))
             times["ddx_k"].append(run_ddx(many, workdir))
         if not args.no_warm:
-            from tests.cluster import CLUSTER_ENV, LocalCluster
+            from tests.cluster import LocalCluster  # its run() gives the driver the cluster's environment
 
-            os.environ.update(CLUSTER_ENV)  # the driver talks to that Ray as the tests' drivers do
             cluster = LocalCluster()
             try:
                 cluster.start_head(cpus=2, resources={"ddx_driver": 1000})
                 times["warm_1"], times["warm_k"] = [], []
                 for _ in range(args.repeats):
-                    times["warm_1"].append(run_ddx_warm(one, workdir, cluster))
-                    times["warm_k"].append(run_ddx_warm(many, workdir, cluster))
+                    times["warm_1"].append(run_ddx(one, workdir, cluster))
+                    times["warm_k"].append(run_ddx(many, workdir, cluster))
             finally:
                 cluster.shutdown()
     med = {k: statistics.median(v) for k, v in times.items()}
@@ -164,7 +152,7 @@ def main() -> None:
     result = {
         "benchmark": "overhead",
         **slopes(med, k, "ddx_1", "ddx_k"),
-        **({"warm_ray": slopes(med, k, "warm_1", "warm_k")} if "warm_1" in med else {}),
+        **({} if args.no_warm else {"warm_ray": slopes(med, k, "warm_1", "warm_k")}),
         "work": {
             "dataset": "digits",
             "trials": k,
