@@ -8,11 +8,17 @@ is the whole command: CLI start, Ray start, the sweep, Parquet, shutdown.
 
 Two numbers come out of one run:
 
-* ``ratio`` = ddx / direct wall time for the toy sweep (``--trials`` trials);
+* ``ratio`` = ddx / direct wall time for the toy sweep (``--trials`` trials), the direct loop
+  timed in-process with torch and the methods already imported (the definition of every
+  earlier run of this benchmark);
 * ``fixed_cost_per_trial_s``: what each extra trial costs beyond its work, from the slope
   between a 1-trial and a ``--trials``-trial sweep of identical per-trial work:
   ((ddx_K − ddx_1) − (direct_K − direct_1)) / (K − 1). What is left of ddx_1 − direct_1 is the
   per-invocation start-up (``startup_s``: CLI import, Ray start and stop).
+
+``whole_process`` times the direct loop as a command too (``python`` start, torch and the
+methods imported, data, work — a plain loop script, importing no Ray): ddx against what a
+researcher's own script costs from the shell, both whole commands.
 
 ``warm_ray`` repeats the ddx runs against a Ray that is already running (``ray start --head``
 once, 2 CPUs, then ``ddx sweep --address``): what a researcher who keeps a local Ray up pays.
@@ -88,6 +94,58 @@ def run_direct(spec: dict, threads: int) -> float:
     return time.perf_counter() - start
 
 
+def direct_plan(spec: dict) -> dict:
+    """What the plain loop needs, as JSON: dataset options, each trial's hyper-parameters and seed,
+    and each evaluation's student settings (computed here, so that the loop imports no Ray)."""
+    from orchestrator.evaluation import student_settings
+    from orchestrator.spec import parse_spec
+    from orchestrator.trial import eval_settings
+    from orchestrator.trial_keys import trial_hyper
+
+    parsed = parse_spec(spec)
+    evals = [
+        {
+            "arch": arch,
+            "seed": parsed.seed + seed,
+            "settings": student_settings(eval_settings(parsed), "hard", arch=arch).to_dict(),
+        }
+        for arch in parsed.evaluation.archs
+        for seed in range(parsed.evaluation.seeds)
+    ]
+    trials = [{"hp": trial_hyper(parsed, {"repeat": r}), "seed": parsed.seed + r} for r in range(parsed.num_samples)]
+    return {"dataset": parsed.dataset.model_dump(), "trials": trials, "evals": evals}
+
+
+def plain_loop(plan_file: Path) -> None:
+    """The direct work as a script of its own (``--plain-loop PLAN``): torch and the methods only."""
+    torch.set_num_threads(2)
+    from methods.context import DistillContext
+    from methods.datasets import DatasetOptions, load_dataset
+    from methods.evaluate import train_student
+    from methods.pipeline import run_distillation
+    from methods.protocols import settings_from_dict
+
+    plan = json.loads(plan_file.read_text())
+    data = load_dataset(DatasetOptions(**plan["dataset"]))
+    for trial in plan["trials"]:
+        param, _, _ = run_distillation(trial["hp"], data, DistillContext(seed=trial["seed"]))
+        images = param.decode().detach()
+        for ev in plan["evals"]:
+            train_student(images, param.labels, data, ev["arch"], ev["seed"], settings_from_dict(ev["settings"]))
+
+
+def run_plain_loop(spec: dict, workdir: Path) -> float:
+    """Wall time of the plain loop as a whole process (``python benchmarks/overhead.py --plain-loop``)."""
+    plan_file = workdir / f"{spec['name']}.plan.json"
+    plan_file.write_text(json.dumps(direct_plan(spec)))
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, __file__, "--plain-loop", str(plan_file)], capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-4000:])
+    return elapsed
+
+
 def run_ddx(spec: dict, workdir: Path, cluster=None) -> float:
     """Wall time of ``ddx sweep --fresh`` as a whole process: on an embedded Ray, or with
     ``--address`` to an already running ``cluster`` (a :class:`tests.cluster.LocalCluster`)."""
@@ -106,13 +164,14 @@ def run_ddx(spec: dict, workdir: Path, cluster=None) -> float:
     return elapsed
 
 
-def slopes(med: dict[str, float], k: int, one: str, many: str) -> dict[str, float]:
-    """Fixed cost per extra trial, ratio and per-invocation start-up of the ``one``/``many`` ddx runs."""
-    fixed = ((med[many] - med[one]) - (med["direct_k"] - med["direct_1"])) / (k - 1)
+def slopes(med: dict[str, float], k: int, one: str, many: str, base: str = "direct") -> dict[str, float]:
+    """Fixed cost per extra trial, ratio and per-invocation start-up of the ``one``/``many`` ddx runs
+    against the ``base`` runs (``direct``: in-process loop; ``plain``: the loop as a whole process)."""
+    fixed = ((med[many] - med[one]) - (med[f"{base}_k"] - med[f"{base}_1"])) / (k - 1)
     return {
         "fixed_cost_per_trial_s": fixed,
-        "ratio": med[many] / med["direct_k"],
-        "startup_s": med[one] - med["direct_1"] - fixed,
+        "ratio": med[many] / med[f"{base}_k"],
+        "startup_s": med[one] - med[f"{base}_1"] - fixed,
     }
 
 
@@ -124,16 +183,22 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="runs of each configuration (medians are reported)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "overhead.json")
     ap.add_argument("--no-warm", action="store_true", help="skip the runs against an already running Ray")
+    ap.add_argument("--plain-loop", type=Path, help=argparse.SUPPRESS)  # internal: run the plain loop of a plan
     args = ap.parse_args()
-    times: dict[str, list[float]] = {"direct_1": [], "direct_k": [], "ddx_1": [], "ddx_k": []}
+    if args.plain_loop is not None:
+        plain_loop(args.plain_loop)
+        return
+    times: dict[str, list[float]] = {k: [] for k in ("direct_1", "direct_k", "plain_1", "plain_k", "ddx_1", "ddx_k")}
     with tempfile.TemporaryDirectory(prefix="ddx-overhead-") as tmp:
         workdir = Path(tmp)
         one = make_spec(workdir / "store", "overhead_1", 1, args.iterations, args.epochs)
         many = make_spec(workdir / "store", "overhead_k", args.trials, args.iterations, args.epochs)
         for _ in range(args.repeats):  # interleaved, so drift of the machine's speed hits both alike
             times["direct_1"].append(run_direct(one, threads=2))
+            times["plain_1"].append(run_plain_loop(one, workdir))
             times["ddx_1"].append(run_ddx(one, workdir))
             times["direct_k"].append(run_direct(many, threads=2))
+            times["plain_k"].append(run_plain_loop(many, workdir))
             times["ddx_k"].append(run_ddx(many, workdir))
         if not args.no_warm:
             from tests.cluster import LocalCluster  # its run() gives the driver the cluster's environment
@@ -152,6 +217,7 @@ def main() -> None:
     result = {
         "benchmark": "overhead",
         **slopes(med, k, "ddx_1", "ddx_k"),
+        "whole_process": slopes(med, k, "ddx_1", "ddx_k", base="plain"),
         **({} if args.no_warm else {"warm_ray": slopes(med, k, "warm_1", "warm_k")}),
         "work": {
             "dataset": "digits",
@@ -163,9 +229,11 @@ def main() -> None:
         },
         "median_seconds": med,
         "all_seconds": times,
-        "notes": "direct: one process, 2 torch threads, sequential; ddx: `ddx sweep --fresh` as a whole process on an "
-        "embedded local Ray (2 CPUs), one trial at a time, distillation task and evaluation tasks reserving both "
-        "CPUs (the same sequential work); fixed cost per trial from the 1-trial vs K-trial slope. warm_ray: the "
+        "notes": "direct: one process, 2 torch threads, sequential, timed after its imports; plain: the same loop "
+        "as a whole `python` process (imports torch and the methods, no Ray); ddx: `ddx sweep --fresh` as a whole "
+        "process on an embedded local Ray (2 CPUs), one trial at a time, distillation task and evaluation tasks "
+        "reserving both CPUs (the same sequential work); fixed cost per trial from the 1-trial vs K-trial slope. "
+        "warm_ray: the "
         "same ddx runs with --address to a Ray started once (ray start --head, 2 CPUs) before them.",
         "machine": {
             "cpus": torch.get_num_threads(),

@@ -24,6 +24,10 @@ LabelMode = Literal["hard", "soft"]
 LABEL_MODES: tuple[str, ...] = get_args(LabelMode)
 #: the prerequisites (:mod:`methods.prerequisites`) each label mode needs
 LABEL_MODE_REQUIRES: dict[str, tuple[str, ...]] = {"hard": (), "soft": ("teacher",)}
+
+#: the key under which a synthetic set carries a learned student learning rate (TM's step size α),
+#: in the set's ``extra`` metadata (written from :meth:`methods.objectives.base.Objective.row_fields`)
+LEARNED_LR_KEY = "syn_lr"
 Optimizer = Literal["sgd", "adam", "adamw"]
 Schedule = Literal["step", "cosine", "cosine_half", "constant"]
 Mix = Literal["none", "cutmix", "mixup"]

@@ -33,12 +33,8 @@ from torch import Tensor, nn
 
 from methods.augment import DSA, BatchMix
 from methods.datasets import EvalData, RealData, as_eval_data
-from methods.eval_options import LABEL_MODES, EvalSettings
+from methods.eval_options import LABEL_MODES, LEARNED_LR_KEY, EvalSettings
 from methods.networks import Classifier, build_network
-
-#: the key under which a synthetic set carries a learned student learning rate (TM's step size α),
-#: in the set's ``extra`` metadata (written from :meth:`methods.objectives.base.Objective.row_fields`)
-LEARNED_LR_KEY = "syn_lr"
 
 
 def learned_lr(extra: Mapping[str, Any]) -> float | None:

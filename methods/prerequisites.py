@@ -26,12 +26,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-
-from methods.datasets import RealData
 from methods.registry import Registry
+
+if TYPE_CHECKING:  # the registry and its base class are imported where no torch is (trial drivers)
+    import torch
+
+    from methods.datasets import RealData
 
 #: dataset option keys that do not change the data (excluded from artifact identities)
 NON_IDENTITY_DATASET_KEYS = ("cache_dir",)

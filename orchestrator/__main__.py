@@ -1,5 +1,5 @@
 """``python -m orchestrator`` runs the ``ddx`` CLI."""
 
-from orchestrator.cli import app
+from orchestrator.cli import run
 
-app(prog_name="ddx")
+run()

@@ -1,6 +1,8 @@
 """Distillation of one trial: a streaming Ray task for one worker, a Ray Train run for several.
 
-Both run the same body (:func:`distill_body`): load the (staged) dataset and the trial's
+This module is the trial driver's side (what to run, and launching it); it imports neither
+torch nor the methods. Both paths run the same body (:func:`orchestrator.distill_worker.distill_body`,
+imported only where it runs): load the (staged) dataset and the trial's
 prerequisites (fetched from the artifact store onto this node), resume from the trial's
 state in storage if there is one, distil, checkpoint the gathered state to
 ``<experiment>/train/<trial key>/state.pt`` every ``checkpoint_every`` steps (rank 0 writes,
@@ -21,26 +23,11 @@ accuracy) is handed to a ``report`` function at every ``progress_every`` steps.
 
 from __future__ import annotations
 
-import io
-import queue
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import ray
-import ray.train
-import torch
-from ray.train.torch import TorchConfig, TorchTrainer
-
-from methods.context import DistillContext
-from methods.datasets import DatasetOptions, cached_dataset
-from methods.parameterizations import synthetic_payload
-from methods.pipeline import run_distillation
-from orchestrator import prerequisites
-from orchestrator.cache import ArtifactStore, ref_from_dict
-from orchestrator.staging import staged_dataset_options
-from orchestrator.storage import exists, read_bytes, write_bytes_atomic
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -65,95 +52,16 @@ class DistillJob:
 PREREQUISITE_FIELDS = "prerequisite_fields"
 
 
-def _torch_bytes(obj: Any) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
-def load_state(location: str) -> dict[str, Any] | None:
-    if not exists(location):
-        return None
-    return torch.load(io.BytesIO(read_bytes(location)), map_location="cpu", weights_only=True)
-
-
-def progress_metrics(info: dict[str, Any]) -> dict[str, Any]:
-    """The distillation loop's progress as the metrics a trial reports to Tune."""
-    metrics: dict[str, Any] = {
-        "phase": "distill",
-        "distill_step": int(info["step"]),
-        "distill_steps": int(info["total_steps"]),
-        "distill_loss": float(info["loss"]),
-    }
-    if info.get("probe_val_acc") is not None:
-        metrics["probe_val_acc"] = float(info["probe_val_acc"])
-    return metrics
-
-
-def distill_body(job: DistillJob, report: Report) -> dict[str, Any]:
-    """Distil on this rank (one process of W); rank 0 checkpoints and writes the final set."""
-    torch.set_num_threads(max(1, job.threads))
-    store = ArtifactStore(job.store_root)
-    ctx = DistillContext.from_environment(
-        seed=job.seed, progress=lambda info: report(progress_metrics(info)), cache=store
-    )
-    data = cached_dataset(DatasetOptions(**staged_dataset_options(job.dataset)))
-    refs = {name: [ref_from_dict(r) for r in pieces] for name, pieces in job.needs.items()}
-    needs = prerequisites.load(refs, job.blocks, store, ctx.device)
-    resume = load_state(job.state_location)
-
-    def on_checkpoint(state: dict[str, Any]) -> None:
-        if ctx.is_main:
-            write_bytes_atomic(job.state_location, _torch_bytes(state))
-
-    param, objective, summary = run_distillation(job.hp, data, ctx, needs, resume, on_checkpoint)
-    summary = {**summary, "resumed_from_step": _resumed_step(resume)}
-    if ctx.is_main:
-        extra = {**summary, **objective.row_fields(), "world_size": ctx.world_size, **job.extra}
-        # the prerequisites' row columns, read here where their files already are (the trial driver
-        # would otherwise download every expert onto its node just to describe them)
-        extra[PREREQUISITE_FIELDS] = prerequisites.row_fields(refs, job.blocks, store)
-        extra["class_names"] = list(data.class_names)
-        stats = data.display_stats()  # None for ZCA-whitened data: viewers contrast-stretch instead
-        if stats is not None:
-            extra.update(mean=list(stats[0]), std=list(stats[1]))  # ddx export / report grids
-        write_bytes_atomic(job.synthetic_location, _torch_bytes(synthetic_payload(param, extra)))
-    return summary
-
-
-def _resumed_step(resume: dict[str, Any] | None) -> int:
-    """Steps already done by the state the run resumed from (-1: it started from scratch)."""
-    return -1 if resume is None else int(resume["done"])
-
-
-_DONE = object()
+def set_card_location(synthetic_location: str) -> str:
+    """Where the set's card (:func:`orchestrator.distill_worker.set_card`) lies: next to the set."""
+    return synthetic_location + ".card.json"
 
 
 def distill_stream(job_data: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Streaming task body: yields progress dicts, then ``{"distill_done": 1, **summary}``.
+    """The streaming task: :func:`orchestrator.distill_worker.stream_body`, imported where it runs."""
+    from orchestrator.distill_worker import stream_body
 
-    The body runs in a thread so that its progress callback can feed this generator.
-    """
-    job = DistillJob(**job_data)
-    items: queue.Queue[Any] = queue.Queue()
-    outcome: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            outcome["summary"] = distill_body(job, items.put)
-        except BaseException as err:  # handed to the consumer below
-            outcome["error"] = err
-        finally:
-            items.put(_DONE)
-
-    worker = threading.Thread(target=work, name="ddx-distill", daemon=True)
-    worker.start()
-    while (item := items.get()) is not _DONE:
-        yield dict(item)
-    worker.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    yield {"distill_done": 1, **outcome["summary"]}
+    yield from stream_body(job_data)
 
 
 distill_stream_remote = ray.remote(num_returns="streaming")(distill_stream)
@@ -173,18 +81,6 @@ def stream_distillation(job: DistillJob, cpus: float, gpus: float, retries: int)
         yield ray.get(ref)
 
 
-def train_worker(config: dict[str, Any]) -> None:
-    """``train_loop_per_worker`` of the multi-worker path."""
-    job = DistillJob(**config)
-
-    def report(info: dict[str, Any]) -> None:
-        ray.train.report(dict(info))  # every rank reports at the same steps (the loop is in lockstep)
-
-    summary = distill_body(job, report)
-    # not "done": in a Tune result that key ends the trial (this report reaches Tune)
-    ray.train.report({"phase": "distill", "distill_done": 1, **summary})
-
-
 def run_train(
     job: DistillJob,
     run_name: str,
@@ -196,8 +92,11 @@ def run_train(
     report_to_tune: bool = True,
 ) -> dict[str, Any]:
     """Fit a ``TorchTrainer`` of ``workers`` workers for ``job``; its progress reaches Tune."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from orchestrator.distill_worker import train_worker
     from orchestrator.storage import filesystem, is_uri
 
     use_gpu = gpus_per_worker > 0
@@ -223,4 +122,4 @@ def run_train(
     return dict(result.metrics or {})
 
 
-__all__ = ["DistillJob", "distill_body", "distill_stream", "load_state", "run_train", "stream_distillation"]
+__all__ = ["PREREQUISITE_FIELDS", "DistillJob", "run_train", "set_card_location", "stream_distillation"]

@@ -15,15 +15,14 @@ from collections.abc import Callable
 from typing import Any
 
 import ray
-import torch
 
-from methods.datasets import DatasetOptions, cached_eval_data
-from methods.evaluate import EvalSettings, learned_lr, train_student
-from methods.parameterizations import from_payload
+from methods.datasets import DatasetOptions
+from methods.eval_options import EvalSettings
 from methods.protocols import protocol_name, settings_json
 from methods.protocols import student_settings as regime_settings
 from orchestrator import prerequisites
 from orchestrator.cache import ArtifactStore, ref_from_dict
+from orchestrator.compute_thread import on_compute_thread
 from orchestrator.eval_plan import EvalJob, plan_jobs, row_key_of
 from orchestrator.provenance import node_columns
 from orchestrator.staging import staged_dataset_options
@@ -72,7 +71,7 @@ def protocol_columns(
 
 
 def evaluate_job(
-    payload: dict[str, Any],
+    payload: dict[str, Any] | bytes,
     job: EvalJob,
     dataset: dict[str, Any],
     settings: dict[str, Any],
@@ -86,7 +85,17 @@ def evaluate_job(
 
     ``label_mode: soft`` loads the sweep's teacher: ``needs["teacher"]`` are its artifact
     references, fetched from the artifact store at ``store_root`` onto this node (never retrained).
+    ``payload`` is the set's payload or the bytes of its saved file.
     """
+    import torch
+
+    from methods.datasets import cached_eval_data
+    from methods.evaluate import learned_lr, train_student
+    from methods.parameterizations import from_payload
+    from orchestrator.distill_worker import load_payload
+
+    if isinstance(payload, bytes):
+        payload = load_payload(payload)
     torch.set_num_threads(max(1, threads))
     device = torch.device("cuda") if use_gpu and torch.cuda.is_available() else torch.device("cpu")
     start = time.perf_counter()
@@ -123,7 +132,7 @@ def evaluate_job(
     }
 
 
-evaluate_remote = ray.remote(evaluate_job)
+evaluate_remote = ray.remote(on_compute_thread(evaluate_job))
 
 
 def failed_result(job: EvalJob, error: BaseException) -> dict[str, Any]:

@@ -16,24 +16,27 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
-import torch
 
+from methods import catalog
 from methods.artifacts import content_key
 from methods.datasets import DatasetOptions, cached_dataset
 from methods.eval_options import LABEL_MODE_REQUIRES
-from methods.objectives import OBJECTIVES
 from methods.options import take
 from methods.prerequisites import PREREQUISITES, Prerequisite
 from orchestrator.cache import ArtifactRef, ArtifactStore, LeaseLock
+from orchestrator.compute_thread import on_compute_thread
 from orchestrator.staging import staged_dataset_options
+
+if TYPE_CHECKING:
+    import torch
 
 
 def needed(objective: str, label_modes: list[str]) -> list[str]:
     """The prerequisites a trial of ``objective`` evaluated with ``label_modes`` needs."""
-    names = list(OBJECTIVES.get(objective).requires)
+    names = list(catalog.requires(objective))  # from the catalog: a trial driver need not import the objective
     for mode in label_modes:
         names += [p for p in LABEL_MODE_REQUIRES.get(mode, ()) if p not in names]
     return names
@@ -41,9 +44,8 @@ def needed(objective: str, label_modes: list[str]) -> list[str]:
 
 def options_for(name: str, block: Any) -> Any:
     """The prerequisite's ``Options`` from the sweep's top-level block of that name (None: defaults)."""
-    cls = PREREQUISITES.get(name)
     data = block.model_dump() if hasattr(block, "model_dump") else dict(block or {})
-    return take(cls.Options, data)
+    return take(catalog.options_class("prerequisite", name), data)
 
 
 def build(name: str, options: Any) -> Prerequisite:
@@ -54,9 +56,11 @@ def produce_piece(
     name: str, options: dict[str, Any], dataset: dict[str, Any], unit: int, root: str, threads: int, use_gpu: bool
 ) -> dict[str, Any]:
     """Ray task body: produce one piece and publish it to the artifact store at ``root``."""
+    import torch
+
     torch.set_num_threads(max(1, threads))
     device = torch.device("cuda") if use_gpu and torch.cuda.is_available() else torch.device("cpu")
-    prereq = build(name, take(PREREQUISITES.get(name).Options, options))
+    prereq = build(name, take(catalog.options_class("prerequisite", name), options))
     store = ArtifactStore(root)
     description = prereq.describe(dataset, unit)
     data = cached_dataset(DatasetOptions(**staged_dataset_options(dataset)))
@@ -70,7 +74,7 @@ def produce_piece(
         tmp.unlink(missing_ok=True)
 
 
-produce_remote = ray.remote(produce_piece)
+produce_remote = ray.remote(on_compute_thread(produce_piece))
 
 
 @dataclass

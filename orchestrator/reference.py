@@ -31,6 +31,7 @@ from methods.prerequisites import dataset_identity
 from methods.protocols import settings_json
 from methods.real_training import RealTrainSettings, train_on_real
 from orchestrator.cache import ArtifactStore, cache_root, content_key
+from orchestrator.compute_thread import on_compute_thread
 from orchestrator.provenance import node_columns, now, versions
 from orchestrator.spec import SweepSpec
 from orchestrator.staging import staged_dataset_options
@@ -141,7 +142,7 @@ def reference_job(
     }
 
 
-reference_remote = ray.remote(reference_job)
+reference_remote = ray.remote(on_compute_thread(reference_job))
 
 
 @dataclass

@@ -84,6 +84,14 @@ def check_fits(demands: dict[str, dict[str, float]]) -> None:
             )
 
 
+def one_node_free_for(demand: dict[str, float]) -> bool:
+    """Whether this Ray is a single node with ``demand`` free now: work placed there cannot
+    make an autoscaler add a node, and lands where the sweep's tasks will run."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    free = ray.available_resources()
+    return len(nodes) == 1 and all(free.get(r, 0) >= amount for r, amount in demand.items() if amount > 0)
+
+
 def check_resources(requested: dict[str, float]) -> None:
     """Fail fast (one line) when the cluster lacks a resource the trials must hold."""
     available = ray.cluster_resources()
@@ -101,10 +109,11 @@ def apply_default_env() -> None:
         os.environ.setdefault(k, v)
 
 
-def connect(address: str | None, verbose: bool = False, num_cpus: int | None = None) -> str:
+def connect(address: str | None, verbose: bool = False, num_cpus: int | None = None, dashboard: bool = False) -> str:
     """Initialise Ray; returns a short description of where ddx runs.
 
-    No address: an embedded local Ray with its dashboard on 127.0.0.1. An address
+    No address: an embedded local Ray, with its dashboard on 127.0.0.1 when ``dashboard``
+    (off by default: starting it costs about a second of every invocation). An address
     (``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``): connect to that cluster.
     """
     global _embedded
@@ -130,7 +139,7 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
             ray.init(address=address, **kwargs)
             return f"Ray cluster at {address}"
         info = ray.init(
-            include_dashboard=True,
+            include_dashboard=dashboard,
             dashboard_host="127.0.0.1",
             num_cpus=num_cpus,
             resources={DRIVER_RESOURCE: LOCAL_DRIVER_SLOTS},
@@ -140,8 +149,8 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
         raise UserError(f"cannot connect to Ray at {address!r}: {err}", key="--address") from None
     _embedded = True
     cpus = int(ray.cluster_resources().get("CPU", 0))
-    dashboard = getattr(info, "dashboard_url", None)
-    where = f", dashboard http://{dashboard}" if dashboard else ""
+    url = getattr(info, "dashboard_url", None) if dashboard else None
+    where = f", dashboard http://{url}" if url else ""
     return f"embedded local Ray ({cpus} CPUs{where})"
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 from ray import tune
 from rich.console import Console
 
-from orchestrator import runtime
+from orchestrator import runtime, warm_up
 from orchestrator.errors import UserError, error_line
 from orchestrator.plan import describe_plan, resolve_storage
 from orchestrator.progress import ForwardingCallback, SweepProgress
@@ -117,6 +117,9 @@ def run_sweep(
     runtime.check_resources(token)
     if runtime.is_embedded():
         runtime.check_fits(runtime.unit_demands(spec.resources, token))
+    # a worker for the first trial's tasks, warmed while Tune starts (one machine: the embedded Ray or a local one)
+    if spec.resources.distill_workers == 1 and runtime.one_node_free_for({"CPU": spec.resources.cpus_per_worker}):
+        warm_up.start(spec.dataset.model_dump(), spec.resources.cpus_per_worker)
     check_storage(spec.storage, key="storage")
     resumed = _check_resume(spec, fresh)
     exp = spec.experiment_dir()

@@ -20,20 +20,24 @@ and probe accuracy, then evaluations done; the CLI shows it live and trackers lo
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Callable
 from typing import Any
 
 import ray
-import torch
 from ray import tune
 
-from methods.evaluate import LEARNED_LR_KEY
+from methods.eval_options import LEARNED_LR_KEY
 from orchestrator import prerequisites
 from orchestrator.cache import ArtifactRef, ArtifactStore, LeaseLock, cache_root
-from orchestrator.distill_job import PREREQUISITE_FIELDS, DistillJob, run_train, stream_distillation
+from orchestrator.distill_job import (
+    PREREQUISITE_FIELDS,
+    DistillJob,
+    run_train,
+    set_card_location,
+    stream_distillation,
+)
 from orchestrator.errors import error_line
 from orchestrator.evaluation import EvalJob, failed_result, plan_jobs, protocol_columns, row_key_of, run_evaluations
 from orchestrator.metrics import TRIAL_METRICS
@@ -142,18 +146,19 @@ class TrialRun:
                     prerequisites.Resources(res.eval_cpus, res.eval_gpus, res.eval_retries),
                     on_produced=self._count_produced,
                 )
-            payload = self.distill()
+            card = self.distill()
         except Exception as err:  # the method or a prerequisite failed: record it, let the sweep go on
             message = f"distillation failed: {error_line(err)}"
             self.record_failure(planned, message)
             self.record("failed", error=message)
             return
-        self.evaluate(payload)
+        self.evaluate(card)
 
     def _count_produced(self, name: str, unit: int) -> None:
         self.produced += 1
 
     def distill(self) -> dict[str, Any]:
+        """Distil the set unless it is saved already; return its card (config, extra, row columns)."""
         spec, syn = self.spec, self.store.synthetic_path(self.key)
         if not exists(syn):
             res = spec.resources
@@ -182,9 +187,15 @@ class TrialRun:
                 )
             if exists(job.state_location):
                 delete(job.state_location)  # the set is saved; the resumable state is no longer needed
-        return torch.load(io.BytesIO(read_bytes(syn)), map_location="cpu", weights_only=True)
+        card = set_card_location(syn)
+        if exists(card):
+            return json.loads(read_bytes(card))
+        # a set saved before cards existed: describe it from its tensors (imports torch here only)
+        from orchestrator.distill_worker import load_payload, set_card
 
-    def base_columns(self, payload: dict[str, Any] | None) -> dict[str, Any]:
+        return set_card(load_payload(read_bytes(syn)))
+
+    def base_columns(self, card: dict[str, Any] | None) -> dict[str, Any]:
         spec, hp = self.spec, self.hp
         base: dict[str, Any] = {
             "sweep": spec.name,
@@ -203,18 +214,16 @@ class TrialRun:
             **self.code,
         }
         base.update({k: v for k, v in hp.items() if k not in base and k != REPEAT_KEY})
-        if payload is None:
+        if card is None:
             return base
-        from methods.parameterizations import from_payload
-
-        extra = payload.get("extra", {})
-        shape = payload["config"]["shape"]
-        param = from_payload(payload)
+        extra = card.get("extra", {})
+        shape = card["config"]["shape"]
+        described = card["describe"]
         base.update(
-            parameterization=payload["config"]["name"],
+            parameterization=card["config"]["name"],
             ipc=int(shape["ipc"]),
-            budget_scalars=int(param.config.shape.budget_scalars),
-            instances_per_class=int(param.per_class),
+            budget_scalars=int(described["budget_scalars"]),
+            instances_per_class=int(described["instances_per_class"]),
             distill_resolution=int(shape["resolution"]),
             distill_workers=int(extra.get("world_size", spec.resources.distill_workers)),
             distill_seconds=float(extra.get("distill_seconds", float("nan"))),
@@ -254,12 +263,12 @@ class TrialRun:
             "created_at": now(),
         }
 
-    def evaluate(self, payload: dict[str, Any]) -> None:
+    def evaluate(self, card: dict[str, Any]) -> None:
         spec = self.spec
-        base = self.base_columns(payload)
+        base = self.base_columns(card)
         rows = [r for r in self.store.read_trial_rows(self.key) if r.get("status") == "ok"]
         # a row of another protocol (the evaluation settings changed since) is not this evaluation
-        ipc = int(payload["config"]["shape"]["ipc"])
+        ipc = int(card["config"]["shape"]["ipc"])
         settings = eval_settings(spec)
 
         def current(row: dict[str, Any]) -> str | None:  # this spec's protocol for the row's network
@@ -267,7 +276,7 @@ class TrialRun:
             return protocol_columns(settings, "hard", spec.dataset.name, ipc, arch)["protocol"]
 
         done = {row_key_of(r) for r in rows if r.get("protocol") in (None, current(r))}
-        jobs = [j for j in eval_jobs(spec, int(payload["config"]["shape"]["resolution"])) if j.key not in done]
+        jobs = [j for j in eval_jobs(spec, int(card["config"]["shape"]["resolution"])) if j.key not in done]
         total = len(jobs) + len(rows)
 
         def record(job: EvalJob, result: dict[str, Any]) -> None:
@@ -278,7 +287,7 @@ class TrialRun:
         if jobs:
             teacher = {k: [vars(r) for r in v] for k, v in self.refs.items() if k == "teacher"}
             run_evaluations(
-                ray.put(payload),
+                ray.put(read_bytes(self.store.synthetic_path(self.key))),  # the saved file: tasks load it
                 jobs,
                 dataset_options(spec),
                 eval_settings(spec),

@@ -350,7 +350,8 @@ def test_worker_node_killed_mid_distillation_resumes_from_storage(env: Env, tmp_
 
 def _uninterrupted(data: dict[str, Any], folder: Path) -> dict[str, Any]:
     """The same trial's distillation body, run here from start to end with nothing killed."""
-    from orchestrator.distill_job import DistillJob, distill_body
+    from orchestrator.distill_job import DistillJob
+    from orchestrator.distill_worker import distill_body
     from orchestrator.search_space import trial_hyper
     from orchestrator.spec import parse_spec
 

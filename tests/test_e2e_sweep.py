@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -60,8 +61,12 @@ def test_sweep_end_to_end(tmp_path: Path) -> None:
     # every row names its protocol and records the student's settings (label mode included)
     assert df["protocol"].notna().all() and df["protocol"].nunique() == 1
     assert all('"label_mode": "hard"' in s for s in df["eval_settings"])
-    for path in df["synthetic_path"].unique():
+    for path, rows in df.groupby("synthetic_path"):
         assert Path(path).exists()
+        # the trial described the set from its card (it loads no tensors): the card's columns are the rows'
+        card = json.loads(Path(path + ".card.json").read_text())
+        assert rows["instances_per_class"].eq(card["describe"]["instances_per_class"]).all()
+        assert rows["budget_scalars"].eq(card["describe"]["budget_scalars"]).all()
 
     # the report reads the Parquet alone
     rep = ddx("report", str(storage / "tiny"), cwd=tmp_path)

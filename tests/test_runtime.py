@@ -35,3 +35,12 @@ def test_a_cpu_token_driver_counts_against_its_workers_node() -> None:
     assert runtime.unit_demands(res, {"ddx_driver": 0.01})["resources.cpus_per_worker"] == {"CPU": 2, "GPU": 0}
     assert runtime.unit_demands(res, {"CPU": 0.01})["resources.cpus_per_worker"]["CPU"] == 2.01
     assert runtime.unit_demands(res, {"CPU": 0.01})["resources.eval_cpus"] == {"CPU": 1, "GPU": 0.25}
+
+
+def test_one_node_free_for_needs_a_single_node_with_the_demand_free_now(ray_session) -> None:
+    from orchestrator.runtime import one_node_free_for
+
+    assert one_node_free_for({"CPU": 1})  # the test session: one node, 2 CPUs
+    assert not one_node_free_for({"CPU": 64})  # more than the node has: warming would wait (or scale up)
+    assert not one_node_free_for({"CPU": 1, "GPU": 1})
+    assert one_node_free_for({"CPU": 1, "GPU": 0})  # a zero demand is no demand

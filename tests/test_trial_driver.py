@@ -1,0 +1,163 @@
+"""The trial driver stays light, and every task of a worker computes on one thread.
+
+* the modules a Tune trial imports load neither torch nor the methods' implementations (a
+  trial is plumbing; the tensors live in the tasks it launches);
+* what the trial knows of a saved set comes from its card, which must say what the tensors say;
+* distillation, evaluation and prerequisite tasks run their bodies on the process's one
+  compute thread (:mod:`orchestrator.compute_thread`), and errors reach the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator import compute_thread
+from tests.helpers import REPO
+
+DRIVER_MODULES = (
+    "orchestrator.trial",
+    "orchestrator.distill_job",
+    "orchestrator.evaluation",
+    "orchestrator.prerequisites",
+)
+
+
+def test_the_trial_driver_imports_no_torch() -> None:
+    code = (
+        "import sys\n"
+        f"for m in {DRIVER_MODULES!r}: __import__(m)\n"
+        "from orchestrator.prerequisites import needed, options_for\n"
+        "assert needed('cfm', ['hard', 'soft']) == ['teacher'] and needed('dm', ['hard']) == []\n"
+        "options_for('teacher', None)\n"
+        "print(sorted(m for m in ('torch', 'torchvision', 'methods.evaluate') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
+
+
+def test_a_set_card_says_what_the_tensors_say(tmp_path: Path) -> None:
+    from methods.parameterizations import build_parameterization, synthetic_payload
+    from methods.parameterizations.base import ParamConfig
+    from methods.parameterizations.options import SetShape
+    from orchestrator.distill_job import set_card_location
+    from orchestrator.distill_worker import load_payload, set_card, write_set
+
+    shape = SetShape(num_classes=10, ipc=1, channels=3, resolution=32, dataset="cifar10")
+    for name, options in (("pixels", {}), ("neural_field", {"width": 8, "depth": 2})):
+        param = build_parameterization(ParamConfig(name=name, shape=shape, options=options))
+        location = str(tmp_path / f"{name}.pt")
+        write_set(location, synthetic_payload(param, {"world_size": 1, "distill_seconds": 1.5}))
+        card = json.loads(Path(set_card_location(location)).read_text())
+        # a set saved without a card is described from its tensors: the same card
+        assert card == json.loads(json.dumps(set_card(load_payload(Path(location).read_bytes()))))
+        assert card["describe"]["instances_per_class"] == param.per_class
+        assert card["describe"]["budget_scalars"] == 3 * 32 * 32
+        assert card["config"]["name"] == name and card["config"]["shape"]["ipc"] == 1
+        assert card["extra"] == {"world_size": 1, "distill_seconds": 1.5}
+    # the neural field fits more instances than pixels in the same budget
+    fields = json.loads(Path(set_card_location(str(tmp_path / "neural_field.pt"))).read_text())
+    assert fields["describe"]["instances_per_class"] > 1
+
+
+def test_compute_thread_is_one_thread_for_every_call() -> None:
+    @compute_thread.on_compute_thread
+    def where() -> tuple[str, int]:
+        return threading.current_thread().name, threading.get_ident()
+
+    first, second = where(), where()
+    assert first == second and first[0].startswith("ddx-compute")
+    assert first[1] != threading.get_ident()
+    # from another thread too
+    seen: list[tuple[str, int]] = []
+    t = threading.Thread(target=lambda: seen.append(where()))
+    t.start()
+    t.join()
+    assert seen == [first]
+
+
+def test_compute_thread_raises_the_bodys_error_and_nests() -> None:
+    @compute_thread.on_compute_thread
+    def fails() -> None:
+        raise ValueError("the body's error")
+
+    with pytest.raises(ValueError, match="the body's error"):
+        fails()
+
+    @compute_thread.on_compute_thread
+    def outer() -> int:
+        return inner() + 1  # a wrapped call made on the compute thread runs there directly
+
+    @compute_thread.on_compute_thread
+    def inner() -> int:
+        return 41
+
+    assert outer() == 42
+
+
+def test_the_streaming_distillation_body_runs_on_the_compute_thread(monkeypatch) -> None:
+    from orchestrator import distill_worker
+    from orchestrator.distill_job import DistillJob
+
+    ran_on: list[str] = []
+
+    def body(job: DistillJob, report) -> dict[str, Any]:
+        ran_on.append(threading.current_thread().name)
+        for step in (1, 2):
+            report({"phase": "distill", "distill_step": step})
+        return {"distill_seconds": 0.1, "steps": 2.0}
+
+    monkeypatch.setattr(distill_worker, "distill_body", body)
+    job = DistillJob(dataset={}, hp={}, seed=0, store_root="", state_location="", synthetic_location="")
+    items = list(distill_worker.stream_body(asdict(job)))
+    assert [i.get("distill_step") for i in items[:2]] == [1, 2]
+    assert items[-1] == {"distill_done": 1, "distill_seconds": 0.1, "steps": 2.0}
+    assert ran_on == [compute_thread.on_compute_thread(lambda: threading.current_thread().name)()]
+
+    def broken(job: DistillJob, report) -> dict[str, Any]:
+        report({"phase": "distill", "distill_step": 1})
+        raise FloatingPointError("dm loss became nan at step 2")
+
+    monkeypatch.setattr(distill_worker, "distill_body", broken)
+    stream = distill_worker.stream_body(asdict(job))
+    assert next(stream)["distill_step"] == 1
+    with pytest.raises(FloatingPointError, match="nan at step 2"):
+        next(stream)
+
+
+def test_the_warm_up_runs_in_the_environment_of_a_trials_tasks(ray_session, tmp_path: Path) -> None:
+    """Ray reuses a worker only for tasks of the same runtime environment: the warm-up's must be
+    what Tune gives a trial (and so every task the trial launches), or it warms nothing."""
+    import ray
+    from ray import tune
+
+    from orchestrator import warm_up
+
+    def env_vars() -> dict[str, str]:
+        return dict(ray.get_runtime_context().runtime_env.get("env_vars") or {})
+
+    env = warm_up.trial_task_env()
+    assert env is not None and env["env_vars"]
+    warmed = ray.get(ray.remote(env_vars).options(num_cpus=1, runtime_env=env).remote())
+
+    out = tmp_path / "seen.json"  # one machine: the trial writes what its task saw
+
+    def trainable(config: dict[str, Any]) -> None:
+        task = ray.remote(env_vars).options(num_cpus=1, scheduling_strategy="DEFAULT")  # as ddx launches its tasks
+        out.write_text(json.dumps(ray.get(task.remote())))
+        tune.report({"done": 1})
+
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"CPU": 0.01}),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="env", verbose=0),
+    )
+    tuner.fit()
+    assert json.loads(out.read_text()) == warmed
