@@ -29,6 +29,8 @@ from typing import Any
 
 import ray
 
+from orchestrator.storage import add_suffix
+
 Report = Callable[[dict[str, Any]], None]
 
 
@@ -54,7 +56,7 @@ PREREQUISITE_FIELDS = "prerequisite_fields"
 
 def set_card_location(synthetic_location: str) -> str:
     """Where the set's card (:func:`orchestrator.distill_worker.set_card`) lies: next to the set."""
-    return synthetic_location + ".card.json"
+    return add_suffix(synthetic_location, ".card.json")  # a URI's query string stays at its end
 
 
 def distill_stream(job_data: dict[str, Any]) -> Iterator[dict[str, Any]]:

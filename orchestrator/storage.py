@@ -36,6 +36,12 @@ def join(base: str, *parts: str) -> str:
     return str(Path(base).joinpath(*parts))
 
 
+def add_suffix(location: str, suffix: str) -> str:
+    """``location`` with ``suffix`` appended to its name; for URIs the query string stays at the end."""
+    head, sep, query = location.partition("?") if is_uri(location) else (location, "", "")
+    return head + suffix + sep + query
+
+
 @lru_cache(maxsize=512)
 def _from_uri(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.FileSystem.from_uri(uri)
@@ -151,6 +157,7 @@ def check_storage(location: str, key: str = "storage") -> None:
 
 
 __all__ = [
+    "add_suffix",
     "check_storage",
     "delete",
     "delete_dir",

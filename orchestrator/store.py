@@ -5,8 +5,10 @@ Layout under ``<storage>/<sweep>/``::
     spec.yaml            the sweep file as run (and its config hash), for resume checks
     rows/<trial>.parquet every finished evaluation row of one trial (rewritten atomically)
     synthetic/<trial>.pt the distilled set of one trial (config + tensors)
-    train/<trial>/       Ray Train checkpoints of the distillation (resumable)
-    tune/                Ray Tune's experiment state (``Tuner.restore``)
+    synthetic/<trial>.pt.card.json
+                         its card: config, metadata and row columns, read without torch
+    train/<trial>/       the distillation's resumable state (``state.pt``) and Ray Train runs
+    tune/                Ray Tune's experiment state (one run per invocation; never restored)
     results.parquet      every row, de-duplicated on the row key
 
 Local paths are written with temp-file + rename; URIs (``s3://``…) through pyarrow's

@@ -8,6 +8,7 @@ import pytest
 
 from orchestrator.errors import UserError
 from orchestrator.storage import (
+    add_suffix,
     check_storage,
     exists,
     filesystem,
@@ -24,6 +25,15 @@ def test_join_keeps_the_query_string_at_the_end() -> None:
     assert join(uri, "sweep", "rows") == "s3://bucket/prefix/sweep/rows?endpoint_override=127.0.0.1:9000&scheme=http"
     assert join("s3://bucket/prefix/", "a") == "s3://bucket/prefix/a"
     assert join("/tmp/x", "a", "b") == "/tmp/x/a/b"
+
+
+def test_add_suffix_names_a_sibling_file_and_keeps_the_query_string_at_the_end() -> None:
+    uri = "s3://bucket/sweep/synthetic/k.pt?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert add_suffix(uri, ".card.json") == (
+        "s3://bucket/sweep/synthetic/k.pt.card.json?endpoint_override=127.0.0.1:9000&scheme=http"
+    )
+    assert add_suffix("s3://bucket/k.pt", ".card.json") == "s3://bucket/k.pt.card.json"
+    assert add_suffix("/tmp/x/k.pt", ".card.json") == "/tmp/x/k.pt.card.json"
 
 
 def test_local_paths_and_file_uris_are_local(tmp_path: Path) -> None:
