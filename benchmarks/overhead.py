@@ -68,35 +68,10 @@ def make_spec(storage: Path, name: str, trials: int, iterations: int, epochs: in
     }
 
 
-def run_direct(spec: dict, threads: int) -> float:
-    """The sweep's work, sequentially in this process (data loading included)."""
-    from methods.context import DistillContext
-    from methods.datasets import DatasetOptions, load_dataset
-    from methods.evaluate import train_student
-    from methods.pipeline import run_distillation
-    from orchestrator.evaluation import student_settings
-    from orchestrator.spec import parse_spec
-    from orchestrator.trial import eval_settings
-    from orchestrator.trial_keys import trial_hyper
-
-    torch.set_num_threads(threads)
-    parsed = parse_spec(spec)
-    start = time.perf_counter()
-    data = load_dataset(DatasetOptions(**parsed.dataset.model_dump()))
-    for repeat in range(parsed.num_samples):
-        hp = trial_hyper(parsed, {"repeat": repeat})
-        param, _, _ = run_distillation(hp, data, DistillContext(seed=parsed.seed + repeat))
-        images = param.decode().detach()
-        for arch in parsed.evaluation.archs:
-            settings = student_settings(eval_settings(parsed), "hard", arch=arch)  # what the sweep's tasks use
-            for seed in range(parsed.evaluation.seeds):
-                train_student(images, param.labels, data, arch, parsed.seed + seed, settings)
-    return time.perf_counter() - start
-
-
 def direct_plan(spec: dict) -> dict:
-    """What the plain loop needs, as JSON: dataset options, each trial's hyper-parameters and seed,
-    and each evaluation's student settings (computed here, so that the loop imports no Ray)."""
+    """What the direct loop needs, as JSON: dataset options, each trial's hyper-parameters and seed,
+    and each evaluation's student settings (what the sweep's tasks use; computed here, so that
+    the loop itself imports no Ray)."""
     from orchestrator.evaluation import student_settings
     from orchestrator.spec import parse_spec
     from orchestrator.trial import eval_settings
@@ -116,22 +91,38 @@ def direct_plan(spec: dict) -> dict:
     return {"dataset": parsed.dataset.model_dump(), "trials": trials, "evals": evals}
 
 
-def plain_loop(plan_file: Path) -> None:
-    """The direct work as a script of its own (``--plain-loop PLAN``): torch and the methods only."""
-    torch.set_num_threads(2)
+def direct_work(plan: dict) -> None:
+    """The sweep's work, sequentially in this process (data loading included): torch and the methods only."""
     from methods.context import DistillContext
     from methods.datasets import DatasetOptions, load_dataset
     from methods.evaluate import train_student
     from methods.pipeline import run_distillation
     from methods.protocols import settings_from_dict
 
-    plan = json.loads(plan_file.read_text())
     data = load_dataset(DatasetOptions(**plan["dataset"]))
     for trial in plan["trials"]:
         param, _, _ = run_distillation(trial["hp"], data, DistillContext(seed=trial["seed"]))
         images = param.decode().detach()
         for ev in plan["evals"]:
             train_student(images, param.labels, data, ev["arch"], ev["seed"], settings_from_dict(ev["settings"]))
+
+
+def run_direct(spec: dict, threads: int) -> float:
+    """Wall time of :func:`direct_work` in this process, after its imports."""
+    import methods.evaluate
+    import methods.pipeline  # noqa: F401  (imported before the clock starts)
+
+    torch.set_num_threads(threads)
+    plan = direct_plan(spec)
+    start = time.perf_counter()
+    direct_work(plan)
+    return time.perf_counter() - start
+
+
+def plain_loop(plan_file: Path) -> None:
+    """:func:`direct_work` as a script of its own (``--plain-loop PLAN``)."""
+    torch.set_num_threads(2)
+    direct_work(json.loads(plan_file.read_text()))
 
 
 def run_plain_loop(spec: dict, workdir: Path) -> float:

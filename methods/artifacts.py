@@ -38,9 +38,7 @@ class ArtifactCache(Protocol):
         """A local path to the artifact if it exists (fetched if it lives elsewhere), else None."""
         ...
 
-    def get_or_create(
-        self, kind: str, description: Mapping[str, Any], produce: Produce, suffix: str = ".pt"
-    ) -> Path:
+    def get_or_create(self, kind: str, description: Mapping[str, Any], produce: Produce, suffix: str = ".pt") -> Path:
         """A local path to the artifact ``(kind, description)``, produced under a lock if missing."""
         ...
 
@@ -63,9 +61,7 @@ class LocalArtifactCache:
         target = self.path(kind, description, suffix)
         return target if target.exists() else None
 
-    def get_or_create(
-        self, kind: str, description: Mapping[str, Any], produce: Produce, suffix: str = ".pt"
-    ) -> Path:
+    def get_or_create(self, kind: str, description: Mapping[str, Any], produce: Produce, suffix: str = ".pt") -> Path:
         from filelock import FileLock
 
         target = self.path(kind, description, suffix)

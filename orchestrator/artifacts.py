@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from PIL import Image
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from methods.parameterizations import from_payload, load_synthetic
+from methods.parameterizations import Parameterization, from_payload, payload_from_bytes
 from orchestrator.store import read_bytes
 
 
@@ -82,6 +83,12 @@ def grid_of(
     return Grid(pixels, len(classes), cols, res, note)
 
 
+def _load_set(path: str | Path) -> tuple[Parameterization, dict[str, Any]]:
+    """The set saved at ``path`` (a file or a URI) and its ``extra`` metadata."""
+    payload = payload_from_bytes(read_bytes(str(path)))
+    return from_payload(payload), payload.get("extra", {})
+
+
 def synthetic_grid(
     path: str | Path,
     resolution: int | None = None,
@@ -90,11 +97,7 @@ def synthetic_grid(
     cell: int = 32,
 ) -> Grid:
     """Decode the synthetic set saved at ``path`` (a file or a URI; at ``resolution``, default its own)."""
-    if "://" in str(path):
-        payload = torch.load(io.BytesIO(read_bytes(str(path))), map_location="cpu", weights_only=True)
-        param, extra = from_payload(payload), payload.get("extra", {})
-    else:
-        param, extra = load_synthetic(path)
+    param, extra = _load_set(path)
     with torch.no_grad():
         images = param.decode(resolution)
     return grid_of(images, param.labels, max_classes, per_class, cell, extra.get("mean"), extra.get("std"))
@@ -126,11 +129,7 @@ def export_class_grids(
     """
     from torchvision.utils import save_image
 
-    if "://" in str(path):
-        payload = torch.load(io.BytesIO(read_bytes(str(path))), map_location="cpu", weights_only=True)
-        param, extra = from_payload(payload), payload.get("extra", {})
-    else:
-        param, extra = load_synthetic(path)
+    param, extra = _load_set(path)
     with torch.no_grad():
         images = param.decode(resolution).detach()
     shown, note = to_display(images, extra.get("mean"), extra.get("std"))

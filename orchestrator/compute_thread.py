@@ -20,6 +20,9 @@ from typing import ParamSpec, TypeVar
 P = ParamSpec("P")
 T = TypeVar("T")
 
+#: name prefix of the compute thread
+THREAD_NAME = "ddx-compute"
+
 _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 
@@ -29,7 +32,7 @@ def compute_executor() -> ThreadPoolExecutor:
     global _executor
     with _lock:
         if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ddx-compute")
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_NAME)
         return _executor
 
 
@@ -46,7 +49,7 @@ def on_compute_thread(fn: Callable[P, T]) -> Callable[P, T]:
 
     @functools.wraps(fn)
     def call(*args: P.args, **kwargs: P.kwargs) -> T:
-        if threading.current_thread().name.startswith("ddx-compute"):
+        if threading.current_thread().name.startswith(THREAD_NAME):
             return fn(*args, **kwargs)
         return submit(fn, *args, **kwargs).result()
 

@@ -7,7 +7,6 @@ them) never loads torch or the methods.
 
 from __future__ import annotations
 
-import io
 import json
 import queue
 from collections.abc import Iterator
@@ -17,7 +16,13 @@ import torch
 
 from methods.context import DistillContext
 from methods.datasets import DatasetOptions, cached_dataset
-from methods.parameterizations import from_payload, synthetic_payload
+from methods.parameterizations import (
+    Parameterization,
+    from_payload,
+    payload_bytes,
+    payload_from_bytes,
+    synthetic_payload,
+)
 from methods.pipeline import run_distillation
 from orchestrator import compute_thread, prerequisites
 from orchestrator.cache import ArtifactStore, ref_from_dict
@@ -26,16 +31,8 @@ from orchestrator.staging import staged_dataset_options
 from orchestrator.storage import exists, read_bytes, write_bytes_atomic
 
 
-def _torch_bytes(obj: Any) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
 def load_state(location: str) -> dict[str, Any] | None:
-    if not exists(location):
-        return None
-    return torch.load(io.BytesIO(read_bytes(location)), map_location="cpu", weights_only=True)
+    return payload_from_bytes(read_bytes(location)) if exists(location) else None
 
 
 def progress_metrics(info: dict[str, Any]) -> dict[str, Any]:
@@ -65,7 +62,7 @@ def distill_body(job: DistillJob, report: Report) -> dict[str, Any]:
 
     def on_checkpoint(state: dict[str, Any]) -> None:
         if ctx.is_main:
-            write_bytes_atomic(job.state_location, _torch_bytes(state))
+            write_bytes_atomic(job.state_location, payload_bytes(state))
 
     param, objective, summary = run_distillation(job.hp, data, ctx, needs, resume, on_checkpoint)
     summary = {**summary, "resumed_from_step": _resumed_step(resume)}
@@ -78,7 +75,7 @@ def distill_body(job: DistillJob, report: Report) -> dict[str, Any]:
         stats = data.display_stats()  # None for ZCA-whitened data: viewers contrast-stretch instead
         if stats is not None:
             extra.update(mean=list(stats[0]), std=list(stats[1]))  # ddx export / report grids
-        write_set(job.synthetic_location, synthetic_payload(param, extra))
+        write_set(job.synthetic_location, param, extra)
     return summary
 
 
@@ -119,25 +116,19 @@ def train_worker(config: dict[str, Any]) -> None:
     ray.train.report({"phase": "distill", "distill_done": 1, **summary})
 
 
-def load_payload(data: bytes) -> dict[str, Any]:
-    """A saved synthetic set's payload from its bytes (``torch.load(weights_only=True)``)."""
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-
-
-def set_card(payload: dict[str, Any]) -> dict[str, Any]:
+def set_card(payload: dict[str, Any], param: Parameterization | None = None) -> dict[str, Any]:
     """What the trial driver needs to know of a set without loading its tensors (JSON-able):
-    its config, its ``extra`` metadata and its row columns (:meth:`Parameterization.describe`)."""
-    return {
-        "config": payload["config"],
-        "extra": payload.get("extra", {}),
-        "describe": from_payload(payload).describe(),
-    }
+    its config, its ``extra`` metadata and its row columns (:meth:`Parameterization.describe`
+    of ``param``, rebuilt from the payload when not given)."""
+    described = (param if param is not None else from_payload(payload)).describe()
+    return {"config": payload["config"], "extra": payload.get("extra", {}), "describe": described}
 
 
-def write_set(location: str, payload: dict[str, Any]) -> None:
+def write_set(location: str, param: Parameterization, extra: dict[str, Any]) -> None:
     """Save the set, then its card next to it (a set without a card is described from its tensors)."""
-    write_bytes_atomic(location, _torch_bytes(payload))
-    write_bytes_atomic(set_card_location(location), json.dumps(set_card(payload), default=str).encode())
+    payload = synthetic_payload(param, extra)
+    write_bytes_atomic(location, payload_bytes(payload))
+    write_bytes_atomic(set_card_location(location), json.dumps(set_card(payload, param), default=str).encode())
 
 
-__all__ = ["distill_body", "load_payload", "load_state", "set_card", "stream_body", "train_worker", "write_set"]
+__all__ = ["distill_body", "load_state", "set_card", "stream_body", "train_worker", "write_set"]

@@ -23,7 +23,6 @@ Work already in the results folder (``ok`` rows of the same protocol) is not run
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,13 +30,13 @@ from typing import Any
 
 import pandas as pd
 import ray
-import torch
 
 from methods.datasets import DatasetError, DatasetOptions, cached_dataset
 from methods.datasets.loaders import DATASETS
 from methods.eval_options import LABEL_MODES
 from methods.external_sets import LoadedSet, SetError, load_set, random_subset_payload
 from methods.networks import NETWORKS, resolve_arch
+from methods.parameterizations import payload_bytes
 from methods.prerequisites import dataset_identity
 from methods.protocols import (
     build_eval_settings,
@@ -296,9 +295,7 @@ def run(p: Plan, log: Callable[[str], None] = print) -> Outcome:
     artifacts = ArtifactStore(cache_root(req.storage))
     write_bytes_atomic(join(req.out, REQUEST_FILE), json.dumps(asdict(req), indent=2, default=str).encode())
     for u in p.units:  # each set's payload next to its rows (ddx report draws them; reproducible inputs)
-        buf = io.BytesIO()
-        torch.save(u.payload, buf)
-        write_bytes_atomic(store.synthetic_path(u.key), buf.getvalue())
+        write_bytes_atomic(store.synthetic_path(u.key), payload_bytes(u.payload))
 
     variants: list[tuple[dict[str, Any], list[str]]] = [(p.values, p.label_modes)]
     if req.ars:

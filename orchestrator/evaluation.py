@@ -91,11 +91,10 @@ def evaluate_job(
 
     from methods.datasets import cached_eval_data
     from methods.evaluate import learned_lr, train_student
-    from methods.parameterizations import from_payload
-    from orchestrator.distill_worker import load_payload
+    from methods.parameterizations import from_payload, payload_from_bytes
 
     if isinstance(payload, bytes):
-        payload = load_payload(payload)
+        payload = payload_from_bytes(payload)
     torch.set_num_threads(max(1, threads))
     device = torch.device("cuda") if use_gpu and torch.cuda.is_available() else torch.device("cpu")
     start = time.perf_counter()

@@ -117,11 +117,11 @@ def run_sweep(
     runtime.check_resources(token)
     if runtime.is_embedded():
         runtime.check_fits(runtime.unit_demands(spec.resources, token))
-    # a worker for the first trial's tasks, warmed while Tune starts (one machine: the embedded Ray or a local one)
-    if spec.resources.distill_workers == 1 and runtime.one_node_free_for({"CPU": spec.resources.cpus_per_worker}):
-        warm_up.start(spec.dataset.model_dump(), spec.resources.cpus_per_worker)
     check_storage(spec.storage, key="storage")
     resumed = _check_resume(spec, fresh)
+    # the input is good: warm a worker for the first trial's tasks while Tune starts (one machine only)
+    if spec.resources.distill_workers == 1 and runtime.one_node_free_for({"CPU": spec.resources.cpus_per_worker}):
+        warm_up.start(spec.dataset.model_dump(), spec.resources.cpus_per_worker)
     exp = spec.experiment_dir()
     write_bytes_atomic(
         join(exp, SPEC_FILE),

@@ -191,9 +191,10 @@ class TrialRun:
         if exists(card):
             return json.loads(read_bytes(card))
         # a set saved before cards existed: describe it from its tensors (imports torch here only)
-        from orchestrator.distill_worker import load_payload, set_card
+        from methods.parameterizations import payload_from_bytes
+        from orchestrator.distill_worker import set_card
 
-        return set_card(load_payload(read_bytes(syn)))
+        return set_card(payload_from_bytes(read_bytes(syn)))
 
     def base_columns(self, card: dict[str, Any] | None) -> dict[str, Any]:
         spec, hp = self.spec, self.hp

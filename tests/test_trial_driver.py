@@ -45,20 +45,20 @@ def test_the_trial_driver_imports_no_torch() -> None:
 
 
 def test_a_set_card_says_what_the_tensors_say(tmp_path: Path) -> None:
-    from methods.parameterizations import build_parameterization, synthetic_payload
+    from methods.parameterizations import build_parameterization, payload_from_bytes
     from methods.parameterizations.base import ParamConfig
     from methods.parameterizations.options import SetShape
     from orchestrator.distill_job import set_card_location
-    from orchestrator.distill_worker import load_payload, set_card, write_set
+    from orchestrator.distill_worker import set_card, write_set
 
     shape = SetShape(num_classes=10, ipc=1, channels=3, resolution=32, dataset="cifar10")
     for name, options in (("pixels", {}), ("neural_field", {"width": 8, "depth": 2})):
         param = build_parameterization(ParamConfig(name=name, shape=shape, options=options))
         location = str(tmp_path / f"{name}.pt")
-        write_set(location, synthetic_payload(param, {"world_size": 1, "distill_seconds": 1.5}))
+        write_set(location, param, {"world_size": 1, "distill_seconds": 1.5})
         card = json.loads(Path(set_card_location(location)).read_text())
         # a set saved without a card is described from its tensors: the same card
-        assert card == json.loads(json.dumps(set_card(load_payload(Path(location).read_bytes()))))
+        assert card == json.loads(json.dumps(set_card(payload_from_bytes(Path(location).read_bytes()))))
         assert card["describe"]["instances_per_class"] == param.per_class
         assert card["describe"]["budget_scalars"] == 3 * 32 * 32
         assert card["config"]["name"] == name and card["config"]["shape"]["ipc"] == 1
@@ -74,7 +74,7 @@ def test_compute_thread_is_one_thread_for_every_call() -> None:
         return threading.current_thread().name, threading.get_ident()
 
     first, second = where(), where()
-    assert first == second and first[0].startswith("ddx-compute")
+    assert first == second and first[0].startswith(compute_thread.THREAD_NAME)
     assert first[1] != threading.get_ident()
     # from another thread too
     seen: list[tuple[str, int]] = []

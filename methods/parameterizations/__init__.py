@@ -17,6 +17,8 @@ __all__ = [
     "check_budget",
     "from_payload",
     "load_synthetic",
+    "payload_bytes",
+    "payload_from_bytes",
     "save_synthetic",
     "synthetic_payload",
 ]

@@ -8,6 +8,7 @@ instances by row, and lets the set be gathered by a masked all-reduce.
 
 from __future__ import annotations
 
+import io
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -114,9 +115,7 @@ class Parameterization(nn.Module, ABC):
         }
 
 
-def check_budget(
-    cls: type[Parameterization], shape: SetShape, options: dict[str, Any], name: str | None = None
-) -> int:
+def check_budget(cls: type[Parameterization], shape: SetShape, options: dict[str, Any], name: str | None = None) -> int:
     """Instances per class of ``cls`` under ``shape``'s budget; :class:`BudgetError` if none fit.
 
     Called when a parameterization is built and by the sweep validator (before any work).
@@ -156,6 +155,19 @@ def save_synthetic(param: Parameterization, path: str | Path, extra: dict[str, A
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(synthetic_payload(param, extra), tmp)
     tmp.replace(path)
+
+
+def payload_bytes(payload: dict[str, Any]) -> bytes:
+    """A payload (a set from :func:`synthetic_payload`, or any dict of tensors and plain data) as
+    the bytes of a ``torch.save`` file, for storage URIs and Ray's object store."""
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return buf.getvalue()
+
+
+def payload_from_bytes(data: bytes) -> dict[str, Any]:
+    """The inverse of :func:`payload_bytes` (``torch.load(weights_only=True)``, on the CPU)."""
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
 def from_payload(payload: dict[str, Any]) -> Parameterization:
