@@ -113,13 +113,15 @@ def sweep(
         for k, d in plan["swept"].items():
             console.print(Text(f"  {k}: {d}"), highlight=False, soft_wrap=True)
         return
-    from orchestrator import runtime
-    from orchestrator.sweep import run_sweep
+    from orchestrator import preflight, runtime
 
     try:
         where = runtime.connect(address, verbose=verbose, dashboard=dashboard)
         console.print(f"running on {where}")
-        outcome = run_sweep(s, fresh=not resume, max_concurrent=max_concurrent, console=console)
+        resumed = preflight.prepare(s, fresh=not resume)  # checks, then the warm-up starts
+        from orchestrator.sweep import run_sweep  # Tune and pandas: imported while the warm-up worker starts
+
+        outcome = run_sweep(s, resumed=resumed, max_concurrent=max_concurrent, console=console)
     except UserError as err:
         fail(err)
         return

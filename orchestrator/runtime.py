@@ -27,6 +27,12 @@ RAY_DEFAULT_ENV = {
 }
 
 
+#: Ray settings of an embedded local Ray. Ray prestarts one idle worker per CPU for the
+#: driver's runtime environment; every ddx task runs in a trial's environment (Tune gives trials
+#: their own), so those workers never serve and only take ~1 s of CPU from the start-up (the
+#: warm-up's imports, Tune's, the first trial's). Workers still start on demand.
+EMBEDDED_SYSTEM_CONFIG = {"enable_worker_prestart": False, "prestart_worker_first_driver": False}
+
 #: the custom resource trial drivers hold on a cluster's head node (see cluster.yaml); the
 #: embedded local Ray defines it too, so a cluster sweep file also runs on a laptop
 DRIVER_RESOURCE = "ddx_driver"
@@ -143,6 +149,7 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
             dashboard_host="127.0.0.1",
             num_cpus=num_cpus,
             resources={DRIVER_RESOURCE: LOCAL_DRIVER_SLOTS},
+            _system_config=EMBEDDED_SYSTEM_CONFIG,
             **kwargs,
         )
     except ConnectionError as err:
@@ -154,8 +161,39 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
     return f"embedded local Ray ({cpus} CPUs{where})"
 
 
+def stop_autoscaler_monitor() -> bool:
+    """Kill the embedded Ray's autoscaler monitor process now; True when one was stopped.
+
+    ``ray.init`` starts the autoscaler's monitor on the head it creates, though a local Ray of a
+    fixed size never scales. ``ray.shutdown`` stops its processes one after another, each with
+    SIGTERM and up to 1 s of grace, and the monitor alone uses all of it (it reports its own
+    termination first): about 1 s of the ~1.4 s that shutting down takes. Killing it first makes
+    ``ray.shutdown`` skip it (it stops only processes still alive). Reads Ray's process table
+    (``ray._private.worker._global_node``); where that moves, nothing is done and the usual
+    shutdown follows.
+    """
+    try:
+        from ray._private import worker
+
+        node = worker._global_node
+        infos = list(node.all_processes.get("monitor", [])) if node is not None else []
+    except Exception:
+        return False
+    stopped = False
+    for info in infos:
+        proc = getattr(info, "process", None)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            stopped = True
+    return stopped
+
+
 def shutdown() -> None:
+    """Disconnect from Ray; an embedded Ray's processes are stopped (its autoscaler monitor at once)."""
     global _embedded
-    _embedded = False
     if ray.is_initialized():
+        if _embedded:
+            stop_autoscaler_monitor()
         ray.shutdown()
+    _embedded = False

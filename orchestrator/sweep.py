@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,28 +10,17 @@ import pandas as pd
 from ray import tune
 from rich.console import Console
 
-from orchestrator import runtime, warm_up
-from orchestrator.errors import UserError, error_line
+from orchestrator import runtime
+from orchestrator.errors import error_line
 from orchestrator.plan import describe_plan, resolve_storage
 from orchestrator.progress import ForwardingCallback, SweepProgress
 from orchestrator.provenance import versions
 from orchestrator.search_space import SearchPlan, build_search
 from orchestrator.spec import SweepSpec
-from orchestrator.storage import (
-    check_storage,
-    delete_dir,
-    exists,
-    filesystem,
-    is_uri,
-    join,
-    read_bytes,
-    write_bytes_atomic,
-)
+from orchestrator.storage import filesystem, is_uri, join
 from orchestrator.store import ResultStore
 from orchestrator.tracking import make_scheduler, tracking_callbacks
 from orchestrator.trial_entry import run_trial
-
-SPEC_FILE = "spec.json"
 
 
 @dataclass
@@ -65,25 +53,6 @@ class SweepOutcome:
         return not self.trial_failures and self.failed_rows.empty
 
 
-def _check_resume(spec: SweepSpec, fresh: bool) -> bool:
-    """Decide between a new experiment and resuming one; returns True when resuming."""
-    exp = spec.experiment_dir()
-    saved = join(exp, SPEC_FILE)
-    if fresh:
-        delete_dir(exp)
-        return False
-    if not exists(saved):
-        return False
-    previous = json.loads(read_bytes(saved))
-    if previous.get("config_hash") != spec.config_hash():
-        raise UserError(
-            f"the sweep in {exp} was started from a different spec (hash {previous.get('config_hash')} ≠ "
-            f"{spec.config_hash()}); run with --fresh to start over or rename the sweep",
-            key="name",
-        )
-    return True
-
-
 def _tune_storage(exp: str) -> tuple[str, Any]:
     """``storage_path`` and ``storage_filesystem`` for Tune (explicit for URIs with query parameters)."""
     if not is_uri(exp):
@@ -107,26 +76,15 @@ def _failures(grid: tune.ResultGrid) -> list[TrialFailure]:
 
 def run_sweep(
     spec: SweepSpec,
-    fresh: bool = False,
+    resumed: bool,
     max_concurrent: int | None = None,
     console: Console | None = None,
 ) -> SweepOutcome:
-    """Run (or resume) the sweep on the Ray session already connected."""
+    """Run (or resume) the sweep on the Ray session already connected, after
+    :func:`orchestrator.preflight.prepare` (which checked it and says whether it resumes)."""
     console = console or Console()
     token = runtime.trial_token(spec.resources.trial_resources)
-    runtime.check_resources(token)
-    if runtime.is_embedded():
-        runtime.check_fits(runtime.unit_demands(spec.resources, token))
-    check_storage(spec.storage, key="storage")
-    resumed = _check_resume(spec, fresh)
-    # the input is good: warm a worker for the first trial's tasks while Tune starts (one machine only)
-    if spec.resources.distill_workers == 1 and runtime.one_node_free_for({"CPU": spec.resources.cpus_per_worker}):
-        warm_up.start(spec.dataset.model_dump(), spec.resources.cpus_per_worker)
     exp = spec.experiment_dir()
-    write_bytes_atomic(
-        join(exp, SPEC_FILE),
-        json.dumps({"config_hash": spec.config_hash(), "spec": spec.model_dump(mode="json")}, indent=2).encode(),
-    )
     history = trial_history(exp) if resumed else []
     plan = build_search(spec, history)
     trainable = tune.with_resources(

@@ -9,9 +9,13 @@ the tasks import and loads the dataset into the worker's in-process cache, on th
 thread, while the driver builds the Tuner and Tune starts the trial. The trial's first task
 then finds that worker idle and warm.
 
-It only saves time: if the environment cannot be matched (a Ray without Tune's
-``class_cache`` constants) nothing is started, and any error of the warm-up is ignored (the
-real task reports it).
+The environment is built from :data:`TUNE_TRIAL_ENV` and :data:`TUNE_PROPAGATED_ENV`, this
+module's copy of the constants in ``ray.tune.execution.class_cache`` (Ray 2.60, the version
+``pyproject.toml`` pins): importing that module imports all of Tune, ~0.8 s the warm-up would
+otherwise wait for. A test holds the copy equal to Tune's own, and another runs a real trial
+and checks its task's environment against the warm-up's. Were they ever to differ, the warm-up
+would warm a worker nobody uses — the first task would start cold, as without it — and nothing
+else would change; any error of the warm-up is ignored (the real task reports it).
 """
 
 from __future__ import annotations
@@ -21,15 +25,44 @@ from typing import Any
 
 import ray
 
+#: ``ray.tune.execution.class_cache.DEFAULT_ENV_VARS``: set in every trial process
+TUNE_TRIAL_ENV = {"PL_DISABLE_FORK": "1"}
 
-def trial_task_env() -> dict[str, Any] | None:
-    """The runtime environment Tune gives trial processes (Ray 2.x ``_ActorClassCache``), or None."""
-    try:
-        from ray.tune.execution.class_cache import DEFAULT_ENV_VARS, ENV_VARS_TO_PROPAGATE
-    except ImportError:
-        return None
-    env = dict(DEFAULT_ENV_VARS)
-    env.update({k: os.environ[k] for k in ENV_VARS_TO_PROPAGATE if k in os.environ})
+#: ``ray.tune.execution.class_cache.ENV_VARS_TO_PROPAGATE``: copied from the driver when set
+TUNE_PROPAGATED_ENV = frozenset(
+    {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SECURITY_TOKEN",
+        "AWS_SESSION_TOKEN",
+        "NCCL_RAS_ADDR",
+        "RAY_CHDIR_TO_TRIAL_DIR",
+        "RAY_TRAIN_CHECKPOINT_UPLOAD_WARN_INTERVAL_S",
+        "RAY_TRAIN_COLLECTIVE_TIMEOUT_S",
+        "RAY_TRAIN_COLLECTIVE_WARN_INTERVAL_S",
+        "RAY_TRAIN_ENABLE_CONTROLLER_STRUCTURED_LOGGING",
+        "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER",
+        "RAY_TRAIN_ENABLE_PRINT_PATCH",
+        "RAY_TRAIN_ENABLE_STATE_ACTOR_RECONCILIATION",
+        "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS",
+        "RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING",
+        "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S",
+        "RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S",
+        "RAY_TRAIN_STATE_ACTOR_RECONCILIATION_INTERVAL_S",
+        "RAY_TRAIN_V2_ENABLED",
+        "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S",
+        "RAY_TRAIN_WORKER_HEALTH_CHECK_TIMEOUT_S",
+        "RAY_WARN_BLOCKING_GET_INSIDE_ASYNC",
+        "TORCHFT_LIGHTHOUSE",
+        "TRAIN_COPY_DIRECTORY_CHECKPOINTS_INSTEAD_OF_MOVING",
+    }
+)
+
+
+def trial_task_env() -> dict[str, Any]:
+    """The runtime environment Tune gives trial processes (and so every task a trial launches)."""
+    env = dict(TUNE_TRIAL_ENV)
+    env.update({k: os.environ[k] for k in sorted(TUNE_PROPAGATED_ENV) if k in os.environ})
     return {"env_vars": env}
 
 
@@ -49,12 +82,10 @@ def warm(dataset: dict[str, Any], threads: int) -> None:
     on_compute_thread(load)()
 
 
-def start(dataset: dict[str, Any], cpus: float) -> ray.ObjectRef | None:
+def start(dataset: dict[str, Any], cpus: float) -> ray.ObjectRef:
     """Launch the warm-up (reserving one distillation worker's CPUs, so the task it warms for
     waits for it rather than starting a second fresh process); returns its reference."""
     env = trial_task_env()
-    if env is None:
-        return None
     return (
         ray.remote(warm)
         .options(num_cpus=cpus, runtime_env=env, max_retries=0, name="ddx_warm_up")

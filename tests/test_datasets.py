@@ -30,6 +30,21 @@ def test_digits_splits_are_disjoint_seeded_and_stratified() -> None:
     assert abs(float(d.train_x.mean())) < 1e-4 and abs(float(d.train_x.std()) - 1) < 1e-2
 
 
+def test_digits_read_from_the_packaged_csv_equal_scikit_learns_loader(monkeypatch) -> None:
+    from sklearn.datasets import load_digits
+
+    from methods.datasets import loaders
+
+    ref = load_digits()
+    images, target = loaders.digits_arrays()
+    assert np.array_equal(images, ref.images) and np.array_equal(target, ref.target)
+    assert target.dtype == np.int64 and images.shape == (1797, 8, 8)
+    # where the file is not found (another layout), scikit-learn's own loader gives the same arrays
+    monkeypatch.setattr(loaders.importlib.util, "find_spec", lambda name: None)
+    images2, target2 = loaders.digits_arrays()
+    assert np.array_equal(images2, ref.images) and np.array_equal(target2, ref.target)
+
+
 def test_digits_resized_and_limited() -> None:
     d = load_dataset(DatasetOptions(name="digits", resolution=16, train_per_class=20, val_per_class=5))
     assert d.train_x.shape[1:] == (1, 16, 16)

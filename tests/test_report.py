@@ -333,7 +333,7 @@ def test_report_of_a_running_or_interrupted_sweep_says_it_is_partial(experiment:
 
     from orchestrator.report.tables import load_experiment
     from orchestrator.spec import parse_spec
-    from orchestrator.sweep import SPEC_FILE
+    from orchestrator.preflight import SPEC_FILE
     from tests.helpers import cli, tiny_digits_spec
 
     exp = tmp_path / "sweep-a"

@@ -44,3 +44,63 @@ def test_one_node_free_for_needs_a_single_node_with_the_demand_free_now(ray_sess
     assert not one_node_free_for({"CPU": 64})  # more than the node has: warming would wait (or scale up)
     assert not one_node_free_for({"CPU": 1, "GPU": 1})
     assert one_node_free_for({"CPU": 1, "GPU": 0})  # a zero demand is no demand
+
+
+STOP_SCRIPT = """
+import json, os
+from orchestrator import runtime
+runtime.connect(None, num_cpus=1)
+from ray._private import worker
+procs = [(kind, i.process.pid) for kind, infos in worker._global_node.all_processes.items() for i in infos]
+monitor = [pid for kind, pid in procs if kind == "monitor"]
+popen = worker._global_node.all_processes["monitor"][0].process
+stopped = runtime.stop_autoscaler_monitor()
+rc_before_shutdown = popen.poll()
+runtime.shutdown()
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+print(json.dumps({
+    "monitor": monitor, "stopped": stopped, "rc_before_shutdown": rc_before_shutdown,
+    "alive": [p for _, p in procs if alive(p)], "kinds": sorted({k for k, _ in procs}),
+}))
+"""
+
+
+def test_shutdown_of_an_embedded_ray_stops_the_monitor_first_and_leaves_no_process() -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", STOP_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(got["monitor"]) == 1 and {"gcs_server", "raylet"} <= set(got["kinds"])
+    assert got["alive"] == []  # every process the embedded Ray started is gone
+    assert got["stopped"] is True and got["rc_before_shutdown"] == -9  # killed at once, before ray.shutdown
+
+
+def test_shutdown_stops_an_embedded_rays_monitor_before_ray_shutdown(monkeypatch) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(runtime.ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(runtime.ray, "shutdown", lambda: calls.append("ray.shutdown"))
+    monkeypatch.setattr(runtime, "stop_autoscaler_monitor", lambda: calls.append("monitor") or True)
+    monkeypatch.setattr(runtime, "_embedded", True)
+    runtime.shutdown()
+    assert calls == ["monitor", "ray.shutdown"] and not runtime.is_embedded()
+    runtime.shutdown()  # connected to a cluster (not embedded): only disconnects
+    assert calls == ["monitor", "ray.shutdown", "ray.shutdown"]
+
+
+def test_stopping_the_monitor_without_a_ray_started_here_does_nothing() -> None:
+    import subprocess
+    import sys
+
+    code = "from orchestrator import runtime; print(runtime.stop_autoscaler_monitor())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr[-2000:]

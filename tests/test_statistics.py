@@ -102,7 +102,9 @@ def test_emu_is_the_running_mean_of_batch_statistics() -> None:
     for b, current in enumerate(stats, start=1):
         mixed = emu.mix(current)
         # Eq. 19: Ψ_s = (1/b) Ψ_s^b + (1 − 1/b) Ψ_s^{b−1}
-        recursion = current if recursion is None else [c / b + (1 - 1 / b) * r for c, r in zip(current, recursion, strict=True)]  # noqa: E501
+        recursion = (
+            current if recursion is None else [c / b + (1 - 1 / b) * r for c, r in zip(current, recursion, strict=True)]
+        )
         for got, want in zip(mixed, recursion, strict=True):
             assert torch.allclose(got, want, atol=1e-12)
         emu.update(current, 1)

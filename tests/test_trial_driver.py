@@ -133,6 +133,29 @@ def test_the_streaming_distillation_body_runs_on_the_compute_thread(monkeypatch)
         next(stream)
 
 
+def test_the_warm_ups_copy_of_tunes_trial_environment_equals_tunes_own() -> None:
+    """The warm-up names Tune's trial environment without importing Tune (see :mod:`orchestrator.warm_up`)."""
+    from ray.tune.execution.class_cache import DEFAULT_ENV_VARS, ENV_VARS_TO_PROPAGATE
+
+    from orchestrator import warm_up
+
+    assert warm_up.TUNE_TRIAL_ENV == DEFAULT_ENV_VARS
+    assert frozenset(ENV_VARS_TO_PROPAGATE) == warm_up.TUNE_PROPAGATED_ENV
+
+
+def test_preparing_a_sweep_imports_neither_tune_nor_pandas() -> None:
+    """``ddx sweep`` checks the input and starts the warm-up before Tune's ~1 s import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import orchestrator.preflight, orchestrator.warm_up; "
+        "print(sorted(m for m in ('ray.tune', 'pandas', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stderr[-2000:]
+
+
 def test_the_warm_up_runs_in_the_environment_of_a_trials_tasks(ray_session, tmp_path: Path) -> None:
     """Ray reuses a worker only for tasks of the same runtime environment: the warm-up's must be
     what Tune gives a trial (and so every task the trial launches), or it warms nothing."""
@@ -145,7 +168,7 @@ def test_the_warm_up_runs_in_the_environment_of_a_trials_tasks(ray_session, tmp_
         return dict(ray.get_runtime_context().runtime_env.get("env_vars") or {})
 
     env = warm_up.trial_task_env()
-    assert env is not None and env["env_vars"]
+    assert env["env_vars"]
     warmed = ray.get(ray.remote(env_vars).options(num_cpus=1, runtime_env=env).remote())
 
     out = tmp_path / "seen.json"  # one machine: the trial writes what its task saw

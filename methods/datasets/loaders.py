@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,14 +62,34 @@ def _folder_splits(opts: DatasetOptions, train_dir: Path, test_dir: Path, channe
     return RawSplits(tx, ty, vx, vy, classes)
 
 
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as (images 1797×8×8 float64 in 0..16, targets int64).
+
+    Read straight from the CSV that ships inside the package (``sklearn/datasets/data/
+    digits.csv.gz``: 64 pixel columns, then the label), the file ``sklearn.datasets.load_digits``
+    itself parses: importing ``sklearn.datasets`` (SciPy and the rest) costs about a second in
+    every fresh worker process, the data a few milliseconds. Falls back to ``load_digits``
+    where the file is not there.
+    """
+    spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    csv = next((Path(r) / "datasets" / "data" / "digits.csv.gz" for r in roots), None)
+    if csv is None or not csv.is_file():
+        from sklearn.datasets import load_digits as sk_digits
+
+        d = sk_digits()
+        return d.images, d.target.astype(np.int64)
+    with gzip.open(csv, "rt") as f:
+        table = np.loadtxt(f, delimiter=",")
+    return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+
+
 @DATASETS.register("digits")
 def load_digits(opts: DatasetOptions) -> RawSplits:
     """scikit-learn's 1,797 8×8 handwritten digits (ships with the package; no download)."""
-    from sklearn.datasets import load_digits as sk_digits
-
-    d = sk_digits()
-    x = torch.from_numpy(d.images.astype(np.float32) / 16.0).unsqueeze(1)
-    y = torch.from_numpy(d.target.astype(np.int64))
+    images, target = digits_arrays()
+    x = torch.from_numpy(images.astype(np.float32) / 16.0).unsqueeze(1)
+    y = torch.from_numpy(target)
     return RawSplits(x, y, None, None, [str(i) for i in range(10)])
 
 
