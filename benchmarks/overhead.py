@@ -16,13 +16,19 @@ Two numbers come out of one run:
   ((ddx_K − ddx_1) − (direct_K − direct_1)) / (K − 1). What is left of ddx_1 − direct_1 is the
   per-invocation start-up (``startup_s``: CLI import, Ray start and stop).
 
+Every ddx run is timed right next to the runs it is compared with, and each figure is the
+median over the rounds of that round's own figure (``ratio``: the median of the per-round
+ratios): this machine's speed drifts by ±20 % within minutes, which a ratio of two medians
+taken minutes apart would carry in full. ``ratio_of_medians`` (the statistic of the runs
+before this one) is kept alongside.
+
 ``whole_process`` times the direct loop as a command too (``python`` start, torch and the
 methods imported, data, work — a plain loop script, importing no Ray): ddx against what a
 researcher's own script costs from the shell, both whole commands.
 
 ``warm_ray`` repeats the ddx runs against a Ray that is already running (``ray start --head``
-once, 2 CPUs, then ``ddx sweep --address``): what a researcher who keeps a local Ray up pays.
-The top-level numbers are the embedded default's.
+once, 2 CPUs, then ``ddx sweep --address``), each next to a direct run of its own: what a
+researcher who keeps a local Ray up pays. The top-level numbers are the embedded default's.
 
     python benchmarks/overhead.py --out benchmarks/results/overhead.json
 """
@@ -155,14 +161,17 @@ def run_ddx(spec: dict, workdir: Path, cluster=None) -> float:
     return elapsed
 
 
-def slopes(med: dict[str, float], k: int, one: str, many: str, base: str = "direct") -> dict[str, float]:
-    """Fixed cost per extra trial, ratio and per-invocation start-up of the ``one``/``many`` ddx runs
-    against the ``base`` runs (``direct``: in-process loop; ``plain``: the loop as a whole process)."""
-    fixed = ((med[many] - med[one]) - (med[f"{base}_k"] - med[f"{base}_1"])) / (k - 1)
+def paired(times: dict[str, list[float]], k: int, one: str, many: str, base: str) -> dict[str, float]:
+    """Ratio, fixed cost per extra trial and per-invocation start-up of the ``one``/``many`` ddx runs
+    against the ``base`` runs of the same rounds (``direct``: in-process loop; ``plain``: the loop
+    as a whole process), each the median over rounds of that round's figure."""
+    rounds = list(zip(times[f"{base}_1"], times[one], times[f"{base}_k"], times[many], strict=True))
+    fixed = [((m - o) - (bk - b1)) / (k - 1) for b1, o, bk, m in rounds]
     return {
-        "fixed_cost_per_trial_s": fixed,
-        "ratio": med[many] / med[f"{base}_k"],
-        "startup_s": med[one] - med[f"{base}_1"] - fixed,
+        "fixed_cost_per_trial_s": statistics.median(fixed),
+        "ratio": statistics.median(m / bk for _, _, bk, m in rounds),
+        "startup_s": statistics.median(o - b1 - f for (b1, o, _, _), f in zip(rounds, fixed, strict=True)),
+        "ratio_of_medians": statistics.median(times[many]) / statistics.median(times[f"{base}_k"]),
     }
 
 
@@ -171,7 +180,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--iterations", type=int, default=50)
     ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--repeats", type=int, default=2, help="runs of each configuration (medians are reported)")
+    ap.add_argument("--repeats", type=int, default=2, help="rounds (each figure is the median over rounds)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "overhead.json")
     ap.add_argument("--no-warm", action="store_true", help="skip the runs against an already running Ray")
     ap.add_argument("--plain-loop", type=Path, help=argparse.SUPPRESS)  # internal: run the plain loop of a plan
@@ -184,22 +193,25 @@ def main() -> None:
         workdir = Path(tmp)
         one = make_spec(workdir / "store", "overhead_1", 1, args.iterations, args.epochs)
         many = make_spec(workdir / "store", "overhead_k", args.trials, args.iterations, args.epochs)
-        for _ in range(args.repeats):  # interleaved, so drift of the machine's speed hits both alike
+        for _ in range(args.repeats):  # each ddx run between the baselines it is compared with
             times["direct_1"].append(run_direct(one, threads=2))
-            times["plain_1"].append(run_plain_loop(one, workdir))
             times["ddx_1"].append(run_ddx(one, workdir))
+            times["plain_1"].append(run_plain_loop(one, workdir))
             times["direct_k"].append(run_direct(many, threads=2))
-            times["plain_k"].append(run_plain_loop(many, workdir))
             times["ddx_k"].append(run_ddx(many, workdir))
+            times["plain_k"].append(run_plain_loop(many, workdir))
         if not args.no_warm:
             from tests.cluster import LocalCluster  # its run() gives the driver the cluster's environment
 
             cluster = LocalCluster()
             try:
                 cluster.start_head(cpus=2, resources={"ddx_driver": 1000})
-                times["warm_1"], times["warm_k"] = [], []
+                for key in ("wdirect_1", "warm_1", "wdirect_k", "warm_k"):
+                    times[key] = []
                 for _ in range(args.repeats):
+                    times["wdirect_1"].append(run_direct(one, threads=2))
                     times["warm_1"].append(run_ddx(one, workdir, cluster))
+                    times["wdirect_k"].append(run_direct(many, threads=2))
                     times["warm_k"].append(run_ddx(many, workdir, cluster))
             finally:
                 cluster.shutdown()
@@ -207,9 +219,9 @@ def main() -> None:
     k = args.trials
     result = {
         "benchmark": "overhead",
-        **slopes(med, k, "ddx_1", "ddx_k"),
-        "whole_process": slopes(med, k, "ddx_1", "ddx_k", base="plain"),
-        **({} if args.no_warm else {"warm_ray": slopes(med, k, "warm_1", "warm_k")}),
+        **paired(times, k, "ddx_1", "ddx_k", base="direct"),
+        "whole_process": paired(times, k, "ddx_1", "ddx_k", base="plain"),
+        **({} if args.no_warm else {"warm_ray": paired(times, k, "warm_1", "warm_k", base="wdirect")}),
         "work": {
             "dataset": "digits",
             "trials": k,
@@ -224,8 +236,9 @@ def main() -> None:
         "as a whole `python` process (imports torch and the methods, no Ray); ddx: `ddx sweep --fresh` as a whole "
         "process on an embedded local Ray (2 CPUs), one trial at a time, distillation task and evaluation tasks "
         "reserving both CPUs (the same sequential work); fixed cost per trial from the 1-trial vs K-trial slope. "
-        "warm_ray: the "
-        "same ddx runs with --address to a Ray started once (ray start --head, 2 CPUs) before them.",
+        "Each round runs direct_1, ddx_1, plain_1, direct_k, ddx_k, plain_k; every figure is the median over rounds "
+        "of the round's own figure. warm_ray: the same ddx runs with --address to a Ray started once (ray start "
+        "--head, 2 CPUs) before them, each after a direct run (wdirect_*) of its own.",
         "machine": {
             "cpus": torch.get_num_threads(),
             "platform": platform.platform(),
