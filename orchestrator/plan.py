@@ -19,6 +19,10 @@ from orchestrator.eval_plan import plan_jobs
 from orchestrator.spec import SweepBase, distill_resolution, needed_prerequisites
 from orchestrator.trial_keys import REPEAT_KEY, trial_hyper, trial_key
 
+#: where a sweep's spec is saved in its experiment directory (with its config hash): resume
+#: checks it (:mod:`orchestrator.preflight`), reports plan from it
+SPEC_FILE = "spec.json"
+
 #: trials beyond which the distinct keys are not enumerated
 MAX_ENUMERATED_TRIALS = 100_000
 

@@ -13,11 +13,9 @@ import json
 
 from orchestrator import runtime, warm_up
 from orchestrator.errors import UserError
+from orchestrator.plan import SPEC_FILE
 from orchestrator.spec import SweepSpec
 from orchestrator.storage import check_storage, delete_dir, exists, join, read_bytes, write_bytes_atomic
-
-#: the spec a sweep was started from, in its experiment directory (resume checks it; reports read it)
-SPEC_FILE = "spec.json"
 
 
 def check_resume(spec: SweepSpec, fresh: bool) -> bool:

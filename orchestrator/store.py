@@ -2,7 +2,7 @@
 
 Layout under ``<storage>/<sweep>/``::
 
-    spec.yaml            the sweep file as run (and its config hash), for resume checks
+    spec.json            the sweep's spec as run (and its config hash), for resume checks
     rows/<trial>.parquet every finished evaluation row of one trial (rewritten atomically)
     synthetic/<trial>.pt the distilled set of one trial (config + tensors)
     synthetic/<trial>.pt.card.json

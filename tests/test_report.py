@@ -331,9 +331,9 @@ def test_report_of_a_running_or_interrupted_sweep_says_it_is_partial(experiment:
     import json
     import shutil
 
+    from orchestrator.plan import SPEC_FILE
     from orchestrator.report.tables import load_experiment
     from orchestrator.spec import parse_spec
-    from orchestrator.preflight import SPEC_FILE
     from tests.helpers import cli, tiny_digits_spec
 
     exp = tmp_path / "sweep-a"

@@ -55,8 +55,7 @@ class Experiment:
 def _planned(experiment: str) -> int | None:
     """Evaluations the saved spec plans (trials × evaluations per trial), when it is a grid."""
     try:
-        from orchestrator.plan import describe_plan
-        from orchestrator.preflight import SPEC_FILE
+        from orchestrator.plan import SPEC_FILE, describe_plan
         from orchestrator.spec import SweepSpec
 
         saved = json.loads(read_bytes(join(experiment, SPEC_FILE)))
