@@ -294,8 +294,9 @@ def run(p: Plan, log: Callable[[str], None] = print) -> Outcome:
     store = ResultStore(req.out)
     artifacts = ArtifactStore(cache_root(req.storage))
     write_bytes_atomic(join(req.out, REQUEST_FILE), json.dumps(asdict(req), indent=2, default=str).encode())
-    for u in p.units:  # each set's payload next to its rows (ddx report draws them; reproducible inputs)
-        write_bytes_atomic(store.synthetic_path(u.key), payload_bytes(u.payload))
+    set_bytes = {u.key: payload_bytes(u.payload) for u in p.units}  # what the tasks load
+    for u in p.units:  # each set's file next to its rows (ddx report draws them; reproducible inputs)
+        write_bytes_atomic(store.synthetic_path(u.key), set_bytes[u.key])
 
     variants: list[tuple[dict[str, Any], list[str]]] = [(p.values, p.label_modes)]
     if req.ars:
@@ -340,14 +341,14 @@ def run(p: Plan, log: Callable[[str], None] = print) -> Outcome:
     for u in p.units:
         existing = [r for r in store.read_trial_rows(u.key) if r.get("status") == "ok"]
         rows[u.key] = existing
-        payload_ref = ray.put(u.payload)
+        set_ref = ray.put(set_bytes[u.key])
         ipc = int(u.payload["config"]["shape"]["ipc"])
         for values, modes in variants:
             protocol = protocol_name(values, req.dataset["name"], ipc)
             done = {row_key_of(r) for r in existing if r.get("protocol") == protocol}
             jobs = [j for j in plan_jobs(p.archs, u.resolutions, p.seeds, modes) if j.key not in done]
             launched = submit_evaluations(
-                payload_ref,
+                set_ref,
                 jobs,
                 req.dataset,
                 values,

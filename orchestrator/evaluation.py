@@ -71,7 +71,7 @@ def protocol_columns(
 
 
 def evaluate_job(
-    payload: dict[str, Any] | bytes,
+    set_bytes: bytes,
     job: EvalJob,
     dataset: dict[str, Any],
     settings: dict[str, Any],
@@ -85,7 +85,7 @@ def evaluate_job(
 
     ``label_mode: soft`` loads the sweep's teacher: ``needs["teacher"]`` are its artifact
     references, fetched from the artifact store at ``store_root`` onto this node (never retrained).
-    ``payload`` is the set's payload or the bytes of its saved file.
+    ``set_bytes`` are the saved set's file (:func:`methods.parameterizations.payload_bytes`).
     """
     import torch
 
@@ -93,8 +93,7 @@ def evaluate_job(
     from methods.evaluate import learned_lr, train_student
     from methods.parameterizations import from_payload, payload_from_bytes
 
-    if isinstance(payload, bytes):
-        payload = payload_from_bytes(payload)
+    payload = payload_from_bytes(set_bytes)
     torch.set_num_threads(max(1, threads))
     device = torch.device("cuda") if use_gpu and torch.cuda.is_available() else torch.device("cpu")
     start = time.perf_counter()
@@ -154,7 +153,7 @@ def failed_result(job: EvalJob, error: BaseException) -> dict[str, Any]:
 
 
 def submit_evaluations(
-    payload_ref: ray.ObjectRef,
+    set_ref: ray.ObjectRef,
     jobs: list[EvalJob],
     dataset: dict[str, Any],
     settings: dict[str, Any],
@@ -176,7 +175,7 @@ def submit_evaluations(
     threads = max(1, int(cpus))
     return {
         evaluate_remote.options(**options).remote(
-            payload_ref, job, dataset, settings, threads, gpus > 0, needs, blocks, store_root
+            set_ref, job, dataset, settings, threads, gpus > 0, needs, blocks, store_root
         ): job
         for job in jobs
     }
@@ -200,7 +199,7 @@ def wait_one(
 
 
 def run_evaluations(
-    payload_ref: ray.ObjectRef,
+    set_ref: ray.ObjectRef,
     jobs: list[EvalJob],
     dataset: dict[str, Any],
     settings: dict[str, Any],
@@ -219,7 +218,7 @@ def run_evaluations(
     fetched by each task from the artifact store at ``store_root``. Every result carries
     :func:`protocol_columns` (``ipc``: the set's, for presets whose batch size follows it).
     """
-    pending = submit_evaluations(payload_ref, jobs, dataset, settings, cpus, gpus, retries, needs, blocks, store_root)
+    pending = submit_evaluations(set_ref, jobs, dataset, settings, cpus, gpus, retries, needs, blocks, store_root)
     while pending:
         for job, result in wait_one(pending):
             cols = protocol_columns(settings, job.label_mode, dataset.get("name"), ipc, job.requested or job.arch)

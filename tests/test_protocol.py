@@ -16,7 +16,7 @@ from methods.augment_options import DSA_DEFAULT, DSA_OPS, parse_strategy
 from methods.datasets import DatasetOptions, cached_dataset
 from methods.evaluate import EvalSettings, soft_label_loss, train_student
 from methods.networks import NetworkError, build_network
-from methods.parameterizations import ParamConfig, SetShape, build_parameterization, synthetic_payload
+from methods.parameterizations import ParamConfig, SetShape, build_parameterization, payload_bytes, synthetic_payload
 from orchestrator.evaluation import EvalJob, evaluate_job, plan_jobs
 from orchestrator.reference import ReferenceJob, reference_job, reference_jobs
 from orchestrator.spec import parse_spec
@@ -30,13 +30,13 @@ def digits():
 
 
 @pytest.fixture(scope="module")
-def pixel_payload(digits) -> dict:
+def pixel_payload(digits) -> bytes:
     """A real pixel set: two real digits per class (the random-real baseline)."""
     shape = SetShape(num_classes=10, ipc=2, channels=1, resolution=8)
     param = build_parameterization(ParamConfig("pixels", shape, {"resize_mode": "bicubic"}))
     g = torch.Generator().manual_seed(0)
     param.init_from_real(torch.cat([digits.sample_class(c, 2, g) for c in range(10)]))
-    return synthetic_payload(param)
+    return payload_bytes(synthetic_payload(param))  # what evaluation tasks receive: the saved file's bytes
 
 
 def test_validation_split_is_carved_from_train_and_disjoint(digits) -> None:
@@ -204,7 +204,8 @@ PACKING_SCRIPT = textwrap.dedent(
     import json, threading, time
     import ray, torch
     from methods.datasets import DatasetOptions, cached_dataset
-    from methods.parameterizations import ParamConfig, SetShape, build_parameterization, synthetic_payload
+    from methods.parameterizations import ParamConfig, SetShape, build_parameterization
+    from methods.parameterizations import payload_bytes, synthetic_payload
     from orchestrator.evaluation import EvalJob, run_evaluations
 
     ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
@@ -213,7 +214,7 @@ PACKING_SCRIPT = textwrap.dedent(
     param.init_from_real(torch.cat([data.sample_class(c, 1) for c in range(10)]))
     jobs = [EvalJob("convnet_d1", 8, s, "hard") for s in range(4)]
     rows, seen = [], []
-    t = threading.Thread(target=run_evaluations, args=(ray.put(synthetic_payload(param)), jobs,
+    t = threading.Thread(target=run_evaluations, args=(ray.put(payload_bytes(synthetic_payload(param))), jobs,
         {"name": "digits", "resolution": 8}, {"epochs": 150, "batch_size": 10, "check_every": 150},
         0.5, 0.25, 0, lambda j, r: rows.append(r["status"])))
     t.start()

@@ -93,14 +93,14 @@ def test_teacher_is_trained_once_and_reused(tmp_path: Path, ray_session) -> None
     from methods.context import DistillContext
     from methods.datasets import DatasetOptions, cached_dataset
     from methods.distill import init_from_real
-    from methods.parameterizations import synthetic_payload
+    from methods.parameterizations import payload_bytes, synthetic_payload
     from methods.pipeline import make_components
     from orchestrator.evaluation import EvalJob, evaluate_job
 
     data = cached_dataset(DatasetOptions(**dataset_options(spec)))
     param = make_components({"objective": "random", "ipc": 2}, data).param
     init_from_real(param, data, DistillContext())
-    payload = synthetic_payload(param)
+    payload = payload_bytes(synthetic_payload(param))
     settings = {"epochs": 2, "batch_size": 64, "temperature": 30.0}
     job = EvalJob("convnet_d2", 8, 0, "soft")
     needs = {"teacher": [vars(ref)]}

@@ -153,7 +153,7 @@ def save_synthetic(param: Parameterization, path: str | Path, extra: dict[str, A
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(synthetic_payload(param, extra), tmp)
+    tmp.write_bytes(payload_bytes(synthetic_payload(param, extra)))
     tmp.replace(path)
 
 
@@ -178,5 +178,5 @@ def from_payload(payload: dict[str, Any]) -> Parameterization:
 
 def load_synthetic(path: str | Path) -> tuple[Parameterization, dict[str, Any]]:
     """Load a set written by :func:`save_synthetic` (``torch.load(weights_only=True)``)."""
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    payload = payload_from_bytes(Path(path).read_bytes())
     return from_payload(payload), payload.get("extra", {})
