@@ -80,7 +80,7 @@ def main() -> None:
     }
     settings = {"epochs": args.epochs, "batch_size": 256, "check_every": 10}
     arch, ipc = "convnet_d3", 10
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     payload_ref = ray.put(make_payload(dataset, ipc))
     jobs = [EvalJob(arch, 32, seed, "hard") for seed in range(args.jobs)]
     modes = {"1_parallel_task": float(args.cpus), "2_parallel_tasks": args.cpus / 2}

@@ -25,6 +25,16 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
+ADDRESS_HELP = (
+    "Ray cluster address: auto, HOST:PORT or ray://HOST:PORT (default: $RAY_ADDRESS, else an embedded local "
+    "Ray of ddx's own, even where `ray start` runs one)."
+)
+
+
+def warn(line: str) -> None:
+    """Print ``warning <one line>`` on stderr (user text is never read as markup); the command goes on."""
+    err_console.print(f"[yellow]warning[/] {escape(line)}", soft_wrap=True, highlight=False)
+
 
 def fail(err: UserError) -> None:
     """Print ``error: <one line>`` on stderr (user text is never read as markup) and exit 2."""
@@ -88,7 +98,7 @@ def validate(spec: Path = typer.Argument(..., help="Sweep YAML file.")) -> None:
 def sweep(
     spec: Path = typer.Argument(..., help="Sweep YAML file."),
     resume: bool = typer.Option(True, "--resume/--fresh", help="Resume an existing sweep (default) or start over."),
-    address: str = typer.Option(None, "--address", help="Ray cluster address (default: an embedded local Ray)."),
+    address: str = typer.Option(None, "--address", envvar="RAY_ADDRESS", help=ADDRESS_HELP),
     storage: str = typer.Option(None, "--storage", help="Override the spec's storage (path or URI)."),
     max_concurrent: int = typer.Option(None, "--max-concurrent", min=1, help="Trials at once."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the plan; run and write nothing."),
@@ -118,7 +128,7 @@ def sweep(
     try:
         where = runtime.connect(address, verbose=verbose, dashboard=dashboard)
         console.print(f"running on {where}")
-        resumed = preflight.prepare(s, fresh=not resume)  # checks, then the warm-up starts
+        resumed = preflight.prepare(s, fresh=not resume, warn=warn)  # checks, then the warm-up starts
         from orchestrator.sweep import run_sweep  # Tune and pandas: imported while the warm-up worker starts
 
         outcome = run_sweep(s, resumed=resumed, max_concurrent=max_concurrent, console=console)
@@ -349,7 +359,7 @@ def evaluate(
     teacher_epochs: int = typer.Option(None, "--teacher-epochs", min=1, help="Teacher training epochs."),
     out: str = typer.Option(None, "--out", help="Results folder (default: <storage>/evaluate-<preset>)."),
     storage: str = typer.Option("./ddx_results", "--storage", help="Where the results folder goes (without --out)."),
-    address: str = typer.Option(None, "--address", help="Ray cluster address (default: an embedded local Ray)."),
+    address: str = typer.Option(None, "--address", envvar="RAY_ADDRESS", help=ADDRESS_HELP),
     eval_cpus: float = typer.Option(1.0, "--eval-cpus", min=0.01, help="CPUs per evaluation task."),
     eval_gpus: float = typer.Option(0.0, "--eval-gpus", min=0.0, help="GPUs per evaluation task."),
     verbose: bool = typer.Option(False, "--verbose", help="Show Ray's own logs."),

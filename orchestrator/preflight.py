@@ -10,6 +10,7 @@ about a second earlier than if it waited for Tune's import.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from orchestrator import runtime, warm_up
 from orchestrator.errors import UserError
@@ -41,13 +42,18 @@ def check_resume(spec: SweepSpec, fresh: bool) -> bool:
     return True
 
 
-def prepare(spec: SweepSpec, fresh: bool) -> bool:
+def prepare(spec: SweepSpec, fresh: bool, warn: Callable[[str], None] = print) -> bool:
     """Check the cluster and storage, fix fresh vs resumed (True: resumed), save the spec and, on
-    one machine with the CPUs free, start the warm-up. Raises :class:`UserError` on bad input."""
+    one machine with the CPUs free, start the warm-up. Raises :class:`UserError` on bad input;
+    ``warn`` gets a line for work a cluster cannot place yet (an autoscaler may add the node)."""
     token = runtime.trial_token(spec.resources.trial_resources)
     runtime.check_resources(token)
+    demands = runtime.unit_demands(spec.resources, token)
     if runtime.is_embedded():
-        runtime.check_fits(runtime.unit_demands(spec.resources, token))
+        runtime.check_fits(demands)
+    else:
+        for line in runtime.misfit_warnings(demands, token):
+            warn(line)
     check_storage(spec.storage, key="storage")
     resumed = check_resume(spec, fresh)
     # the input is good: warm a worker for the first trial's tasks while Tune starts (one machine only)

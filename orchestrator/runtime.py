@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import warnings
 
 import ray
@@ -71,23 +72,41 @@ def unit_demands(res: Resources, token: dict[str, float]) -> dict[str, dict[str,
     }
 
 
-def check_fits(demands: dict[str, dict[str, float]]) -> None:
-    """On a fixed-size cluster, fail fast (one line) when one piece of work can never be placed.
+def misfits(demands: dict[str, dict[str, float]]) -> list[tuple[str, str]]:
+    """``(spec key, what one unit needs)`` for every piece of work no node of this Ray can hold now.
 
     ``demands`` maps a spec key to what one unit of that work reserves (a Train worker, an
-    evaluation task). Only meaningful without an autoscaler (the embedded local Ray): an
-    autoscaling cluster adds nodes on demand.
+    evaluation task); see :func:`unit_demands`.
     """
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    out = []
     for key, demand in demands.items():
         if not any(all(node.get(r, 0) >= amount for r, amount in demand.items() if amount > 0) for node in nodes):
             have = max((node.get("CPU", 0) for node in nodes), default=0)
             wanted = ", ".join(f"{r} {a:g}" for r, a in demand.items() if a > 0)
-            raise UserError(
-                f"one unit needs {wanted} but no node of this Ray has that (largest: CPU {have:g}); "
-                f"lower it or run on a bigger cluster (--address)",
-                key=key,
-            )
+            out.append((key, f"one unit needs {wanted} but no node of this Ray has that (largest: CPU {have:g})"))
+    return out
+
+
+def check_fits(demands: dict[str, dict[str, float]]) -> None:
+    """On a fixed-size Ray (the embedded one), fail fast (one line) when one piece of work can
+    never be placed; see :func:`misfits`."""
+    for key, what in misfits(demands):
+        raise UserError(f"{what}; lower it or run on a bigger cluster (--address)", key=key)
+
+
+def misfit_warnings(demands: dict[str, dict[str, float]], token: dict[str, float]) -> list[str]:
+    """On a cluster ddx joined, one line per piece of work no node holds now.
+
+    Such a cluster may autoscale (the work waits for a node that fits) or not (it would wait
+    for ever): ddx cannot tell which, so it says what waits and how to fix a fixed cluster.
+    """
+    hint = f" or add the {DRIVER_RESOURCE!r} resource to the head node (cluster.yaml)" if "CPU" in token else ""
+    return [
+        f"{key}: {what} now; the sweep waits until an autoscaler adds such a node (on a cluster that does not "
+        f"autoscale it would wait for ever: stop it and lower {key}{hint})"
+        for key, what in misfits(demands)
+    ]
 
 
 def one_node_free_for(demand: dict[str, float]) -> bool:
@@ -115,12 +134,37 @@ def apply_default_env() -> None:
         os.environ.setdefault(k, v)
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast (one line) when nothing listens at a ``HOST:PORT`` or ``ray://HOST:PORT`` address.
+
+    ``ray.init`` retries an address where nothing answers for about two minutes before it
+    gives up; a refused or silent port is a mistyped address (or a cluster not started), which
+    the user should hear about at once. ``auto`` and addresses without a port are left to Ray.
+    """
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise UserError(
+            f"cannot connect to Ray at {address!r}: nothing answers on {host}:{port} ({reason}); start the cluster "
+            "(ray start --head) or fix the address (--address or RAY_ADDRESS; omit both for an embedded local Ray)",
+            key="--address",
+        ) from None
+
+
 def connect(address: str | None, verbose: bool = False, num_cpus: int | None = None, dashboard: bool = False) -> str:
     """Initialise Ray; returns a short description of where ddx runs.
 
     No address: an embedded local Ray, with its dashboard on 127.0.0.1 when ``dashboard``
-    (off by default: starting it costs about a second of every invocation). An address
-    (``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``): connect to that cluster.
+    (off by default: starting it costs about a second of every invocation). It is always a
+    Ray of its own (``address="local"``): Ray's default would join the last Ray started on the
+    machine with ``ray start``, or ``$RAY_ADDRESS``, whose size ddx can neither set nor check —
+    the CLI reads ``RAY_ADDRESS`` as ``--address`` instead. An address (``auto``,
+    ``HOST:PORT`` or ``ray://HOST:PORT``): connect to that cluster.
     """
     global _embedded
     apply_default_env()
@@ -142,9 +186,11 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
     }
     try:
         if address:
+            check_reachable(address)
             ray.init(address=address, **kwargs)
             return f"Ray cluster at {address}"
         info = ray.init(
+            address="local",
             include_dashboard=dashboard,
             dashboard_host="127.0.0.1",
             num_cpus=num_cpus,

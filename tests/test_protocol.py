@@ -208,7 +208,7 @@ PACKING_SCRIPT = textwrap.dedent(
     from methods.parameterizations import payload_bytes, synthetic_payload
     from orchestrator.evaluation import EvalJob, run_evaluations
 
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     data = cached_dataset(DatasetOptions(name="digits", resolution=8))
     param = build_parameterization(ParamConfig("pixels", SetShape(10, 1, 1, 8)))
     param.init_from_real(torch.cat([data.sample_class(c, 1) for c in range(10)]))

@@ -2,10 +2,48 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import time
+
 import pytest
 
 from orchestrator import runtime
 from orchestrator.errors import UserError
+from tests.helpers import ddx, tiny_digits_spec, write_spec
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_address_where_nothing_listens_fails_at_once_with_one_line() -> None:
+    port = closed_port()
+    start = time.monotonic()
+    with pytest.raises(UserError) as err:
+        runtime.check_reachable(f"127.0.0.1:{port}")
+    assert time.monotonic() - start < 5  # Ray itself retries for about two minutes
+    assert err.value.key == "--address" and f"127.0.0.1:{port}" in str(err.value)
+    with pytest.raises(UserError):
+        runtime.check_reachable(f"ray://127.0.0.1:{port}")
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        runtime.check_reachable(f"127.0.0.1:{listening.getsockname()[1]}")  # something answers: Ray's turn
+    runtime.check_reachable("auto")  # Ray resolves it (its own one-line error when none runs)
+
+
+def test_the_cli_reads_ray_address_as_address(tmp_path) -> None:
+    spec = write_spec(tmp_path / "s.yaml", tiny_digits_spec(tmp_path / "store"))
+    port = closed_port()
+    out = ddx("sweep", str(spec), env={"RAY_ADDRESS": f"127.0.0.1:{port}"}, timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--address" in lines[0] and f"127.0.0.1:{port}" in lines[0], out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "store").exists()  # nothing written
 
 
 def test_trial_token_falls_back_to_a_cpu_sliver_without_the_driver_resource(ray_session) -> None:
@@ -20,6 +58,22 @@ def test_check_fits_passes_what_a_node_holds_and_names_the_key_of_what_none_does
     with pytest.raises(UserError) as err:
         runtime.check_fits({"resources.eval_cpus": {"CPU": 1.0, "GPU": 1.0}})
     assert err.value.key == "resources.eval_cpus" and "GPU 1" in str(err.value)
+
+
+def test_work_no_node_of_a_joined_cluster_holds_is_a_warning_naming_key_and_fix(ray_session, tmp_path) -> None:
+    from orchestrator import preflight
+    from orchestrator.spec import parse_spec
+
+    spec = tiny_digits_spec(tmp_path / "store")
+    spec["resources"].update(cpus_per_worker=3, eval_cpus=1)
+    lines: list[str] = []
+    assert not runtime.is_embedded()  # the session's Ray was started by the test, as a cluster ddx joins
+    preflight.prepare(parse_spec(spec), fresh=True, warn=lines.append)
+    assert len(lines) == 1  # the 1-CPU evaluations fit the 2-CPU node; the 3-CPU worker does not
+    line = lines[0]
+    assert line.startswith("resources.cpus_per_worker: one unit needs CPU 3.01") and "largest: CPU 2" in line
+    assert "autoscaler" in line and "'ddx_driver'" in line  # the CPU-token driver: the resource is the other fix
+    assert (tmp_path / "store" / "tiny" / "spec.json").exists()  # a warning, not an error: the sweep goes on
 
 
 def test_a_missing_token_resource_is_a_user_error(ray_session) -> None:
@@ -77,7 +131,10 @@ def test_shutdown_of_an_embedded_ray_stops_the_monitor_first_and_leaves_no_proce
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", STOP_SCRIPT], capture_output=True, text=True, timeout=120)
+    # a RAY_ADDRESS (like a Ray started with `ray start`) does not make the embedded Ray join it:
+    # Ray's own default would, and then refuses the embedded Ray's size and resources
+    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{closed_port()}"}
+    out = subprocess.run([sys.executable, "-c", STOP_SCRIPT], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(got["monitor"]) == 1 and {"gcs_server", "raylet"} <= set(got["kinds"])
