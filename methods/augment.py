@@ -51,6 +51,7 @@ from methods.augment_options import (
     parse_strategy,
 )
 from methods.context import seed_from
+from methods.seeding import seeded
 
 
 def _draw(n: int, same: bool, sample: Tensor) -> Tensor:
@@ -246,9 +247,7 @@ def augment_seeded(aug: DSA, seed: int, x: Tensor) -> Tensor:
     """
     if not aug.ops:
         return x
-    devices = [x.device] if x.is_cuda else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed_from(seed))
+    with seeded(seed_from(seed), x.device):
         return aug(x)
 
 

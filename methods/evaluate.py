@@ -35,6 +35,7 @@ from methods.augment import DSA, BatchMix
 from methods.datasets import EvalData, RealData, as_eval_data
 from methods.eval_options import LABEL_MODES, LEARNED_LR_KEY, EvalSettings
 from methods.networks import Classifier, build_network
+from methods.seeding import seeded
 
 
 def learned_lr(extra: Mapping[str, Any]) -> float | None:
@@ -200,9 +201,7 @@ def train_student(
     view = as_eval_data(data, int(images.shape[-1]))
     ex = Execution.resolve(settings, device)
     start = time.perf_counter()
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with seeded(seed, device):
         model = build_network(arch, view.channels, view.num_classes, images.shape[-1]).to(device)
         model = ex.prepare_model(model)
         student_view = StudentView(settings, view.num_classes)

@@ -40,6 +40,7 @@ from methods.evaluate import accuracy
 from methods.functional import FunctionalNet
 from methods.networks import build_network, resolve_arch
 from methods.prerequisites import PREREQUISITES, Prerequisite, dataset_identity
+from methods.seeding import seeded
 from methods.tm_options import ExpertOptions
 
 EXPERT_FORMAT = "ddx-expert-v1"
@@ -63,9 +64,7 @@ def train_expert(
     start = time.perf_counter()
     arch = resolve_arch(options.arch, data.resolution)
     seed = expert_seed(options, unit)
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with seeded(seed, device):
         net = build_network(arch, data.channels, data.num_classes, data.resolution).to(device)
         fnet = FunctionalNet(net)
         aug = DSA(options.augment, same_on_batch=False)

@@ -2,8 +2,10 @@
 
 The names themselves are listed once, torch-free, in :mod:`methods.catalog`; each
 implementation module registers its factory under its name when imported. A registry made
-with ``catalog=True`` imports every implementation module the catalog lists for its kind on
-first lookup, so a lookup never depends on which modules happen to be imported already.
+with ``catalog=True`` imports, on a lookup, the implementation module the catalog lists for
+that name (a ConvNet lookup does not import timm and torchvision, ~2.4 s in a fresh worker),
+and every module of its kind when it must list them all (``names``, ``in``, an unknown name),
+so a lookup never depends on which modules happen to be imported already.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ class Registry(Generic[T]):
 
     ``registry.register("name")`` decorates a factory; ``registry.get("name")`` returns it or
     raises :class:`UnknownNameError` naming every known entry. With ``catalog=True`` the
-    implementation modules :mod:`methods.catalog` lists for ``kind`` are imported on first use.
+    implementation module :mod:`methods.catalog` lists for a looked-up name is imported on
+    first use, and all of ``kind``'s modules when every entry is needed.
     """
 
     def __init__(self, kind: str, catalog: bool = False) -> None:
@@ -66,7 +69,24 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T) -> None:
         self.register(name)(obj)
 
+    def _load_one(self, name: str) -> None:
+        """Import the module the catalog names for ``name`` (it registers ``name``)."""
+        if self._pending and name not in self._entries and isinstance(name, str):
+            import importlib
+
+            from methods.catalog import KINDS, info
+
+            if self.kind in KINDS:
+                try:
+                    module = info(self.kind, name).module
+                except ValueError:  # not in the catalog: the full load below names what is known
+                    return
+                importlib.import_module(module)
+
     def get(self, name: str) -> T:
+        self._load_one(name)
+        if name in self._entries:
+            return self._entries[name]
         self._load()
         try:
             return self._entries[name]

@@ -144,3 +144,25 @@ def test_network_minimum_resolution_is_what_the_builder_accepts(name: str) -> No
     assert _builds(name, first_large), f"{name} should build at {first_large} px"
     if large > SMALL_IMAGE_MAX + 1:  # e.g. convnet_d7 needs 128 px
         assert not _builds(name, large - 1) and not net.accepts(large - 1)
+
+
+def test_a_lookup_imports_only_the_module_of_its_name() -> None:
+    """A ConvNet never imports timm or torchvision (~2.4 s in a fresh worker); a ResNet needs torchvision only."""
+    code = (
+        "import sys\n"
+        "from methods.networks import NETWORKS, build_network\n"
+        "from methods.objectives.base import OBJECTIVES\n"
+        "build_network('convnet_d3', 1, 10, 8); OBJECTIVES.get('dm')\n"
+        "print(sorted(m for m in ('torchvision', 'timm', 'methods.objectives.tm') if m in sys.modules))\n"
+        "build_network('resnet18', 1, 10, 8)\n"
+        "print(sorted(m for m in ('torchvision', 'timm') if m in sys.modules))\n"
+        "try:\n    NETWORKS.get('resnet_18')\nexcept KeyError as err:\n    print(err)\n"
+        "print('timm' in sys.modules, sorted(NETWORKS.names()) == sorted(NETWORKS._entries))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == "[]" and lines[1] == "['torchvision']"
+    assert lines[2].startswith("unknown network 'resnet_18' (did you mean 'resnet18'?)")  # an unknown name: all loaded
+    assert lines[3] == "True True"

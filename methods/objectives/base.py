@@ -16,6 +16,7 @@ from methods.datasets import RealData
 from methods.networks import Classifier
 from methods.parameterizations import Parameterization
 from methods.registry import Registry
+from methods.seeding import seeded
 
 
 @dataclass
@@ -151,8 +152,7 @@ class FreshNetworks:
             p.requires_grad_(False)
 
     def draw(self, seed: int) -> Classifier:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             for m in self.template.modules():
                 reset = getattr(m, "reset_parameters", None)
                 if callable(reset) and m is not self.template:

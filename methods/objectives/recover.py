@@ -33,6 +33,7 @@ from methods.objectives.base import Objective, OptimDefaults, Phase
 from methods.objectives.options import RecoverOptions
 from methods.parameterizations import Parameterization
 from methods.parameterizations.pixels import Pixels
+from methods.seeding import seeded
 
 
 def batch_of_rows(labels: Tensor) -> Tensor:
@@ -109,9 +110,7 @@ class BatchRecover(Objective):
     def augment(self, x: Tensor, seed: int) -> Tensor:
         """RandomResizedCrop + flip with a draw seeded by ``seed`` (the same on every worker)."""
         assert self.aug is not None
-        devices = [x.device] if x.is_cuda else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+        with seeded(seed, x.device):
             return self.aug(x)
 
     def forward_taps(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
