@@ -204,6 +204,13 @@ def load_implementations(kind: str) -> None:
         importlib.import_module(module)
 
 
+def load_implementation(kind: str, name: str) -> None:
+    """Import the module implementing ``name`` (it registers itself); nothing for an unknown name."""
+    entry = _table(kind).get(name) if isinstance(name, str) else None
+    if entry is not None:
+        importlib.import_module(entry.module)
+
+
 __all__ = [
     "AUGMENT_OPS",
     "DATASETS",
@@ -221,6 +228,7 @@ __all__ = [
     "PrerequisiteInfo",
     "check_name",
     "info",
+    "load_implementation",
     "load_implementations",
     "names",
     "network",

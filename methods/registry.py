@@ -69,22 +69,11 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T) -> None:
         self.register(name)(obj)
 
-    def _load_one(self, name: str) -> None:
-        """Import the module the catalog names for ``name`` (it registers ``name``)."""
-        if self._pending and name not in self._entries and isinstance(name, str):
-            import importlib
-
-            from methods.catalog import KINDS, info
-
-            if self.kind in KINDS:
-                try:
-                    module = info(self.kind, name).module
-                except ValueError:  # not in the catalog: the full load below names what is known
-                    return
-                importlib.import_module(module)
-
     def get(self, name: str) -> T:
-        self._load_one(name)
+        if self._pending and name not in self._entries:
+            from methods.catalog import load_implementation
+
+            load_implementation(self.kind, name)  # an unknown name: the full load below lists the known
         if name in self._entries:
             return self._entries[name]
         self._load()

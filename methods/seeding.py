@@ -22,17 +22,13 @@ import torch
 @contextlib.contextmanager
 def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
     """Run the body with the CPU generator (and a CUDA ``device``'s) forked and seeded by ``seed``."""
-    if device is not None and device.type == "cuda":
-        with torch.random.fork_rng(devices=[device]):
+    kind = "cpu" if device is None else device.type
+    with torch.random.fork_rng(devices=[device] if kind == "cuda" else []):
+        if kind in ("cpu", "cuda"):
             torch.random.default_generator.manual_seed(seed)
-            with torch.cuda.device(device):
-                torch.cuda.manual_seed(seed)
-            yield
-    elif device is None or device.type == "cpu":
-        with torch.random.fork_rng(devices=[]):
-            torch.random.default_generator.manual_seed(seed)
-            yield
-    else:  # another accelerator (untested here): the CPU forked, every generator seeded, as before
-        with torch.random.fork_rng(devices=[]):
+            if kind == "cuda":
+                with torch.cuda.device(device):
+                    torch.cuda.manual_seed(seed)
+        else:  # another accelerator (untested here): the CPU forked, every generator seeded, as before
             torch.manual_seed(seed)
-            yield
+        yield

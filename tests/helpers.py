@@ -26,6 +26,15 @@ def ddx(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict[str
     )
 
 
+def fresh_python(code: str, env: dict[str, str] | None = None, timeout: float = 120):
+    """Run ``code`` in a fresh interpreter (the checkout importable, cwd the checkout) and return
+    the completed process: for what only a new process shows (what an import pulls in)."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=timeout, env=full_env
+    )
+
+
 def cli(*args: str):
     """Invoke the CLI in-process (Typer's runner): fast, with stdout and stderr apart."""
     from typer.testing import CliRunner

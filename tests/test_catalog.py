@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import importlib
-import os
 import pkgutil
-import subprocess
-import sys
 from typing import get_args
 
 import pytest
@@ -16,7 +13,7 @@ import methods
 from methods import catalog
 from methods.eval_options import LABEL_MODE_REQUIRES, LABEL_MODES
 from methods.networks.info import SMALL_IMAGE_MAX
-from tests.helpers import REPO
+from tests.helpers import fresh_python
 
 
 def _import_every_module() -> None:
@@ -109,8 +106,7 @@ def test_option_modules_import_no_torch() -> None:
         f"for m in {modules!r}:\n    importlib.import_module(m)\n"
         "print([m for m in ('torch', 'torchvision', 'kornia', 'timm', 'ray', 'numpy') if m in sys.modules])\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    proc = fresh_python(code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]", proc.stdout
 
@@ -159,8 +155,7 @@ def test_a_lookup_imports_only_the_module_of_its_name() -> None:
         "try:\n    NETWORKS.get('resnet_18')\nexcept KeyError as err:\n    print(err)\n"
         "print('timm' in sys.modules, sorted(NETWORKS.names()) == sorted(NETWORKS._entries))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    proc = fresh_python(code)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert lines[0] == "[]" and lines[1] == "['torchvision']"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 
@@ -10,7 +9,7 @@ import pytest
 
 from orchestrator import runtime
 from orchestrator.errors import UserError
-from tests.helpers import ddx, tiny_digits_spec, write_spec
+from tests.helpers import ddx, fresh_python, tiny_digits_spec, write_spec
 
 
 def closed_port() -> int:
@@ -128,13 +127,10 @@ print(json.dumps({
 
 def test_shutdown_of_an_embedded_ray_stops_the_monitor_first_and_leaves_no_process() -> None:
     import json
-    import subprocess
-    import sys
 
     # a RAY_ADDRESS (like a Ray started with `ray start`) does not make the embedded Ray join it:
     # Ray's own default would, and then refuses the embedded Ray's size and resources
-    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{closed_port()}"}
-    out = subprocess.run([sys.executable, "-c", STOP_SCRIPT], capture_output=True, text=True, timeout=120, env=env)
+    out = fresh_python(STOP_SCRIPT, env={"RAY_ADDRESS": f"127.0.0.1:{closed_port()}"})
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(got["monitor"]) == 1 and {"gcs_server", "raylet"} <= set(got["kinds"])
@@ -155,9 +151,7 @@ def test_shutdown_stops_an_embedded_rays_monitor_before_ray_shutdown(monkeypatch
 
 
 def test_stopping_the_monitor_without_a_ray_started_here_does_nothing() -> None:
-    import subprocess
-    import sys
 
     code = "from orchestrator import runtime; print(runtime.stop_autoscaler_monitor())"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = fresh_python(code)
     assert out.stdout.strip() == "False", out.stderr[-2000:]

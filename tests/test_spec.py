@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import pickle
-import subprocess
-import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -20,7 +17,7 @@ from methods.squeeze_options import SQUEEZE_PRESETS
 from orchestrator.errors import SpecError
 from orchestrator.plan import describe_plan
 from orchestrator.spec import PREREQUISITE_BLOCKS, SweepSpec, TeacherBlock, load_spec, parse_spec
-from tests.helpers import REPO, cli, ddx, tiny_digits_spec, write_spec
+from tests.helpers import REPO, cli, ddx, fresh_python, tiny_digits_spec, write_spec
 
 SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))
 
@@ -441,8 +438,7 @@ def test_validation_imports_no_torch_or_ray(tmp_path: Path, args: list[str]) -> 
         "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
         f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules])\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    proc = fresh_python(code)
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout, proc.stdout
 
@@ -550,8 +546,7 @@ def test_the_sweep_driver_reads_trial_failures_without_torch() -> None:
         "print(f.error, '|', f.log)\n"
         "print('TORCH', 'torch' in sys.modules)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    proc = fresh_python(code)
     assert proc.returncode == 0, proc.stderr
     assert "RuntimeError: ValueError: bad | /x/error.txt" in proc.stdout
     assert "TORCH False" in proc.stdout, proc.stdout

@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 from dataclasses import asdict
 from pathlib import Path
@@ -20,7 +18,7 @@ from typing import Any
 import pytest
 
 from orchestrator import compute_thread
-from tests.helpers import REPO
+from tests.helpers import fresh_python
 
 DRIVER_MODULES = (
     "orchestrator.trial",
@@ -39,7 +37,7 @@ def test_the_trial_driver_imports_no_torch() -> None:
         "options_for('teacher', None)\n"
         "print(sorted(m for m in ('torch', 'torchvision', 'methods.evaluate') if m in sys.modules))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = fresh_python(code)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[]"
 
@@ -145,14 +143,12 @@ def test_the_warm_ups_copy_of_tunes_trial_environment_equals_tunes_own() -> None
 
 def test_preparing_a_sweep_imports_neither_tune_nor_pandas() -> None:
     """``ddx sweep`` checks the input and starts the warm-up before Tune's ~1 s import."""
-    import subprocess
-    import sys
 
     code = (
         "import sys; import orchestrator.preflight, orchestrator.warm_up; "
         "print(sorted(m for m in ('ray.tune', 'pandas', 'torch') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = fresh_python(code)
     assert out.stdout.strip() == "[]", out.stderr[-2000:]
 
 
