@@ -273,12 +273,14 @@ class BatchMix(nn.Module):
 
     def __init__(self, kind: str, prob: float = 1.0, alpha: float = 1.0, num_classes: int = 2) -> None:
         super().__init__()
-        from torchvision.transforms import v2
-
         if kind not in ("none", "cutmix", "mixup"):
             raise ValueError(f"mix must be none, cutmix or mixup, got {kind!r}")
         self.kind, self.prob = kind, prob
         self.fn = None
+        if kind == "none":  # torchvision is imported only for a mix
+            return
+        from torchvision.transforms import v2
+
         if kind == "cutmix":
             self.fn = v2.CutMix(alpha=alpha, num_classes=num_classes)
         elif kind == "mixup":

@@ -69,6 +69,7 @@ def trial_task_env() -> dict[str, Any]:
 def warm(dataset: dict[str, Any], threads: int) -> None:
     """Task body: import what distillation and evaluation tasks import; load the dataset."""
     import torch
+    import torch._dynamo  # ~1.3 s: the first torch.optim optimizer of a task imports it
 
     from methods.datasets import DatasetOptions, cached_dataset
     from orchestrator import distill_worker  # noqa: F401  (torch, the methods, the pipeline)

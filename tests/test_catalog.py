@@ -143,12 +143,14 @@ def test_network_minimum_resolution_is_what_the_builder_accepts(name: str) -> No
 
 
 def test_a_lookup_imports_only_the_module_of_its_name() -> None:
-    """A ConvNet never imports timm or torchvision (~2.4 s in a fresh worker); a ResNet needs torchvision only."""
+    """A ConvNet, DM and digits never import timm or torchvision; a ResNet needs torchvision only."""
     code = (
         "import sys\n"
+        "from methods.datasets import DatasetOptions, load_dataset\n"
         "from methods.networks import NETWORKS, build_network\n"
         "from methods.objectives.base import OBJECTIVES\n"
         "build_network('convnet_d3', 1, 10, 8); OBJECTIVES.get('dm')\n"
+        "load_dataset(DatasetOptions(name='digits', resolution=8))\n"
         "print(sorted(m for m in ('torchvision', 'timm', 'methods.objectives.tm') if m in sys.modules))\n"
         "build_network('resnet18', 1, 10, 8)\n"
         "print(sorted(m for m in ('torchvision', 'timm') if m in sys.modules))\n"

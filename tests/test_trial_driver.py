@@ -152,6 +152,23 @@ def test_preparing_a_sweep_imports_neither_tune_nor_pandas() -> None:
     assert out.stdout.strip() == "[]", out.stderr[-2000:]
 
 
+def test_the_warm_up_imports_what_a_tasks_first_optimizer_would() -> None:
+    """After the warm-up body, building a student and its first ``torch.optim`` optimizer imports
+    nothing of ``torch._dynamo`` (~1.3 s, imported by an optimizer's first construction)."""
+    code = (
+        "import sys, torch\n"
+        "from orchestrator.warm_up import warm\n"
+        "warm({'name': 'digits', 'resolution': 8}, 1)\n"
+        "from methods.networks import build_network\n"
+        "before = set(sys.modules)\n"
+        "torch.optim.SGD(build_network('convnet_d3', 1, 10, 8).parameters(), lr=0.1)\n"
+        "print(sorted(m for m in set(sys.modules) - before if m.startswith(('torch', 'torchvision'))))\n"
+    )
+    proc = fresh_python(code)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
+
+
 def test_the_warm_up_runs_in_the_environment_of_a_trials_tasks(ray_session, tmp_path: Path) -> None:
     """Ray reuses a worker only for tasks of the same runtime environment: the warm-up's must be
     what Tune gives a trial (and so every task the trial launches), or it warms nothing."""

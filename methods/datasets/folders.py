@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from methods.datasets.base import DatasetError
 
@@ -21,7 +20,10 @@ def default_cache_dir() -> Path:
 
 
 def list_class_folder(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
-    """Class names (sorted sub-folders) and (path, label) for every image below ``split_dir``."""
+    """Class names (sorted sub-folders) and (path, label) for every image below ``split_dir``
+    (the image extensions of torchvision's ``ImageFolder``)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS  # imported here: only folder datasets need torchvision
+
     if not split_dir.is_dir():
         raise DatasetError(f"missing folder {split_dir}")
     classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision.datasets import CIFAR10, CIFAR100
 
 from methods.catalog import NATIVE_SHAPES, NEEDS_ROOT  # noqa: F401  (re-exported: the catalog's dataset shapes)
 from methods.datasets.base import DatasetError, RealData, limit_per_class, resize_images, stratified_split
@@ -93,8 +92,14 @@ def load_digits(opts: DatasetOptions) -> RawSplits:
     return RawSplits(x, y, None, None, [str(i) for i in range(10)])
 
 
-def _torchvision_cifar(root: Path, cls: type) -> RawSplits | None:
-    """torchvision's own CIFAR reader (checks the files' md5); None when the layout is absent."""
+def _torchvision_cifar(root: Path, reader: str) -> RawSplits | None:
+    """torchvision's own CIFAR reader ``reader`` (``CIFAR10``/``CIFAR100``; it checks the files'
+    md5); None when the layout is absent. torchvision is imported here, not with this module, so
+    that digits loads without it (a process that only loads data skips its ~1.4 s import, most of
+    it ``torch._dynamo``)."""
+    import torchvision.datasets
+
+    cls = getattr(torchvision.datasets, reader)
     try:
         train, test = cls(str(root), train=True), cls(str(root), train=False)
     except RuntimeError:  # "Dataset not found or corrupted"
@@ -118,9 +123,9 @@ def _subset_raw(raw: RawSplits, opts: DatasetOptions) -> RawSplits:
     return out
 
 
-def _cifar(opts: DatasetOptions, cls: type, folder: str) -> RawSplits:
+def _cifar(opts: DatasetOptions, reader: str, folder: str) -> RawSplits:
     root = _require_root(opts)
-    raw = _torchvision_cifar(root, cls)
+    raw = _torchvision_cifar(root, reader)
     if raw is not None:
         return _subset_raw(raw, opts)
     for base in (root, root / opts.name):
@@ -134,13 +139,13 @@ def _cifar(opts: DatasetOptions, cls: type, folder: str) -> RawSplits:
 @DATASETS.register("cifar10")
 def load_cifar10(opts: DatasetOptions) -> RawSplits:
     """CIFAR-10: torchvision's ``cifar-10-batches-py`` or an ImageFolder tree with train/ and test/."""
-    return _cifar(opts, CIFAR10, "cifar-10-batches-py")
+    return _cifar(opts, "CIFAR10", "cifar-10-batches-py")
 
 
 @DATASETS.register("cifar100")
 def load_cifar100(opts: DatasetOptions) -> RawSplits:
     """CIFAR-100 (fine labels): torchvision's ``cifar-100-python`` or an ImageFolder tree."""
-    return _cifar(opts, CIFAR100, "cifar-100-python")
+    return _cifar(opts, "CIFAR100", "cifar-100-python")
 
 
 @DATASETS.register("tiny_imagenet")
