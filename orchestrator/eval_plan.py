@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from methods.networks.info import resolve_arch
+from orchestrator.provenance import now
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,17 @@ class EvalJob:
     @property
     def key(self) -> tuple[str, int, int, str]:
         return (self.arch, self.resolution, self.seed, self.label_mode)
+
+    def columns(self) -> dict[str, Any]:
+        """This evaluation's own columns of a result row (stamped now)."""
+        return {
+            "eval_arch": self.arch,
+            "eval_arch_requested": self.requested or self.arch,
+            "eval_resolution": self.resolution,
+            "seed": self.seed,
+            "label_mode": self.label_mode,
+            "created_at": now(),
+        }
 
 
 def plan_jobs(archs: list[str], resolutions: list[int], seeds: list[int], label_modes: list[str]) -> list[EvalJob]:

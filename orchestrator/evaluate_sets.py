@@ -51,7 +51,7 @@ from orchestrator.cache import ArtifactStore, cache_root, content_key
 from orchestrator.dd_metrics import RANDOM_OBJECTIVE
 from orchestrator.errors import UserError
 from orchestrator.evaluation import EvalJob, plan_jobs, protocol_columns, row_key_of, submit_evaluations, wait_one
-from orchestrator.provenance import now, versions
+from orchestrator.provenance import versions
 from orchestrator.reference import ReferenceJob, base_row, finish_references, launch_references
 from orchestrator.staging import staged_dataset_options
 from orchestrator.storage import is_uri, join, write_bytes_atomic
@@ -277,17 +277,6 @@ class Outcome:
     failed: int
 
 
-def _job_columns(job: EvalJob) -> dict[str, Any]:
-    return {
-        "eval_arch": job.arch,
-        "eval_arch_requested": job.requested or job.arch,
-        "eval_resolution": job.resolution,
-        "seed": job.seed,
-        "label_mode": job.label_mode,
-        "created_at": now(),
-    }
-
-
 def run(p: Plan, log: Callable[[str], None] = print) -> Outcome:
     """Evaluate every unit of the plan on the connected Ray cluster; write the results folder."""
     req = p.request
@@ -367,7 +356,7 @@ def run(p: Plan, log: Callable[[str], None] = print) -> Outcome:
         for (u, values, job), result in wait_one(pending, job_of=lambda v: v[2]):
             ipc = int(u.payload["config"]["shape"]["ipc"])
             cols = protocol_columns(values, job.label_mode, req.dataset["name"], ipc)
-            row = {**u.columns, **teacher_cols, **result, **cols, **_job_columns(job)}
+            row = {**u.columns, **teacher_cols, **result, **cols, **job.columns()}
             rows[u.key].append(row)
             store.write_trial_rows(u.key, rows[u.key])
             finished += 1

@@ -152,6 +152,18 @@ def failed_result(job: EvalJob, error: BaseException) -> dict[str, Any]:
     }
 
 
+def task_options(cpus: float, gpus: float, retries: int) -> dict[str, Any]:
+    """Ray options of one evaluation or reference task: what it reserves, and Ray's retries (of a
+    lost worker and of an exception alike)."""
+    return {
+        "num_cpus": cpus,
+        "num_gpus": gpus,
+        "scheduling_strategy": "DEFAULT",
+        "max_retries": retries,
+        "retry_exceptions": True,
+    }
+
+
 def submit_evaluations(
     set_ref: ray.ObjectRef,
     jobs: list[EvalJob],
@@ -165,13 +177,7 @@ def submit_evaluations(
     store_root: str | None = None,
 ) -> dict[ray.ObjectRef, EvalJob]:
     """Launch one Ray task per job (nothing is awaited); returns task → job."""
-    options = {
-        "num_cpus": cpus,
-        "num_gpus": gpus,
-        "scheduling_strategy": "DEFAULT",
-        "max_retries": retries,
-        "retry_exceptions": True,
-    }
+    options = task_options(cpus, gpus, retries)
     threads = max(1, int(cpus))
     return {
         evaluate_remote.options(**options).remote(

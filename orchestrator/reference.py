@@ -32,6 +32,7 @@ from methods.protocols import settings_json
 from methods.real_training import RealTrainSettings, train_on_real
 from orchestrator.cache import ArtifactStore, cache_root, content_key
 from orchestrator.compute_thread import on_compute_thread
+from orchestrator.evaluation import task_options
 from orchestrator.provenance import node_columns, now, versions
 from orchestrator.spec import SweepSpec
 from orchestrator.staging import staged_dataset_options
@@ -166,13 +167,7 @@ def launch_references(
     base: dict[str, Any],
 ) -> PendingReferences:
     """Launch one reference task per job (``settings``: :class:`RealTrainSettings` values)."""
-    options = {
-        "num_cpus": cpus,
-        "num_gpus": gpus,
-        "scheduling_strategy": "DEFAULT",
-        "max_retries": retries,
-        "retry_exceptions": True,
-    }
+    options = task_options(cpus, gpus, retries)
     threads = max(1, int(cpus))
     refs = {
         reference_remote.options(**options).remote(job, dataset, settings, store_root, threads, gpus > 0): job

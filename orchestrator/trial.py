@@ -41,7 +41,6 @@ from orchestrator.distill_job import (
 from orchestrator.errors import error_line
 from orchestrator.evaluation import EvalJob, failed_result, plan_jobs, protocol_columns, row_key_of, run_evaluations
 from orchestrator.metrics import TRIAL_METRICS
-from orchestrator.provenance import now
 from orchestrator.search_space import REPEAT_KEY, trial_hyper, trial_key
 from orchestrator.spec import SweepSpec
 from orchestrator.storage import delete, exists, join, read_bytes, write_bytes_atomic
@@ -249,20 +248,9 @@ class TrialRun:
                 protocol = protocol_columns(
                     settings, job.label_mode, self.spec.dataset.name, ipc, job.requested or job.arch
                 )
-                rows.append({**base, **self.job_columns(job), **failed_result(job, error), **protocol})
+                rows.append({**base, **job.columns(), **failed_result(job, error), **protocol})
         self.store.write_trial_rows(self.key, rows)
         self.report({"phase": "failed", "error": message, **_summary(rows)})
-
-    @staticmethod
-    def job_columns(job: EvalJob) -> dict[str, Any]:
-        return {
-            "eval_arch": job.arch,
-            "eval_arch_requested": job.requested or job.arch,
-            "eval_resolution": job.resolution,
-            "seed": job.seed,
-            "label_mode": job.label_mode,
-            "created_at": now(),
-        }
 
     def evaluate(self, card: dict[str, Any]) -> None:
         spec = self.spec
@@ -281,7 +269,7 @@ class TrialRun:
         total = len(jobs) + len(rows)
 
         def record(job: EvalJob, result: dict[str, Any]) -> None:
-            rows.append({**base, **result, **self.job_columns(job)})
+            rows.append({**base, **result, **job.columns()})
             self.store.write_trial_rows(self.key, rows)
             self.report({"phase": "evaluate", "evals_done": len(rows), "evals_total": total, **_summary(rows)})
 

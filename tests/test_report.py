@@ -253,6 +253,16 @@ def test_cross_resolution_diff_and_ratio(experiment: Path, report) -> None:
         assert row["resize"] == ("none" if res == 8 else "bilinear")
     full = [r for r in table if r["distilled set"].startswith("full data")]
     assert len(full) == len(ARCHS) * len(RESOLUTIONS)
+    ref = pd.read_parquet(experiment / REFERENCE_FILE)
+    for row in full:  # the full-data reference, at each resolution against its own accuracy at 8 px
+        res = int(row["resolution"].split("→")[1])
+        cell = ref[ref["eval_arch"] == row["network"]]
+        acc = cell[cell["eval_resolution"] == res]["test_acc"]
+        org = cell[cell["eval_resolution"] == 8]["test_acc"].mean()
+        assert row["accuracy"] == _fmt(acc)
+        assert row["diff (↓)"] == f"{100 * (org - acc.mean()):.1f}"
+        assert row["ratio (↓)"] == f"{(org - acc.mean()) / org:.2f}"
+        assert row["resize"] == ("none" if res == 8 else "real images resized")
 
 
 def test_curve_data_per_swept_hyper_parameter(experiment: Path, report) -> None:

@@ -223,65 +223,51 @@ def cross_resolution(exp: Experiment, summ: pd.DataFrame, ref: pd.DataFrame | No
     families = arch_families(exp)
     for (mode, protocol, key), group in summ.groupby(["label_mode", "protocol", "trial_key"], sort=True):
         r0 = int(group["distill_resolution"].iloc[0])
+        fixed = {"label_mode": mode, "protocol": protocol, "trial_key": key, "config": group["config"].iloc[0]}
         for fam in families:
-            org = group[(group["eval_resolution"] == r0) & (group["eval_arch"] == resolve_arch(fam, r0))]
-            acc_org = float(org["test_mean"].iloc[0]) if len(org) else float("nan")
-            for r in resolutions:
-                hit = group[(group["eval_resolution"] == r) & (group["eval_arch"] == resolve_arch(fam, int(r)))]
-                if hit.empty:
-                    continue
-                h = hit.iloc[0]
-                out.append(
-                    {
-                        "label_mode": mode,
-                        "protocol": protocol,
-                        "trial_key": key,
-                        "config": h["config"],
-                        "family": fam,
-                        "eval_arch": h["eval_arch"],
-                        "eval_resolution": int(r),
-                        "original_resolution": r0,
-                        "resize_mode": modes.get((key, r), None),
-                        **{c: h[c] for c in ACC_COLUMNS},
-                        "acc_org": acc_org,
-                        "diff": acc_org - float(h["test_mean"]),
-                        "ratio": (acc_org - float(h["test_mean"])) / acc_org if acc_org else float("nan"),
-                        "is_reference": False,
-                    }
-                )
+            for row in _resolution_drop(group, fam, r0, resolutions):
+                resize_mode = modes.get((key, row["eval_resolution"]))
+                out.append({**fixed, **row, "resize_mode": resize_mode, "is_reference": False})
     if ref is not None and not ref.empty:
-        r0s = sorted(summ["distill_resolution"].unique())
+        r0s = sorted(int(r) for r in summ["distill_resolution"].unique())
         for mode, protocol in summ[["label_mode", "protocol"]].drop_duplicates().itertuples(index=False):
+            fixed = {"label_mode": mode, "protocol": protocol, "trial_key": REFERENCE_KEY, "config": REFERENCE_LABEL}
             for fam in families:
                 for r0 in r0s:
-                    org = ref[(ref["eval_resolution"] == r0) & (ref["eval_arch"] == resolve_arch(fam, int(r0)))]
-                    acc_org = float(org["test_mean"].iloc[0]) if len(org) else float("nan")
-                    for r in resolutions:
-                        hit = ref[(ref["eval_resolution"] == r) & (ref["eval_arch"] == resolve_arch(fam, int(r)))]
-                        if hit.empty:
-                            continue
-                        h = hit.iloc[0]
-                        out.append(
-                            {
-                                "label_mode": mode,
-                                "protocol": protocol,
-                                "trial_key": REFERENCE_KEY,
-                                "config": REFERENCE_LABEL,
-                                "family": fam,
-                                "eval_arch": h["eval_arch"],
-                                "eval_resolution": int(r),
-                                "original_resolution": int(r0),
-                                "resize_mode": "real images resized" if r != r0 else "none",
-                                **{c: h[c] for c in ACC_COLUMNS},
-                                "acc_org": acc_org,
-                                "diff": acc_org - float(h["test_mean"]),
-                                "ratio": (acc_org - float(h["test_mean"])) / acc_org if acc_org else float("nan"),
-                                "is_reference": True,
-                            }
-                        )
+                    for row in _resolution_drop(ref, fam, r0, resolutions):
+                        resized = "real images resized" if row["eval_resolution"] != r0 else "none"
+                        out.append({**fixed, **row, "resize_mode": resized, "is_reference": True})
     if not out:
         return pd.DataFrame(columns=columns)
     return pd.DataFrame(out)[columns]
+
+
+def _resolution_drop(frame: pd.DataFrame, family: str, r0: int, resolutions: list[int]) -> list[dict[str, Any]]:
+    """One row per evaluated resolution of ``family`` in ``frame`` (one configuration's summary):
+    its accuracies, ``acc_org`` (at ``r0``), ``diff = acc_org − acc`` and ``ratio = diff / acc_org``
+    (DDiF Table 13)."""
+    org = frame[(frame["eval_resolution"] == r0) & (frame["eval_arch"] == resolve_arch(family, r0))]
+    acc_org = float(org["test_mean"].iloc[0]) if len(org) else float("nan")
+    rows = []
+    for r in resolutions:
+        hit = frame[(frame["eval_resolution"] == r) & (frame["eval_arch"] == resolve_arch(family, int(r)))]
+        if hit.empty:
+            continue
+        h = hit.iloc[0]
+        diff = acc_org - float(h["test_mean"])
+        rows.append(
+            {
+                "family": family,
+                "eval_arch": h["eval_arch"],
+                "eval_resolution": int(r),
+                "original_resolution": r0,
+                **{c: h[c] for c in ACC_COLUMNS},
+                "acc_org": acc_org,
+                "diff": diff,
+                "ratio": diff / acc_org if acc_org else float("nan"),
+            }
+        )
+    return rows
 
 
 def curve_data(summ: pd.DataFrame, key: str, swept: list[str]) -> pd.DataFrame:
