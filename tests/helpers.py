@@ -35,6 +35,13 @@ def fresh_python(code: str, env: dict[str, str] | None = None, timeout: float = 
     )
 
 
+def fresh_output(code: str, env: dict[str, str] | None = None, timeout: float = 120) -> str:
+    """What ``code`` prints in a fresh interpreter (:func:`fresh_python`), stripped; it must exit 0."""
+    proc = fresh_python(code, env=env, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip()
+
+
 def cli(*args: str):
     """Invoke the CLI in-process (Typer's runner): fast, with stdout and stderr apart."""
     from typer.testing import CliRunner

@@ -13,7 +13,7 @@ import methods
 from methods import catalog
 from methods.eval_options import LABEL_MODE_REQUIRES, LABEL_MODES
 from methods.networks.info import SMALL_IMAGE_MAX
-from tests.helpers import fresh_python
+from tests.helpers import fresh_output
 
 
 def _import_every_module() -> None:
@@ -106,9 +106,7 @@ def test_option_modules_import_no_torch() -> None:
         f"for m in {modules!r}:\n    importlib.import_module(m)\n"
         "print([m for m in ('torch', 'torchvision', 'kornia', 'timm', 'ray', 'numpy') if m in sys.modules])\n"
     )
-    proc = fresh_python(code)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]", proc.stdout
+    assert fresh_output(code) == "[]"
 
 
 def _builds(name: str, resolution: int) -> bool:
@@ -157,9 +155,7 @@ def test_a_lookup_imports_only_the_module_of_its_name() -> None:
         "try:\n    NETWORKS.get('resnet_18')\nexcept KeyError as err:\n    print(err)\n"
         "print('timm' in sys.modules, sorted(NETWORKS.names()) == sorted(NETWORKS._entries))\n"
     )
-    proc = fresh_python(code)
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.strip().splitlines()
+    lines = fresh_output(code).splitlines()
     assert lines[0] == "[]" and lines[1] == "['torchvision']"
     assert lines[2].startswith("unknown network 'resnet_18' (did you mean 'resnet18'?)")  # an unknown name: all loaded
     assert lines[3] == "True True"

@@ -233,6 +233,17 @@ def test_best_configuration_is_chosen_on_validation(experiment: Path, report) ->
         assert row["candidates"] == "2"
 
 
+def _assert_drop_row(row: dict[str, str], cell: pd.DataFrame, res: int, resized: str) -> None:
+    """A cross-resolution row against the raw rows of its set and network: accuracy at ``res``,
+    its drop from 8 px (diff, ratio) and the resize label (``resized`` away from 8 px)."""
+    acc = cell[cell["eval_resolution"] == res]["test_acc"]
+    org = cell[cell["eval_resolution"] == 8]["test_acc"].mean()
+    assert row["accuracy"] == _fmt(acc)
+    assert row["diff (↓)"] == f"{100 * (org - acc.mean()):.1f}"
+    assert row["ratio (↓)"] == f"{(org - acc.mean()) / org:.2f}"
+    assert row["resize"] == ("none" if res == 8 else resized)
+
+
 def test_cross_resolution_diff_and_ratio(experiment: Path, report) -> None:
     md, _, _ = report
     raw = pd.read_parquet(experiment / "results.parquet")
@@ -244,25 +255,13 @@ def test_cross_resolution_diff_and_ratio(experiment: Path, report) -> None:
         key = re.search(r"\((trial\d+)\)$", row["distilled set"]).group(1)
         arch = row["network"]
         res = int(row["resolution"].split("→")[1])
-        cell = ok[(ok["trial_key"] == key) & (ok["eval_arch"] == arch)]
-        acc = cell[cell["eval_resolution"] == res]["test_acc"]
-        org = cell[cell["eval_resolution"] == 8]["test_acc"].mean()
-        assert row["accuracy"] == _fmt(acc)
-        assert row["diff (↓)"] == f"{100 * (org - acc.mean()):.1f}"
-        assert row["ratio (↓)"] == f"{(org - acc.mean()) / org:.2f}"
-        assert row["resize"] == ("none" if res == 8 else "bilinear")
+        _assert_drop_row(row, ok[(ok["trial_key"] == key) & (ok["eval_arch"] == arch)], res, "bilinear")
     full = [r for r in table if r["distilled set"].startswith("full data")]
     assert len(full) == len(ARCHS) * len(RESOLUTIONS)
     ref = pd.read_parquet(experiment / REFERENCE_FILE)
     for row in full:  # the full-data reference, at each resolution against its own accuracy at 8 px
         res = int(row["resolution"].split("→")[1])
-        cell = ref[ref["eval_arch"] == row["network"]]
-        acc = cell[cell["eval_resolution"] == res]["test_acc"]
-        org = cell[cell["eval_resolution"] == 8]["test_acc"].mean()
-        assert row["accuracy"] == _fmt(acc)
-        assert row["diff (↓)"] == f"{100 * (org - acc.mean()):.1f}"
-        assert row["ratio (↓)"] == f"{(org - acc.mean()) / org:.2f}"
-        assert row["resize"] == ("none" if res == 8 else "real images resized")
+        _assert_drop_row(row, ref[ref["eval_arch"] == row["network"]], res, "real images resized")
 
 
 def test_curve_data_per_swept_hyper_parameter(experiment: Path, report) -> None:

@@ -17,7 +17,7 @@ from methods.squeeze_options import SQUEEZE_PRESETS
 from orchestrator.errors import SpecError
 from orchestrator.plan import describe_plan
 from orchestrator.spec import PREREQUISITE_BLOCKS, SweepSpec, TeacherBlock, load_spec, parse_spec
-from tests.helpers import REPO, cli, ddx, fresh_python, tiny_digits_spec, write_spec
+from tests.helpers import REPO, cli, ddx, fresh_output, tiny_digits_spec, write_spec
 
 SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))
 
@@ -438,9 +438,8 @@ def test_validation_imports_no_torch_or_ray(tmp_path: Path, args: list[str]) -> 
         "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
         f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules])\n"
     )
-    proc = fresh_python(code)
-    assert proc.returncode == 0, proc.stderr
-    assert "HEAVY []" in proc.stdout, proc.stdout
+    out = fresh_output(code)
+    assert "HEAVY []" in out, out
 
 
 def test_real_process_bad_spec_exits_2_with_one_line(tmp_path: Path) -> None:
@@ -546,7 +545,6 @@ def test_the_sweep_driver_reads_trial_failures_without_torch() -> None:
         "print(f.error, '|', f.log)\n"
         "print('TORCH', 'torch' in sys.modules)\n"
     )
-    proc = fresh_python(code)
-    assert proc.returncode == 0, proc.stderr
-    assert "RuntimeError: ValueError: bad | /x/error.txt" in proc.stdout
-    assert "TORCH False" in proc.stdout, proc.stdout
+    out = fresh_output(code)
+    assert "RuntimeError: ValueError: bad | /x/error.txt" in out
+    assert "TORCH False" in out, out

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from orchestrator import compute_thread
-from tests.helpers import fresh_python
+from tests.helpers import fresh_output
 
 DRIVER_MODULES = (
     "orchestrator.trial",
@@ -37,9 +37,7 @@ def test_the_trial_driver_imports_no_torch() -> None:
         "options_for('teacher', None)\n"
         "print(sorted(m for m in ('torch', 'torchvision', 'methods.evaluate') if m in sys.modules))\n"
     )
-    proc = fresh_python(code)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == "[]"
+    assert fresh_output(code) == "[]"
 
 
 def test_a_set_card_says_what_the_tensors_say(tmp_path: Path) -> None:
@@ -148,8 +146,7 @@ def test_preparing_a_sweep_imports_neither_tune_nor_pandas() -> None:
         "import sys; import orchestrator.preflight, orchestrator.warm_up; "
         "print(sorted(m for m in ('ray.tune', 'pandas', 'torch') if m in sys.modules))"
     )
-    out = fresh_python(code)
-    assert out.stdout.strip() == "[]", out.stderr[-2000:]
+    assert fresh_output(code) == "[]"
 
 
 def test_the_warm_up_imports_what_a_tasks_first_optimizer_would() -> None:
@@ -164,9 +161,7 @@ def test_the_warm_up_imports_what_a_tasks_first_optimizer_would() -> None:
         "torch.optim.SGD(build_network('convnet_d3', 1, 10, 8).parameters(), lr=0.1)\n"
         "print(sorted(m for m in set(sys.modules) - before if m.startswith(('torch', 'torchvision'))))\n"
     )
-    proc = fresh_python(code)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == "[]"
+    assert fresh_output(code) == "[]"
 
 
 def test_the_warm_up_runs_in_the_environment_of_a_trials_tasks(ray_session, tmp_path: Path) -> None:
