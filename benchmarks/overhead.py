@@ -26,9 +26,11 @@ before this one) is kept alongside.
 methods imported, data, work — a plain loop script, importing no Ray): ddx against what a
 researcher's own script costs from the shell, both whole commands.
 
-``warm_ray`` repeats the ddx runs against a Ray that is already running (``ray start --head``
-once, 2 CPUs, then ``ddx sweep --address``), each next to a direct run of its own: what a
-researcher who keeps a local Ray up pays. The top-level numbers are the embedded default's.
+``ddx_up`` repeats the ddx runs on the local Ray that ``ddx up --cpus 2`` keeps (started once
+before them; ``ddx sweep`` without ``--address`` uses it), each next to a direct run of its
+own: what a researcher who runs sweep after sweep on one machine pays. The top-level numbers
+are the embedded default's. Every ddx run has a ``$DDX_CACHE`` of the benchmark's own, so a
+``ddx up`` of the user's is neither used nor touched.
 
     python benchmarks/overhead.py --out benchmarks/results/overhead.json
 """
@@ -148,21 +150,25 @@ def run_plain_loop(spec: dict, workdir: Path) -> float:
     return elapsed
 
 
-def run_ddx(spec: dict, workdir: Path, cluster=None) -> float:
-    """Wall time of ``ddx sweep --fresh`` as a whole process: on an embedded Ray, or with
-    ``--address`` to an already running ``cluster`` (a :class:`tests.cluster.LocalCluster`)."""
+def ddx_command(args: list[str], workdir: Path) -> subprocess.CompletedProcess:
+    """``ddx ARGS`` in ``workdir``, with the benchmark's own ``$DDX_CACHE`` (``workdir/cache``)."""
+    env = {**os.environ, "DDX_CACHE": str(workdir / "cache"), "COLUMNS": "200"}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args], cwd=workdir, capture_output=True, text=True, env=env
+    )
+
+
+def run_ddx(spec: dict, workdir: Path, where: str = "embedded local Ray") -> float:
+    """Wall time of ``ddx sweep --fresh`` as a whole process; ``where`` must be the Ray it says it
+    ran on (the embedded one, or the one ``ddx up`` keeps)."""
     path = workdir / f"{spec['name']}.yaml"
     path.write_text(yaml.safe_dump(spec))
-    args = [sys.executable, "-m", "orchestrator", "sweep", str(path), "--fresh"]
     start = time.perf_counter()
-    if cluster is None:
-        proc = subprocess.run(args, cwd=workdir, capture_output=True, text=True)
-        rc, out = proc.returncode, proc.stdout[-2000:] + proc.stderr[-2000:]
-    else:
-        rc, out = cluster.run([*args, "--address", cluster.address], workdir / f"{spec['name']}.log", timeout=1800)
+    proc = ddx_command(["sweep", str(path), "--fresh"], workdir)
     elapsed = time.perf_counter() - start
-    if rc != 0:
-        raise RuntimeError(out[-4000:])
+    if proc.returncode != 0 or f"running on {where}" not in proc.stdout:
+        raise RuntimeError(proc.stdout[-2000:] + proc.stderr[-2000:])
     return elapsed
 
 
@@ -187,7 +193,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=2, help="rounds (each figure is the median over rounds)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "overhead.json")
-    ap.add_argument("--no-warm", action="store_true", help="skip the runs against an already running Ray")
+    ap.add_argument("--no-up", action="store_true", help="skip the runs on the local Ray of `ddx up`")
     ap.add_argument("--plain-loop", type=Path, help=argparse.SUPPRESS)  # internal: run the plain loop of a plan
     args = ap.parse_args()
     if args.plain_loop is not None:
@@ -205,28 +211,27 @@ def main() -> None:
             times["direct_k"].append(run_direct(many, threads=2))
             times["ddx_k"].append(run_ddx(many, workdir))
             times["plain_k"].append(run_plain_loop(many, workdir))
-        if not args.no_warm:
-            from tests.cluster import LocalCluster  # its run() gives the driver the cluster's environment
-
-            cluster = LocalCluster()
+        if not args.no_up:
+            up = ddx_command(["up", "--cpus", "2"], workdir)
+            if up.returncode != 0:
+                raise RuntimeError(up.stdout + up.stderr)
             try:
-                cluster.start_head(cpus=2, resources={"ddx_driver": 1000})
-                for key in ("wdirect_1", "warm_1", "wdirect_k", "warm_k"):
+                for key in ("wdirect_1", "up_1", "wdirect_k", "up_k"):
                     times[key] = []
                 for _ in range(args.repeats):
                     times["wdirect_1"].append(run_direct(one, threads=2))
-                    times["warm_1"].append(run_ddx(one, workdir, cluster))
+                    times["up_1"].append(run_ddx(one, workdir, where="the local Ray of `ddx up`"))
                     times["wdirect_k"].append(run_direct(many, threads=2))
-                    times["warm_k"].append(run_ddx(many, workdir, cluster))
+                    times["up_k"].append(run_ddx(many, workdir, where="the local Ray of `ddx up`"))
             finally:
-                cluster.shutdown()
+                ddx_command(["down"], workdir)
     med = {k: statistics.median(v) for k, v in times.items()}
     k = args.trials
     result = {
         "benchmark": "overhead",
         **paired(times, k, "ddx_1", "ddx_k", base="direct"),
         "whole_process": paired(times, k, "ddx_1", "ddx_k", base="plain"),
-        **({} if args.no_warm else {"warm_ray": paired(times, k, "warm_1", "warm_k", base="wdirect")}),
+        **({} if args.no_up else {"ddx_up": paired(times, k, "up_1", "up_k", base="wdirect")}),
         "work": {
             "dataset": "digits",
             "trials": k,
@@ -242,8 +247,8 @@ def main() -> None:
         "process on an embedded local Ray (2 CPUs), one trial at a time, distillation task and evaluation tasks "
         "reserving both CPUs (the same sequential work); fixed cost per trial from the 1-trial vs K-trial slope. "
         "Each round runs direct_1, ddx_1, plain_1, direct_k, ddx_k, plain_k; every figure is the median over rounds "
-        "of the round's own figure. warm_ray: the same ddx runs with --address to a Ray started once (ray start "
-        "--head, 2 CPUs) before them, each after a direct run (wdirect_*) of its own.",
+        "of the round's own figure. ddx_up: the same ddx runs on the local Ray of `ddx up --cpus 2` (started once "
+        "before them, used by `ddx sweep` without --address), each after a direct run (wdirect_*) of its own.",
         "machine": {
             "cpus": torch.get_num_threads(),
             "platform": platform.platform(),

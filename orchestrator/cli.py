@@ -26,8 +26,8 @@ console = Console()
 err_console = Console(stderr=True)
 
 ADDRESS_HELP = (
-    "Ray cluster address: auto, HOST:PORT or ray://HOST:PORT (default: $RAY_ADDRESS, else an embedded local "
-    "Ray of ddx's own, even where `ray start` runs one)."
+    "Ray cluster address: auto, HOST:PORT or ray://HOST:PORT (default: $RAY_ADDRESS, else the local Ray of "
+    "`ddx up` when it runs, else an embedded local Ray of ddx's own, even where `ray start` runs one)."
 )
 
 
@@ -85,6 +85,21 @@ def _print_plan(plan: dict) -> None:
         console.print(Text(f"  {line}"), highlight=False, soft_wrap=True)
 
 
+def _prepare_local_client(address: str | None) -> None:
+    """Without an address, a command may use the local Ray of ``ddx up``: ready the environment
+    for it before Ray is imported (:func:`orchestrator.local_ray.prepare_client`)."""
+    if not address:
+        from orchestrator import local_ray
+
+        local_ray.prepare_client()
+
+
+def _dashboard_note(dashboard: bool, runtime) -> None:
+    """``--dashboard`` starts an embedded Ray's dashboard: say so where ddx joined a Ray instead."""
+    if dashboard and not runtime.is_embedded():
+        warn("--dashboard applies to an embedded Ray only; this one has its own (`ddx up --dashboard`; a cluster's)")
+
+
 @app.command()
 def validate(spec: Path = typer.Argument(..., help="Sweep YAML file.")) -> None:
     """Check a sweep file; print the plan or one line saying what is wrong (exit 2)."""
@@ -123,11 +138,17 @@ def sweep(
         for k, d in plan["swept"].items():
             console.print(Text(f"  {k}: {d}"), highlight=False, soft_wrap=True)
         return
+    try:
+        _prepare_local_client(address)
+    except UserError as err:
+        fail(err)
+        return
     from orchestrator import preflight, runtime
 
     try:
         where = runtime.connect(address, verbose=verbose, dashboard=dashboard)
-        console.print(f"running on {where}")
+        console.print(f"running on {where}", soft_wrap=True, highlight=False)
+        _dashboard_note(dashboard, runtime)
         resumed = preflight.prepare(s, fresh=not resume, warn=warn)  # checks, then the warm-up starts
         from orchestrator.sweep import run_sweep  # Tune and pandas: imported while the warm-up worker starts
 
@@ -404,11 +425,17 @@ def evaluate(
     except UserError as err:
         fail(err)
         return
+    try:
+        _prepare_local_client(address)
+    except UserError as err:
+        fail(err)
+        return
     from orchestrator import runtime
 
     try:
         where = runtime.connect(address, verbose=verbose, dashboard=dashboard)
-        console.print(f"running on {where}")
+        console.print(f"running on {where}", soft_wrap=True, highlight=False)
+        _dashboard_note(dashboard, runtime)
         outcome = run(p, log=lambda line: console.print(escape(line), highlight=False))
     except UserError as err:
         fail(err)
@@ -464,6 +491,45 @@ def export(
         return
     paths = export_class_grids(synthetic, out, resolution)
     console.print(f"wrote {len(paths)} class grids to [bold]{out}[/]")
+
+
+@app.command()
+def up(
+    cpus: int = typer.Option(None, "--cpus", min=1, help="CPUs it offers (default: all of this machine's)."),
+    dashboard: bool = typer.Option(False, "--dashboard", help="Start its dashboard too (on 127.0.0.1)."),
+) -> None:
+    """Keep a local Ray running: `ddx sweep` and `ddx evaluate` (no --address) then use it and skip
+    Ray's start-up (~4-5 s each on 2 CPUs); `ddx down` stops it."""
+    from orchestrator import local_ray
+
+    try:
+        kept, started = local_ray.up(cpus=cpus, dashboard=dashboard)
+    except UserError as err:
+        fail(err)
+        return
+    if not started:
+        console.print(f"a local Ray is already up: {kept.address} ({kept.cpus} CPUs, since {kept.started})")
+        if cpus is not None and cpus != kept.cpus:
+            warn(f"--cpus {cpus} not applied: it offers {kept.cpus}; `ddx down`, then `ddx up --cpus {cpus}`")
+        return
+    console.print(f"local Ray up: {kept.address} ({kept.cpus} CPUs); `ddx sweep` and `ddx evaluate` use it")
+    console.print("stop it with `ddx down`")
+    if kept.dashboard_url:
+        console.print(f"dashboard: {kept.dashboard_url}")
+    console.print(f"log: {kept.log}", highlight=False)
+
+
+@app.command()
+def down() -> None:
+    """Stop the local Ray that `ddx up` started (its whole process group)."""
+    from orchestrator import local_ray
+
+    try:
+        kept = local_ray.down()
+    except UserError as err:
+        fail(err)
+        return
+    console.print(f"stopped the local Ray at {kept.address}" if kept else "no local Ray of `ddx up` is running")
 
 
 def _read(experiment: str, reader):

@@ -49,7 +49,7 @@ def prepare(spec: SweepSpec, fresh: bool, warn: Callable[[str], None] = print) -
     token = runtime.trial_token(spec.resources.trial_resources)
     runtime.check_resources(token)
     demands = runtime.unit_demands(spec.resources, token)
-    if runtime.is_embedded():
+    if runtime.is_fixed_local():
         runtime.check_fits(demands)
     else:
         for line in runtime.misfit_warnings(demands, token):

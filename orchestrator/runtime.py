@@ -4,47 +4,37 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import warnings
 
 import ray
 
 from orchestrator.errors import UserError
+from orchestrator.ray_config import (
+    DRIVER_RESOURCE,
+    EMBEDDED_SYSTEM_CONFIG,
+    LOCAL_DRIVER_SLOTS,
+    RAY_DEFAULT_ENV,
+    check_reachable,
+)
 from orchestrator.spec import Resources
 
-#: environment that keeps Ray Train/Tune quiet and quick on a laptop; users may override each
-RAY_DEFAULT_ENV = {
-    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
-    "RAY_AIR_NEW_OUTPUT": "0",
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
-    "RAY_DEDUP_LOGS": "1",
-    "TUNE_GLOBAL_CHECKPOINT_S": "5",
-    # trials report progress (distillation step, evaluations done) before their final metric
-    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
-    "RAY_TRAIN_V2_ENABLED": "1",
-    # Train's default (60 s) is shorter than a loaded laptop takes to start a worker that imports
-    # torch, and than an autoscaler takes to add a node; a slow start is not a failure
-    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "900",
-}
-
-
-#: Ray settings of an embedded local Ray. Ray prestarts one idle worker per CPU for the
-#: driver's runtime environment; every ddx task runs in a trial's environment (Tune gives trials
-#: their own), so those workers never serve and only take ~1 s of CPU from the start-up (the
-#: warm-up's imports, Tune's, the first trial's). Workers still start on demand.
-EMBEDDED_SYSTEM_CONFIG = {"enable_worker_prestart": False, "prestart_worker_first_driver": False}
-
-#: the custom resource trial drivers hold on a cluster's head node (see cluster.yaml); the
-#: embedded local Ray defines it too, so a cluster sweep file also runs on a laptop
-DRIVER_RESOURCE = "ddx_driver"
-LOCAL_DRIVER_SLOTS = 1000
+#: ``RAY_AUTH_MODE`` when Ray was imported: Ray reads it then (a later change is not seen)
+AUTH_MODE_AT_IMPORT = os.environ.get("RAY_AUTH_MODE")
 
 #: whether this process started the Ray it uses (an embedded local Ray has a fixed size)
 _embedded = False
+#: whether this process uses the local Ray of ``ddx up`` (one machine, a fixed size too)
+_kept_up = False
 
 
 def is_embedded() -> bool:
     return _embedded
+
+
+def is_fixed_local() -> bool:
+    """Whether ddx runs on a local Ray of a fixed size (embedded, or kept up by ``ddx up``):
+    work no node holds can never be placed, as no autoscaler adds one."""
+    return _embedded or _kept_up
 
 
 def trial_token(requested: dict[str, float] | None) -> dict[str, float]:
@@ -134,42 +124,26 @@ def apply_default_env() -> None:
         os.environ.setdefault(k, v)
 
 
-def check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast (one line) when nothing listens at a ``HOST:PORT`` or ``ray://HOST:PORT`` address.
-
-    ``ray.init`` retries an address where nothing answers for about two minutes before it
-    gives up; a refused or silent port is a mistyped address (or a cluster not started), which
-    the user should hear about at once. ``auto`` and addresses without a port are left to Ray.
-    """
-    target = address.removeprefix("ray://")
-    host, sep, port = target.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        return
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except OSError as err:
-        reason = err.strerror or type(err).__name__
-        raise UserError(
-            f"cannot connect to Ray at {address!r}: nothing answers on {host}:{port} ({reason}); start the cluster "
-            "(ray start --head) or fix the address (--address or RAY_ADDRESS; omit both for an embedded local Ray)",
-            key="--address",
-        ) from None
-
-
 def connect(address: str | None, verbose: bool = False, num_cpus: int | None = None, dashboard: bool = False) -> str:
     """Initialise Ray; returns a short description of where ddx runs.
 
-    No address: an embedded local Ray, with its dashboard on 127.0.0.1 when ``dashboard``
-    (off by default: starting it costs about a second of every invocation). It is always a
-    Ray of its own (``address="local"``): Ray's default would join the last Ray started on the
-    machine with ``ray start``, or ``$RAY_ADDRESS``, whose size ddx can neither set nor check —
-    the CLI reads ``RAY_ADDRESS`` as ``--address`` instead. An address (``auto``,
-    ``HOST:PORT`` or ``ray://HOST:PORT``): connect to that cluster.
+    No address: the local Ray ``ddx up`` keeps, when one runs (:mod:`orchestrator.local_ray`),
+    else an embedded local Ray, with its dashboard on 127.0.0.1 when ``dashboard`` (off by
+    default: starting it costs about a second of every invocation). Either is a Ray ddx sized
+    itself: Ray's default (``address=None``) would join the last Ray started on the machine
+    with ``ray start``, or ``$RAY_ADDRESS``, whose size ddx can neither set nor check — the CLI
+    reads ``RAY_ADDRESS`` as ``--address`` instead. An address (``auto``, ``HOST:PORT`` or
+    ``ray://HOST:PORT``): connect to that cluster.
     """
-    global _embedded
+    global _embedded, _kept_up
     apply_default_env()
     if ray.is_initialized():
         return "existing Ray session"
+    kept = None
+    if not address:
+        from orchestrator import local_ray
+
+        kept = local_ray.running()
     # DDX_CACHE is a local path: it reaches the workers of an embedded Ray (same machine), never
     # the nodes of a cluster, where each node keeps its own cache ($DDX_CACHE of its `ray start`)
     local = () if address else ("DDX_CACHE",)
@@ -185,6 +159,17 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
         "configure_logging": True,
     }
     try:
+        if kept is not None:
+            if kept.auth_mode != (AUTH_MODE_AT_IMPORT or "disabled"):
+                raise UserError(
+                    f"the local Ray of `ddx up` at {kept.address} needs RAY_AUTH_MODE={kept.auth_mode} before Ray "
+                    "is imported (the ddx command sets it; in Python call orchestrator.local_ray.prepare_client() "
+                    "first)",
+                    key="RAY_AUTH_MODE",
+                )
+            ray.init(address=kept.address, **kwargs)
+            _kept_up = True
+            return f"the local Ray of `ddx up` ({kept.cpus} CPUs at {kept.address}; `ddx down` stops it)"
         if address:
             check_reachable(address)
             ray.init(address=address, **kwargs)
@@ -236,10 +221,11 @@ def stop_autoscaler_monitor() -> bool:
 
 
 def shutdown() -> None:
-    """Disconnect from Ray; an embedded Ray's processes are stopped (its autoscaler monitor at once)."""
-    global _embedded
+    """Disconnect from Ray; an embedded Ray's processes are stopped (its autoscaler monitor at once),
+    a Ray of ``ddx up`` or a cluster keeps running."""
+    global _embedded, _kept_up
     if ray.is_initialized():
         if _embedded:
             stop_autoscaler_monitor()
         ray.shutdown()
-    _embedded = False
+    _embedded = _kept_up = False

@@ -66,7 +66,7 @@ def test_work_no_node_of_a_joined_cluster_holds_is_a_warning_naming_key_and_fix(
     spec = tiny_digits_spec(tmp_path / "store")
     spec["resources"].update(cpus_per_worker=3, eval_cpus=1)
     lines: list[str] = []
-    assert not runtime.is_embedded()  # the session's Ray was started by the test, as a cluster ddx joins
+    assert not runtime.is_fixed_local()  # the session's Ray was started by the test, as a cluster ddx joins
     preflight.prepare(parse_spec(spec), fresh=True, warn=lines.append)
     assert len(lines) == 1  # the 1-CPU evaluations fit the 2-CPU node; the 3-CPU worker does not
     line = lines[0]

@@ -1,0 +1,61 @@
+"""What every local Ray ddx starts is given, and whether an address answers: no Ray import.
+
+Shared by :mod:`orchestrator.runtime` (the embedded Ray, connecting) and
+:mod:`orchestrator.local_ray` (``ddx up``), which must read and set the environment before
+Ray is imported (Ray reads ``RAY_AUTH_MODE`` once, at import).
+"""
+
+from __future__ import annotations
+
+import socket
+
+from orchestrator.errors import UserError
+
+#: environment that keeps Ray Train/Tune quiet and quick on a laptop; users may override each
+RAY_DEFAULT_ENV = {
+    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "RAY_DEDUP_LOGS": "1",
+    "TUNE_GLOBAL_CHECKPOINT_S": "5",
+    # trials report progress (distillation step, evaluations done) before their final metric
+    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
+    "RAY_TRAIN_V2_ENABLED": "1",
+    # Train's default (60 s) is shorter than a loaded laptop takes to start a worker that imports
+    # torch, and than an autoscaler takes to add a node; a slow start is not a failure
+    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "900",
+}
+
+
+#: Ray settings of an embedded local Ray. Ray prestarts one idle worker per CPU for the
+#: driver's runtime environment; every ddx task runs in a trial's environment (Tune gives trials
+#: their own), so those workers never serve and only take ~1 s of CPU from the start-up (the
+#: warm-up's imports, Tune's, the first trial's). Workers still start on demand.
+EMBEDDED_SYSTEM_CONFIG = {"enable_worker_prestart": False, "prestart_worker_first_driver": False}
+
+#: the custom resource trial drivers hold on a cluster's head node (see cluster.yaml); the
+#: embedded local Ray defines it too, so a cluster sweep file also runs on a laptop
+DRIVER_RESOURCE = "ddx_driver"
+LOCAL_DRIVER_SLOTS = 1000
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast (one line) when nothing listens at a ``HOST:PORT`` or ``ray://HOST:PORT`` address.
+
+    ``ray.init`` retries an address where nothing answers for about two minutes before it
+    gives up; a refused or silent port is a mistyped address (or a cluster not started), which
+    the user should hear about at once. ``auto`` and addresses without a port are left to Ray.
+    """
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise UserError(
+            f"cannot connect to Ray at {address!r}: nothing answers on {host}:{port} ({reason}); start the cluster "
+            "(ray start --head) or fix the address (--address or RAY_ADDRESS; omit both for an embedded local Ray)",
+            key="--address",
+        ) from None
