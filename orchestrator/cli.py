@@ -389,6 +389,11 @@ def evaluate(
     ),
 ) -> None:
     """Evaluate synthetic sets made anywhere under one protocol, beside a random real subset of the same size."""
+    try:
+        _prepare_local_client(address)  # before evaluate_sets imports Ray
+    except UserError as err:
+        fail(err)
+        return
     from orchestrator.evaluate_sets import EvaluateRequest, plan, run
     from orchestrator.storage import join
 
@@ -422,11 +427,6 @@ def evaluate(
         if space is not None and space not in ("pixels", "normalized"):
             raise UserError(f"must be pixels or normalized, got {space!r}", key="--space")
         p = plan(req)
-    except UserError as err:
-        fail(err)
-        return
-    try:
-        _prepare_local_client(address)
     except UserError as err:
         fail(err)
         return

@@ -110,6 +110,16 @@ def test_ddx_up_keeps_a_ray_that_sweeps_use_with_the_embedded_results_until_ddx_
         assert len(a) == 4 and (b["status"] == "ok").all()
         assert a["test_acc"].tolist() == b["test_acc"].tolist()
 
+        # ddx evaluate uses it too (it imports Ray early: the environment must be ready before)
+        (synthetic,) = sorted((tmp_path / "kept" / "tiny" / "synthetic").glob("*.pt"))
+        evaluated = ddx(
+            "evaluate", str(synthetic), "--preset", "dd_standard", "--dataset", "digits", "--archs", "convnet_d1",
+            "--seeds", "1", "--epochs", "1", "--no-reference", "--out", str(tmp_path / "evaluated"), env=env,
+        )  # fmt: skip
+        assert evaluated.returncode == 0, evaluated.stdout[-2000:] + evaluated.stderr[-2000:]
+        assert "running on the local Ray of `ddx up`" in evaluated.stdout
+        assert (pd.read_parquet(tmp_path / "evaluated" / "results.parquet")["status"] == "ok").all()
+
         # a fixed-size Ray: work no node holds fails at once (no autoscaler will add a node)
         spec["resources"] = {**spec["resources"], "cpus_per_worker": 3}
         too_big = ddx("sweep", str(write_spec(tmp_path / "big.yaml", spec)), env=env, timeout=120)
