@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -279,12 +280,13 @@ def _stop_group(pgid: int, grace: float = 3.0) -> None:
 
 
 def down() -> LocalRay | None:
-    """Stop the kept local Ray (its whole process group; a sweep running on it is stopped too)
-    and forget it; None when none was up."""
+    """Stop the kept local Ray (its whole process group; a sweep running on it is stopped too),
+    remove its Ray session folders and forget it; None when none was up."""
     kept = _read_state()
     if kept is None:
         return None
     if _alive(kept.pid):
         _stop_group(kept.pid)
+    shutil.rmtree(temp_dir(), ignore_errors=True)  # Ray's session folders of it (its log stays in the cache)
     _forget()
     return kept

@@ -92,6 +92,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         param, _, _ = run_distillation(HP, data, ctx, on_checkpoint=saved.append)
         if rank == 0:
             torch.save({"images": param.images.detach(), "ckpt": saved[0]["param"]["images"]}, out)
+        dist.barrier()  # no rank tears gloo down while the other still talks to it
     finally:
         dist.destroy_process_group()
 

@@ -79,8 +79,9 @@ def test_an_unreadable_record_is_one_line_naming_the_file(own_cache: Path) -> No
     assert str(path) in err.value.line() and "delete it" in err.value.line()
 
 
-def test_ddx_up_keeps_a_ray_that_sweeps_use_with_the_embedded_results_until_ddx_down(tmp_path: Path) -> None:
-    env = {"DDX_CACHE": str(tmp_path / "cache")}
+def test_ddx_up_keeps_a_ray_that_sweeps_use_with_the_embedded_results_until_ddx_down(own_cache: Path) -> None:
+    tmp_path = own_cache.parent
+    env = {"DDX_CACHE": str(own_cache)}
     spec = tiny_digits_spec(tmp_path / "embedded", search={"ipc": {"grid": [2]}})
     embedded = ddx("sweep", str(write_spec(tmp_path / "e.yaml", spec)), env=env)
     assert embedded.returncode == 0, embedded.stdout[-2000:] + embedded.stderr[-2000:]
@@ -94,6 +95,8 @@ def test_ddx_up_keeps_a_ray_that_sweeps_use_with_the_embedded_results_until_ddx_
     try:
         assert kept["address"].startswith("127.0.0.1:") and kept["cpus"] == 2
         assert {"gcs_server", "raylet"} <= set(_group_members(kept["pid"]))
+        sessions = local_ray.temp_dir()  # the test's DDX_CACHE names it
+        assert sessions.is_dir()
         again = ddx("up", env=env)
         assert again.returncode == 0 and "already up" in again.stdout and kept["address"] in again.stdout
 
@@ -129,6 +132,7 @@ def test_ddx_up_keeps_a_ray_that_sweeps_use_with_the_embedded_results_until_ddx_
         down = ddx("down", env=env)
     assert down.returncode == 0 and f"stopped the local Ray at {kept['address']}" in down.stdout
     assert _group_members(kept["pid"]) == [] and not (tmp_path / "cache" / local_ray.STATE_NAME).exists()
+    assert not sessions.exists()
     none = ddx("down", env=env)
     assert none.returncode == 0 and "no local Ray" in none.stdout
     assert (ray_default.read_bytes() if ray_default.exists() else None) == before  # plain ray.init() unaffected

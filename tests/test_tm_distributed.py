@@ -60,6 +60,7 @@ def _worker(rank: int, world: int, init: str, expert_paths: list[str], out_dir: 
             },
             Path(out_dir) / f"rank{rank}.pt",
         )
+        dist.barrier()  # no rank tears gloo down while the other still talks to it (an abort at exit, seen once)
     finally:
         dist.destroy_process_group()
 
