@@ -152,11 +152,9 @@ def run_plain_loop(spec: dict, workdir: Path) -> float:
 
 def ddx_command(args: list[str], workdir: Path) -> subprocess.CompletedProcess:
     """``ddx ARGS`` in ``workdir``, with the benchmark's own ``$DDX_CACHE`` (``workdir/cache``)."""
-    env = {**os.environ, "DDX_CACHE": str(workdir / "cache"), "COLUMNS": "200"}
-    env.pop("RAY_ADDRESS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args], cwd=workdir, capture_output=True, text=True, env=env
-    )
+    from tests.helpers import ddx
+
+    return ddx(*args, cwd=workdir, timeout=1800, env={"DDX_CACHE": str(workdir / "cache")})
 
 
 def run_ddx(spec: dict, workdir: Path, where: str = "embedded local Ray") -> float:

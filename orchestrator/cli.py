@@ -87,15 +87,23 @@ def _print_plan(plan: dict) -> None:
 
 def _prepare_local_client(address: str | None) -> None:
     """Without an address, a command may use the local Ray of ``ddx up``: ready the environment
-    for it before Ray is imported (:func:`orchestrator.local_ray.prepare_client`)."""
+    for it before Ray is imported (:func:`orchestrator.local_ray.prepare_client`); a record of
+    it that is wrong is one line, exit 2."""
     if not address:
         from orchestrator import local_ray
 
-        local_ray.prepare_client()
+        try:
+            local_ray.prepare_client()
+        except UserError as err:
+            fail(err)
 
 
-def _dashboard_note(dashboard: bool, runtime) -> None:
-    """``--dashboard`` starts an embedded Ray's dashboard: say so where ddx joined a Ray instead."""
+def _connect(address: str | None, verbose: bool, dashboard: bool) -> None:
+    """Connect to (or start) Ray and say which; ``--dashboard`` only starts an embedded Ray's."""
+    from orchestrator import runtime
+
+    where = runtime.connect(address, verbose=verbose, dashboard=dashboard)
+    console.print(f"running on {where}", soft_wrap=True, highlight=False)
     if dashboard and not runtime.is_embedded():
         warn("--dashboard applies to an embedded Ray only; this one has its own (`ddx up --dashboard`; a cluster's)")
 
@@ -138,17 +146,11 @@ def sweep(
         for k, d in plan["swept"].items():
             console.print(Text(f"  {k}: {d}"), highlight=False, soft_wrap=True)
         return
-    try:
-        _prepare_local_client(address)
-    except UserError as err:
-        fail(err)
-        return
+    _prepare_local_client(address)
     from orchestrator import preflight, runtime
 
     try:
-        where = runtime.connect(address, verbose=verbose, dashboard=dashboard)
-        console.print(f"running on {where}", soft_wrap=True, highlight=False)
-        _dashboard_note(dashboard, runtime)
+        _connect(address, verbose, dashboard)
         resumed = preflight.prepare(s, fresh=not resume, warn=warn)  # checks, then the warm-up starts
         from orchestrator.sweep import run_sweep  # Tune and pandas: imported while the warm-up worker starts
 
@@ -389,11 +391,7 @@ def evaluate(
     ),
 ) -> None:
     """Evaluate synthetic sets made anywhere under one protocol, beside a random real subset of the same size."""
-    try:
-        _prepare_local_client(address)  # before evaluate_sets imports Ray
-    except UserError as err:
-        fail(err)
-        return
+    _prepare_local_client(address)  # before evaluate_sets imports Ray
     from orchestrator.evaluate_sets import EvaluateRequest, plan, run
     from orchestrator.storage import join
 
@@ -433,9 +431,7 @@ def evaluate(
     from orchestrator import runtime
 
     try:
-        where = runtime.connect(address, verbose=verbose, dashboard=dashboard)
-        console.print(f"running on {where}", soft_wrap=True, highlight=False)
-        _dashboard_note(dashboard, runtime)
+        _connect(address, verbose, dashboard)
         outcome = run(p, log=lambda line: console.print(escape(line), highlight=False))
     except UserError as err:
         fail(err)

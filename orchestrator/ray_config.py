@@ -56,6 +56,6 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         reason = err.strerror or type(err).__name__
         raise UserError(
             f"cannot connect to Ray at {address!r}: nothing answers on {host}:{port} ({reason}); start the cluster "
-            "(ray start --head) or fix the address (--address or RAY_ADDRESS; omit both for an embedded local Ray)",
+            "(ray start --head) or fix the address (--address or RAY_ADDRESS; omit both for a local Ray)",
             key="--address",
         ) from None

@@ -12,7 +12,7 @@ import pytest
 
 from orchestrator import local_ray
 from orchestrator.errors import UserError
-from tests.helpers import ddx, tiny_digits_spec, write_spec
+from tests.helpers import closed_port, ddx, tiny_digits_spec, write_spec
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -33,14 +33,6 @@ def _record(cache: Path, pid: int, address: str) -> Path:
     return path
 
 
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _group_members(pgid: int) -> list[str]:
     """Names of the live (not zombie) processes of a process group."""
     out = subprocess.run(["ps", "-eo", "pgid=,stat=,comm="], capture_output=True, text=True, check=True).stdout
@@ -50,7 +42,7 @@ def _group_members(pgid: int) -> list[str]:
 def test_a_record_whose_processes_are_gone_is_forgotten(own_cache: Path) -> None:
     gone = subprocess.Popen(["true"], start_new_session=True)
     gone.wait()
-    path = _record(own_cache, gone.pid, f"127.0.0.1:{_closed_port()}")
+    path = _record(own_cache, gone.pid, f"127.0.0.1:{closed_port()}")
     assert local_ray.running() is None and not path.exists()
     assert local_ray.prepare_client() is None
 
@@ -58,7 +50,7 @@ def test_a_record_whose_processes_are_gone_is_forgotten(own_cache: Path) -> None
 def test_a_live_record_that_does_not_answer_names_ddx_down_which_stops_its_group(own_cache: Path) -> None:
     group = subprocess.Popen(["sleep", "60"], start_new_session=True)
     try:
-        path = _record(own_cache, group.pid, f"127.0.0.1:{_closed_port()}")
+        path = _record(own_cache, group.pid, f"127.0.0.1:{closed_port()}")
         with pytest.raises(UserError) as err:
             local_ray.running()
         assert "ddx down" in str(err.value) and str(group.pid) in str(err.value) and "\n" not in str(err.value)

@@ -9,14 +9,7 @@ import pytest
 
 from orchestrator import runtime
 from orchestrator.errors import UserError
-from tests.helpers import ddx, fresh_output, tiny_digits_spec, write_spec
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers import closed_port, ddx, fresh_output, tiny_digits_spec, write_spec
 
 
 def test_an_address_where_nothing_listens_fails_at_once_with_one_line() -> None:

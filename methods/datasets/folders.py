@@ -12,11 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from methods.artifacts import default_cache_dir
 from methods.datasets.base import DatasetError
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("DDX_CACHE", Path.home() / ".cache" / "ddx"))
 
 
 def list_class_folder(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
