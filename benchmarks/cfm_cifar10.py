@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import time
@@ -39,7 +38,7 @@ from typing import Any
 
 import torch
 
-from methods.artifacts import LocalArtifactCache, content_key
+from methods.artifacts import LocalArtifactCache, content_key, default_cache_dir
 from methods.context import DistillContext
 from methods.datasets import DatasetOptions, cached_dataset
 from methods.evaluate import train_student
@@ -81,10 +80,6 @@ SELECTED_SETS: list[tuple[str, dict[str, Any]]] = [
     ("cfm_crop0.5_lr0.05_filter_only", {"objective": "cfm", "use_signal": False, "use_ce": False, **SELECTED}),
     ("cfm_crop0.5_lr0.05_filter_signal", {"objective": "cfm", "use_ce": False, **SELECTED}),
 ]
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("DDX_CACHE", Path.home() / ".cache" / "ddx"))
 
 
 T_START = time.perf_counter()
@@ -137,7 +132,7 @@ def main() -> None:
     t_settings = prereq.options.settings()
     description = prereq.describe(dataset, 0)  # the identity a sweep's teacher artifact has
     t0 = time.perf_counter()
-    path = LocalArtifactCache(cache_dir()).get_or_create(
+    path = LocalArtifactCache(default_cache_dir()).get_or_create(
         "teacher", description, lambda tmp: prereq.produce(data, 0, tmp, device)
     )
     teacher, meta = load_network(path)
@@ -157,7 +152,7 @@ def main() -> None:
     # students' cache key while at their defaults
     settings_identity = {k: v for k, v in settings.to_dict().items() if not (k == "lr_from_set" and v is False)}
     wanted = {s for s, _ in SELECTED_SETS} if args.sets == "selected" else set(args.sets.split(","))
-    ctx = DistillContext(seed=0, device=device, cache=LocalArtifactCache(cache_dir()))
+    ctx = DistillContext(seed=0, device=device, cache=LocalArtifactCache(default_cache_dir()))
     results: dict[str, Any] = {}
     known = dict(SETS + VARIANTS + SELECTED_SETS)
     unknown = wanted - set(known) - {"none"}
@@ -168,7 +163,7 @@ def main() -> None:
         # 2. recover (cached per set) ---------------------------------------------------
         full = {"ipc": args.ipc, "iterations_per_batch": args.iterations_per_batch, **hp}
         set_key = content_key({"dataset": dataset, "teacher": path.name, "hp": full, "seed": 0})
-        syn = cache_dir() / "benchmark_sets" / f"{label}-{set_key}.pt"
+        syn = default_cache_dir() / "benchmark_sets" / f"{label}-{set_key}.pt"
         if syn.exists():
             saved = torch.load(syn, map_location="cpu", weights_only=True)
         else:
@@ -201,7 +196,7 @@ def main() -> None:
                     "student": args.student,
                 }
             )
-            done = cache_dir() / "benchmark_evals" / f"{label}-{key}.json"
+            done = default_cache_dir() / "benchmark_evals" / f"{label}-{key}.json"
             if done.exists():
                 run = json.loads(done.read_text())
             else:

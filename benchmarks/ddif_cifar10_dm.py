@@ -40,6 +40,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from methods.artifacts import default_cache_dir
 from methods.context import DistillContext
 from methods.datasets import DatasetOptions, load_dataset
 from methods.distill import resolve_optim
@@ -112,7 +113,7 @@ def main() -> None:
         old = json.loads(out_path.read_text())
         if old.get("config") == config:
             result = old
-    cache = Path(os.environ.get("DDX_CACHE", Path.home() / ".cache" / "ddx")) / "ddif_bench"
+    cache = default_cache_dir() / "ddif_bench"
     ctx = DistillContext(seed=0)
 
     def write() -> None:

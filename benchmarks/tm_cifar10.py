@@ -50,7 +50,7 @@ from typing import Any
 
 import torch
 
-from methods.artifacts import LocalArtifactCache, content_key
+from methods.artifacts import LocalArtifactCache, content_key, default_cache_dir
 from methods.context import DistillContext
 from methods.datasets import DatasetOptions, RealData, cached_dataset
 from methods.distill import resolve_optim
@@ -88,10 +88,6 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--sets", default="random,dm,tm_pixels,tm_field")
     ap.add_argument("--out", default=str(ROOT / "results" / "tm_cifar10.json"))
     return ap.parse_args()
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("DDX_CACHE", Path.home() / ".cache" / "ddx"))
 
 
 def mean_std(xs: list[float]) -> dict[str, float]:
@@ -159,7 +155,7 @@ class SetRun:
     def __init__(self, label: str, hp: dict[str, Any], dataset: dict[str, Any], experts: list[str]) -> None:
         self.label, self.hp = label, hp
         key = content_key({"hp": hp, "dataset": dataset, "experts": experts if hp["objective"] == "tm" else []})
-        self.dir = cache_dir() / "tm_bench" / f"{label}-{key}"
+        self.dir = default_cache_dir() / "tm_bench" / f"{label}-{key}"
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def checkpoint_path(self, done: int) -> Path:
@@ -273,7 +269,7 @@ def main() -> None:
     print(data.summary(), f"({time.perf_counter() - t0:.0f}s)", flush=True)
     result["data"] = {"summary": data.summary(), "train": len(data.train_y), "val": len(data.val_y),
                       "test": len(data.test_y), "zca": data.zca}  # fmt: skip
-    store = LocalArtifactCache(cache_dir() / "artifacts")
+    store = LocalArtifactCache(default_cache_dir() / "artifacts")
 
     # experts -------------------------------------------------------------------------------
     specs = set_specs(a)

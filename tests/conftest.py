@@ -12,7 +12,14 @@ from filelock import FileLock
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("DDX_SHARED_DATA", str(REPO.parent / "shared" / "data")))
-TEST_CACHE = Path(os.environ.setdefault("DDX_CACHE", str(Path(tempfile.gettempdir()) / "ddx-test-cache")))
+#: the suite's own cache (``$DDX_TEST_CACHE``, default ``<tmp>/ddx-test-cache``), whatever ``DDX_CACHE`` the
+#: shell exports: the record of a ``ddx up`` lies in ``$DDX_CACHE``, and a suite that inherited a developer's
+#: would run its sweeps on that kept Ray instead of Ray sessions of its own; for the same reason an
+#: exported ``RAY_ADDRESS`` (which ``ddx sweep`` reads as ``--address``) is dropped: tests that want a
+#: cluster pass its address themselves
+TEST_CACHE = Path(os.environ.get("DDX_TEST_CACHE", str(Path(tempfile.gettempdir()) / "ddx-test-cache")))
+os.environ["DDX_CACHE"] = str(TEST_CACHE)
+os.environ.pop("RAY_ADDRESS", None)
 
 os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "1")
