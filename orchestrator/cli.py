@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from orchestrator import __version__
-from orchestrator.errors import UserError
+from orchestrator.errors import SpecError, UserError
 
 app = typer.Typer(
     add_completion=False,
@@ -345,14 +345,18 @@ def _split(text: str | None, key: str, cast=str) -> list | None:
 
 
 def _settings(pairs: list[str]) -> dict:
-    import yaml
+    """``--setting KEY=VALUE`` pairs; each VALUE is YAML, read as a sweep file's values are."""
+    from orchestrator.yaml_input import parse_value
 
     out = {}
     for pair in pairs:
         if "=" not in pair:
             raise UserError(f"expected KEY=VALUE, got {pair!r}", key="--setting")
         k, v = pair.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
+        try:
+            out[k.strip()] = parse_value(v)
+        except SpecError as err:
+            raise UserError(err.message, key=f"--setting {k.strip()}") from None
     return out
 
 

@@ -2,13 +2,17 @@
 
 ``yaml.safe_load`` semantics (plain data only, no Python objects), plus what it lets through:
 a mapping that names a key twice is an error naming the key and both lines (PyYAML keeps the
-last value silently — a known source of wrong published configs). Non-UTF-8 bytes, an empty
-file, a document that is not a mapping and anything the YAML parser rejects become a
-:class:`~orchestrator.errors.SpecError`, never a traceback.
+last value silently — a known source of wrong published configs); a string (key or value) that
+holds a control character or a lone surrogate, which YAML's escapes (``"\\0"``, ``"\\e"``,
+``"\\ud800"``) can write though the file itself is printable, is an error naming its key (a NUL
+in a path, for one, fails deep inside ``os``; a surrogate cannot be written out as UTF-8).
+Non-UTF-8 bytes, an empty file, a document that is not a mapping and anything the YAML parser
+rejects become a :class:`~orchestrator.errors.SpecError`, never a traceback.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +74,38 @@ def check_duplicate_keys(loader: SweepLoader, root: yaml.Node) -> None:
                 stack.append((item, [*where, f"[{i}]"]))
 
 
+#: characters no setting may hold: C0 controls but tab, newline and carriage return; DEL; C1 controls;
+#: lone surrogates
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def check_strings(data: Any) -> None:
+    """Raise :class:`SpecError` at the first string (mapping key or value) holding a forbidden character."""
+    stack: list[tuple[Any, list[str]]] = [(data, [])]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                label = [*where, str(key) if isinstance(key, str) and not _FORBIDDEN.search(key) else repr(key)]
+                if isinstance(key, str):
+                    _check_string(key, label, "key")
+                stack.append((item, label))
+        elif isinstance(value, list):
+            stack.extend((item, [*where, f"[{i}]"]) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            _check_string(value, where, "value")
+
+
+def _check_string(text: str, where: list[str], what: str) -> None:
+    bad = _FORBIDDEN.search(text)
+    if bad is not None:
+        raise SpecError(
+            f"the {what} holds the character U+{ord(bad.group()):04X} (a control character or lone surrogate, "
+            'written with a YAML escape such as "\\0"); remove it',
+            key=_path(where) or None,
+        )
+
+
 def _yaml_problem(err: yaml.YAMLError) -> str:
     mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
     if mark is None and isinstance(err, yaml.reader.ReaderError):
@@ -91,7 +127,9 @@ def parse_yaml(text: str) -> Any:
         if node is None:
             raise SpecError("the file is empty; a sweep needs at least name, method and search (see README)")
         check_duplicate_keys(loader, node)
-        return loader.construct_document(node)
+        data = loader.construct_document(node)
+        check_strings(data)
+        return data
     except yaml.YAMLError as err:
         raise SpecError(_yaml_problem(err)) from None
     except RecursionError:
@@ -99,6 +137,12 @@ def parse_yaml(text: str) -> Any:
     finally:
         if loader is not None:
             loader.dispose()
+
+
+def parse_value(text: str) -> Any:
+    """One value given on a command line (``KEY=VALUE``), read as :func:`parse_yaml` reads a file
+    (an empty value is ``None``, as ``yaml.safe_load`` has it); raises :class:`SpecError`."""
+    return parse_yaml(text) if text.strip() else None
 
 
 def read_yaml(path: Path) -> Any:
@@ -123,4 +167,4 @@ def read_yaml(path: Path) -> Any:
         raise SpecError(err.message, where=where, key=err.key) from None
 
 
-__all__ = ["SweepLoader", "check_duplicate_keys", "parse_yaml", "read_yaml"]
+__all__ = ["SweepLoader", "check_duplicate_keys", "check_strings", "parse_value", "parse_yaml", "read_yaml"]

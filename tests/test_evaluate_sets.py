@@ -72,6 +72,8 @@ def sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         (["{unbalanced}", "--preset", "dd_standard"], "images per class differ"),
         (["{bad_folder}", "--preset", "dd_standard"], "class folder 'cat'"),
         (["{dm_pixels}", "--preset", "dd_standard", "--setting", "epochs=0"], "epochs"),
+        (["{dm_pixels}", "--preset", "dd_standard", "--setting", "epochs=[3"], "--setting epochs: invalid YAML"),
+        (["{dm_pixels}", "--preset", "dd_standard", "--setting", 'lr="\\0"'], "--setting lr: the value holds"),
         (["{dm_pixels}", "--preset", "dd_standard", "--archs", "convnet_d1,nonet"], "nonet"),
         (["{dm_pixels}", "--preset", "dd_standard", "--space", "rgb"], "--space"),
         (["{dm_pixels}", "--preset", "cfm_paper", "--teacher-arch", "nonet"], "--teacher-arch"),

@@ -238,6 +238,11 @@ BAD_FILES = {
     "binary junk": (bytes(range(256)) * 3, "not UTF-8 text (byte 0x80 at offset 128)"),
     "non-UTF-8 latin-1": ("name: café\n".encode("latin-1"), "not UTF-8 text"),
     "NUL byte": (b"name: x\x00\n", "character U+0000 is not allowed"),
+    # printable files whose YAML escapes make characters no setting may hold (before: internal errors)
+    "escaped NUL in a path": (b'name: x\nstorage: "\\0"\n', "storage: the value holds the character U+0000"),
+    "escaped surrogate": (b'name: x\nstorage: "\\ud800"\n', "storage: the value holds the character U+D800"),
+    "escaped ESC in a list": (b'name: x\nsearch: {ipc: {grid: ["\\e"]}}\n', "search.ipc.grid[0]: the value holds"),
+    "escaped control in a key": (b'name: x\n"ip\\x07c": 1\n', "the key holds the character U+0007"),
     "empty": (b"", "the file is empty"),
     "only a comment": (b"# nothing\n", "the file is empty"),
     "a list": (b"- name: x\n", "not a list"),

@@ -1,7 +1,8 @@
 """Property: whatever a sweep file turns into, ``ddx validate`` exits 0 with a plan, or 2 with one line.
 
 Starting from every shipped sweep file, hypothesis drops keys, duplicates keys (textually, in the
-YAML), retypes values (int ↔ float ↔ str ↔ bool ↔ list ↔ dict ↔ null), inserts junk bytes and
+YAML), retypes values (int ↔ float ↔ str ↔ bool ↔ list ↔ dict ↔ null; strings with control
+characters and lone surrogates, which the YAML carries as escapes), inserts junk bytes and
 truncates the file. The CLI (in-process) must answer either ``exit 0`` with the plan on stdout
 or ``exit 2`` with exactly one line on stderr starting ``error:`` — never a traceback, never an
 internal error, never another exit code.
@@ -45,6 +46,7 @@ VALUES = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False, width=32),
     st.sampled_from(["", "x", "1", "none", "dm", "cfm", "pixels", "convnet", "vgg11", "hard", "soft", "sgd", "cosine"]),
     st.sampled_from(["[bold]x[/]", "a\nb", "s3://", ":smile:", "../..", "~", "\u2028"]),
+    st.sampled_from(["\x00", "a\x1bb", "\x7f", "\x85", "\ud800", "x\tz"]),  # dumped as YAML escapes
     st.text(alphabet=st.characters(codec="utf-8", exclude_characters=":"), max_size=8),
     st.lists(st.integers(min_value=-1, max_value=64), max_size=3),
     st.lists(st.sampled_from(["dm", "random", "resnet18", "hard"]), max_size=3),
