@@ -298,12 +298,12 @@ def leaderboard(
     try:
         rows = load_rows(results)
         references = load_references(results)
-        pub = load_published(published)
+        try:
+            pub = load_published(published)
+        except (OSError, ValueError) as err:
+            raise UserError(str(err), key="--published") from None
     except UserError as err:
         fail(err)
-        return
-    except (OSError, ValueError) as err:
-        fail(UserError(str(err), key="--published"))
         return
     from rich.table import Table
 

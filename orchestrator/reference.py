@@ -12,7 +12,6 @@ written to ``<experiment>/reference.parquet``, next to ``results.parquet``.
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow.parquet as pq
 import ray
 import torch
 
@@ -36,7 +34,7 @@ from orchestrator.evaluation import task_options
 from orchestrator.provenance import node_columns, now, versions
 from orchestrator.spec import SweepSpec
 from orchestrator.staging import staged_dataset_options
-from orchestrator.store import exists, join, read_bytes, rows_to_table, table_bytes, write_bytes_atomic
+from orchestrator.store import exists, join, read_table_file, rows_to_table, table_bytes, write_bytes_atomic
 
 REFERENCE_FILE = "reference.parquet"
 #: bump when the reference protocol changes, so cached references are not reused
@@ -248,4 +246,4 @@ def read_reference(experiment: str) -> pd.DataFrame | None:
     path = join(base, REFERENCE_FILE)
     if not exists(path):
         return None
-    return pq.read_table(io.BytesIO(read_bytes(path))).to_pandas()
+    return read_table_file(path)

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from orchestrator.errors import UserError
 from orchestrator.storage import delete_dir, exists, filesystem, join, list_files, read_bytes, write_bytes_atomic
 
 #: per-trial records (what a resumed search is told)
@@ -35,6 +36,16 @@ TRIALS_DIR = "trials"
 #: columns that identify one evaluation run; a row with the same key replaces the older one. The
 #: protocol is part of it: one set evaluated under two protocols gives two rows (``ddx evaluate``)
 ROW_KEY = ["trial_key", "eval_arch", "eval_resolution", "seed", "label_mode", "protocol"]
+
+
+def read_table_file(location: str) -> pd.DataFrame:
+    """A Parquet file's rows (a path or URI); a file that is not Parquet (truncated, overwritten)
+    is a :class:`UserError` naming it, not pyarrow's traceback."""
+    data = read_bytes(location)
+    try:
+        return pq.read_table(io.BytesIO(data)).to_pandas()
+    except pa.ArrowException as err:
+        raise UserError(f"not a readable Parquet file ({err}); restore or delete it", where=location) from None
 
 
 def row_key(df: pd.DataFrame) -> list[str]:
@@ -139,7 +150,7 @@ class ResultStore:
         path = self.rows_path(trial_key)
         if not exists(path):
             return []
-        return pq.read_table(io.BytesIO(read_bytes(path))).to_pandas().to_dict("records")
+        return read_table_file(path).to_dict("records")
 
     def write_trial_rows(self, trial_key: str, rows: list[dict[str, Any]]) -> None:
         """Atomically replace a trial's row file with ``rows`` (de-duplicated on the row key)."""
@@ -149,15 +160,15 @@ class ResultStore:
         write_bytes_atomic(self.rows_path(trial_key), table_bytes(rows_to_table(df.to_dict("records"))))
 
     def all_rows(self) -> pd.DataFrame:
-        fs, path = filesystem(join(self.root, "rows"))
+        rows_dir = join(self.root, "rows")
+        fs, path = filesystem(rows_dir)
         if fs.get_file_info(path).type == pafs.FileType.NotFound:
             return pd.DataFrame(columns=list(CORE_COLUMNS))
         infos = fs.get_file_info(pafs.FileSelector(path))
         frames = []
         for info in sorted(infos, key=lambda i: i.path):
             if info.is_file and info.path.endswith(".parquet") and not Path(info.path).name.startswith("."):
-                with fs.open_input_file(info.path) as fh:
-                    frames.append(pq.read_table(fh).to_pandas())
+                frames.append(read_table_file(join(rows_dir, Path(info.path).name)))
         frames = [f for f in frames if not f.empty]
         if not frames:
             return pd.DataFrame(columns=list(CORE_COLUMNS))
@@ -194,7 +205,7 @@ class ResultStore:
 def read_results(path: str) -> pd.DataFrame:
     """Read a ``results.parquet`` (or an experiment directory holding one)."""
     target = path if path.endswith(".parquet") else join(path, "results.parquet")
-    return pq.read_table(io.BytesIO(read_bytes(target))).to_pandas()
+    return read_table_file(target)
 
 
 __all__ = [
@@ -207,6 +218,7 @@ __all__ = [
     "join",
     "read_bytes",
     "read_results",
+    "read_table_file",
     "row_key",
     "rows_to_table",
     "table_bytes",

@@ -358,3 +358,24 @@ def test_report_of_a_running_or_interrupted_sweep_says_it_is_partial(experiment:
     assert f"{total} rows (1 failed) of 8 planned; partial" in " ".join(out.output.split())
     ResultStore(str(exp)).consolidate()  # the sweep finished: results.parquet is the newest file
     assert not load_experiment(str(exp)).partial
+
+
+def test_a_damaged_parquet_file_is_one_line_naming_it(experiment: Path, tmp_path: Path) -> None:
+    """A truncated results file, or a row file of a running sweep: report and leaderboard say which, exit 2
+    (a folder's report reads its row files, so a damaged results file alone does not stop it)."""
+    import shutil
+
+    from tests.helpers import cli
+
+    exp = tmp_path / "sweep-a"
+    shutil.copytree(experiment, exp)
+    results = exp / "results.parquet"
+    (row_file,) = sorted((exp / "rows").glob("*.parquet"))[:1]
+    for damaged, target in ((results, results), (row_file, exp)):  # the folder: its row files are read
+        damaged.write_bytes(damaged.read_bytes()[:100])  # cut short, as by a full disk or a killed copy
+        for argv in (["report", str(target), "--out", str(tmp_path / "r")], ["leaderboard", str(target)]):
+            res = cli(*argv)
+            lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+            assert res.exit_code == 2 and len(lines) == 1, res.output
+            assert lines[0].startswith(f"error: {damaged}: not a readable Parquet file"), lines[0]
+    assert not (tmp_path / "r").exists()  # nothing half-written
