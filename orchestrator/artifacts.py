@@ -23,6 +23,7 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from methods.parameterizations import Parameterization, from_payload, payload_from_bytes
+from orchestrator.errors import UserError
 from orchestrator.store import read_bytes
 
 
@@ -84,9 +85,24 @@ def grid_of(
 
 
 def _load_set(path: str | Path) -> tuple[Parameterization, dict[str, Any]]:
-    """The set saved at ``path`` (a file or a URI) and its ``extra`` metadata."""
-    payload = payload_from_bytes(read_bytes(str(path)))
-    return from_payload(payload), payload.get("extra", {})
+    """The set saved at ``path`` (a file or a URI) and its ``extra`` metadata; a file that is not a
+    ddx set is a :class:`UserError` naming it."""
+    try:
+        payload = payload_from_bytes(read_bytes(str(path)))
+    except Exception as err:  # torch.load's errors vary with what the bytes are (pickle, zip, KeyError…)
+        raise UserError(
+            f"cannot read it with torch.load(weights_only=True): {type(err).__name__}", where=str(path)
+        ) from None
+    if not (isinstance(payload, dict) and "config" in payload and "state" in payload):
+        raise UserError(
+            "not a ddx synthetic set (no 'config' and 'state'; a file of images and labels is evaluated "
+            "with `ddx evaluate`)",
+            where=str(path),
+        )
+    try:
+        return from_payload(payload), payload.get("extra", {})
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise UserError(f"a damaged ddx synthetic set ({type(err).__name__}: {err})", where=str(path)) from None
 
 
 def synthetic_grid(

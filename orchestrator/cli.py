@@ -489,7 +489,11 @@ def export(
     if not synthetic.is_file():
         fail(UserError("no such file (give a synthetic set .pt)", where=str(synthetic)))
         return
-    paths = export_class_grids(synthetic, out, resolution)
+    try:
+        paths = export_class_grids(synthetic, out, resolution)
+    except UserError as err:
+        fail(err)
+        return
     console.print(f"wrote {len(paths)} class grids to [bold]{out}[/]")
 
 

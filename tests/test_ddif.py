@@ -114,6 +114,27 @@ def test_ddx_export_writes_one_grid_per_class(tmp_path: Path) -> None:
     assert res.exit_code == 2
 
 
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"not a torch file", "cannot read it with torch.load(weights_only=True)"),
+        ({"images": torch.zeros(2, 1, 8, 8), "labels": torch.tensor([0, 1])}, "not a ddx synthetic set"),
+        ({"config": {"name": "pixels"}, "state": {}}, "a damaged ddx synthetic set"),
+    ],
+    ids=["junk", "images and labels", "damaged"],
+)
+def test_ddx_export_of_what_is_not_a_ddx_set_is_one_line(tmp_path: Path, content: object, says: str) -> None:
+    path = tmp_path / "x.pt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(content, path)
+    res = cli("export", str(path), "--out", str(tmp_path / "out"))
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {path}: {says}"), res.output
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_cpu_sweep_runs_end_to_end(cifar10_root: Path, tmp_path: Path) -> None:
     data = load_sweep("ddif_width_depth_cpu.yaml", cifar10_root)
