@@ -87,8 +87,9 @@ def grid_of(
 def _load_set(path: str | Path) -> tuple[Parameterization, dict[str, Any]]:
     """The set saved at ``path`` (a file or a URI) and its ``extra`` metadata; a file that is not a
     ddx set is a :class:`UserError` naming it."""
+    data = read_bytes(str(path))  # a missing file: FileNotFoundError, as from any reader
     try:
-        payload = payload_from_bytes(read_bytes(str(path)))
+        payload = payload_from_bytes(data)
     except Exception as err:  # torch.load's errors vary with what the bytes are (pickle, zip, KeyError…)
         raise UserError(
             f"cannot read it with torch.load(weights_only=True): {type(err).__name__}", where=str(path)

@@ -379,3 +379,22 @@ def test_a_damaged_parquet_file_is_one_line_naming_it(experiment: Path, tmp_path
             assert res.exit_code == 2 and len(lines) == 1, res.output
             assert lines[0].startswith(f"error: {damaged}: not a readable Parquet file"), lines[0]
     assert not (tmp_path / "r").exists()  # nothing half-written
+
+
+def test_an_unreadable_synthetic_set_is_noted_and_the_report_goes_on(experiment: Path, tmp_path: Path) -> None:
+    import shutil
+
+    exp = tmp_path / "sweep-a"
+    shutil.copytree(experiment, exp)
+    damaged = exp / "synthetic" / "trial0001.pt"
+    damaged.write_bytes(b"not a set")
+    (exp / "synthetic" / "trial0002.pt").unlink()
+    rows = ResultStore(str(exp)).current_rows()
+    rows["synthetic_path"] = rows["synthetic_path"].str.replace(str(experiment), str(exp), regex=False)
+    write_bytes_atomic(str(exp / "results.parquet"), table_bytes(rows_to_table(rows.to_dict("records"))))
+    _, paths = write_report(str(exp / "results.parquet"), tmp_path / "r", "md")
+    md = paths[0].read_text()
+    assert f"synthetic set not readable at `{damaged}` (cannot read it with torch.load(weights_only=True)" in md
+    assert f"synthetic set not readable at `{exp / 'synthetic' / 'trial0002.pt'}`" in md
+    assert "synthetic_trial0000" in md and "synthetic_trial0003" in md  # the readable sets' grids are drawn
+    assert "synthetic_trial0001" not in md and "synthetic_trial0002" not in md

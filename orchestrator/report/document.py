@@ -14,6 +14,7 @@ import pandas as pd
 
 from orchestrator.artifacts import synthetic_grid
 from orchestrator.dd_metrics import fmt_points, fmt_score, protocol_note
+from orchestrator.errors import UserError
 from orchestrator.report import plots
 from orchestrator.report import tables as T
 
@@ -287,8 +288,9 @@ def images_section(exp: T.Experiment) -> Section:
         path = str(r.get("synthetic_path") or "")
         try:
             grid = synthetic_grid(path)
-        except (FileNotFoundError, OSError, RuntimeError, KeyError, ValueError) as err:
-            sec.blocks.append(f"{labels[key]} ({key}): synthetic set not readable at `{path}` ({err}).")
+        except (UserError, OSError, RuntimeError, KeyError, ValueError) as err:  # the report goes on without it
+            why = err.message if isinstance(err, UserError) else str(err)
+            sec.blocks.append(f"{labels[key]} ({key}): synthetic set not readable at `{path}` ({why}).")
             continue
         caption = (
             f"{labels[key]} ({key}): {int(r['instances_per_class'])} instance(s) per class, "
