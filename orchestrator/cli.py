@@ -146,6 +146,13 @@ def sweep(
         for k, d in plan["swept"].items():
             console.print(Text(f"  {k}: {d}"), highlight=False, soft_wrap=True)
         return
+    from orchestrator.storage import check_storage  # pyarrow only: Ray is not imported yet
+
+    try:  # before Ray starts: a mistyped path or URI is one line in a second, not after Ray's start-up
+        check_storage(s.storage, key="storage")
+    except UserError as err:
+        fail(err)
+        return
     _prepare_local_client(address)
     from orchestrator import preflight, runtime
 

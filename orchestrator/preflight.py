@@ -1,8 +1,9 @@
 """Before a sweep runs: check what it needs, decide fresh or resumed, save its spec, warm a worker.
 
 Everything here needs only a connected Ray and the storage — not Tune, not pandas — so
-``ddx sweep`` runs it straight after Ray starts. Bad input (a resource the cluster lacks,
-unreachable storage, a saved spec that differs) stops the sweep with one line before
+``ddx sweep`` runs it straight after Ray starts (it checks that the storage can be written
+before that, :func:`orchestrator.storage.check_storage`, which needs no Ray). Bad input (a
+resource the cluster lacks, a saved spec that differs) stops the sweep with one line before
 anything is started; good input starts the warm-up worker (:mod:`orchestrator.warm_up`)
 about a second earlier than if it waited for Tune's import.
 """
@@ -16,7 +17,7 @@ from orchestrator import runtime, warm_up
 from orchestrator.errors import UserError
 from orchestrator.plan import SPEC_FILE
 from orchestrator.spec import SweepSpec
-from orchestrator.storage import check_storage, delete_dir, exists, join, read_bytes, write_bytes_atomic
+from orchestrator.storage import delete_dir, exists, join, read_bytes, write_bytes_atomic
 
 
 def check_resume(spec: SweepSpec, fresh: bool) -> bool:
@@ -43,7 +44,7 @@ def check_resume(spec: SweepSpec, fresh: bool) -> bool:
 
 
 def prepare(spec: SweepSpec, fresh: bool, warn: Callable[[str], None] = print) -> bool:
-    """Check the cluster and storage, fix fresh vs resumed (True: resumed), save the spec and, on
+    """Check the cluster, fix fresh vs resumed (True: resumed), save the spec and, on
     one machine with the CPUs free, start the warm-up. Raises :class:`UserError` on bad input;
     ``warn`` gets a line for work a cluster cannot place yet (an autoscaler may add the node)."""
     token = runtime.trial_token(spec.resources.trial_resources)
@@ -54,7 +55,6 @@ def prepare(spec: SweepSpec, fresh: bool, warn: Callable[[str], None] = print) -
     else:
         for line in runtime.misfit_warnings(demands, token):
             warn(line)
-    check_storage(spec.storage, key="storage")
     resumed = check_resume(spec, fresh)
     # the input is good: warm a worker for the first trial's tasks while Tune starts (one machine only)
     if spec.resources.distill_workers == 1 and runtime.one_node_free_for({"CPU": spec.resources.cpus_per_worker}):

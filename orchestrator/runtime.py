@@ -172,7 +172,12 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
             return f"the local Ray of `ddx up` ({kept.cpus} CPUs at {kept.address}; `ddx down` stops it)"
         if address:
             check_reachable(address)
-            ray.init(address=address, **kwargs)
+            try:
+                ray.init(address=address, **kwargs)
+            except ValueError as err:  # Ray's parse of the address ("Invalid address format: …")
+                raise UserError(
+                    f"not a Ray address: {address!r} ({err}); give auto, HOST:PORT or ray://HOST:PORT", key="--address"
+                ) from None
             return f"Ray cluster at {address}"
         info = ray.init(
             address="local",

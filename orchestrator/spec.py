@@ -310,7 +310,7 @@ class SweepBase(Strict):
     """The keys of a sweep file other than the prerequisite blocks (see :data:`SweepSpec`)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    storage: str = "./ddx_results"
+    storage: str = "./ddx_results"  # a folder (relative: to the current one) or a URI
     dataset: DatasetBlock = Field(default_factory=DatasetBlock)  # type: ignore[valid-type]
     method: dict[str, Any] = Field(default_factory=dict)
     search: dict[str, Domain] = Field(default_factory=dict)
@@ -322,6 +322,13 @@ class SweepBase(Strict):
     evaluation: Evaluation = Field(default_factory=Evaluation)  # type: ignore[valid-type]
     scheduler: Scheduler | None = None  # None: every trial runs to the end
     tracking: Tracking = Field(default_factory=Tracking)
+
+    @field_validator("storage")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("empty; give a folder or a URI (e.g. ./ddx_results or s3://bucket/prefix)")
+        return v
 
     # --- derived views -------------------------------------------------------------------
     def hyper_values(self, key: str) -> list[Any]:

@@ -140,8 +140,13 @@ def list_files(location: str, suffix: str = "") -> list[str]:
 
 def check_storage(location: str, key: str = "storage") -> None:
     """Fail with one line (exit 2) unless ``location`` can be written: a bad URI, no such bucket,
-    an unreachable endpoint or missing permissions are reported before any work starts."""
+    an unreachable endpoint or missing permissions are reported before any work starts.
+
+    It writes, reads back and deletes a probe object; on a local disk the folders it had to make
+    for it are removed again, so a check that passes (or a run that stops right after it)
+    leaves nothing behind."""
     probe = join(location, f".ddx-probe-{uuid.uuid4().hex[:8]}")
+    made = _missing_local_folders(location)
     try:
         write_bytes_atomic(probe, b"ok")
         if read_bytes(probe) != b"ok":
@@ -154,6 +159,25 @@ def check_storage(location: str, key: str = "storage") -> None:
             f"?endpoint_override=HOST:PORT&scheme=http for S3-compatible stores)",
             key=key,
         ) from None
+    finally:
+        for folder in made:  # deepest first; one that is no longer empty (another writer) stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+
+def _missing_local_folders(location: str) -> list[Path]:
+    """The folders of a local ``location`` that do not exist yet, deepest first ([] for a URI)."""
+    try:
+        path = local_path(location)
+    except (OSError, ValueError):
+        return []
+    missing = []
+    while path is not None and not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
 
 
 __all__ = [

@@ -38,6 +38,17 @@ def test_the_cli_reads_ray_address_as_address(tmp_path) -> None:
     assert "Traceback" not in out.stderr and not (tmp_path / "store").exists()  # nothing written
 
 
+def test_a_malformed_address_is_one_line(tmp_path) -> None:
+    spec = write_spec(tmp_path / "s.yaml", tiny_digits_spec(tmp_path / "store"))
+    out = ddx("sweep", str(spec), "--address", "head node", timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stdout + out.stderr
+    assert out.stderr.strip() == (
+        "error: --address: not a Ray address: 'head node' (Invalid address format: head node); "
+        "give auto, HOST:PORT or ray://HOST:PORT"
+    )
+    assert not (tmp_path / "store").exists()
+
+
 def test_trial_token_falls_back_to_a_cpu_sliver_without_the_driver_resource(ray_session) -> None:
     assert "ddx_driver" not in ray_session.cluster_resources()
     assert runtime.trial_token(None) == {"CPU": 0.01}

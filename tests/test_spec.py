@@ -211,6 +211,7 @@ CASES = {
     "domain in method": (lambda d: d["method"].update(iterations={"grid": [1, 2]}), "method.iterations", "search:"),
     "non-string key": (lambda d: d["method"].update({3: 4}), "method[3]", "keys must be strings"),
     "duplicate arch": (lambda d: d["evaluation"].update(archs=["resnet18", "resnet18"]), "evaluation.archs", "twice"),
+    "blank storage": (lambda d: d.update(storage=" "), "storage", "empty; give a folder or a URI"),
 }
 
 
@@ -553,3 +554,14 @@ def test_the_sweep_driver_reads_trial_failures_without_torch() -> None:
     out = fresh_output(code)
     assert "RuntimeError: ValueError: bad | /x/error.txt" in out
     assert "TORCH False" in out, out
+
+
+def test_storage_is_checked_before_ray_starts(tmp_path: Path) -> None:
+    """An unwritable storage or an empty --storage: one line, and no Ray was started for it."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    spec = write_spec(tmp_path / "s.yaml", tiny_digits_spec(blocker / "store"))  # under a file: cannot be made
+    for extra, says in (([], "storage: cannot write to"), (["--storage", ""], "--storage: empty")):
+        proc = cli("sweep", str(spec), *extra)
+        assert says in _one_error_line(proc)
+        assert "running on" not in proc.stdout  # the line that follows Ray's start

@@ -79,6 +79,20 @@ def test_unusable_storage_is_one_line_user_error(s3_server) -> None:
     check_storage(f"s3://exists-bucket/p?endpoint_override={endpoint}&scheme=http")  # a good one passes
 
 
+def test_the_local_storage_check_leaves_nothing_behind(tmp_path: Path) -> None:
+    """``ddx sweep`` probes the storage before Ray starts; a run that stops there (a wrong
+    address, say) must not leave the folders the probe made."""
+    check_storage(str(tmp_path / "new" / "deeper"))
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()
+    check_storage(str(tmp_path / "kept" / "store"))
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"] and list((tmp_path / "kept").iterdir()) == []
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError):
+        check_storage(str(tmp_path / "file" / "store"))  # a file in the way
+    assert (tmp_path / "file").read_text() == ""
+
+
 def test_experiment_dir_of_a_uri_with_a_query_is_a_valid_uri() -> None:
     from orchestrator.spec import parse_spec
 
