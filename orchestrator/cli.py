@@ -404,9 +404,12 @@ def evaluate(
     """Evaluate synthetic sets made anywhere under one protocol, beside a random real subset of the same size."""
     _prepare_local_client(address)  # before evaluate_sets imports Ray
     from orchestrator.evaluate_sets import EvaluateRequest, plan, run
-    from orchestrator.storage import join
+    from orchestrator.storage import check_storage, join
 
     try:
+        for key, given in (("--out", out), ("--storage", storage)):
+            if given is not None and not given.strip():
+                raise UserError("empty; give a folder or a URI", key=key)
         overrides = _settings(setting)
         if epochs is not None:
             overrides["epochs"] = epochs
@@ -436,6 +439,7 @@ def evaluate(
         if space is not None and space not in ("pixels", "normalized"):
             raise UserError(f"must be pixels or normalized, got {space!r}", key="--space")
         p = plan(req)
+        check_storage(req.out, key="--out" if out else "--storage")  # before Ray starts and any work is done
     except UserError as err:
         fail(err)
         return

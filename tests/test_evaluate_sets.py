@@ -89,6 +89,16 @@ def test_bad_input_is_one_line_exit_2(sets: dict[str, Path], args: list[str], sa
     assert not (tmp_path / "out").exists()  # nothing ran, nothing written
 
 
+def test_an_unwritable_or_empty_out_is_one_line_before_any_work(sets: dict[str, Path], tmp_path: Path) -> None:
+    """Checked before Ray starts: the evaluations used to run and then fail writing (a traceback)."""
+    blocked = sets["dm_pixels"] / "out"  # under a file: cannot be made
+    for out, says in ((str(blocked), f"--out: cannot write to '{blocked}'"), ("", "--out: empty")):
+        res = cli("evaluate", str(sets["dm_pixels"]), "--preset", "dd_standard", "--dataset", "digits", "--out", out)
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {says}"), res.output
+        assert "running on" not in res.stdout
+
+
 def test_normalisation_is_explicit(sets: dict[str, Path]) -> None:
     """A pixel-space tensor file, the PNG folder and the ddx set decode to the same normalised images."""
     from methods.external_sets import load_set
