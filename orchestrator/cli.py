@@ -42,6 +42,16 @@ def fail(err: UserError) -> None:
     raise typer.Exit(code=EXIT_BAD_INPUT)
 
 
+def os_error(err: OSError, out: object = None) -> UserError:
+    """A file the command could not read or write (an ``--out`` that cannot be made, a read-only
+    folder): one line naming it, instead of the traceback; ``out``: the command's ``--out``."""
+    where = str(err.filename if err.filename is not None else out)
+    reason = err.strerror or type(err).__name__
+    if out is not None and (where.startswith(str(out)) or str(out).startswith(where)):  # it, in it, or on its way
+        return UserError(f"cannot write it ({reason}); choose another", where=where, key="--out")
+    return UserError(reason, where=where)
+
+
 def _version(value: bool) -> None:
     if value:
         console.print(f"ddx {__version__}")
@@ -277,6 +287,9 @@ def report(
     except UserError as err:
         fail(err)
         return
+    except OSError as err:
+        fail(os_error(err, out))
+        return
     show_summary(summary(exp).drop(columns=["config", "distill_resolution"], errors="ignore"))
     console.print(f"{exp.status_line()} from {experiment}")
     for p in paths:
@@ -331,11 +344,14 @@ def leaderboard(
     for note in protocol_notes(board):
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix == ".md":
-            out.write_text(to_markdown(board))
-        else:
-            board.to_csv(out, index=False)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if out.suffix == ".md":
+                out.write_text(to_markdown(board))
+            else:
+                board.to_csv(out, index=False)
+        except OSError as err:
+            fail(os_error(err, out))
         console.print(f"wrote [bold]{out}[/]")
 
 
@@ -504,6 +520,9 @@ def export(
         paths = export_class_grids(synthetic, out, resolution)
     except UserError as err:
         fail(err)
+        return
+    except OSError as err:
+        fail(os_error(err, out))
         return
     console.print(f"wrote {len(paths)} class grids to [bold]{out}[/]")
 

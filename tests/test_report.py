@@ -398,3 +398,17 @@ def test_an_unreadable_synthetic_set_is_noted_and_the_report_goes_on(experiment:
     assert f"synthetic set not readable at `{exp / 'synthetic' / 'trial0002.pt'}`" in md
     assert "synthetic_trial0000" in md and "synthetic_trial0003" in md  # the readable sets' grids are drawn
     assert "synthetic_trial0001" not in md and "synthetic_trial0002" not in md
+
+
+@pytest.mark.parametrize("command", ["report", "leaderboard", "export"])
+def test_an_out_that_cannot_be_written_is_one_line(experiment: Path, tmp_path: Path, command: str) -> None:
+    from tests.helpers import cli
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = blocker / ("board.md" if command == "leaderboard" else "out")  # under a file: cannot be made
+    source = experiment / "synthetic" / "trial0000.pt" if command == "export" else experiment
+    res = cli(command, str(source), "--out", str(out))
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and "Traceback" not in res.output, res.output
+    assert lines[0].startswith("error: ") and "--out: cannot write it (" in lines[0], lines[0]
