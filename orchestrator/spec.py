@@ -33,6 +33,7 @@ from annotated_types import Len
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from methods import catalog
+from methods.datasets.layout import layout_problem
 from methods.datasets.options import DatasetOptions
 from methods.distill_options import DistillSettings
 from methods.eval_options import LABEL_MODE_REQUIRES, EvalSettings, LabelMode
@@ -746,6 +747,10 @@ def _check_dataset(spec: SweepBase) -> None:
             raise SpecError(problem, key="dataset.root")
     elif not Path(ds.root).expanduser().exists():
         raise SpecError(f"folder {ds.root!r} does not exist (download the data or fix the path)", key="dataset.root")
+    else:  # a URI root is staged onto each node first; its loader checks the layout there
+        problem = layout_problem(ds.name, Path(ds.root).expanduser())
+        if problem:
+            raise SpecError(f"{problem}; point it at the dataset's folder", key="dataset.root")
 
 
 def _check_budget(spec: SweepBase, params: list[str]) -> None:

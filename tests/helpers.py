@@ -59,6 +59,15 @@ def cli(*args: str):
     return CliRunner(env={"COLUMNS": "200"}).invoke(app, list(args))
 
 
+def class_folders(root: Path, classes: tuple[str, ...] = ("a", "b")) -> Path:
+    """``root/train/<class>/`` and ``root/test/<class>/``: the layout an ImageFolder (or CIFAR
+    tree) root must have for the sweep validator (no images: the validator reads none)."""
+    for split in ("train", "test"):
+        for c in classes:
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+    return root
+
+
 def write_spec(path: Path, spec: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path

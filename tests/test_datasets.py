@@ -166,3 +166,35 @@ def test_cifar10_from_torchvisions_binary_batches(tmp_path: Path, monkeypatch) -
     every_image_once = sorted(20 * c + j for c in range(10) for j in range(10))
     assert sorted(torch.cat([train_values, val_values]).tolist()) == every_image_once
     assert torch.equal(pixel(d.test_x), 255 - d.test_y)
+
+
+def test_layout_problem_names_what_is_missing_for_each_dataset(tmp_path: Path) -> None:
+    """The validator's layout check (torch-free): a root at the wrong level, a file, splits without classes."""
+    from methods.datasets.layout import layout_problem
+
+    tree = tmp_path / "tree"
+    for split in ("train", "test"):
+        (tree / "cifar10" / split / "cat").mkdir(parents=True)
+    assert layout_problem("cifar10", tree) is None  # train/ and test/ one level down, in cifar10/
+    assert layout_problem("cifar10", tree / "cifar10") is None
+    assert "neither torchvision's cifar-10-batches-py/" in layout_problem("cifar10", tmp_path)
+    assert layout_problem("imagefolder", tree / "cifar10") is None
+    assert "needs train/ and test/ (or val/)" in layout_problem("imagefolder", tree)  # one level too high
+    (tmp_path / "file").write_text("")
+    assert "is not a folder" in layout_problem("cifar100", tmp_path / "file")
+    (tmp_path / "flat" / "train").mkdir(parents=True)
+    (tmp_path / "flat" / "val").mkdir()
+    assert "has no class sub-folders" in layout_problem("imagefolder", tmp_path / "flat")
+    batches = tmp_path / "tv" / "cifar-100-python"
+    batches.mkdir(parents=True)
+    (batches / "train").write_bytes(b"")
+    assert "neither" in layout_problem("cifar100", tmp_path / "tv")  # test file missing
+    (batches / "test").write_bytes(b"")
+    assert layout_problem("cifar100", tmp_path / "tv") is None  # their checksums are the loader's (torchvision's)
+    tiny = tmp_path / "tiny" / "tiny-imagenet-200"
+    (tiny / "train" / "n01").mkdir(parents=True)
+    assert "val_annotations.txt" in layout_problem("tiny_imagenet", tmp_path / "tiny")
+    (tiny / "val").mkdir()
+    (tiny / "val" / "val_annotations.txt").write_text("")
+    assert layout_problem("tiny_imagenet", tmp_path / "tiny") is None
+    assert layout_problem("digits", tmp_path) is None  # no root to check

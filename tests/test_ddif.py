@@ -18,7 +18,7 @@ from methods.pipeline import param_options
 from orchestrator.errors import SpecError
 from orchestrator.search_space import trial_hyper, trial_key
 from orchestrator.spec import parse_spec
-from tests.helpers import REPO, cli, ddx, write_spec
+from tests.helpers import REPO, class_folders, cli, ddx, write_spec
 
 SWEEPS = REPO / "sweeps"
 
@@ -33,7 +33,7 @@ def load_sweep(name: str, root: Path, **changes: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("name", ["ddif_width_depth.yaml", "ddif_width_depth_cpu.yaml"])
 def test_sweep_files_validate_and_the_pixel_reference_is_one_trial(name: str, tmp_path: Path) -> None:
-    spec = parse_spec(load_sweep(name, tmp_path), where=name)
+    spec = parse_spec(load_sweep(name, class_folders(tmp_path)), where=name)
     assert spec.dataset.name == "cifar10" and spec.method["ipc"] == 1
     assert spec.evaluation.resolutions == [32, 64]
     grid = {k: d.grid for k, d in spec.search.items()}
@@ -47,7 +47,7 @@ def test_sweep_files_validate_and_the_pixel_reference_is_one_trial(name: str, tm
 
 
 def test_infeasible_width_depth_fails_before_any_work(tmp_path: Path) -> None:
-    data = load_sweep("ddif_width_depth.yaml", tmp_path)
+    data = load_sweep("ddif_width_depth.yaml", class_folders(tmp_path))
     data["search"]["nf_width"] = {"grid": [6, 10, 20, 40]}
     with pytest.raises(SpecError) as err:
         parse_spec(data, where="w.yaml")
@@ -66,7 +66,7 @@ def test_infeasible_width_depth_fails_before_any_work(tmp_path: Path) -> None:
 def test_ddx_validate_prints_one_line_and_exits_2(tmp_path: Path) -> None:
     spec = {
         "name": "bad",
-        "dataset": {"name": "cifar10", "root": str(tmp_path)},
+        "dataset": {"name": "cifar10", "root": str(class_folders(tmp_path))},
         "method": {"objective": "dm", "parameterization": "neural_field", "ipc": 1, "nf_width": 40, "nf_depth": 3},
     }
     res = cli("validate", str(write_spec(tmp_path / "bad.yaml", spec)))

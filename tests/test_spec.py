@@ -17,7 +17,7 @@ from methods.squeeze_options import SQUEEZE_PRESETS
 from orchestrator.errors import SpecError
 from orchestrator.plan import describe_plan
 from orchestrator.spec import PREREQUISITE_BLOCKS, SweepSpec, TeacherBlock, load_spec, parse_spec
-from tests.helpers import REPO, cli, ddx, fresh_output, tiny_digits_spec, write_spec
+from tests.helpers import REPO, class_folders, cli, ddx, fresh_output, tiny_digits_spec, write_spec
 
 SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))
 
@@ -36,7 +36,7 @@ def test_quickstart_parses_with_expected_values() -> None:
 
 def _with_data(path: Path, tmp_path: Path) -> Path:
     """A copy of a shipped sweep next to a ``../data/cifar10`` folder (its relative root)."""
-    (tmp_path / "data" / "cifar10").mkdir(parents=True, exist_ok=True)
+    class_folders(tmp_path / "data" / "cifar10")
     (tmp_path / "sweeps").mkdir(exist_ok=True)
     copy_path = tmp_path / "sweeps" / path.name
     copy_path.write_text(path.read_text())
@@ -289,8 +289,21 @@ def test_duplicated_top_level_key_and_merge_keys(tmp_path: Path) -> None:
     assert load_spec(ok).method == {"objective": "dm", "ipc": 2}
 
 
+def test_a_root_without_the_dataset_layout_is_one_line(tmp_path: Path) -> None:
+    """A root one level too high (or a file): caught by `ddx validate`, not by a failed trial."""
+    class_folders(tmp_path / "data" / "imgs")
+    data = tiny_digits_spec(tmp_path / "store", dataset={"name": "imagefolder", "root": str(tmp_path / "data")})
+    line = _one_error_line(cli("validate", str(write_spec(tmp_path / "s.yaml", data))))
+    assert line.endswith(
+        f"dataset.root: '{tmp_path / 'data'}' needs train/ and test/ (or val/) class folders; "
+        "point it at the dataset's folder"
+    ), line
+    data["dataset"]["root"] = str(tmp_path / "data" / "imgs")
+    assert cli("validate", str(write_spec(tmp_path / "s.yaml", data))).exit_code == 0
+
+
 def test_relative_root_resolves_against_the_spec_folder(tmp_path: Path, monkeypatch) -> None:
-    (tmp_path / "project" / "data" / "imgs").mkdir(parents=True)
+    class_folders(tmp_path / "project" / "data" / "imgs")
     data = tiny_digits_spec(tmp_path / "store", dataset={"name": "imagefolder", "root": "data/imgs", "resolution": 8})
     path = write_spec(tmp_path / "project" / "sweep.yaml", data)
     elsewhere = tmp_path / "elsewhere"
@@ -484,7 +497,7 @@ def test_evaluation_preset_fills_the_keys_not_given(tmp_path: Path) -> None:
     assert (ev.optimizer, ev.schedule, ev.mix, ev.label_modes) == ("adamw", "cosine_half", "cutmix", ["soft"])
     assert ev.archs == ["convnet_bn_d3", "resnet18"]
     assert describe_plan(spec)["prerequisites"] == {"teacher": ["label_mode soft"]}
-    cifar = tiny_digits_spec(tmp_path / "store", dataset={"name": "imagefolder", "root": str(tmp_path)})
+    cifar = tiny_digits_spec(tmp_path / "store", dataset={"name": "imagefolder", "root": str(class_folders(tmp_path))})
     cifar["dataset"]["name"] = "cifar10"
     cifar["evaluation"] = {"preset": "cfm_code", "resolutions": [32]}
     with pytest.raises(SpecError, match=r"evaluation.preset: preset 'cfm_code' sets the batch size per IPC"):

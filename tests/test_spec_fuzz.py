@@ -20,17 +20,17 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import REPO, cli
+from tests.helpers import REPO, class_folders, cli
 
 SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Iterator[Path]:
-    """A folder with ``sweeps/`` and the shipped sweeps' ``../data/cifar10`` (an empty folder);
+    """A folder with ``sweeps/`` and the shipped sweeps' ``../data/cifar10`` (class folders, no images);
     a mutated URI root waits on the network 2 s at most."""
     root = tmp_path_factory.mktemp("fuzz")
-    (root / "data" / "cifar10").mkdir(parents=True)
+    class_folders(root / "data" / "cifar10")
     (root / "sweeps").mkdir()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("orchestrator.spec.URI_TIMEOUT_S", 2.0)

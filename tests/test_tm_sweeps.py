@@ -20,7 +20,7 @@ from orchestrator.cache import MANIFEST_SUFFIX, file_sha256
 from orchestrator.errors import SpecError
 from orchestrator.spec import parse_spec
 from orchestrator.storage import join, list_files, read_bytes
-from tests.helpers import REPO, ddx, write_spec
+from tests.helpers import REPO, class_folders, ddx, write_spec
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -44,7 +44,7 @@ def load_sweep(name: str, root: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize("name", GPU_FILES + CPU_TWINS)
 def test_tm_sweep_files_validate_and_keep_only_what_they_read(name: str, tmp_path: Path) -> None:
-    spec = parse_spec(load_sweep(name, tmp_path), where=name)
+    spec = parse_spec(load_sweep(name, class_folders(tmp_path)), where=name)
     assert spec.dataset.name == "cifar10" and spec.method["objective"] == "tm"
     assert spec.evaluation.lr_from_set
     assert spec.evaluation.preset == ("ddif_paper" if name.startswith("ddif") else "dd_standard")
@@ -76,7 +76,7 @@ def test_ddif_tm_files_hold_table_9c() -> None:
 
 
 def test_experts_too_short_for_the_trials_fail_validation(tmp_path: Path) -> None:
-    data = load_sweep("tm_cifar10.yaml", tmp_path)
+    data = load_sweep("tm_cifar10.yaml", class_folders(tmp_path))
     data["search"] = {"max_start_epoch": {"grid": [2, 3]}}
     del data["method"]["max_start_epoch"]
     with pytest.raises(SpecError) as err:

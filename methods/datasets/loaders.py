@@ -15,6 +15,7 @@ from torch import Tensor
 from methods.catalog import NATIVE_SHAPES, NEEDS_ROOT  # noqa: F401  (re-exported: the catalog's dataset shapes)
 from methods.datasets.base import DatasetError, RealData, limit_per_class, resize_images, stratified_split
 from methods.datasets.folders import decode_samples, default_cache_dir, list_class_folder, select_per_class
+from methods.datasets.layout import cifar_folders, imagefolder_splits, tiny_imagenet_base
 from methods.datasets.options import DatasetOptions
 from methods.datasets.zca import apply_zca, fit_zca
 from methods.registry import Registry
@@ -128,11 +129,12 @@ def _cifar(opts: DatasetOptions, reader: str, folder: str) -> RawSplits:
     raw = _torchvision_cifar(root, reader)
     if raw is not None:
         return _subset_raw(raw, opts)
-    for base in (root, root / opts.name):
-        if (base / "train").is_dir() and (base / "test").is_dir():
-            return _folder_splits(opts, base / "train", base / "test", 3)
+    splits = cifar_folders(root, opts.name)
+    if splits is not None:
+        return _folder_splits(opts, *splits, 3)
     raise DatasetError(
-        f"dataset.root {str(root)!r} holds neither torchvision's {folder}/ batches nor train/ and test/ class folders"
+        f"dataset.root {str(root)!r} holds neither torchvision's {folder}/ batches (complete, with their "
+        "checksums) nor train/ and test/ class folders"
     )
 
 
@@ -152,7 +154,7 @@ def load_cifar100(opts: DatasetOptions) -> RawSplits:
 def load_tiny_imagenet(opts: DatasetOptions) -> RawSplits:
     """Tiny-ImageNet-200 as downloaded: ``train/<wnid>/images``; the labelled ``val/`` is the test split."""
     root = _require_root(opts)
-    base = root / "tiny-imagenet-200" if (root / "tiny-imagenet-200").is_dir() else root
+    base = tiny_imagenet_base(root)
     classes, train = list_class_folder(base / "train")
     ann = base / "val" / "val_annotations.txt"
     if not ann.exists():
@@ -175,10 +177,10 @@ def load_tiny_imagenet(opts: DatasetOptions) -> RawSplits:
 def load_imagefolder(opts: DatasetOptions) -> RawSplits:
     """Any tree ``<root>/train/<class>/*`` with ``<root>/test/`` (or ``val/``); resized to ``resolution``."""
     root = _require_root(opts)
-    test_dir = next((root / s for s in ("test", "val") if (root / s).is_dir()), None)
-    if not (root / "train").is_dir() or test_dir is None:
+    splits = imagefolder_splits(root)
+    if splits is None:
         raise DatasetError(f"dataset.root {str(root)!r} needs train/ and test/ (or val/) class folders")
-    return _folder_splits(opts, root / "train", test_dir, 3)
+    return _folder_splits(opts, *splits, 3)
 
 
 def load_dataset(opts: DatasetOptions) -> RealData:
