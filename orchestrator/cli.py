@@ -7,6 +7,8 @@ Heavy modules (torch, Ray, pandas) are imported inside the commands that need th
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -50,6 +52,18 @@ def os_error(err: OSError, out: object = None) -> UserError:
     if out is not None and (where.startswith(str(out)) or str(out).startswith(where)):  # it, in it, or on its way
         return UserError(f"cannot write it ({reason}); choose another", where=where, key="--out")
     return UserError(reason, where=where)
+
+
+@contextmanager
+def one_line_errors(out: object = None) -> Iterator[None]:
+    """Bad input (:class:`UserError`) or a file that cannot be read or written (:func:`os_error`,
+    ``out``: the command's ``--out``) inside the block: one line on stderr, exit 2."""
+    try:
+        yield
+    except UserError as err:
+        fail(err)
+    except OSError as err:
+        fail(os_error(err, out))
 
 
 def _version(value: bool) -> None:
@@ -282,14 +296,8 @@ def report(
     if out is None and "://" in experiment:
         fail(UserError("give --out for a remote experiment (the report is written locally)", where=experiment))
         return
-    try:
+    with one_line_errors(out):
         exp, paths = write_report(experiment, out, fmt)
-    except UserError as err:
-        fail(err)
-        return
-    except OSError as err:
-        fail(os_error(err, out))
-        return
     show_summary(summary(exp).drop(columns=["config", "distill_resolution"], errors="ignore"))
     console.print(f"{exp.status_line()} from {experiment}")
     for p in paths:
@@ -344,14 +352,12 @@ def leaderboard(
     for note in protocol_notes(board):
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     if out is not None:
-        try:
+        with one_line_errors(out):
             out.parent.mkdir(parents=True, exist_ok=True)
             if out.suffix == ".md":
                 out.write_text(to_markdown(board))
             else:
                 board.to_csv(out, index=False)
-        except OSError as err:
-            fail(os_error(err, out))
         console.print(f"wrote [bold]{out}[/]")
 
 
@@ -516,14 +522,8 @@ def export(
     if not synthetic.is_file():
         fail(UserError("no such file (give a synthetic set .pt)", where=str(synthetic)))
         return
-    try:
+    with one_line_errors(out):
         paths = export_class_grids(synthetic, out, resolution)
-    except UserError as err:
-        fail(err)
-        return
-    except OSError as err:
-        fail(os_error(err, out))
-        return
     console.print(f"wrote {len(paths)} class grids to [bold]{out}[/]")
 
 
