@@ -17,7 +17,7 @@ from orchestrator import runtime, warm_up
 from orchestrator.errors import UserError
 from orchestrator.plan import SPEC_FILE
 from orchestrator.spec import SweepSpec
-from orchestrator.storage import delete_dir, exists, join, read_bytes, write_bytes_atomic
+from orchestrator.storage import delete_dir, exists, join, read_json, write_bytes_atomic
 
 
 def check_resume(spec: SweepSpec, fresh: bool) -> bool:
@@ -33,7 +33,7 @@ def check_resume(spec: SweepSpec, fresh: bool) -> bool:
         return False
     if not exists(saved):
         return False
-    previous = json.loads(read_bytes(saved))
+    previous = read_json(saved, fix="restore it, or run with --fresh to start over (the experiment is deleted)")
     if previous.get("config_hash") != spec.config_hash():
         raise UserError(
             f"the sweep in {exp} was started from a different spec (hash {previous.get('config_hash')} ≠ "

@@ -14,10 +14,12 @@ through single-object uploads, which readers see whole or not at all.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import pyarrow.fs as pafs
 
@@ -69,6 +71,16 @@ def read_bytes(location: str) -> bytes:
     fs, path = filesystem(location)
     with fs.open_input_stream(path) as fh:
         return fh.read()
+
+
+def read_json(location: str, fix: str = "restore or delete it") -> Any:
+    """A JSON file ddx wrote (a saved spec, a trial record, a set's card); one that is not JSON
+    (truncated, edited by hand) is a :class:`UserError` naming it and ``fix``, not a traceback."""
+    data = read_bytes(location)
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"not readable JSON ({err}); {fix}", where=location) from None
 
 
 def write_bytes_atomic(location: str, data: bytes) -> None:
@@ -193,6 +205,7 @@ __all__ = [
     "list_files",
     "local_path",
     "read_bytes",
+    "read_json",
     "upload_file",
     "write_bytes_atomic",
 ]

@@ -18,7 +18,6 @@ filesystems, whose single-object writes are atomic (:mod:`orchestrator.storage`)
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,16 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from orchestrator.errors import UserError
-from orchestrator.storage import delete_dir, exists, filesystem, join, list_files, read_bytes, write_bytes_atomic
+from orchestrator.storage import (
+    delete_dir,
+    exists,
+    filesystem,
+    join,
+    list_files,
+    read_bytes,
+    read_json,
+    write_bytes_atomic,
+)
 
 #: per-trial records (what a resumed search is told)
 TRIALS_DIR = "trials"
@@ -140,7 +148,7 @@ class ResultStore:
 
     def trial_records(self) -> list[dict[str, Any]]:
         """Every trial record (``trials/<key>.json``: swept values, status, final metric)."""
-        return [json.loads(read_bytes(loc)) for loc in list_files(join(self.root, TRIALS_DIR), ".json")]
+        return [read_json(loc) for loc in list_files(join(self.root, TRIALS_DIR), ".json")]
 
     @property
     def results_path(self) -> str:

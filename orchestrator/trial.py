@@ -43,7 +43,7 @@ from orchestrator.evaluation import EvalJob, failed_result, plan_jobs, protocol_
 from orchestrator.metrics import TRIAL_METRICS
 from orchestrator.search_space import REPEAT_KEY, trial_hyper, trial_key
 from orchestrator.spec import SweepSpec
-from orchestrator.storage import delete, exists, join, read_bytes, write_bytes_atomic
+from orchestrator.storage import delete, exists, join, read_bytes, read_json, write_bytes_atomic
 from orchestrator.store import ResultStore
 
 #: Ray retries of the one-worker distillation task after a lost process or node
@@ -188,7 +188,7 @@ class TrialRun:
                 delete(job.state_location)  # the set is saved; the resumable state is no longer needed
         card = set_card_location(syn)
         if exists(card):
-            return json.loads(read_bytes(card))
+            return read_json(card)
         # a set saved before cards existed: describe it from its tensors (imports torch here only)
         from methods.parameterizations import payload_from_bytes
         from orchestrator.distill_worker import set_card

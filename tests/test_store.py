@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 
 from orchestrator.store import CORE_COLUMNS, ROW_KEY, ResultStore, rows_to_table, write_bytes_atomic
 
@@ -78,3 +79,30 @@ def test_consolidate_of_an_empty_experiment_writes_an_empty_table(tmp_path: Path
     df = store.consolidate()
     assert df.empty
     assert set(CORE_COLUMNS) <= set(pq.read_schema(store.results_path).names)
+
+
+def test_a_damaged_json_file_of_an_experiment_is_one_line_naming_it(tmp_path: Path) -> None:
+    """A truncated saved spec (read when a sweep resumes) or trial record: a UserError naming the file."""
+    from orchestrator.errors import UserError
+    from orchestrator.plan import SPEC_FILE
+    from orchestrator.preflight import check_resume
+    from orchestrator.spec import parse_spec
+    from tests.helpers import tiny_digits_spec
+
+    spec = parse_spec(tiny_digits_spec(tmp_path / "store"))
+    saved = Path(spec.experiment_dir()) / SPEC_FILE
+    saved.parent.mkdir(parents=True)
+    saved.write_text('{"config_hash": "ab')  # cut short
+    with pytest.raises(UserError) as err:
+        check_resume(spec, fresh=False)
+    assert err.value.where == str(saved) and "not readable JSON" in err.value.message
+    assert "--fresh" in err.value.message
+    assert check_resume(spec, fresh=True) is False and not saved.exists()  # --fresh starts over
+
+    store = ResultStore(str(tmp_path / "exp"))
+    record = Path(store.trial_record_path("k1"))
+    record.parent.mkdir(parents=True)
+    record.write_bytes(b"\xff\xfe")
+    with pytest.raises(UserError) as err:
+        store.trial_records()
+    assert err.value.where == str(record) and "restore or delete it" in err.value.line()
