@@ -172,11 +172,8 @@ def sweep(
         return
     from orchestrator.storage import check_storage  # pyarrow only: Ray is not imported yet
 
-    try:  # before Ray starts: a mistyped path or URI is one line in a second, not after Ray's start-up
+    with one_line_errors():  # before Ray starts: a mistyped path or URI is one line in a second
         check_storage(s.storage, key="storage")
-    except UserError as err:
-        fail(err)
-        return
     _prepare_local_client(address)
     from orchestrator import preflight, runtime
 
@@ -426,12 +423,13 @@ def evaluate(
     """Evaluate synthetic sets made anywhere under one protocol, beside a random real subset of the same size."""
     _prepare_local_client(address)  # before evaluate_sets imports Ray
     from orchestrator.evaluate_sets import EvaluateRequest, plan, run
+    from orchestrator.spec import EMPTY_LOCATION
     from orchestrator.storage import check_storage, join
 
     try:
         for key, given in (("--out", out), ("--storage", storage)):
             if given is not None and not given.strip():
-                raise UserError("empty; give a folder or a URI", key=key)
+                raise UserError(EMPTY_LOCATION, key=key)
         overrides = _settings(setting)
         if epochs is not None:
             overrides["epochs"] = epochs

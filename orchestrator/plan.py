@@ -17,7 +17,7 @@ from typing import Any
 
 from orchestrator.errors import UserError
 from orchestrator.eval_plan import plan_jobs
-from orchestrator.spec import SweepBase, distill_resolution, needed_prerequisites
+from orchestrator.spec import EMPTY_LOCATION, SweepBase, distill_resolution, needed_prerequisites
 from orchestrator.trial_keys import REPEAT_KEY, trial_hyper, trial_key
 
 #: where a sweep's spec is saved in its experiment directory (with its config hash): resume
@@ -162,7 +162,7 @@ def describe_plan(spec: SweepBase) -> dict[str, Any]:
 def resolve_storage(spec: SweepBase, storage: str | None) -> SweepBase:
     """Apply ``--storage`` and make a local storage path absolute (Tune/Train change directory)."""
     if storage is not None and not storage.strip():
-        raise UserError("empty; give a folder or a URI (e.g. ./ddx_results or s3://bucket/prefix)", key="--storage")
+        raise UserError(EMPTY_LOCATION, key="--storage")
     target = storage or spec.storage
     if "://" not in target:
         target = str(Path(target).expanduser().resolve())

@@ -307,6 +307,10 @@ PREREQUISITE_BLOCKS: dict[str, type[OptionsBlock]] = _prerequisite_blocks()
 TeacherBlock = PREREQUISITE_BLOCKS["teacher"]
 
 
+#: what an empty storage location (in a sweep file or on the command line) is told
+EMPTY_LOCATION = "empty; give a folder or a URI (e.g. ./ddx_results or s3://bucket/prefix)"
+
+
 class SweepBase(Strict):
     """The keys of a sweep file other than the prerequisite blocks (see :data:`SweepSpec`)."""
 
@@ -328,7 +332,7 @@ class SweepBase(Strict):
     @classmethod
     def _not_blank(cls, v: str) -> str:
         if not v.strip():
-            raise ValueError("empty; give a folder or a URI (e.g. ./ddx_results or s3://bucket/prefix)")
+            raise ValueError(EMPTY_LOCATION)
         return v
 
     # --- derived views -------------------------------------------------------------------
@@ -953,6 +957,7 @@ def load_spec(path: str | Path) -> SweepBase:
 __all__ = [
     "CORE_KEYS",
     "DOMAIN_KINDS",
+    "EMPTY_LOCATION",
     "PREREQUISITE_BLOCKS",
     "DatasetBlock",
     "Domain",

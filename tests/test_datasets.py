@@ -191,6 +191,8 @@ def test_layout_problem_names_what_is_missing_for_each_dataset(tmp_path: Path) -
     assert "neither" in layout_problem("cifar100", tmp_path / "tv")  # test file missing
     (batches / "test").write_bytes(b"")
     assert layout_problem("cifar100", tmp_path / "tv") is None  # their checksums are the loader's (torchvision's)
+    with pytest.raises(DatasetError, match="cifar-100-python/ batches fail their checksums"):
+        load_dataset(DatasetOptions(name="cifar100", root=str(tmp_path / "tv")))
     tiny = tmp_path / "tiny" / "tiny-imagenet-200"
     (tiny / "train" / "n01").mkdir(parents=True)
     assert "val_annotations.txt" in layout_problem("tiny_imagenet", tmp_path / "tiny")

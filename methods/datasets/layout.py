@@ -1,13 +1,15 @@
 """Where each dataset's files lie below ``dataset.root``, found without reading any image.
 
-The loaders (:mod:`methods.datasets.loaders`) find their folders through these functions, and
-the sweep validator calls :func:`layout_problem` on a local root, so a root one level too high
-or too low, or a folder without the expected splits, is one line before anything runs instead
-of a failed trial after Ray's start-up. Standard library only (the validator imports no torch).
+The loaders (:mod:`methods.datasets.loaders`) check their root with :func:`layout_problem` and
+find their folders through these functions, and the sweep validator calls it on a local root,
+so a root one level too high or too low, or a folder without the expected splits, is one line
+before anything runs instead of a failed trial after Ray's start-up. Standard library only
+(the validator imports no torch).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 #: torchvision's CIFAR folders and the files its readers open (their checksums are torchvision's check)
@@ -48,39 +50,57 @@ def _no_class_folders(split: Path) -> str | None:
     return None
 
 
-def layout_problem(name: str, root: Path) -> str | None:
-    """What is wrong with ``root`` as the local folder of dataset ``name`` (None: its layout is
-    right; the files themselves are read, and checked, by the loader). Datasets without a root
-    (digits) or registered elsewhere are not checked here."""
-    if name not in (*TORCHVISION_CIFAR, "tiny_imagenet", "imagefolder"):
+def _cifar_problem(root: Path, name: str) -> str | None:
+    if has_torchvision_cifar(root, name):
         return None
-    if not root.is_dir():
-        return f"{str(root)!r} is not a folder"
-    if name in TORCHVISION_CIFAR:
-        if has_torchvision_cifar(root, name):
-            return None
-        splits = cifar_folders(root, name)
-        if splits is None:
-            folder = TORCHVISION_CIFAR[name][0]
-            return (
-                f"{str(root)!r} holds neither torchvision's {folder}/ batches nor train/ and test/ class folders "
-                f"(looked in it and in {name}/ below it)"
-            )
-        return _no_class_folders(splits[0]) or _no_class_folders(splits[1])
-    if name == "tiny_imagenet":
-        base = tiny_imagenet_base(root)
-        if not (base / "train").is_dir():
-            return f"{str(root)!r} has no train/ (nor tiny-imagenet-200/train/): not Tiny-ImageNet as unpacked"
-        if not (base / "val" / "val_annotations.txt").is_file():
-            return f"missing {base / 'val' / 'val_annotations.txt'} (Tiny-ImageNet's validation labels)"
-        return _no_class_folders(base / "train")
+    splits = cifar_folders(root, name)
+    if splits is None:
+        return (
+            f"{str(root)!r} holds neither torchvision's {TORCHVISION_CIFAR[name][0]}/ batches nor train/ and test/ "
+            f"class folders (looked in it and in {name}/ below it)"
+        )
+    return _no_class_folders(splits[0]) or _no_class_folders(splits[1])
+
+
+def _tiny_imagenet_problem(root: Path, name: str) -> str | None:
+    base = tiny_imagenet_base(root)
+    if not (base / "train").is_dir():
+        return f"{str(root)!r} has no train/ (nor tiny-imagenet-200/train/): not Tiny-ImageNet as unpacked"
+    if not (base / "val" / "val_annotations.txt").is_file():
+        return f"missing {base / 'val' / 'val_annotations.txt'} (Tiny-ImageNet's validation labels)"
+    return _no_class_folders(base / "train")
+
+
+def _imagefolder_problem(root: Path, name: str) -> str | None:
     splits = imagefolder_splits(root)
     if splits is None:
         return f"{str(root)!r} needs train/ and test/ (or val/) class folders"
     return _no_class_folders(splits[0]) or _no_class_folders(splits[1])
 
 
+#: dataset name → its layout check (datasets without a root, like digits, have none)
+LAYOUT_CHECKS: dict[str, Callable[[Path, str], str | None]] = {
+    "cifar10": _cifar_problem,
+    "cifar100": _cifar_problem,
+    "tiny_imagenet": _tiny_imagenet_problem,
+    "imagefolder": _imagefolder_problem,
+}
+
+
+def layout_problem(name: str, root: Path) -> str | None:
+    """What is wrong with ``root`` as the local folder of dataset ``name`` (None: its layout is
+    right; the files themselves are read, and checked, by the loader). Datasets without a
+    check in :data:`LAYOUT_CHECKS` (digits, or registered elsewhere) are not checked."""
+    check = LAYOUT_CHECKS.get(name)
+    if check is None:
+        return None
+    if not root.is_dir():
+        return f"{str(root)!r} is not a folder"
+    return check(root, name)
+
+
 __all__ = [
+    "LAYOUT_CHECKS",
     "TORCHVISION_CIFAR",
     "cifar_folders",
     "has_torchvision_cifar",

@@ -15,7 +15,7 @@ from torch import Tensor
 from methods.catalog import NATIVE_SHAPES, NEEDS_ROOT  # noqa: F401  (re-exported: the catalog's dataset shapes)
 from methods.datasets.base import DatasetError, RealData, limit_per_class, resize_images, stratified_split
 from methods.datasets.folders import decode_samples, default_cache_dir, list_class_folder, select_per_class
-from methods.datasets.layout import cifar_folders, imagefolder_splits, tiny_imagenet_base
+from methods.datasets.layout import cifar_folders, imagefolder_splits, layout_problem, tiny_imagenet_base
 from methods.datasets.options import DatasetOptions
 from methods.datasets.zca import apply_zca, fit_zca
 from methods.registry import Registry
@@ -46,6 +46,9 @@ def _require_root(opts: DatasetOptions) -> Path:
     root = Path(opts.root).expanduser()
     if not root.exists():
         raise DatasetError(f"dataset.root {str(root)!r} does not exist")
+    problem = layout_problem(opts.name, root)  # the validator's check, for roots staged from a URI too
+    if problem:
+        raise DatasetError(f"dataset.root: {problem}")
     return root
 
 
@@ -132,9 +135,9 @@ def _cifar(opts: DatasetOptions, reader: str, folder: str) -> RawSplits:
     splits = cifar_folders(root, opts.name)
     if splits is not None:
         return _folder_splits(opts, *splits, 3)
+    # the layout check passed on torchvision's files, which torchvision then rejected
     raise DatasetError(
-        f"dataset.root {str(root)!r} holds neither torchvision's {folder}/ batches (complete, with their "
-        "checksums) nor train/ and test/ class folders"
+        f"dataset.root {str(root)!r}: torchvision's {folder}/ batches fail their checksums; download them again"
     )
 
 
@@ -156,9 +159,7 @@ def load_tiny_imagenet(opts: DatasetOptions) -> RawSplits:
     root = _require_root(opts)
     base = tiny_imagenet_base(root)
     classes, train = list_class_folder(base / "train")
-    ann = base / "val" / "val_annotations.txt"
-    if not ann.exists():
-        raise DatasetError(f"missing {ann} (Tiny-ImageNet's validation labels)")
+    ann = base / "val" / "val_annotations.txt"  # there: the layout check of _require_root
     index = {c: i for i, c in enumerate(classes)}
     test = []
     for line in ann.read_text().splitlines():
@@ -178,8 +179,7 @@ def load_imagefolder(opts: DatasetOptions) -> RawSplits:
     """Any tree ``<root>/train/<class>/*`` with ``<root>/test/`` (or ``val/``); resized to ``resolution``."""
     root = _require_root(opts)
     splits = imagefolder_splits(root)
-    if splits is None:
-        raise DatasetError(f"dataset.root {str(root)!r} needs train/ and test/ (or val/) class folders")
+    assert splits is not None  # _require_root's layout check found them
     return _folder_splits(opts, *splits, 3)
 
 
