@@ -573,6 +573,23 @@ def _read(experiment: str, reader):
         ) from None
 
 
+def usage_error(err: typer.TyperException) -> int:
+    """Print a command-line usage error (an unknown command or option, a missing or malformed
+    argument) as one line naming the command and its ``--help``; returns its exit code (2).
+
+    Click's own rendering is a usage line, a hint and a boxed message; ``ddx`` with no command
+    prints its help instead (Typer has printed it already when this error arrives).
+    """
+    if type(err).__name__ == "NoArgsIsHelpError":
+        return err.exit_code
+    ctx = getattr(err, "ctx", None)
+    command = ctx.command_path if ctx is not None else "ddx"
+    message = " ".join(err.format_message().split())
+    fail_line = Text.assemble(("error:", "bold red"), f" {command}: {message} (see `{command} --help`)")
+    err_console.print(fail_line, highlight=False, soft_wrap=True)
+    return err.exit_code
+
+
 def run() -> None:
     """The ``ddx`` command (console script and ``python -m orchestrator``): the CLI, then a prompt exit.
 
@@ -582,10 +599,15 @@ def run() -> None:
     the process ends at once, with the command's exit code.
     """
     try:
-        app(prog_name="ddx")
-        code = 0
+        returned = app(prog_name="ddx", standalone_mode=False)
+        code = returned if isinstance(returned, int) else 0  # typer.Exit's code (--help, --version: 0)
     except SystemExit as err:
         code = err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
+    except typer.TyperException as err:  # Click's usage errors (Typer's copy of Click) and BadParameter
+        code = usage_error(err)
+    except typer.Abort:
+        err_console.print("aborted", highlight=False)
+        code = 1
     ray = sys.modules.get("ray")
     if ray is None or ray.is_initialized():  # never started Ray (or left it running): the usual exit
         sys.exit(code)

@@ -477,6 +477,33 @@ def test_real_process_bad_spec_exits_2_with_one_line(tmp_path: Path) -> None:
     assert version.returncode == 0 and version.stdout.startswith("ddx ")
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["sweep"], "error: ddx sweep: Missing argument 'spec'. (see `ddx sweep --help`)"),
+        (["sweeep", "x.yaml"], "error: ddx: No such command 'sweeep'. Did you mean 'sweep'? (see `ddx --help`)"),
+        (["up", "--cpus", "0"], "error: ddx up: Invalid value for '--cpus': Input should be greater than or equal"),
+        (["report", "x", "--bogus"], "error: ddx report: No such option: --bogus"),
+    ],
+)
+def test_command_line_usage_errors_are_one_line(args: list[str], line: str) -> None:
+    """A mistyped command, option or argument: one line naming the command and its --help, exit 2
+    (Click's own rendering is a usage line, a hint and a box)."""
+    proc = ddx(*args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(line), proc.stderr
+    assert lines[0].endswith("--help`)") and proc.stdout == ""
+
+
+def test_help_and_no_command_still_print_the_help() -> None:
+    """``ddx`` alone prints its help (exit 2, as Click does); ``--help`` exits 0."""
+    bare, helped = ddx(), ddx("sweep", "--help")
+    assert bare.returncode == 2 and "Usage: ddx [OPTIONS] COMMAND" in bare.stdout + bare.stderr
+    assert "error:" not in bare.stderr
+    assert helped.returncode == 0 and "Usage: ddx sweep [OPTIONS]" in helped.stdout
+
+
 def test_spec_json_is_stable_for_the_trial_key() -> None:
     """config_hash covers what determines results: a given prerequisite block changes it, storage does not."""
     a = parse_spec(tiny_digits_spec(Path("/tmp/a")))
