@@ -39,19 +39,54 @@ DRIVER_RESOURCE = "ddx_driver"
 LOCAL_DRIVER_SLOTS = 1000
 
 
+#: the port Ray Client listens on when a ``ray://`` address names none (Ray's default)
+RAY_CLIENT_DEFAULT_PORT = 10001
+#: what an address may be, for error lines
+ADDRESS_FORMS = "give auto, HOST:PORT or ray://HOST:PORT (omit --address for a local Ray)"
+
+
+def address_endpoint(address: str) -> tuple[str, int] | None:
+    """The ``(host, port)`` a Ray address names; None for ``auto`` (Ray looks for one on this machine).
+
+    ``HOST:PORT`` is a cluster's GCS, ``ray://HOST[:PORT]`` its Ray Client server (port 10001
+    when none is given). Anything else is a :class:`UserError` naming what is missing: Ray's own
+    parse of such an address logs a traceback, and a ``ray://`` address without a host waits
+    for Ray Client's 30 s connection timeout before it fails.
+    """
+    if address == "auto":
+        return None
+    client = address.startswith("ray://")
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or "]" in port:  # no port given (an IPv6 host's own colons are inside [ ])
+        host, port = target, str(RAY_CLIENT_DEFAULT_PORT) if client else ""
+    host = host.strip("[]")
+    problems = [
+        (not host, "no host"),
+        (any(c.isspace() for c in host), "a space in the host"),
+        (not port, "no port"),
+        (not port.isdigit(), f"port {port!r} is not a number"),
+    ]
+    problem = next((what for wrong, what in problems if wrong), None)
+    if problem is not None:
+        raise UserError(f"not a Ray address: {address!r} ({problem}); {ADDRESS_FORMS}", key="--address")
+    return host, int(port)
+
+
 def check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast (one line) when nothing listens at a ``HOST:PORT`` or ``ray://HOST:PORT`` address.
+    """Fail fast (one line) on a malformed address (:func:`address_endpoint`), or when nothing
+    listens where it points.
 
     ``ray.init`` retries an address where nothing answers for about two minutes before it
     gives up; a refused or silent port is a mistyped address (or a cluster not started), which
-    the user should hear about at once. ``auto`` and addresses without a port are left to Ray.
+    the user should hear about at once. ``auto`` is left to Ray.
     """
-    target = address.removeprefix("ray://")
-    host, sep, port = target.rpartition(":")
-    if not sep or not port.isdigit() or not host:
+    endpoint = address_endpoint(address)
+    if endpoint is None:
         return
+    host, port = endpoint
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        socket.create_connection((host, port), timeout=timeout).close()
     except OSError as err:
         reason = err.strerror or type(err).__name__
         raise UserError(

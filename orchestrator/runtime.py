@@ -10,6 +10,7 @@ import ray
 
 from orchestrator.errors import UserError
 from orchestrator.ray_config import (
+    ADDRESS_FORMS,
     DRIVER_RESOURCE,
     EMBEDDED_SYSTEM_CONFIG,
     LOCAL_DRIVER_SLOTS,
@@ -175,9 +176,7 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
             try:
                 ray.init(address=address, **kwargs)
             except ValueError as err:  # Ray's parse of the address ("Invalid address format: …")
-                raise UserError(
-                    f"not a Ray address: {address!r} ({err}); give auto, HOST:PORT or ray://HOST:PORT", key="--address"
-                ) from None
+                raise UserError(f"not a Ray address: {address!r} ({err}); {ADDRESS_FORMS}", key="--address") from None
             return f"Ray cluster at {address}"
         info = ray.init(
             address="local",

@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator import runtime
 from orchestrator.errors import UserError
+from orchestrator.ray_config import address_endpoint
 from tests.helpers import closed_port, ddx, fresh_output, tiny_digits_spec, write_spec
 
 
@@ -38,15 +39,34 @@ def test_the_cli_reads_ray_address_as_address(tmp_path) -> None:
     assert "Traceback" not in out.stderr and not (tmp_path / "store").exists()  # nothing written
 
 
-def test_a_malformed_address_is_one_line(tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [("head node", "a space in the host"), (":6379", "no host"), ("ray://", "no host"), ("localhost", "no port")],
+)
+def test_a_malformed_address_is_one_line_at_once(tmp_path, address: str, problem: str) -> None:
+    """Ray's own parse logs a traceback (``:6379``), and ``ray://`` without a host waited for Ray
+    Client's 30 s timeout: checked before Ray, one line."""
     spec = write_spec(tmp_path / "s.yaml", tiny_digits_spec(tmp_path / "store"))
-    out = ddx("sweep", str(spec), "--address", "head node", timeout=60)
+    start = time.monotonic()
+    out = ddx("sweep", str(spec), "--address", address, timeout=60)
+    assert time.monotonic() - start < 15
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stdout + out.stderr
     assert out.stderr.strip() == (
-        "error: --address: not a Ray address: 'head node' (Invalid address format: head node); "
-        "give auto, HOST:PORT or ray://HOST:PORT"
+        f"error: --address: not a Ray address: {address!r} ({problem}); "
+        "give auto, HOST:PORT or ray://HOST:PORT (omit --address for a local Ray)"
     )
     assert not (tmp_path / "store").exists()
+
+
+def test_address_endpoints() -> None:
+    """Where each form of address points: a ``ray://`` address without a port names Ray Client's 10001."""
+    assert address_endpoint("auto") is None
+    assert address_endpoint("10.0.0.5:6379") == ("10.0.0.5", 6379)
+    assert address_endpoint("ray://head") == ("head", 10001)
+    assert address_endpoint("ray://[::1]") == ("::1", 10001)
+    assert address_endpoint("[::1]:6379") == ("::1", 6379)
+    with pytest.raises(UserError, match="port 'x' is not a number"):
+        address_endpoint("head:x")
 
 
 def test_trial_token_falls_back_to_a_cpu_sliver_without_the_driver_resource(ray_session) -> None:
