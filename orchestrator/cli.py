@@ -195,14 +195,24 @@ def sweep(
     console.print(f"results: [bold]{outcome.results_path}[/] ({len(outcome.rows)} rows)")
     for trial in outcome.stopped_early:
         console.print(f"trial {trial} was stopped early by the scheduler (its rows are not written)")
-    if not outcome.ok:
+    if outcome.trial_failures or not outcome.failed_rows.empty:
         report_failures(outcome)
+    if outcome.unfinished:
+        err_console.print(
+            f"[red]interrupted[/]: {outcome.unfinished} trial(s) did not finish; rerun the same command to resume "
+            "(finished work is kept)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(code=EXIT_INTERRUPTED)
+    if not outcome.ok:
         raise typer.Exit(code=EXIT_FAILED)
 
 
 #: exit codes of ``ddx sweep`` (README, "Exit codes")
 EXIT_FAILED = 1  # the sweep ran, but a trial errored or an evaluation row is ``failed``
 EXIT_BAD_INPUT = 2  # nothing ran: the spec, a flag, the storage or the cluster is unusable
+EXIT_INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT) before every trial finished: 128 + SIGINT, as shells do
 
 
 def report_failures(outcome) -> None:

@@ -29,6 +29,14 @@ class SearchPlan:
     num_samples: int
     expected_trials: int | None  # known for grids; None for open-ended searches
 
+    @property
+    def trials_this_run(self) -> int:
+        """The trials this invocation's Tuner runs: every grid point (finished ones find their work
+        done), or the samples a search has left after a resumed sweep's finished ones."""
+        if self.search_alg is None and self.expected_trials is not None:
+            return self.expected_trials
+        return self.num_samples
+
 
 def _tune_domain(d: Domain, as_grid: bool) -> Any:
     kind = d.kind

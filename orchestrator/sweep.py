@@ -41,6 +41,8 @@ class SweepOutcome:
     trial_failures: list[TrialFailure]
     resumed: bool
     stopped_early: list[str] = field(default_factory=list)
+    #: trials that neither finished nor failed: the sweep was interrupted (Ctrl-C) before them
+    unfinished: int = 0
 
     @property
     def failed_rows(self) -> pd.DataFrame:
@@ -50,7 +52,7 @@ class SweepOutcome:
 
     @property
     def ok(self) -> bool:
-        return not self.trial_failures and self.failed_rows.empty
+        return not self.trial_failures and self.failed_rows.empty and not self.unfinished
 
 
 def _tune_storage(exp: str) -> tuple[str, Any]:
@@ -72,6 +74,16 @@ def _failures(grid: tune.ResultGrid) -> list[TrialFailure]:
         config = {k: v for k, v in (result.config or {}).items()}
         out.append(TrialFailure(str(result.metrics.get("trial_id", "")), config, error_line(result.error), log))
     return out
+
+
+def _unfinished(grid: tune.ResultGrid, plan: SearchPlan) -> int:
+    """Trials of this run that neither finished nor failed, counting those never started.
+
+    On Ctrl-C (SIGINT) Tune stops the experiment and ``Tuner.fit`` returns normally, its
+    running trials paused and the rest pending; a scheduler's early stop counts as finished.
+    """
+    not_done = len(grid) - grid.num_terminated - grid.num_errors
+    return not_done + max(0, plan.trials_this_run - len(grid))
 
 
 def run_sweep(
@@ -112,16 +124,18 @@ def run_sweep(
 
         references = start_references(spec)
     failures: list[TrialFailure] = []
+    unfinished = 0
     if plan.num_samples > 0:  # a resumed Optuna sweep may have every sample finished already
         with progress:
-            failures = _failures(tuner.fit())
+            grid = tuner.fit()
+        failures, unfinished = _failures(grid), _unfinished(grid, plan)
     store = ResultStore(exp)
     rows = store.consolidate()
     if references is not None:
         from orchestrator.reference import finish_references
 
         finish_references(references)
-    return SweepOutcome(exp, store.results_path, rows, failures, resumed, sorted(progress.stopped))
+    return SweepOutcome(exp, store.results_path, rows, failures, resumed, sorted(progress.stopped), unfinished)
 
 
 def tune_config(spec: SweepSpec, plan: SearchPlan, max_concurrent: int | None) -> tune.TuneConfig:

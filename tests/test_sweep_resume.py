@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
+
+import pandas as pd
 
 from orchestrator.search_space import build_search
 from orchestrator.spec import parse_spec
 from orchestrator.sweep import tune_config
-from tests.helpers import tiny_digits_spec
+from tests.helpers import REPO, ddx, tiny_digits_spec, write_spec
 
 
 def _optuna_spec(tmp_path: Path):
@@ -39,3 +46,46 @@ def test_resumed_optuna_is_told_finished_trials_and_queues_unfinished_ones(tmp_p
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert sorted(t.params["lr_images"] for t in done) == [0.5, 2.0]
     assert sorted(t.value for t in done) == [0.61, 0.72]
+
+
+def test_trials_this_run_counts_grid_points_or_the_samples_left(tmp_path: Path) -> None:
+    """What an interrupted run is measured against: a grid runs every point again, a search only what is left."""
+    grid = build_search(parse_spec(tiny_digits_spec(tmp_path)))
+    assert grid.trials_this_run == 2
+    resumed = build_search(_optuna_spec(tmp_path), [({"lr_images": 0.5}, 0.61), ({"lr_images": 7.0}, None)])
+    assert resumed.trials_this_run == 3  # 4 asked, 1 finished (the unfinished one runs again)
+
+
+def test_ctrl_c_says_interrupted_exits_130_and_the_rerun_completes_without_duplicates(tmp_path: Path) -> None:
+    """SIGINT after the first trial: Tune stops and returns normally, which printed the partial table and
+    exited 0. Now: a line naming the unfinished trials, exit 130; the same command then finishes the
+    sweep with every row exactly once."""
+    spec = write_spec(tmp_path / "s.yaml", tiny_digits_spec(tmp_path / "store", search={"ipc": {"grid": [1, 2, 3]}}))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "sweep", str(spec)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+        try:
+            for line in proc.stdout:  # progress lines (stdout is not a terminal)
+                if line.rstrip().endswith(": done"):  # the first trial finished
+                    proc.send_signal(signal.SIGINT)
+                    break
+            proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    err = (tmp_path / "stderr.txt").read_text()
+    assert proc.returncode == 130, err
+    assert re.search(r"interrupted: [12] trial\(s\) did not finish; rerun the same command", err), err
+    assert "Traceback" not in err
+    rerun = ddx("sweep", str(spec), timeout=600)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    rows = pd.read_parquet(tmp_path / "store" / "tiny" / "results.parquet")
+    assert len(rows) == 12 and sorted(rows["ipc"].unique()) == [1, 2, 3]
+    assert not rows.duplicated(["trial_key", "eval_arch", "seed", "label_mode"]).any()
