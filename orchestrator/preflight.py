@@ -50,10 +50,11 @@ def prepare(spec: SweepSpec, fresh: bool, warn: Callable[[str], None] = print) -
     token = runtime.trial_token(spec.resources.trial_resources)
     runtime.check_resources(token)
     demands = runtime.unit_demands(spec.resources, token)
+    groups = runtime.group_demand(spec.resources, token)
     if runtime.is_fixed_local():
-        runtime.check_fits(demands)
+        runtime.check_fits(demands, groups)
     else:
-        for line in runtime.misfit_warnings(demands, token):
+        for line in runtime.misfit_warnings(demands, token, groups):
             warn(line)
     resumed = check_resume(spec, fresh)
     # the input is good: warm a worker for the first trial's tasks while Tune starts (one machine only)

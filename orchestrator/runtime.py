@@ -63,31 +63,62 @@ def unit_demands(res: Resources, token: dict[str, float]) -> dict[str, dict[str,
     }
 
 
-def misfits(demands: dict[str, dict[str, float]]) -> list[tuple[str, str]]:
-    """``(spec key, what one unit needs)`` for every piece of work no node of this Ray can hold now.
+def group_demand(res: Resources, token: dict[str, float]) -> dict[str, dict[str, float]]:
+    """What a trial's Train worker group reserves at once (``distill_workers`` workers, Train
+    placing them together), keyed by the spec key that sets it; empty for one worker, which
+    :func:`unit_demands` covers."""
+    if res.distill_workers <= 1:
+        return {}
+    n = res.distill_workers
+    return {
+        "resources.distill_workers": {
+            "CPU": n * res.cpus_per_worker + token.get("CPU", 0),
+            "GPU": n * res.gpus_per_worker,
+        }
+    }
+
+
+def _amounts(resources: dict[str, float], names: dict[str, float]) -> str:
+    return ", ".join(f"{r} {resources.get(r, 0):g}" for r, a in names.items() if a > 0)
+
+
+def misfits(
+    demands: dict[str, dict[str, float]], groups: dict[str, dict[str, float]] | None = None
+) -> list[tuple[str, str]]:
+    """``(spec key, what it needs)`` for every piece of work this Ray cannot hold now.
 
     ``demands`` maps a spec key to what one unit of that work reserves (a Train worker, an
-    evaluation task); see :func:`unit_demands`.
+    evaluation task; see :func:`unit_demands`), which one node must hold; ``groups`` what must
+    be held at once across the nodes (a trial's worker group; see :func:`group_demand`).
     """
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     out = []
     for key, demand in demands.items():
         if not any(all(node.get(r, 0) >= amount for r, amount in demand.items() if amount > 0) for node in nodes):
             have = max((node.get("CPU", 0) for node in nodes), default=0)
-            wanted = ", ".join(f"{r} {a:g}" for r, a in demand.items() if a > 0)
+            wanted = _amounts(demand, demand)
             out.append((key, f"one unit needs {wanted} but no node of this Ray has that (largest: CPU {have:g})"))
+    total = ray.cluster_resources() if groups else {}
+    for key, demand in (groups or {}).items():
+        if any(total.get(r, 0) < amount for r, amount in demand.items() if amount > 0):
+            wanted, have = _amounts(demand, demand), _amounts(total, demand)
+            out.append((key, f"a trial's Train workers need {wanted} at once but this Ray has {have} in all"))
     return out
 
 
-def check_fits(demands: dict[str, dict[str, float]]) -> None:
-    """On a fixed-size Ray (the embedded one), fail fast (one line) when one piece of work can
-    never be placed; see :func:`misfits`."""
-    for key, what in misfits(demands):
+def check_fits(demands: dict[str, dict[str, float]], groups: dict[str, dict[str, float]] | None = None) -> None:
+    """On a fixed-size Ray (the embedded one), fail fast (one line) when work can never be
+    placed; see :func:`misfits`."""
+    for key, what in misfits(demands, groups):
         raise UserError(f"{what}; lower it or run on a bigger cluster (--address)", key=key)
 
 
-def misfit_warnings(demands: dict[str, dict[str, float]], token: dict[str, float]) -> list[str]:
-    """On a cluster ddx joined, one line per piece of work no node holds now.
+def misfit_warnings(
+    demands: dict[str, dict[str, float]],
+    token: dict[str, float],
+    groups: dict[str, dict[str, float]] | None = None,
+) -> list[str]:
+    """On a cluster ddx joined, one line per piece of work it cannot hold now.
 
     Such a cluster may autoscale (the work waits for a node that fits) or not (it would wait
     for ever): ddx cannot tell which, so it says what waits and how to fix a fixed cluster.
@@ -96,7 +127,7 @@ def misfit_warnings(demands: dict[str, dict[str, float]], token: dict[str, float
     return [
         f"{key}: {what} now; the sweep waits until an autoscaler adds such a node (on a cluster that does not "
         f"autoscale it would wait for ever: stop it and lower {key}{hint})"
-        for key, what in misfits(demands)
+        for key, what in misfits(demands, groups)
     ]
 
 

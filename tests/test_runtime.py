@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 
@@ -112,6 +113,39 @@ def test_a_cpu_token_driver_counts_against_its_workers_node() -> None:
     assert runtime.unit_demands(res, {"ddx_driver": 0.01})["resources.cpus_per_worker"] == {"CPU": 2, "GPU": 0}
     assert runtime.unit_demands(res, {"CPU": 0.01})["resources.cpus_per_worker"]["CPU"] == 2.01
     assert runtime.unit_demands(res, {"CPU": 0.01})["resources.eval_cpus"] == {"CPU": 1, "GPU": 0.25}
+
+
+def test_a_trials_worker_group_is_held_at_once() -> None:
+    from orchestrator.spec import Resources
+
+    res = Resources(distill_workers=3, cpus_per_worker=2, gpus_per_worker=1)
+    assert runtime.group_demand(res, {"ddx_driver": 0.01}) == {"resources.distill_workers": {"CPU": 6, "GPU": 3}}
+    assert runtime.group_demand(res, {"CPU": 0.01})["resources.distill_workers"]["CPU"] == 6.01
+    assert runtime.group_demand(Resources(cpus_per_worker=2), {"CPU": 0.01}) == {}  # one worker: a unit
+
+
+def test_check_fits_counts_a_worker_group_against_the_whole_ray(ray_session) -> None:
+    """Each worker fits a node, the group does not fit the Ray: it could never start (before: Train
+    waited for its placement group, 900 s, then failed)."""
+    one_each = {"resources.cpus_per_worker": {"CPU": 2.0, "GPU": 0.0}}
+    runtime.check_fits(one_each, {"resources.distill_workers": {"CPU": 2.0, "GPU": 0.0}})
+    with pytest.raises(UserError) as err:
+        runtime.check_fits(one_each, {"resources.distill_workers": {"CPU": 4.0, "GPU": 0.0}})
+    assert err.value.key == "resources.distill_workers"
+    assert "need CPU 4 at once but this Ray has CPU 2 in all" in str(err.value)
+
+
+def test_a_worker_group_larger_than_the_embedded_ray_is_one_line_before_any_trial(tmp_path) -> None:
+    cpus = os.cpu_count() or 1
+    data = tiny_digits_spec(tmp_path / "store", resources={"distill_workers": 2, "cpus_per_worker": cpus})
+    spec = write_spec(tmp_path / "s.yaml", data)
+    out = ddx("sweep", str(spec), timeout=120)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.strip() == (
+        f"error: resources.distill_workers: a trial's Train workers need CPU {2 * cpus} at once but this Ray has "
+        f"CPU {cpus} in all; lower it or run on a bigger cluster (--address)"
+    )
+    assert "started" not in out.stdout and not (tmp_path / "store").exists()  # no trial ran, nothing written
 
 
 def test_one_node_free_for_needs_a_single_node_with_the_demand_free_now(ray_session) -> None:
