@@ -171,9 +171,11 @@ def sweep(
             console.print(Text(f"  {k}: {d}"), highlight=False, soft_wrap=True)
         return
     from orchestrator.storage import check_storage  # pyarrow only: Ray is not imported yet
+    from orchestrator.tracking import check_trackers
 
-    with one_line_errors():  # before Ray starts: a mistyped path or URI is one line in a second
+    with one_line_errors():  # before Ray starts: a mistyped path or URI, a missing tracker, one line in a second
         check_storage(s.storage, key="storage")
+        check_trackers(s)
     _prepare_local_client(address)
     from orchestrator import preflight, runtime
 

@@ -61,18 +61,30 @@ def _check_mlflow(uri: str | None) -> None:
         raise UserError(f"cannot use MLflow at {where!r}: {first}", key="tracking.mlflow") from None
 
 
+def check_trackers(spec: SweepSpec) -> None:
+    """Every tracker ``spec.tracking`` asks for is installed here (the driver, where Tune's logger
+    callbacks run) and MLflow's store answers: a :class:`UserError` naming the key otherwise.
+    Needs no Ray: ``ddx sweep`` calls it before Ray starts."""
+    t = spec.tracking
+    if t.tensorboard:
+        _require("tensorboardX", "tracking.tensorboard")
+    if t.mlflow is not None:
+        _require("mlflow", "tracking.mlflow")
+        _check_mlflow(t.mlflow.tracking_uri)
+    if t.wandb is not None:
+        _require("wandb", "tracking.wandb")
+
+
 def tracking_callbacks(spec: SweepSpec) -> list[Any]:
-    """The Tune logger callbacks ``spec.tracking`` asks for."""
+    """The Tune logger callbacks ``spec.tracking`` asks for (checked first: :func:`check_trackers`)."""
+    check_trackers(spec)
     t = spec.tracking
     out: list[Any] = []
     if t.tensorboard:
-        _require("tensorboardX", "tracking.tensorboard")
         from ray.tune.logger import TBXLoggerCallback
 
         out.append(TBXLoggerCallback())
     if t.mlflow is not None:
-        _require("mlflow", "tracking.mlflow")
-        _check_mlflow(t.mlflow.tracking_uri)
         from ray.air.integrations.mlflow import MLflowLoggerCallback
 
         out.append(
@@ -83,11 +95,10 @@ def tracking_callbacks(spec: SweepSpec) -> list[Any]:
             )
         )
     if t.wandb is not None:
-        _require("wandb", "tracking.wandb")
         from ray.air.integrations.wandb import WandbLoggerCallback
 
         out.append(WandbLoggerCallback(project=t.wandb.project or spec.name, group=t.wandb.group))
     return out
 
 
-__all__ = ["PROBE_METRIC", "TIME_ATTR", "make_scheduler", "tracking_callbacks"]
+__all__ = ["PROBE_METRIC", "TIME_ATTR", "check_trackers", "make_scheduler", "tracking_callbacks"]
