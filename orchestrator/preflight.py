@@ -14,33 +14,10 @@ import json
 from collections.abc import Callable
 
 from orchestrator import runtime, warm_up
-from orchestrator.errors import UserError
 from orchestrator.plan import SPEC_FILE
+from orchestrator.resume import check_resume
 from orchestrator.spec import SweepSpec
-from orchestrator.storage import delete_dir, exists, join, read_json, write_bytes_atomic
-
-
-def check_resume(spec: SweepSpec, fresh: bool) -> bool:
-    """Decide between a new experiment and resuming one; returns True when resuming.
-
-    ``fresh`` deletes the experiment directory. Resuming needs the saved spec to be the same
-    one (its config hash): rows made under other settings must never mix into one table.
-    """
-    exp = spec.experiment_dir()
-    saved = join(exp, SPEC_FILE)
-    if fresh:
-        delete_dir(exp)
-        return False
-    if not exists(saved):
-        return False
-    previous = read_json(saved, fix="restore it, or run with --fresh to start over (the experiment is deleted)")
-    if previous.get("config_hash") != spec.config_hash():
-        raise UserError(
-            f"the sweep in {exp} was started from a different spec (hash {previous.get('config_hash')} ≠ "
-            f"{spec.config_hash()}); run with --fresh to start over or rename the sweep",
-            key="name",
-        )
-    return True
+from orchestrator.storage import join, write_bytes_atomic
 
 
 def prepare(spec: SweepSpec, fresh: bool, warn: Callable[[str], None] = print) -> bool:

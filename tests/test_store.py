@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -81,11 +82,35 @@ def test_consolidate_of_an_empty_experiment_writes_an_empty_table(tmp_path: Path
     assert set(CORE_COLUMNS) <= set(pq.read_schema(store.results_path).names)
 
 
+def test_resuming_under_a_changed_spec_is_one_line_before_ray_starts(tmp_path: Path) -> None:
+    """Rows made under other settings must not mix into one table: a changed spec without --fresh
+    stops in a second (the saved spec is read before Ray starts), and nothing is touched."""
+    from orchestrator.plan import SPEC_FILE
+    from orchestrator.spec import parse_spec
+    from tests.helpers import ddx, tiny_digits_spec, write_spec
+
+    old = parse_spec(tiny_digits_spec(tmp_path / "store"))
+    saved = Path(old.experiment_dir()) / SPEC_FILE
+    saved.parent.mkdir(parents=True)
+    saved.write_text(json.dumps({"config_hash": old.config_hash()}))
+    changed = tiny_digits_spec(tmp_path / "store", evaluation={"epochs": 4})
+    path = write_spec(tmp_path / "s.yaml", changed)
+    out = ddx("sweep", str(path), timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    new_hash = parse_spec(changed).config_hash()
+    assert out.stderr.strip() == (
+        f"error: name: the sweep in {old.experiment_dir()} was started from a different spec (hash "
+        f"{old.config_hash()} ≠ {new_hash}); run with --fresh to start over or rename the sweep"
+    )
+    assert "running on" not in out.stdout
+    assert json.loads(saved.read_text()) == {"config_hash": old.config_hash()}  # untouched
+
+
 def test_a_damaged_json_file_of_an_experiment_is_one_line_naming_it(tmp_path: Path) -> None:
     """A truncated saved spec (read when a sweep resumes) or trial record: a UserError naming the file."""
     from orchestrator.errors import UserError
     from orchestrator.plan import SPEC_FILE
-    from orchestrator.preflight import check_resume
+    from orchestrator.resume import check_resume
     from orchestrator.spec import parse_spec
     from tests.helpers import tiny_digits_spec
 
