@@ -482,6 +482,8 @@ def evaluate(
 
     try:
         _connect(address, verbose, dashboard)
+        one = {"CPU": eval_cpus, "GPU": eval_gpus}  # the key named is the first whose unit no node holds
+        runtime.check_placement({"--eval-cpus": {"CPU": eval_cpus}, "--eval-gpus": one}, {}, warn)
         outcome = run(p, log=lambda line: console.print(escape(line), highlight=False))
     except UserError as err:
         fail(err)

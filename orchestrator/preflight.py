@@ -27,12 +27,7 @@ def prepare(spec: SweepSpec, fresh: bool, warn: Callable[[str], None] = print) -
     token = runtime.trial_token(spec.resources.trial_resources)
     runtime.check_resources(token)
     demands = runtime.unit_demands(spec.resources, token)
-    groups = runtime.group_demand(spec.resources, token)
-    if runtime.is_fixed_local():
-        runtime.check_fits(demands, groups)
-    else:
-        for line in runtime.misfit_warnings(demands, token, groups):
-            warn(line)
+    runtime.check_placement(demands, token, warn, runtime.group_demand(spec.resources, token))
     resumed = check_resume(spec, fresh)
     # the input is good: warm a worker for the first trial's tasks while Tune starts (one machine only)
     if spec.resources.distill_workers == 1 and runtime.one_node_free_for({"CPU": spec.resources.cpus_per_worker}):

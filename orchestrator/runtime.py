@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Callable
 
 import ray
 
@@ -129,6 +130,22 @@ def misfit_warnings(
         f"autoscale it would wait for ever: stop it and lower {key}{hint})"
         for key, what in misfits(demands, groups)
     ]
+
+
+def check_placement(
+    demands: dict[str, dict[str, float]],
+    token: dict[str, float],
+    warn: Callable[[str], None],
+    groups: dict[str, dict[str, float]] | None = None,
+) -> None:
+    """Work this Ray cannot hold: on a fixed-size local Ray (embedded, ``ddx up``) a
+    :class:`UserError` (it would wait for ever); on a cluster ddx joined, a ``warn`` line each
+    (an autoscaler may add the node). See :func:`misfits` for ``demands`` and ``groups``."""
+    if is_fixed_local():
+        check_fits(demands, groups)
+    else:
+        for line in misfit_warnings(demands, token, groups):
+            warn(line)
 
 
 def one_node_free_for(demand: dict[str, float]) -> bool:
