@@ -53,6 +53,7 @@ from orchestrator.errors import UserError
 from orchestrator.evaluation import EvalJob, plan_jobs, protocol_columns, row_key_of, submit_evaluations, wait_one
 from orchestrator.provenance import versions
 from orchestrator.reference import ReferenceJob, base_row, finish_references, launch_references
+from orchestrator.spec import arch_problem
 from orchestrator.staging import staged_dataset_options
 from orchestrator.storage import is_uri, join, write_bytes_atomic
 from orchestrator.store import ResultStore
@@ -173,6 +174,17 @@ def _check_request(req: EvaluateRequest) -> None:
         raise UserError(f"unknown teacher preset {teacher.preset!r}; known: {known}", key="--teacher-preset")
 
 
+def _check_archs(archs: list[str], resolutions: list[int], given: bool) -> None:
+    """Every student network × every resolution it will see can be built (the sweep file's
+    check, :func:`orchestrator.spec.arch_problem`): a VGG-11 at 8 px failed every row after Ray's start-up."""
+    for arch in archs:
+        for res in resolutions:
+            problem = arch_problem(arch, res)
+            if problem:
+                fix = "a larger --resolutions" if given else "--resolutions (the default is each set's own)"
+                raise UserError(f"{problem}; drop it or pass {fix}", key="--archs")
+
+
 def plan(req: EvaluateRequest) -> Plan:
     """Check the request, load the real data and every set; :class:`UserError` for any bad input."""
     _check_request(req)
@@ -205,6 +217,7 @@ def plan(req: EvaluateRequest) -> Plan:
         resolutions = list(req.resolutions or [loaded.resolution])
         by_ipc.setdefault(loaded.ipc, set()).update(resolutions)
         units.append(_set_unit(loaded, resolutions, req))
+    _check_archs(archs, sorted({r for res in by_ipc.values() for r in res}), given=bool(req.resolutions))
     for ipc, res in sorted(by_ipc.items()):
         try:
             payload = random_subset_payload(data, ipc, req.baseline_seed)

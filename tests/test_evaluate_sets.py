@@ -75,6 +75,8 @@ def sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         (["{dm_pixels}", "--preset", "dd_standard", "--setting", "epochs=[3"], "--setting epochs: invalid YAML"),
         (["{dm_pixels}", "--preset", "dd_standard", "--setting", 'lr="\\0"'], "--setting lr: the value holds"),
         (["{dm_pixels}", "--preset", "dd_standard", "--archs", "convnet_d1,nonet"], "nonet"),
+        (["{dm_pixels}", "--preset", "dd_standard", "--archs", "vgg11"], "--archs: vgg11 needs inputs of at least 32"),
+        (["{dm_pixels}", "--preset", "dd_standard", "--archs", "alexnet", "--resolutions", "32,8"], "at least 16"),
         (["{dm_pixels}", "--preset", "dd_standard", "--space", "rgb"], "--space"),
         (["{dm_pixels}", "--preset", "cfm_paper", "--teacher-arch", "nonet"], "--teacher-arch"),
         (["{dm_pixels}", "--preset", "cfm_paper", "--setting", "preset=cfm_code"], "--preset"),
