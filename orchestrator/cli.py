@@ -488,6 +488,11 @@ def evaluate(
     except UserError as err:
         fail(err)
         return
+    except KeyboardInterrupt:
+        err_console.print(
+            "[red]interrupted[/]: rerun the same command to finish (finished evaluations are kept)", highlight=False
+        )
+        raise typer.Exit(code=EXIT_INTERRUPTED) from None
     finally:
         runtime.shutdown()
     show_scores(outcome.experiment)
