@@ -381,6 +381,15 @@ def test_a_damaged_parquet_file_is_one_line_naming_it(experiment: Path, tmp_path
     assert not (tmp_path / "r").exists()  # nothing half-written
 
 
+def test_a_results_file_that_does_not_exist_is_one_line(tmp_path: Path) -> None:
+    from tests.helpers import cli
+
+    missing = tmp_path / "sweep" / "results.parquet"
+    res = cli("report", str(missing), "--out", str(tmp_path / "r"))
+    assert res.exit_code == 2
+    assert res.stderr.strip() == f"error: {missing}: no such file (give an experiment folder or its results.parquet)"
+
+
 def test_an_unreadable_synthetic_set_is_noted_and_the_report_goes_on(experiment: Path, tmp_path: Path) -> None:
     import shutil
 

@@ -73,7 +73,9 @@ def load_experiment(path: str) -> Experiment:
     if path.endswith(".parquet"):
         try:
             rows = read_results(path)
-        except (FileNotFoundError, OSError) as err:
+        except FileNotFoundError:
+            raise UserError("no such file (give an experiment folder or its results.parquet)", where=path) from None
+        except OSError as err:
             raise UserError(f"cannot read it ({err.__class__.__name__})", where=path) from None
     else:
         store = ResultStore(path)
