@@ -177,14 +177,14 @@ def sweep(
     with one_line_errors():  # before Ray starts: a mistyped path or URI, a missing tracker, one line in a second
         check_storage(s.storage, key="storage")
         check_trackers(s)
-        if resume:  # a changed spec (read only: --fresh deletes once Ray is up and every check passed)
-            check_resume(s, fresh=False)
+        # a changed spec (read only: --fresh deletes once Ray is up and every check passed)
+        saved_resumable = check_resume(s, fresh=False) if resume else None
     _prepare_local_client(address)
     from orchestrator import preflight, runtime
 
     try:
         _connect(address, verbose, dashboard)
-        resumed = preflight.prepare(s, fresh=not resume, warn=warn)  # checks, then the warm-up starts
+        resumed = preflight.prepare(s, fresh=not resume, warn=warn, resumed=saved_resumable)  # then the warm-up
         from orchestrator.sweep import run_sweep  # Tune and pandas: imported while the warm-up worker starts
 
         outcome = run_sweep(s, resumed=resumed, max_concurrent=max_concurrent, console=console)

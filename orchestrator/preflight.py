@@ -20,15 +20,18 @@ from orchestrator.spec import SweepSpec
 from orchestrator.storage import join, write_bytes_atomic
 
 
-def prepare(spec: SweepSpec, fresh: bool, warn: Callable[[str], None] = print) -> bool:
+def prepare(spec: SweepSpec, fresh: bool, warn: Callable[[str], None] = print, resumed: bool | None = None) -> bool:
     """Check the cluster, fix fresh vs resumed (True: resumed), save the spec and, on
     one machine with the CPUs free, start the warm-up. Raises :class:`UserError` on bad input;
-    ``warn`` gets a line for work a cluster cannot place yet (an autoscaler may add the node)."""
+    ``warn`` gets a line for work a cluster cannot place yet (an autoscaler may add the node).
+    ``resumed``: what :func:`~orchestrator.resume.check_resume` already said of a sweep that is
+    not ``fresh`` (``ddx sweep`` asks before Ray starts); None reads the saved spec here."""
     token = runtime.trial_token(spec.resources.trial_resources)
     runtime.check_resources(token)
     demands = runtime.unit_demands(spec.resources, token)
     runtime.check_placement(demands, token, warn, runtime.group_demand(spec.resources, token))
-    resumed = check_resume(spec, fresh)
+    if fresh or resumed is None:
+        resumed = check_resume(spec, fresh)  # --fresh deletes the experiment only now
     # the input is good: warm a worker for the first trial's tasks while Tune starts (one machine only)
     if spec.resources.distill_workers == 1 and runtime.one_node_free_for({"CPU": spec.resources.cpus_per_worker}):
         warm_up.start(spec.dataset.model_dump(), spec.resources.cpus_per_worker)

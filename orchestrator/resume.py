@@ -1,8 +1,8 @@
 """Resume or start over: whether a sweep's experiment directory holds a sweep of the same spec.
 
 Needs only the storage (no Ray), so ``ddx sweep`` checks a resumed sweep's saved spec before
-Ray starts; :func:`orchestrator.preflight.prepare` decides again (and deletes the experiment
-on ``--fresh``) once Ray is up.
+Ray starts and hands the answer to :func:`orchestrator.preflight.prepare`, which deletes the
+experiment on ``--fresh`` once Ray is up and every other check passed.
 """
 
 from __future__ import annotations

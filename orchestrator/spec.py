@@ -751,7 +751,7 @@ def _check_dataset(spec: SweepBase) -> None:
             raise SpecError(problem, key="dataset.root")
     elif not Path(ds.root).expanduser().exists():
         raise SpecError(f"folder {ds.root!r} does not exist (download the data or fix the path)", key="dataset.root")
-    else:  # a URI root is staged onto each node first; its loader checks the layout there
+    else:  # a local root's layout (a URI root is staged onto each node first; its loader checks it there)
         problem = layout_problem(ds.name, Path(ds.root).expanduser())
         if problem:
             raise SpecError(f"{problem}; point it at the dataset's folder", key="dataset.root")

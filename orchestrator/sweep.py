@@ -93,7 +93,8 @@ def run_sweep(
     console: Console | None = None,
 ) -> SweepOutcome:
     """Run (or resume) the sweep on the Ray session already connected, after
-    :func:`orchestrator.preflight.prepare` (which checked it and says whether it resumes)."""
+    :func:`orchestrator.preflight.prepare` (which checked it and says whether it resumes) and
+    :func:`orchestrator.tracking.check_trackers`."""
     console = console or Console()
     token = runtime.trial_token(spec.resources.trial_resources)
     exp = spec.experiment_dir()

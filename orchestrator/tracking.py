@@ -76,8 +76,8 @@ def check_trackers(spec: SweepSpec) -> None:
 
 
 def tracking_callbacks(spec: SweepSpec) -> list[Any]:
-    """The Tune logger callbacks ``spec.tracking`` asks for (checked first: :func:`check_trackers`)."""
-    check_trackers(spec)
+    """The Tune logger callbacks ``spec.tracking`` asks for; :func:`check_trackers` has checked them
+    (``ddx sweep`` calls it before Ray starts: MLflow's store is asked once)."""
     t = spec.tracking
     out: list[Any] = []
     if t.tensorboard:

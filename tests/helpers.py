@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +26,25 @@ def ddx(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict[str
         timeout=timeout,
         env=full_env,
     )
+
+
+def ddx_interrupted(*args: str, when: str, stderr_file: Path, timeout: float = 300) -> tuple[int, str]:
+    """Run ``ddx ARGS…`` and send it SIGINT (Ctrl-C) once a line of its stdout holds ``when``; returns
+    its exit code and stderr (kept in ``stderr_file``: a pipe nobody reads could fill and block it)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    argv = [sys.executable, "-m", "orchestrator", *args]
+    with open(stderr_file, "w") as stderr:
+        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        try:
+            for line in proc.stdout:  # progress lines (stdout is not a terminal)
+                if when in line:
+                    proc.send_signal(signal.SIGINT)
+                    break
+            proc.communicate(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    return proc.returncode, stderr_file.read_text()
 
 
 def fresh_python(code: str, env: dict[str, str] | None = None, timeout: float = 120):

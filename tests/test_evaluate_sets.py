@@ -194,29 +194,13 @@ def test_evaluate_a_ddx_set_and_an_image_folder(sets: dict[str, Path], tmp_path:
 
 def test_ctrl_c_stops_ddx_evaluate_with_one_line_and_exit_130(sets: dict[str, Path], tmp_path: Path) -> None:
     """SIGINT while the evaluations run: Ray is stopped, one line says how to finish, exit 130."""
-    import os
-    import signal
-    import subprocess
-    import sys
+    from helpers import ddx_interrupted
 
-    from helpers import REPO
-
-    argv = [sys.executable, "-m", "orchestrator", "evaluate", str(sets["dm_pixels"]), "--preset", "dd_standard"]
-    argv += ["--dataset", "digits", "--no-reference", "--epochs", "100000", "--out", str(tmp_path / "out")]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    with open(tmp_path / "stderr.txt", "w") as stderr:
-        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
-        try:
-            for line in proc.stdout:
-                if "evaluations to run" in line:  # Ray is up, the tasks are submitted
-                    proc.send_signal(signal.SIGINT)
-                    break
-            proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    err = (tmp_path / "stderr.txt").read_text()
-    assert proc.returncode == 130, err
+    args = ["evaluate", str(sets["dm_pixels"]), "--preset", "dd_standard", "--dataset", "digits", "--no-reference"]
+    args += ["--epochs", "100000", "--out", str(tmp_path / "out")]
+    # "… evaluations to run": Ray is up and the tasks are submitted
+    code, err = ddx_interrupted(*args, when="evaluations to run", stderr_file=tmp_path / "stderr.txt", timeout=120)
+    assert code == 130, err
     assert err.strip().splitlines()[-1] == (
         "interrupted: rerun the same command to finish (finished evaluations are kept)"
     ), err

@@ -214,13 +214,15 @@ def test_stopping_the_monitor_without_a_ray_started_here_does_nothing() -> None:
 
 
 def test_a_tracker_that_is_not_installed_is_one_line_before_ray_starts(tmp_path) -> None:
-    """``tracking.wandb`` without the package: said in a second, not after Ray's start-up."""
-    import importlib.util
-
-    if importlib.util.find_spec("wandb") is not None:
-        pytest.skip("wandb is installed here")
+    """``tracking.wandb`` without the package: said in a second, not after Ray's start-up. The package
+    is hidden from the process (``sys.modules["wandb"] = None`` in a sitecustomize: ``find_spec`` then
+    finds nothing), so the test holds whether or not wandb is installed."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text('import sys\nsys.modules["wandb"] = None\n')
     spec = write_spec(tmp_path / "s.yaml", tiny_digits_spec(tmp_path / "store", tracking={"wandb": True}))
-    out = ddx("sweep", str(spec), timeout=60)
+    pythonpath = os.pathsep.join(p for p in (str(hide), os.environ.get("PYTHONPATH")) if p)
+    out = ddx("sweep", str(spec), timeout=60, env={"PYTHONPATH": pythonpath})
     assert out.returncode == 2, out.stdout + out.stderr
     assert out.stderr.strip() == "error: tracking.wandb: needs the 'wandb' package (pip install wandb)"
     assert "running on" not in out.stdout and not (tmp_path / "store").exists()

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +10,7 @@ import pandas as pd
 from orchestrator.search_space import build_search
 from orchestrator.spec import parse_spec
 from orchestrator.sweep import tune_config
-from tests.helpers import REPO, ddx, tiny_digits_spec, write_spec
+from tests.helpers import ddx, ddx_interrupted, tiny_digits_spec, write_spec
 
 
 def _optuna_spec(tmp_path: Path):
@@ -61,27 +57,8 @@ def test_ctrl_c_says_interrupted_exits_130_and_the_rerun_completes_without_dupli
     exited 0. Now: a line naming the unfinished trials, exit 130; the same command then finishes the
     sweep with every row exactly once."""
     spec = write_spec(tmp_path / "s.yaml", tiny_digits_spec(tmp_path / "store", search={"ipc": {"grid": [1, 2, 3]}}))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    with open(tmp_path / "stderr.txt", "w") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "sweep", str(spec)],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-        try:
-            for line in proc.stdout:  # progress lines (stdout is not a terminal)
-                if line.rstrip().endswith(": done"):  # the first trial finished
-                    proc.send_signal(signal.SIGINT)
-                    break
-            proc.communicate(timeout=300)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    err = (tmp_path / "stderr.txt").read_text()
-    assert proc.returncode == 130, err
+    code, err = ddx_interrupted("sweep", str(spec), when=": done", stderr_file=tmp_path / "stderr.txt")  # trial 1 done
+    assert code == 130, err
     assert re.search(r"interrupted: [12] trial\(s\) did not finish; rerun the same command", err), err
     assert "Traceback" not in err
     rerun = ddx("sweep", str(spec), timeout=600)
