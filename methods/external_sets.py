@@ -151,6 +151,9 @@ def tensor_set_payload(obj: Any, data: RealData, space: str | None = None, sourc
         raise SetError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
     if not images.dtype.is_floating_point:
         raise SetError(f"images must be a float tensor (pixels in [0, 1] or normalised), got {images.dtype}")
+    if images.numel() == 0:  # before any reduction over the values (min/max of nothing is an error)
+        empty = "the set holds no images" if len(images) == 0 else f"images are empty, shape {tuple(images.shape)}"
+        raise SetError(empty)
     used = space or str(obj.get("space", "pixels"))
     _check_space(images, used, source)
     normed = images.float() if used == "normalized" else normalise(images, data)

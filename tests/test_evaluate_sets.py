@@ -55,6 +55,8 @@ def sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     torch.save({"images": pixels, "labels": labels[:-1]}, root / "bad_count.pt")
     torch.save({"images": (pixels - 0.3) / 0.37, "labels": labels}, root / "normalised_as_pixels.pt")
     torch.save({"images": pixels[:-1], "labels": labels[:-1]}, root / "unbalanced.pt")
+    torch.save({"images": pixels[:0], "labels": labels[:0]}, root / "no_images.pt")
+    torch.save({"images": pixels[:, :, :0, :0], "labels": labels}, root / "zero_size.pt")
     bad_folder = root / "bad_folder" / "cat"
     bad_folder.mkdir(parents=True)
     Image.fromarray(np.zeros((8, 8), np.uint8), mode="L").save(bad_folder / "x.png")
@@ -70,6 +72,8 @@ def sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         (["{dm_pixels}", "--preset", "nope"], "unknown evaluation preset 'nope'"),
         (["{normalised_as_pixels}", "--preset", "dd_standard"], "outside [0, 1] pixel space"),
         (["{unbalanced}", "--preset", "dd_standard"], "images per class differ"),
+        (["{no_images}", "--preset", "dd_standard"], "the set holds no images"),
+        (["{zero_size}", "--preset", "dd_standard"], "images are empty, shape (20, 1, 0, 0)"),
         (["{bad_folder}", "--preset", "dd_standard"], "class folder 'cat'"),
         (["{dm_pixels}", "--preset", "dd_standard", "--setting", "epochs=0"], "epochs"),
         (["{dm_pixels}", "--preset", "dd_standard", "--setting", "epochs=[3"], "--setting epochs: invalid YAML"),
