@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -77,6 +80,26 @@ def test_unusable_storage_is_one_line_user_error(s3_server) -> None:
         line = err.value.line()
         assert "\n" not in line and line.startswith("storage: cannot write to"), line
     check_storage(f"s3://exists-bucket/p?endpoint_override={endpoint}&scheme=http")  # a good one passes
+
+
+def test_a_store_that_does_not_answer_is_one_line_after_the_probe_timeout() -> None:
+    """An endpoint that accepts connections and never answers held ``ddx sweep`` for ~100 s
+    (the S3 client's own timeout; a GCS URI without credentials, 15 min) before its one line."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(server.accept()[0]), daemon=True).start()
+    uri = f"s3://b/p?endpoint_override=127.0.0.1:{server.getsockname()[1]}&scheme=http"
+    try:
+        start = time.monotonic()
+        with pytest.raises(UserError) as err:
+            check_storage(uri, timeout=1.0)
+        assert time.monotonic() - start < 10
+        line = err.value.line()
+        assert "\n" not in line and line.startswith(f"storage: cannot write to {uri!r}: no answer in 1 s"), line
+    finally:
+        for conn in accepted:
+            conn.close()  # the probe's client gets its answer (a reset) and its thread ends
+        server.close()
 
 
 def test_the_local_storage_check_leaves_nothing_behind(tmp_path: Path) -> None:
