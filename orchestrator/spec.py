@@ -23,9 +23,7 @@ import difflib
 import hashlib
 import itertools
 import json
-import os
 import re
-import threading
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -42,6 +40,7 @@ from methods.options import PositiveInt, field_names, named, take
 from methods.parameterizations.options import SetShape, instances_per_class
 from methods.pipeline_options import TrialOptions
 from methods.real_training_options import RealTrainSettings
+from orchestrator import time_limit
 from orchestrator.errors import SpecError
 from orchestrator.metrics import TrialMetric
 from orchestrator.schema import (
@@ -59,8 +58,6 @@ DOMAIN_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 CORE_KEYS = field_names(TrialOptions) | field_names(DistillSettings)
 #: the classes whose fields every trial reads
 CORE_OPTIONS: tuple[type, ...] = (TrialOptions, DistillSettings)
-#: seconds to wait for a URI ``dataset.root`` to answer (``DDX_URI_TIMEOUT``)
-URI_TIMEOUT_S = float(os.environ.get("DDX_URI_TIMEOUT", "15"))
 #: combinations of swept values beyond which per-combination checks are skipped
 MAX_COMBINATIONS = 4096
 
@@ -711,29 +708,21 @@ def _check_algorithm(spec: SweepBase) -> None:
 
 def _uri_problem(uri: str, timeout: float) -> str | None:
     """Why ``uri`` is not a reachable, existing location (pyarrow filesystems), or None."""
-    result: dict[str, Any] = {}
 
-    def probe() -> None:
-        try:
-            import pyarrow.fs as pafs
+    def missing() -> bool:
+        import pyarrow.fs as pafs
 
-            fs, path = pafs.FileSystem.from_uri(uri)
-            result["type"] = fs.get_file_info(path).type
-            result["missing"] = result["type"] == pafs.FileType.NotFound
-        except Exception as err:  # any filesystem or URI error is the user's input
-            result["error"] = err
+        fs, path = pafs.FileSystem.from_uri(uri)
+        return fs.get_file_info(path).type == pafs.FileType.NotFound
 
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        return f"no answer from {uri!r} within {timeout:.0f} s (check the endpoint and the network)"
-    if "error" in result:
-        err = result["error"]
+    try:
+        if time_limit.within(timeout, missing, name="ddx-uri-probe"):
+            return f"{uri!r} does not exist (upload the data or fix the URI)"
+    except time_limit.NoAnswer:
+        return f"no answer from {uri!r} within {timeout:g} s (check the endpoint and the network)"
+    except Exception as err:  # any filesystem or URI error is the user's input
         first = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
         return f"cannot reach {uri!r}: {first}"
-    if result.get("missing"):
-        return f"{uri!r} does not exist (upload the data or fix the URI)"
     return None
 
 
@@ -746,7 +735,7 @@ def _check_dataset(spec: SweepBase) -> None:
     if not ds.root:
         return
     if "://" in ds.root:
-        problem = _uri_problem(ds.root, URI_TIMEOUT_S)
+        problem = _uri_problem(ds.root, time_limit.URI_TIMEOUT_S)
         if problem:
             raise SpecError(problem, key="dataset.root")
     elif not Path(ds.root).expanduser().exists():

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import uuid
 from functools import lru_cache
 from pathlib import Path
@@ -151,54 +150,42 @@ def list_files(location: str, suffix: str = "") -> list[str]:
     return [join(location, n) for n in names]
 
 
-#: seconds the storage probe may take: a 2-byte write, read and delete answers in a second or two;
-#: a store that does not answer would otherwise hold the command for minutes (the GCS client
-#: retries a missing credential for 15 min, the S3 client waits ~100 s on a silent endpoint)
-PROBE_TIMEOUT_S = 20.0
-
 _FIX = "check the URI, the bucket, credentials and ?endpoint_override=HOST:PORT&scheme=http for S3-compatible stores"
 
 
-def check_storage(location: str, key: str = "storage", timeout: float = PROBE_TIMEOUT_S) -> None:
+def check_storage(location: str, key: str = "storage", timeout: float | None = None) -> None:
     """Fail with one line (exit 2) unless ``location`` can be written: a bad URI, no such bucket,
     an unreachable or silent endpoint or missing permissions are reported before any work starts.
 
-    It writes, reads back and deletes a probe object, on a daemon thread given ``timeout``
-    seconds (a store that has not answered by then is reported as such; the thread is left to
-    the client's own timeout); on a local disk the folders it had to make for it are removed
-    again, so a check that passes (or a run that stops right after it) leaves nothing behind."""
+    It writes, reads back and deletes a probe object, within ``timeout`` seconds (default
+    :data:`~orchestrator.time_limit.URI_TIMEOUT_S`); on a local disk the folders it had to make
+    for it are removed again, so a check that passes (or a run that stops right after it)
+    leaves nothing behind."""
+    from orchestrator.time_limit import URI_TIMEOUT_S, NoAnswer, within
+
+    timeout = URI_TIMEOUT_S if timeout is None else timeout
     probe = join(location, f".ddx-probe-{uuid.uuid4().hex[:8]}")
     made = _missing_local_folders(location)
-    outcome: list[BaseException | None] = []
 
     def write_read_delete() -> None:
-        try:
-            write_bytes_atomic(probe, b"ok")
-            if read_bytes(probe) != b"ok":
-                raise OSError("read back different bytes")
-            delete(probe)
-            outcome.append(None)
-        except BaseException as err:  # handed to the caller's thread
-            outcome.append(err)
+        write_bytes_atomic(probe, b"ok")
+        if read_bytes(probe) != b"ok":
+            raise OSError("read back different bytes")
+        delete(probe)
 
-    worker = threading.Thread(target=write_read_delete, name="ddx-storage-probe", daemon=True)
     try:
-        worker.start()
-        worker.join(timeout)
-        if not outcome:
-            raise UserError(f"cannot write to {location!r}: no answer in {timeout:g} s ({_FIX})", key=key)
-        if isinstance(outcome[0], (OSError, ValueError)):  # pyarrow: OSError / ArrowInvalid (a ValueError)
-            detail = " ".join(str(outcome[0]).split())[:300]
-            raise UserError(f"cannot write to {location!r}: {detail} ({_FIX})", key=key)
-        if outcome[0] is not None:
-            raise outcome[0]
+        within(timeout, write_read_delete, name="ddx-storage-probe")
+    except NoAnswer:
+        raise UserError(f"cannot write to {location!r}: no answer within {timeout:g} s ({_FIX})", key=key) from None
+    except (OSError, ValueError) as err:  # pyarrow raises OSError / ArrowInvalid (a ValueError)
+        detail = " ".join(str(err).split())[:300]
+        raise UserError(f"cannot write to {location!r}: {detail} ({_FIX})", key=key) from None
     finally:
-        if outcome:  # the probe is over (a local one always is): remove the folders it made
-            for folder in made:  # deepest first; one that is no longer empty (another writer) stays
-                try:
-                    folder.rmdir()
-                except OSError:
-                    break
+        for folder in made:  # deepest first; one that is no longer empty (another writer) stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 def _missing_local_folders(location: str) -> list[Path]:

@@ -95,7 +95,7 @@ def test_a_store_that_does_not_answer_is_one_line_after_the_probe_timeout() -> N
             check_storage(uri, timeout=1.0)
         assert time.monotonic() - start < 10
         line = err.value.line()
-        assert "\n" not in line and line.startswith(f"storage: cannot write to {uri!r}: no answer in 1 s"), line
+        assert "\n" not in line and line.startswith(f"storage: cannot write to {uri!r}: no answer within 1 s"), line
     finally:
         for conn in accepted:
             conn.close()  # the probe's client gets its answer (a reset) and its thread ends
