@@ -188,6 +188,29 @@ def check_storage(location: str, key: str = "storage", timeout: float | None = N
                 break
 
 
+def check_reachable(location: str, timeout: float | None = None) -> None:
+    """One line (:class:`UserError`) unless the store behind a URI ``location`` answers within
+    ``timeout`` seconds (default :data:`~orchestrator.time_limit.URI_TIMEOUT_S`): asked before a
+    command reads from it, so a silent endpoint or a credential the client keeps retrying is not
+    a hang of minutes. A local path passes (its errors are its readers')."""
+    if not is_uri(location):
+        return
+    from orchestrator.time_limit import URI_TIMEOUT_S, NoAnswer, within
+
+    timeout = URI_TIMEOUT_S if timeout is None else timeout
+
+    def ask() -> None:
+        fs, path = filesystem(location)
+        fs.get_file_info(path)
+
+    try:
+        within(timeout, ask, name="ddx-storage-probe")
+    except NoAnswer:
+        raise UserError(f"no answer within {timeout:g} s ({_FIX})", where=location) from None
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot reach it: {' '.join(str(err).split())[:300]} ({_FIX})", where=location) from None
+
+
 def _missing_local_folders(location: str) -> list[Path]:
     """The folders of a local ``location`` that do not exist yet, deepest first ([] for a URI)."""
     try:
@@ -203,6 +226,7 @@ def _missing_local_folders(location: str) -> list[Path]:
 
 __all__ = [
     "add_suffix",
+    "check_reachable",
     "check_storage",
     "delete",
     "delete_dir",

@@ -5,9 +5,11 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import cli
 
 from orchestrator.errors import UserError
 from orchestrator.storage import (
@@ -82,24 +84,56 @@ def test_unusable_storage_is_one_line_user_error(s3_server) -> None:
     check_storage(f"s3://exists-bucket/p?endpoint_override={endpoint}&scheme=http")  # a good one passes
 
 
-def test_a_store_that_does_not_answer_is_one_line_after_the_probe_timeout() -> None:
-    """An endpoint that accepts connections and never answers held ``ddx sweep`` for ~100 s
-    (the S3 client's own timeout; a GCS URI without credentials, 15 min) before its one line."""
+@pytest.fixture
+def silent_s3() -> Iterator[str]:
+    """An ``s3://`` URI whose endpoint accepts connections and never answers."""
     server = socket.create_server(("127.0.0.1", 0))
     accepted: list[socket.socket] = []
-    threading.Thread(target=lambda: accepted.append(server.accept()[0]), daemon=True).start()
-    uri = f"s3://b/p?endpoint_override=127.0.0.1:{server.getsockname()[1]}&scheme=http"
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:  # closed
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
     try:
-        start = time.monotonic()
-        with pytest.raises(UserError) as err:
-            check_storage(uri, timeout=1.0)
-        assert time.monotonic() - start < 10
-        line = err.value.line()
-        assert "\n" not in line and line.startswith(f"storage: cannot write to {uri!r}: no answer within 1 s"), line
+        yield f"s3://b/p?endpoint_override=127.0.0.1:{server.getsockname()[1]}&scheme=http"
     finally:
-        for conn in accepted:
-            conn.close()  # the probe's client gets its answer (a reset) and its thread ends
         server.close()
+        for conn in accepted:
+            conn.close()  # the probes' clients get their answer (a reset) and their threads end
+
+
+def test_a_store_that_does_not_answer_is_one_line_after_the_probe_timeout(silent_s3: str) -> None:
+    """Such an endpoint held ``ddx sweep`` for ~100 s (the S3 client's own timeout; a GCS URI
+    without credentials, 15 min) before its one line."""
+    start = time.monotonic()
+    with pytest.raises(UserError) as err:
+        check_storage(silent_s3, timeout=1.0)
+    assert time.monotonic() - start < 10
+    line = err.value.line()
+    assert "\n" not in line and line.startswith(f"storage: cannot write to {silent_s3!r}: no answer within 1 s"), line
+
+
+def test_report_and_leaderboard_of_a_store_that_does_not_answer_are_one_line(
+    silent_s3: str, monkeypatch, tmp_path
+) -> None:
+    """They read the experiment straight away: without the check, each waited for the client."""
+    monkeypatch.setattr("orchestrator.time_limit.URI_TIMEOUT_S", 1.0)
+    experiment = silent_s3.replace("/p?", "/p/sweep?")
+    for args in (("report", experiment, "--out", str(tmp_path / "r")), ("leaderboard", experiment)):
+        start = time.monotonic()
+        res = cli(*args)
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        assert res.exit_code == 2 and len(lines) == 1, res.output
+        assert (
+            lines[0] == f"error: {experiment}: no answer within 1 s (check the URI, the bucket, credentials and "
+            "?endpoint_override=HOST:PORT&scheme=http for S3-compatible stores)"
+        ), lines[0]
+        assert time.monotonic() - start < 10
+    assert not (tmp_path / "r").exists()
 
 
 def test_the_local_storage_check_leaves_nothing_behind(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from methods.networks import resolve_arch
 from orchestrator.dd_metrics import add_scores, with_protocol
 from orchestrator.errors import UserError
 from orchestrator.reference import read_reference
-from orchestrator.storage import exists, filesystem, join, read_bytes
+from orchestrator.storage import check_reachable, exists, filesystem, join, read_bytes
 from orchestrator.store import ResultStore, read_results
 from orchestrator.tables import hyper_columns, seed_summary
 
@@ -70,6 +70,7 @@ def _planned(experiment: str) -> int | None:
 def load_experiment(path: str) -> Experiment:
     """Read an experiment (a folder: its row files, complete or not; or a ``results.parquet``) and its references."""
     partial, planned = False, None
+    check_reachable(path)
     if path.endswith(".parquet"):
         try:
             rows = read_results(path)
