@@ -7,6 +7,7 @@ Ray is imported (Ray reads ``RAY_AUTH_MODE`` once, at import).
 
 from __future__ import annotations
 
+import os
 import socket
 
 from orchestrator.errors import UserError
@@ -74,23 +75,55 @@ def address_endpoint(address: str) -> tuple[str, int] | None:
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast (one line) on a malformed address (:func:`address_endpoint`), or when nothing
-    listens where it points.
+    """Fail fast (one line) on a malformed address (:func:`address_endpoint`), when nothing
+    listens where it points, or when what listens there does not speak gRPC.
 
-    ``ray.init`` retries an address where nothing answers for about two minutes before it
-    gives up; a refused or silent port is a mistyped address (or a cluster not started), which
-    the user should hear about at once. ``auto`` is left to Ray.
+    ``ray.init`` retries an address where nothing answers — or where something else answers: a
+    dashboard's port (8265), an SSH port, a service that never replies — for minutes before it
+    gives up; each is a mistyped address (or a cluster not started), which the user should hear
+    about at once. A Ray cluster's GCS and its Ray Client server are gRPC servers, so a gRPC
+    call that gets any answer from the server (even "no such method") means Ray's turn; a
+    refused handshake or silence does not. ``auto`` is left to Ray, and so is the gRPC step of a
+    cluster with TLS (``RAY_USE_TLS``), whose handshake needs its certificates.
     """
     endpoint = address_endpoint(address)
     if endpoint is None:
         return
     host, port = endpoint
+    fix = "fix the address (--address or RAY_ADDRESS; omit both for a local Ray)"
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as err:
         reason = err.strerror or type(err).__name__
         raise UserError(
             f"cannot connect to Ray at {address!r}: nothing answers on {host}:{port} ({reason}); start the cluster "
-            "(ray start --head) or fix the address (--address or RAY_ADDRESS; omit both for a local Ray)",
+            f"(ray start --head) or {fix}",
             key="--address",
         ) from None
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return
+    problem = _grpc_problem(host, port, timeout)
+    if problem is not None:
+        raise UserError(
+            f"cannot connect to Ray at {address!r}: {host}:{port} answers, but not as Ray ({problem}); a Ray head "
+            f"serves HOST:6379 (ray start --port) and ray://HOST:10001, its dashboard 8265: {fix}",
+            key="--address",
+        )
+
+
+def _grpc_problem(host: str, port: int, timeout: float) -> str | None:
+    """None when a gRPC server answers on ``host:port`` (any status but unavailable or silence), else why not."""
+    import grpc
+
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    with grpc.insecure_channel(target) as channel:
+        check = channel.unary_unary("/grpc.health.v1.Health/Check")  # bytes in, bytes out
+        try:
+            check(b"", timeout=timeout)
+        except grpc.RpcError as err:
+            code = err.code()
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return f"no gRPC answer within {timeout:g} s"
+            if code == grpc.StatusCode.UNAVAILABLE:
+                return " ".join(str(err.details() or code.name).split())[:200]
+    return None

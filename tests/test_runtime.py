@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -23,11 +25,39 @@ def test_an_address_where_nothing_listens_fails_at_once_with_one_line() -> None:
     assert err.value.key == "--address" and f"127.0.0.1:{port}" in str(err.value)
     with pytest.raises(UserError):
         runtime.check_reachable(f"ray://127.0.0.1:{port}")
-    with socket.socket() as listening:
-        listening.bind(("127.0.0.1", 0))
-        listening.listen()
-        runtime.check_reachable(f"127.0.0.1:{listening.getsockname()[1]}")  # something answers: Ray's turn
     runtime.check_reachable("auto")  # Ray resolves it (its own one-line error when none runs)
+
+
+def test_an_address_that_answers_but_not_as_ray_fails_with_one_line(ray_session, tmp_path) -> None:
+    """A dashboard's port (HTTP) or a service that never replies: ``ray.init`` retried either for
+    minutes. A real GCS (and, by the same gRPC check, a Ray Client server) passes."""
+    http = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    silent = socket.create_server(("127.0.0.1", 0))  # the kernel completes the handshake; nobody answers
+    try:
+        for port, why in ((http.server_address[1], "HTTP/2"), (silent.getsockname()[1], "no gRPC answer within 1 s")):
+            start = time.monotonic()
+            with pytest.raises(UserError) as err:
+                runtime.check_reachable(f"127.0.0.1:{port}", timeout=1.0)
+            assert time.monotonic() - start < 5
+            line = err.value.line()
+            assert (
+                line.startswith(
+                    f"--address: cannot connect to Ray at '127.0.0.1:{port}': 127.0.0.1:{port} answers, "
+                    "but not as Ray ("
+                )
+                and why in line
+                and "\n" not in line
+            ), line
+        runtime.check_reachable(ray_session.get_runtime_context().gcs_address)  # a Ray cluster's GCS
+        spec = write_spec(tmp_path / "s.yaml", tiny_digits_spec(tmp_path / "store"))
+        out = ddx("sweep", str(spec), "--address", f"127.0.0.1:{http.server_address[1]}", timeout=60)
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and len(lines) == 1 and "answers, but not as Ray" in lines[0], out.stderr
+        assert not (tmp_path / "store").exists()  # nothing written
+    finally:
+        http.shutdown()
+        silent.close()
 
 
 def test_the_cli_reads_ray_address_as_address(tmp_path) -> None:
