@@ -11,6 +11,7 @@ returned note says so.
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,9 @@ def _load_set(path: str | Path) -> tuple[Parameterization, dict[str, Any]]:
         payload = payload_from_bytes(data)
     except Exception as err:  # torch.load's errors vary with what the bytes are (pickle, zip, KeyError…)
         raise UserError(
-            f"cannot read it with torch.load(weights_only=True): {type(err).__name__}", where=str(path)
+            f"cannot read it with torch.load(weights_only=True) ({type(err).__name__}); give a synthetic set a "
+            "sweep wrote (<experiment>/synthetic/<key>.pt)",
+            where=str(path),
         ) from None
     if not (isinstance(payload, dict) and "config" in payload and "state" in payload):
         raise UserError(
@@ -135,6 +138,23 @@ def save_png(pixels: np.ndarray, path: str | Path) -> Path:
     return path
 
 
+def _check_fits_memory(param: Parameterization, resolution: int | None) -> None:
+    """A :class:`UserError` naming ``--resolution`` when the decoded set and its display copy
+    (float32) alone would exceed this machine's memory (the allocation failed with a traceback)."""
+    res = int(resolution or param.config.shape.resolution)
+    need = 2 * len(param.labels) * int(param.config.shape.channels) * res * res * 4
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):  # a platform without these names: the allocation is the check
+        return
+    if need > total:
+        raise UserError(
+            f"decoding {len(param.labels)} images at {res} px needs {need / 2**30:,.0f} GiB, more than this machine's "
+            f"{total / 2**30:,.0f} GiB; give a smaller resolution",
+            key="--resolution",
+        )
+
+
 def export_class_grids(
     path: str | Path, out_dir: str | Path, resolution: int | None = None, nrow: int | None = None
 ) -> list[Path]:
@@ -147,6 +167,7 @@ def export_class_grids(
     from torchvision.utils import save_image
 
     param, extra = _load_set(path)
+    _check_fits_memory(param, resolution)
     with torch.no_grad():
         images = param.decode(resolution).detach()
     shown, note = to_display(images, extra.get("mean"), extra.get("std"))

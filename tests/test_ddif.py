@@ -112,6 +112,12 @@ def test_ddx_export_writes_one_grid_per_class(tmp_path: Path) -> None:
     assert np.abs(png.astype(int) - expected.astype(int)).max() <= 1
     res = cli("export", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x"))
     assert res.exit_code == 2
+    # a resolution whose decoded set cannot fit any machine: one line before decoding (was a traceback)
+    res = cli("export", str(tmp_path / "px.pt"), "--resolution", "10000000", "--out", str(tmp_path / "huge"))
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert lines[0].startswith("error: --resolution: decoding 10 images at 10000000 px needs "), lines[0]
+    assert not (tmp_path / "huge").exists()
 
 
 @pytest.mark.parametrize(
