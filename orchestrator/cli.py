@@ -66,6 +66,27 @@ def one_line_errors(out: object = None) -> Iterator[None]:
         fail(os_error(err, out))
 
 
+#: exit codes of ``ddx sweep`` (README, "Exit codes")
+EXIT_FAILED = 1  # the sweep ran, but a trial errored or an evaluation row is ``failed``
+EXIT_BAD_INPUT = 2  # nothing ran: the spec, a flag, the storage or the cluster is unusable
+EXIT_INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT) before every trial finished: 128 + SIGINT, as shells do
+#: what an interrupted command's line says to do
+SWEEP_RESUMES = "rerun the same command to resume (finished work is kept)"
+EVALUATE_FINISHES = "rerun the same command to finish (finished evaluations are kept)"
+
+
+@contextmanager
+def ctrl_c_says(fix: str) -> Iterator[None]:
+    """Ctrl-C (SIGINT) inside the block (or the decorated command): ``interrupted: FIX`` on stderr
+    and exit 130, after the command's own ``finally`` (Ray's shutdown). Typer's own handling
+    exits 130 without a word."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err_console.print(f"[red]interrupted[/]: {fix}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=EXIT_INTERRUPTED) from None
+
+
 def _version(value: bool) -> None:
     if value:
         console.print(f"ddx {__version__}")
@@ -142,6 +163,7 @@ def validate(spec: Path = typer.Argument(..., help="Sweep YAML file.")) -> None:
 
 
 @app.command()
+@ctrl_c_says(SWEEP_RESUMES)  # outside Tune's own handling, which takes Ctrl-C while the trials run
 def sweep(
     spec: Path = typer.Argument(..., help="Sweep YAML file."),
     resume: bool = typer.Option(True, "--resume/--fresh", help="Resume an existing sweep (default) or start over."),
@@ -204,20 +226,13 @@ def sweep(
         report_failures(outcome)
     if outcome.unfinished:
         err_console.print(
-            f"[red]interrupted[/]: {outcome.unfinished} trial(s) did not finish; rerun the same command to resume "
-            "(finished work is kept)",
+            f"[red]interrupted[/]: {outcome.unfinished} trial(s) did not finish; {SWEEP_RESUMES}",
             highlight=False,
             soft_wrap=True,
         )
         raise typer.Exit(code=EXIT_INTERRUPTED)
     if not outcome.ok:
         raise typer.Exit(code=EXIT_FAILED)
-
-
-#: exit codes of ``ddx sweep`` (README, "Exit codes")
-EXIT_FAILED = 1  # the sweep ran, but a trial errored or an evaluation row is ``failed``
-EXIT_BAD_INPUT = 2  # nothing ran: the spec, a flag, the storage or the cluster is unusable
-EXIT_INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT) before every trial finished: 128 + SIGINT, as shells do
 
 
 def report_failures(outcome) -> None:
@@ -402,6 +417,7 @@ def _settings(pairs: list[str]) -> dict:
 
 
 @app.command()
+@ctrl_c_says(EVALUATE_FINISHES)
 def evaluate(
     sets: list[str] = typer.Argument(..., help="Synthetic sets: .pt files (images + labels), image folders, ddx sets."),
     preset: str = typer.Option(..., "--preset", help="Evaluation protocol preset (docs/evaluation.md)."),
@@ -488,11 +504,6 @@ def evaluate(
     except UserError as err:
         fail(err)
         return
-    except KeyboardInterrupt:
-        err_console.print(
-            "[red]interrupted[/]: rerun the same command to finish (finished evaluations are kept)", highlight=False
-        )
-        raise typer.Exit(code=EXIT_INTERRUPTED) from None
     finally:
         runtime.shutdown()
     show_scores(outcome.experiment)

@@ -66,3 +66,13 @@ def test_ctrl_c_says_interrupted_exits_130_and_the_rerun_completes_without_dupli
     rows = pd.read_parquet(tmp_path / "store" / "tiny" / "results.parquet")
     assert len(rows) == 12 and sorted(rows["ipc"].unique()) == [1, 2, 3]
     assert not rows.duplicated(["trial_key", "eval_arch", "seed", "label_mode"]).any()
+
+
+def test_ctrl_c_while_ray_starts_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    """SIGINT as soon as the plan is printed (Ray's start-up and the checks, before Tune takes
+    Ctrl-C over): it exited 130 without a word."""
+    spec = write_spec(tmp_path / "s.yaml", tiny_digits_spec(tmp_path / "store"))
+    when = "prerequisites produced"  # the plan's last line, printed before Ray starts
+    code, err = ddx_interrupted("sweep", str(spec), when=when, stderr_file=tmp_path / "stderr.txt", timeout=120)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 130 and lines == ["interrupted: rerun the same command to resume (finished work is kept)"], err
