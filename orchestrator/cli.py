@@ -192,13 +192,14 @@ def sweep(
         for k, d in plan["swept"].items():
             console.print(Text(f"  {k}: {d}"), highlight=False, soft_wrap=True)
         return
-    from orchestrator.resume import check_resume
+    from orchestrator.resume import check_owned, check_resume
     from orchestrator.storage import check_storage  # pyarrow only: Ray is not imported yet
     from orchestrator.tracking import check_trackers
 
     with one_line_errors():  # before Ray starts: a mistyped path or URI, a missing tracker, one line in a second
         check_storage(s.storage, key="storage")
         check_trackers(s)
+        check_owned(s)  # a folder ddx did not make is neither written into nor deleted (--fresh)
         # a changed spec (read only: --fresh deletes once Ray is up and every check passed)
         saved_resumable = check_resume(s, fresh=False) if resume else None
     _prepare_local_client(address)

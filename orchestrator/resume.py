@@ -1,8 +1,9 @@
 """Resume or start over: whether a sweep's experiment directory holds a sweep of the same spec.
 
-Needs only the storage (no Ray), so ``ddx sweep`` checks a resumed sweep's saved spec before
-Ray starts and hands the answer to :func:`orchestrator.preflight.prepare`, which deletes the
-experiment on ``--fresh`` once Ray is up and every other check passed.
+Needs only the storage (no Ray), so ``ddx sweep`` checks that the experiment directory is
+ddx's (:func:`check_owned`) and a resumed sweep's saved spec before Ray starts, and hands the
+answer to :func:`orchestrator.preflight.prepare`, which deletes the experiment on ``--fresh``
+once Ray is up and every other check passed.
 """
 
 from __future__ import annotations
@@ -10,15 +11,32 @@ from __future__ import annotations
 from orchestrator.errors import UserError
 from orchestrator.plan import SPEC_FILE
 from orchestrator.spec import SweepSpec
-from orchestrator.storage import delete_dir, exists, join, read_json
+from orchestrator.storage import delete_dir, exists, has_entries, join, read_json
+
+
+def check_owned(spec: SweepSpec) -> None:
+    """A :class:`UserError` unless the experiment directory is ddx's to write into and, on
+    ``--fresh``, to delete: absent, empty, or holding a saved spec (ddx writes it before
+    anything else). A folder of other files at ``<storage>/<name>`` (``storage: ~`` and
+    ``name: thesis``, say) was deleted whole by ``ddx sweep --fresh``."""
+    exp = spec.experiment_dir()
+    if exists(join(exp, SPEC_FILE)) or not has_entries(exp):
+        return
+    raise UserError(
+        f"{exp} holds files but no {SPEC_FILE}, so it is not a ddx experiment: ddx neither writes into it nor "
+        "deletes it (--fresh); choose another sweep name or storage, or move those files",
+        key="name",
+    )
 
 
 def check_resume(spec: SweepSpec, fresh: bool) -> bool:
     """Decide between a new experiment and resuming one; returns True when resuming.
 
-    ``fresh`` deletes the experiment directory. Resuming needs the saved spec to be the same
-    one (its config hash): rows made under other settings must never mix into one table.
+    ``fresh`` deletes the experiment directory — only one ddx made (:func:`check_owned`).
+    Resuming needs the saved spec to be the same one (its config hash): rows made under other
+    settings must never mix into one table.
     """
+    check_owned(spec)
     exp = spec.experiment_dir()
     saved = join(exp, SPEC_FILE)
     if fresh:

@@ -137,6 +137,15 @@ def delete_dir(location: str) -> None:
         fs.delete_dir(path)
 
 
+def has_entries(location: str) -> bool:
+    """Whether anything is at ``location``: a file, or a folder (a URI prefix) with at least one entry."""
+    fs, path = filesystem(location)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        return False
+    return info.type != pafs.FileType.Directory or bool(fs.get_file_info(pafs.FileSelector(path)))
+
+
 def list_files(location: str, suffix: str = "") -> list[str]:
     """The locations of the files directly under ``location`` whose names end with ``suffix``."""
     fs, path = filesystem(location)
@@ -233,6 +242,7 @@ __all__ = [
     "download_file",
     "exists",
     "filesystem",
+    "has_entries",
     "is_uri",
     "join",
     "list_files",

@@ -106,6 +106,46 @@ def test_resuming_under_a_changed_spec_is_one_line_before_ray_starts(tmp_path: P
     assert json.loads(saved.read_text()) == {"config_hash": old.config_hash()}  # untouched
 
 
+def test_a_folder_ddx_did_not_make_is_neither_deleted_by_fresh_nor_written_into(tmp_path: Path, s3_server) -> None:
+    """``<storage>/<name>`` holding other files (``storage: ~``, ``name: thesis``): ``--fresh``
+    deleted it whole. Now one line before Ray starts, with or without ``--fresh``, on a disk or in
+    an object store; an empty folder, or one with a saved spec, is still ddx's."""
+    from orchestrator.errors import UserError
+    from orchestrator.plan import SPEC_FILE
+    from orchestrator.resume import check_owned
+    from orchestrator.spec import parse_spec
+    from orchestrator.storage import join
+    from tests.helpers import ddx, tiny_digits_spec, write_spec
+
+    spec = parse_spec(tiny_digits_spec(tmp_path / "home"))
+    precious = Path(spec.experiment_dir()) / "chapter1.tex"
+    precious.parent.mkdir(parents=True)
+    precious.write_text("keep me")
+    path = write_spec(tmp_path / "s.yaml", tiny_digits_spec(tmp_path / "home"))
+    for flags in (["--fresh"], []):
+        out = ddx("sweep", str(path), *flags, timeout=60)
+        assert out.returncode == 2 and "running on" not in out.stdout, out.stdout + out.stderr
+        assert out.stderr.strip() == (
+            f"error: name: {spec.experiment_dir()} holds files but no {SPEC_FILE}, so it is not a ddx experiment: "
+            "ddx neither writes into it nor deletes it (--fresh); choose another sweep name or storage, or move "
+            "those files"
+        )
+        assert [p.name for p in precious.parent.iterdir()] == ["chapter1.tex"] and precious.read_text() == "keep me"
+    precious.unlink()
+    check_owned(spec)  # empty: ddx's
+    (precious.parent / SPEC_FILE).write_text("{}")
+    (precious.parent / "rows").mkdir()
+    check_owned(spec)  # a saved spec: ddx's
+    bucket = s3_server("owned")
+    remote = parse_spec(tiny_digits_spec(bucket))  # a URI storage
+    check_owned(remote)  # nothing there yet
+    write_bytes_atomic(join(remote.experiment_dir(), "notes.txt"), b"x")
+    with pytest.raises(UserError, match=r"holds files but no spec\.json"):
+        check_owned(remote)
+    write_bytes_atomic(join(remote.experiment_dir(), SPEC_FILE), b"{}")
+    check_owned(remote)
+
+
 def test_a_damaged_json_file_of_an_experiment_is_one_line_naming_it(tmp_path: Path) -> None:
     """A truncated saved spec (read when a sweep resumes) or trial record: a UserError naming the file."""
     from orchestrator.errors import UserError
