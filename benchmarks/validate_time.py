@@ -3,8 +3,9 @@
 Each file is validated ``--repeats`` times after one warm-up run (page cache, .pyc), and in the
 same run ``python -c pass`` is timed as the floor (interpreter start-up on this machine, which
 is shared and noisy: compare each median with the floor's). The shipped sweeps point their
-``dataset.root`` at ``../data/cifar10``; they are copied next to an empty ``data/cifar10``
-folder so every one validates (exit 0 is checked) without the data.
+``dataset.root`` at ``../data/cifar10``; they are copied next to a ``data/cifar10`` of empty
+``train/`` and ``test/`` class folders (the layout the validator checks) so every one validates
+(exit 0 is checked) without the data.
 
 ``--compare DIR`` also times another checkout's code (e.g. the commit before a change, exported
 with ``git archive``) on the same files in the same run, interleaved with this one, so both see
@@ -32,6 +33,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "benchmarks" / "results" / "validate_time.json"
+sys.path.insert(0, str(REPO))
+
+from tests.helpers import class_folders  # noqa: E402  (the checkout, on the path above)
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int]:
@@ -63,7 +67,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="ddx-validate-time-"))
     try:
-        (work / "data" / "cifar10").mkdir(parents=True)
+        class_folders(work / "data" / "cifar10")  # the layout dataset.root must have (no images)
         sweeps = work / "sweeps"
         sweeps.mkdir()
         files = sorted((REPO / "sweeps").glob("*.yaml"))
