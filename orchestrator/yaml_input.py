@@ -149,7 +149,8 @@ def read_yaml(path: Path) -> Any:
     """Read and parse a sweep file; every problem is a :class:`SpecError` naming ``path``."""
     where = str(path)
     if not path.is_file():
-        raise SpecError("no such file (give the path of a sweep YAML)", where=where)
+        what = "a folder" if path.is_dir() else "not a regular file" if path.exists() else "no such file"
+        raise SpecError(f"{what} (give the path of a sweep YAML)", where=where)
     try:
         raw = path.read_bytes()
     except OSError as err:

@@ -390,8 +390,14 @@ def test_cli_rejects_bad_specs_with_exit_2_and_writes_nothing(tmp_path: Path, mu
 
 
 def test_cli_missing_file(tmp_path: Path) -> None:
-    for target in (tmp_path / "absent.yaml", tmp_path):
-        assert "no such file" in _one_error_line(cli("validate", str(target)))
+    for target, says in (
+        (tmp_path / "absent.yaml", "no such file"),
+        (tmp_path, "a folder"),
+        (Path("/dev/null"), "not a regular file"),
+    ):
+        assert (
+            _one_error_line(cli("validate", str(target))) == f"error: {target}: {says} (give the path of a sweep YAML)"
+        )
 
 
 def test_validate_prints_plan(tmp_path: Path) -> None:
