@@ -395,7 +395,8 @@ def _split(text: str | None, key: str, cast=str) -> list | None:
     try:
         items = [cast(x.strip()) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise UserError(f"expected a comma-separated list, got {text!r}", key=key) from None
+        of = " of whole numbers" if cast is int else ""
+        raise UserError(f"expected a comma-separated list{of}, got {text!r}", key=key) from None
     if not items:
         raise UserError("empty list", key=key)
     return items

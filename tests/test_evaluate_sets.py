@@ -82,6 +82,7 @@ def sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         (["{dm_pixels}", "--preset", "dd_standard", "--archs", "vgg11"], "--archs: vgg11 needs inputs of at least 32"),
         (["{dm_pixels}", "--preset", "dd_standard", "--archs", "alexnet", "--resolutions", "32,8"], "at least 16"),
         (["{dm_pixels}", "--preset", "dd_standard", "--space", "rgb"], "--space"),
+        (["{dm_pixels}", "--preset", "dd_standard", "--resolutions", "8.5"], "list of whole numbers, got '8.5'"),
         (["{dm_pixels}", "--preset", "cfm_paper", "--teacher-arch", "nonet"], "--teacher-arch"),
         (["{dm_pixels}", "--preset", "cfm_paper", "--setting", "preset=cfm_code"], "--preset"),
     ],
