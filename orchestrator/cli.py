@@ -199,9 +199,13 @@ def sweep(
     with one_line_errors():  # before Ray starts: a mistyped path or URI, a missing tracker, one line in a second
         check_storage(s.storage, key="storage")
         check_trackers(s)
-        check_owned(s)  # a folder ddx did not make is neither written into nor deleted (--fresh)
-        # a changed spec (read only: --fresh deletes once Ray is up and every check passed)
-        saved_resumable = check_resume(s, fresh=False) if resume else None
+        # a folder ddx did not make, or a changed spec (read only: --fresh deletes once Ray is up and
+        # every check passed)
+        saved_resumable = None
+        if resume:
+            saved_resumable = check_resume(s, fresh=False)  # check_owned included
+        else:
+            check_owned(s)
     _prepare_local_client(address)
     from orchestrator import preflight, runtime
 

@@ -20,7 +20,11 @@ def check_owned(spec: SweepSpec) -> None:
     anything else). A folder of other files at ``<storage>/<name>`` (``storage: ~`` and
     ``name: thesis``, say) was deleted whole by ``ddx sweep --fresh``."""
     exp = spec.experiment_dir()
-    if exists(join(exp, SPEC_FILE)) or not has_entries(exp):
+    _refuse_foreign(exp, exists(join(exp, SPEC_FILE)))
+
+
+def _refuse_foreign(exp: str, has_saved_spec: bool) -> None:
+    if has_saved_spec or not has_entries(exp):
         return
     raise UserError(
         f"{exp} holds files but no {SPEC_FILE}, so it is not a ddx experiment: ddx neither writes into it nor "
@@ -32,17 +36,18 @@ def check_owned(spec: SweepSpec) -> None:
 def check_resume(spec: SweepSpec, fresh: bool) -> bool:
     """Decide between a new experiment and resuming one; returns True when resuming.
 
-    ``fresh`` deletes the experiment directory — only one ddx made (:func:`check_owned`).
-    Resuming needs the saved spec to be the same one (its config hash): rows made under other
-    settings must never mix into one table.
+    ``fresh`` deletes the experiment directory — only one ddx made (:func:`check_owned`, checked
+    here too, where the deletion is). Resuming needs the saved spec to be the same one (its
+    config hash): rows made under other settings must never mix into one table.
     """
-    check_owned(spec)
     exp = spec.experiment_dir()
     saved = join(exp, SPEC_FILE)
+    has_saved = exists(saved)
+    _refuse_foreign(exp, has_saved)
     if fresh:
         delete_dir(exp)
         return False
-    if not exists(saved):
+    if not has_saved:
         return False
     previous = read_json(saved, fix="restore it, or run with --fresh to start over (the experiment is deleted)")
     if previous.get("config_hash") != spec.config_hash():

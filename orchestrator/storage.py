@@ -17,12 +17,14 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pyarrow.fs as pafs
 
+from orchestrator import time_limit
 from orchestrator.errors import UserError
 
 
@@ -162,6 +164,18 @@ def list_files(location: str, suffix: str = "") -> list[str]:
 _FIX = "check the URI, the bucket, credentials and ?endpoint_override=HOST:PORT&scheme=http for S3-compatible stores"
 
 
+def _ask_store(ask: Callable[[], None], timeout: float | None, failed: Callable[[str], UserError]) -> None:
+    """``ask()`` within ``timeout`` seconds (default :data:`~orchestrator.time_limit.URI_TIMEOUT_S`);
+    silence or a store's error (pyarrow: OSError / ArrowInvalid, a ValueError) is ``failed(why)``."""
+    limit = time_limit.URI_TIMEOUT_S if timeout is None else timeout  # read now: tests and users may set it
+    try:
+        time_limit.within(limit, ask, name="ddx-storage-probe")
+    except time_limit.NoAnswer:
+        raise failed(f"no answer within {limit:g} s ({_FIX})") from None
+    except (OSError, ValueError) as err:
+        raise failed(f"{' '.join(str(err).split())[:300]} ({_FIX})") from None
+
+
 def check_storage(location: str, key: str = "storage", timeout: float | None = None) -> None:
     """Fail with one line (exit 2) unless ``location`` can be written: a bad URI, no such bucket,
     an unreachable or silent endpoint or missing permissions are reported before any work starts.
@@ -170,9 +184,6 @@ def check_storage(location: str, key: str = "storage", timeout: float | None = N
     :data:`~orchestrator.time_limit.URI_TIMEOUT_S`); on a local disk the folders it had to make
     for it are removed again, so a check that passes (or a run that stops right after it)
     leaves nothing behind."""
-    from orchestrator.time_limit import URI_TIMEOUT_S, NoAnswer, within
-
-    timeout = URI_TIMEOUT_S if timeout is None else timeout
     probe = join(location, f".ddx-probe-{uuid.uuid4().hex[:8]}")
     made = _missing_local_folders(location)
 
@@ -183,12 +194,7 @@ def check_storage(location: str, key: str = "storage", timeout: float | None = N
         delete(probe)
 
     try:
-        within(timeout, write_read_delete, name="ddx-storage-probe")
-    except NoAnswer:
-        raise UserError(f"cannot write to {location!r}: no answer within {timeout:g} s ({_FIX})", key=key) from None
-    except (OSError, ValueError) as err:  # pyarrow raises OSError / ArrowInvalid (a ValueError)
-        detail = " ".join(str(err).split())[:300]
-        raise UserError(f"cannot write to {location!r}: {detail} ({_FIX})", key=key) from None
+        _ask_store(write_read_delete, timeout, lambda why: UserError(f"cannot write to {location!r}: {why}", key=key))
     finally:
         for folder in made:  # deepest first; one that is no longer empty (another writer) stays
             try:
@@ -199,25 +205,17 @@ def check_storage(location: str, key: str = "storage", timeout: float | None = N
 
 def check_reachable(location: str, timeout: float | None = None) -> None:
     """One line (:class:`UserError`) unless the store behind a URI ``location`` answers within
-    ``timeout`` seconds (default :data:`~orchestrator.time_limit.URI_TIMEOUT_S`): asked before a
-    command reads from it, so a silent endpoint or a credential the client keeps retrying is not
-    a hang of minutes. A local path passes (its errors are its readers')."""
+    ``timeout`` seconds: asked before a command reads from it, so a silent endpoint or a
+    credential the client keeps retrying is not a hang of minutes. A local path passes (its
+    errors are its readers')."""
     if not is_uri(location):
         return
-    from orchestrator.time_limit import URI_TIMEOUT_S, NoAnswer, within
-
-    timeout = URI_TIMEOUT_S if timeout is None else timeout
 
     def ask() -> None:
         fs, path = filesystem(location)
         fs.get_file_info(path)
 
-    try:
-        within(timeout, ask, name="ddx-storage-probe")
-    except NoAnswer:
-        raise UserError(f"no answer within {timeout:g} s ({_FIX})", where=location) from None
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot reach it: {' '.join(str(err).split())[:300]} ({_FIX})", where=location) from None
+    _ask_store(ask, timeout, lambda why: UserError(f"cannot reach it: {why}", where=location))
 
 
 def _missing_local_folders(location: str) -> list[Path]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,14 @@ def s3_server():
     bucket_uri.endpoint = endpoint  # type: ignore[attr-defined]
     yield bucket_uri
     server.stop()
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port that accepts connections (the kernel completes the handshake) and never
+    answers; closing it at the end resets them, so clients waiting on it give up."""
+    server = socket.create_server(("127.0.0.1", 0))
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()

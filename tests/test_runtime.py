@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,14 +27,13 @@ def test_an_address_where_nothing_listens_fails_at_once_with_one_line() -> None:
     runtime.check_reachable("auto")  # Ray resolves it (its own one-line error when none runs)
 
 
-def test_an_address_that_answers_but_not_as_ray_fails_with_one_line(ray_session, tmp_path) -> None:
+def test_an_address_that_answers_but_not_as_ray_fails_with_one_line(ray_session, silent_port, tmp_path) -> None:
     """A dashboard's port (HTTP) or a service that never replies: ``ray.init`` retried either for
     minutes. A real GCS (and, by the same gRPC check, a Ray Client server) passes."""
     http = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     threading.Thread(target=http.serve_forever, daemon=True).start()
-    silent = socket.create_server(("127.0.0.1", 0))  # the kernel completes the handshake; nobody answers
     try:
-        for port, why in ((http.server_address[1], "HTTP/2"), (silent.getsockname()[1], "no gRPC answer within 1 s")):
+        for port, why in ((http.server_address[1], "HTTP/2"), (silent_port, "no gRPC answer within 1 s")):
             start = time.monotonic()
             with pytest.raises(UserError) as err:
                 runtime.check_reachable(f"127.0.0.1:{port}", timeout=1.0)
@@ -57,7 +55,6 @@ def test_an_address_that_answers_but_not_as_ray_fails_with_one_line(ray_session,
         assert not (tmp_path / "store").exists()  # nothing written
     finally:
         http.shutdown()
-        silent.close()
 
 
 def test_the_cli_reads_ray_address_as_address(tmp_path) -> None:
