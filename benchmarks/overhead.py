@@ -26,6 +26,14 @@ before this one) is kept alongside.
 methods imported, data, work — a plain loop script, importing no Ray): ddx against what a
 researcher's own script costs from the shell, both whole commands.
 
+``ray_floor`` times what any tool that runs this work in Ray workers pays before the work, as a
+whole process of its own (``--ray-floor``): Python, Ray's start on these CPUs with ddx's
+settings, one worker that imports what ddx's tasks import and loads the dataset (ddx's own
+warm-up task, in the trials' runtime environment), then Ray's stop and the same prompt exit as
+``ddx``. No CLI, no spec, no Tune, no Parquet. ``floor_ratio`` = (direct_k + floor) / direct_k is
+the ratio a tool adding nothing but that floor would get on this work; ``startup_over_floor_s``
+= startup_s − floor: what ddx adds on top of it.
+
 ``ddx_up`` repeats the ddx runs on the local Ray that ``ddx up --cpus 2`` keeps (started once
 before them; ``ddx sweep`` without ``--address`` uses it), each next to a direct run of its
 own: what a researcher who runs sweep after sweep on one machine pays. The top-level numbers
@@ -150,6 +158,36 @@ def run_plain_loop(spec: dict, workdir: Path) -> float:
     return elapsed
 
 
+def ray_floor(dataset_file: Path) -> None:
+    """The floor as a script of its own (``--ray-floor DATASET``): an embedded Ray as ``ddx sweep``
+    starts it, ddx's warm-up task on it (reserving both CPUs, in the trials' runtime environment),
+    Ray's stop, the prompt exit of :func:`orchestrator.cli.run`."""
+    import ray
+
+    from orchestrator import runtime, warm_up
+
+    runtime.connect(None)
+    ray.get(warm_up.start(json.loads(dataset_file.read_text()), 2))
+    runtime.shutdown()
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def run_ray_floor(spec: dict, workdir: Path) -> float:
+    """Wall time of :func:`ray_floor` as a whole process (the benchmark's own ``$DDX_CACHE``)."""
+    dataset_file = workdir / "floor_dataset.json"
+    dataset_file.write_text(json.dumps(spec["dataset"]))
+    env = {**os.environ, "DDX_CACHE": str(workdir / "cache")}
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, __file__, "--ray-floor", str(dataset_file)], capture_output=True, text=True, env=env
+    )
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-4000:])
+    return elapsed
+
+
 def ddx_command(args: list[str], workdir: Path) -> subprocess.CompletedProcess:
     """``ddx ARGS`` in ``workdir``, with the benchmark's own ``$DDX_CACHE`` (``workdir/cache``)."""
     from tests.helpers import ddx
@@ -193,11 +231,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "overhead.json")
     ap.add_argument("--no-up", action="store_true", help="skip the runs on the local Ray of `ddx up`")
     ap.add_argument("--plain-loop", type=Path, help=argparse.SUPPRESS)  # internal: run the plain loop of a plan
+    ap.add_argument("--ray-floor", type=Path, help=argparse.SUPPRESS)  # internal: the floor of a dataset
     args = ap.parse_args()
     if args.plain_loop is not None:
         plain_loop(args.plain_loop)
         return
-    times: dict[str, list[float]] = {k: [] for k in ("direct_1", "direct_k", "plain_1", "plain_k", "ddx_1", "ddx_k")}
+    if args.ray_floor is not None:
+        ray_floor(args.ray_floor)
+        return
+    keys = ("direct_1", "direct_k", "plain_1", "plain_k", "ddx_1", "ddx_k", "floor")
+    times: dict[str, list[float]] = {k: [] for k in keys}
     with tempfile.TemporaryDirectory(prefix="ddx-overhead-") as tmp:
         workdir = Path(tmp)
         one = make_spec(workdir / "store", "overhead_1", 1, args.iterations, args.epochs)
@@ -209,6 +252,7 @@ def main() -> None:
             times["direct_k"].append(run_direct(many, threads=2))
             times["ddx_k"].append(run_ddx(many, workdir))
             times["plain_k"].append(run_plain_loop(many, workdir))
+            times["floor"].append(run_ray_floor(one, workdir))
         if not args.no_up:
             up = ddx_command(["up", "--cpus", "2"], workdir)
             if up.returncode != 0:
@@ -225,9 +269,15 @@ def main() -> None:
                 ddx_command(["down"], workdir)
     med = {k: statistics.median(v) for k, v in times.items()}
     k = args.trials
+    headline = paired(times, k, "ddx_1", "ddx_k", base="direct")
     result = {
         "benchmark": "overhead",
-        **paired(times, k, "ddx_1", "ddx_k", base="direct"),
+        **headline,
+        "ray_floor": {
+            "floor_s": med["floor"],
+            "floor_ratio": (med["direct_k"] + med["floor"]) / med["direct_k"],
+            "startup_over_floor_s": headline["startup_s"] - med["floor"],
+        },
         "whole_process": paired(times, k, "ddx_1", "ddx_k", base="plain"),
         **({} if args.no_up else {"ddx_up": paired(times, k, "up_1", "up_k", base="wdirect")}),
         "work": {
@@ -244,9 +294,10 @@ def main() -> None:
         "as a whole `python` process (imports torch and the methods, no Ray); ddx: `ddx sweep --fresh` as a whole "
         "process on an embedded local Ray (2 CPUs), one trial at a time, distillation task and evaluation tasks "
         "reserving both CPUs (the same sequential work); fixed cost per trial from the 1-trial vs K-trial slope. "
-        "Each round runs direct_1, ddx_1, plain_1, direct_k, ddx_k, plain_k; every figure is the median over rounds "
-        "of the round's own figure. ddx_up: the same ddx runs on the local Ray of `ddx up --cpus 2` (started once "
-        "before them, used by `ddx sweep` without --address), each after a direct run (wdirect_*) of its own.",
+        "floor: python + embedded Ray start + ddx's warm-up task (imports, dataset) + stop, as a whole process. "
+        "Each round runs direct_1, ddx_1, plain_1, direct_k, ddx_k, plain_k, floor; every figure is the median over "
+        "rounds of the round's own figure. ddx_up: the same ddx runs on the local Ray of `ddx up --cpus 2` (started "
+        "once before them, used by `ddx sweep` without --address), each after a direct run (wdirect_*) of its own.",
         "machine": {
             "cpus": torch.get_num_threads(),
             "platform": platform.platform(),
