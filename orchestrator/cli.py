@@ -584,6 +584,8 @@ def up(
             warn(f"--cpus {cpus} not applied: it offers {kept.cpus}; `ddx down`, then `ddx up --cpus {cpus}`")
         return
     console.print(f"local Ray up: {kept.address} ({kept.cpus} CPUs); `ddx sweep` and `ddx evaluate` use it")
+    if (too_many := local_ray.oversubscription(cpus)) is not None:
+        warn(too_many)
     console.print("stop it with `ddx down`")
     if kept.dashboard_url:
         console.print(f"dashboard: {kept.dashboard_url}")

@@ -162,6 +162,28 @@ def temp_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"ddx-ray-{digest}"
 
 
+def machine_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask; ``os.cpu_count()`` where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def oversubscription(cpus: int | None, have: int | None = None) -> str | None:
+    """A warning when ``--cpus`` offers more CPUs than the machine has (``have``, default
+    :func:`machine_cpus`), else None. Ray takes the number as given and runs that many one-CPU
+    tasks at once: each a worker process that imports torch (~0.3 GB), on fewer cores."""
+    have = machine_cpus() if have is None else have
+    if cpus is None or cpus <= have:
+        return None
+    return (
+        f"--cpus {cpus} is more than this machine's {have} CPUs: up to {cpus} one-CPU tasks may run at once, each "
+        f"a worker process with torch, sharing {have} cores (slower, and may run out of memory); omit --cpus to offer "
+        f"{have}"
+    )
+
+
 def start_command(cpus: int | None, dashboard: bool, ports: list[int]) -> list[str]:
     """``ray start --head --block`` with ddx's settings; ``ports``: GCS, Ray client, dashboard."""
     gcs, client, dash = ports

@@ -128,3 +128,13 @@ def test_ddx_up_keeps_a_ray_that_sweeps_use_with_the_embedded_results_until_ddx_
     none = ddx("down", env=env)
     assert none.returncode == 0 and "no local Ray" in none.stdout
     assert (ray_default.read_bytes() if ray_default.exists() else None) == before  # plain ray.init() unaffected
+
+
+def test_cpus_beyond_the_machine_are_a_warning_naming_both_numbers() -> None:
+    assert local_ray.oversubscription(None, have=2) is None  # Ray's own count
+    assert local_ray.oversubscription(2, have=2) is None
+    assert local_ray.oversubscription(1, have=2) is None
+    line = local_ray.oversubscription(1000, have=2)
+    assert line is not None and "\n" not in line
+    assert line.startswith("--cpus 1000 is more than this machine's 2 CPUs") and line.endswith("omit --cpus to offer 2")
+    assert local_ray.machine_cpus() >= 1
