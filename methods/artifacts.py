@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from methods.atomic import atomic_path
+
 Produce = Callable[[Path], None]
 
 
@@ -71,12 +73,8 @@ class LocalArtifactCache:
         with FileLock(str(target) + ".lock"):
             if target.exists():  # another process made it while we waited
                 return target
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            try:
+            with atomic_path(target) as tmp:
                 produce(tmp)
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
             (target.parent / f"{target.stem}.json").write_text(json.dumps(dict(description), indent=2, default=str))
         return target
 

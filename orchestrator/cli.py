@@ -148,6 +148,8 @@ def _connect(address: str | None, verbose: bool, dashboard: bool) -> None:
     from orchestrator import runtime
 
     where = runtime.connect(address, verbose=verbose, dashboard=dashboard)
+    if not verbose:
+        runtime.one_line_ray_logs()  # a failed trial is one line at the end, not Tune's traceback on the way
     console.print(f"running on {where}", soft_wrap=True, highlight=False)
     if dashboard and not runtime.is_embedded():
         warn("--dashboard applies to an embedded Ray only; this one has its own (`ddx up --dashboard`; a cluster's)")
@@ -218,6 +220,9 @@ def sweep(
     except UserError as err:
         fail(err)
         return
+    except Exception as err:  # Tune or the store gave up part-way (a full disk, a store gone): one line, exit 1
+        stopped(err, "the sweep", s.experiment_dir(), "storage", SWEEP_RESUMES, verbose)
+        return
     finally:
         runtime.shutdown()
     from orchestrator.tables import seed_summary
@@ -238,6 +243,32 @@ def sweep(
         raise typer.Exit(code=EXIT_INTERRUPTED)
     if not outcome.ok:
         raise typer.Exit(code=EXIT_FAILED)
+
+
+def stopped(err: Exception, what: str, location: str, key: str, fix: str, verbose: bool) -> None:
+    """A command (``what``: the sweep, the evaluation) that stopped part-way on an error of its
+    own — not bad input, not Ctrl-C: one line saying why and ``fix``, exit 1. The results'
+    ``location`` (named ``key``) is asked first (a probe written, read back and deleted; a local
+    disk's free space): when it cannot be written — a full disk, a store gone — that is the line,
+    since the error itself is then only a consequence (e.g. Tune's state files cut short).
+    Finished work is kept (every row and set is written atomically), so the same command goes on."""
+    from orchestrator.errors import error_line
+    from orchestrator.storage import check_room, check_storage
+
+    if verbose:
+        err_console.print_exception()
+    try:
+        check_storage(location, key=key)
+        check_room(location, key=key)
+        why = error_line(err) + ("" if verbose else " (--verbose shows where)")
+    except UserError as store:
+        why = store.line()
+    err_console.print(
+        Text.assemble(("error:", "bold red"), f" {what} stopped part-way: {why}; {fix}"),
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(code=EXIT_FAILED)
 
 
 def report_failures(outcome) -> None:
@@ -509,6 +540,9 @@ def evaluate(
         outcome = run(p, log=lambda line: console.print(escape(line), highlight=False))
     except UserError as err:
         fail(err)
+        return
+    except Exception as err:  # the results' store gave up part-way (a full disk): one line, exit 1
+        stopped(err, "the evaluation", req.out, "--out" if out else "--storage", EVALUATE_FINISHES, verbose)
         return
     finally:
         runtime.shutdown()

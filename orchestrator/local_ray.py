@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from methods.artifacts import default_cache_dir
+from methods.atomic import atomic_path
 from orchestrator.errors import UserError
 from orchestrator.ray_config import (
     DRIVER_RESOURCE,
@@ -102,9 +103,8 @@ def _read_state() -> LocalRay | None:
 def _write_state(ray_: LocalRay) -> None:
     path = state_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(asdict(ray_), indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(asdict(ray_), indent=2) + "\n")
 
 
 def _forget() -> None:

@@ -244,6 +244,33 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
     return f"embedded local Ray ({cpus} CPUs{where})"
 
 
+class OneLineRecords(logging.Filter):
+    """Ray's log records as one line each: the first line of the message, no traceback.
+
+    Without ``--verbose`` the terminal gets Ray's errors and nothing more, and some of them carry
+    a whole traceback — Tune logs one for every failed trial attempt, and another when it cannot
+    save its state — where ddx prints each failure's own line at the end (``trial failed …``
+    with the path of its ``error.txt``, which holds the traceback). The record is shortened, not
+    dropped: a callback's or a tracker's error still shows.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage().strip()
+        if record.exc_info or record.stack_info or "\n" in message:
+            first = message.splitlines()[0].rstrip(" :") if message else type(record.exc_info[1]).__name__
+            record.msg, record.args = f"{first} (--verbose shows more)", None
+            record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+def one_line_ray_logs() -> None:
+    """Shorten the records of Ray's handlers (``ray`` and the loggers under it) to one line each
+    (:class:`OneLineRecords`); call it after ``ray.init``, which sets those handlers up."""
+    for handler in logging.getLogger("ray").handlers:
+        if not any(isinstance(f, OneLineRecords) for f in handler.filters):
+            handler.addFilter(OneLineRecords())
+
+
 def stop_autoscaler_monitor() -> bool:
     """Kill the embedded Ray's autoscaler monitor process now; True when one was stopped.
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Callable
 from functools import lru_cache
@@ -24,6 +25,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from methods.atomic import atomic_path
 from orchestrator import time_limit
 from orchestrator.errors import UserError
 
@@ -91,12 +93,10 @@ def write_bytes_atomic(location: str, data: bytes) -> None:
     parent = path.rsplit("/", 1)[0]
     fs.create_dir(parent, recursive=True)
     if isinstance(fs, pafs.LocalFileSystem):
-        tmp = f"{parent}/.{Path(path).name}.{uuid.uuid4().hex[:8]}.tmp"
-        with open(tmp, "wb") as fh:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a failed write (a full disk) leaves nothing
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     else:
         with fs.open_output_stream(path) as out:
             out.write(data)
@@ -107,14 +107,17 @@ def upload_file(source: Path, location: str) -> None:
     fs, path = filesystem(location)
     parent = path.rsplit("/", 1)[0]
     fs.create_dir(parent, recursive=True)
-    target = path
+
+    def copy(target: str) -> None:
+        with open(source, "rb") as src, fs.open_output_stream(target) as out:
+            while chunk := src.read(1 << 22):
+                out.write(chunk)
+
     if isinstance(fs, pafs.LocalFileSystem):
-        target = f"{parent}/.{Path(path).name}.{uuid.uuid4().hex[:8]}.tmp"
-    with open(source, "rb") as src, fs.open_output_stream(target) as out:
-        while chunk := src.read(1 << 22):
-            out.write(chunk)
-    if target != path:
-        os.replace(target, path)
+        with atomic_path(path) as tmp:
+            copy(str(tmp))
+    else:
+        copy(path)
 
 
 def download_file(location: str, target: Path) -> None:
@@ -161,19 +164,30 @@ def list_files(location: str, suffix: str = "") -> list[str]:
     return [join(location, n) for n in names]
 
 
-_FIX = "check the URI, the bucket, credentials and ?endpoint_override=HOST:PORT&scheme=http for S3-compatible stores"
+_URI_FIX = (
+    "check the URI, the bucket, credentials and ?endpoint_override=HOST:PORT&scheme=http for S3-compatible stores"
+)
+_PATH_FIX = "check the folder's permissions and its disk's free space"
 
 
-def _ask_store(ask: Callable[[], None], timeout: float | None, failed: Callable[[str], UserError]) -> None:
-    """``ask()`` within ``timeout`` seconds (default :data:`~orchestrator.time_limit.URI_TIMEOUT_S`);
-    silence or a store's error (pyarrow: OSError / ArrowInvalid, a ValueError) is ``failed(why)``."""
+def _fix(location: str) -> str:
+    """What to check when ``location`` cannot be written or read."""
+    return _URI_FIX if is_uri(location) else _PATH_FIX
+
+
+def _ask_store(
+    ask: Callable[[], None], location: str, timeout: float | None, failed: Callable[[str], UserError]
+) -> None:
+    """``ask()`` of the store of ``location`` within ``timeout`` seconds (default
+    :data:`~orchestrator.time_limit.URI_TIMEOUT_S`); silence or a store's error (pyarrow: OSError /
+    ArrowInvalid, a ValueError) is ``failed(why)``, ``why`` ending with what to check."""
     limit = time_limit.URI_TIMEOUT_S if timeout is None else timeout  # read now: tests and users may set it
     try:
         time_limit.within(limit, ask, name="ddx-storage-probe")
     except time_limit.NoAnswer:
-        raise failed(f"no answer within {limit:g} s ({_FIX})") from None
+        raise failed(f"no answer within {limit:g} s ({_fix(location)})") from None
     except (OSError, ValueError) as err:
-        raise failed(f"{' '.join(str(err).split())[:300]} ({_FIX})") from None
+        raise failed(f"{' '.join(str(err).split())[:300]} ({_fix(location)})") from None
 
 
 def check_storage(location: str, key: str = "storage", timeout: float | None = None) -> None:
@@ -194,13 +208,34 @@ def check_storage(location: str, key: str = "storage", timeout: float | None = N
         delete(probe)
 
     try:
-        _ask_store(write_read_delete, timeout, lambda why: UserError(f"cannot write to {location!r}: {why}", key=key))
+        _ask_store(
+            write_read_delete, location, timeout, lambda why: UserError(f"cannot write to {location!r}: {why}", key=key)
+        )
     finally:
         for folder in made:  # deepest first; one that is no longer empty (another writer) stays
             try:
                 folder.rmdir()
             except OSError:
                 break
+
+
+#: a local storage with less free space than this counts as full (a sweep writes MBs: sets, rows, Tune's state)
+LOW_SPACE_BYTES = 16 << 20
+
+
+def check_room(location: str, key: str = "storage", need: int = LOW_SPACE_BYTES) -> None:
+    """One line (:class:`UserError`) when the disk of a local ``location`` has less than ``need``
+    bytes free: a write that failed for want of space freed what it had written (atomic writes
+    leave nothing), so a small probe may pass on a disk that is still too full. A URI passes
+    (its store says when it is full)."""
+    path = local_path(location)
+    if path is None:
+        return
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    free = shutil.disk_usage(path).free
+    if free < need:
+        raise UserError(f"cannot write to {location!r}: its disk has {free >> 10} KiB free ({_PATH_FIX})", key=key)
 
 
 def check_reachable(location: str, timeout: float | None = None) -> None:
@@ -215,7 +250,7 @@ def check_reachable(location: str, timeout: float | None = None) -> None:
         fs, path = filesystem(location)
         fs.get_file_info(path)
 
-    _ask_store(ask, timeout, lambda why: UserError(f"cannot reach it: {why}", where=location))
+    _ask_store(ask, location, timeout, lambda why: UserError(f"cannot reach it: {why}", where=location))
 
 
 def _missing_local_folders(location: str) -> list[Path]:
@@ -234,6 +269,7 @@ def _missing_local_folders(location: str) -> list[Path]:
 __all__ = [
     "add_suffix",
     "check_reachable",
+    "check_room",
     "check_storage",
     "delete",
     "delete_dir",

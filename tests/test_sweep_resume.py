@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from orchestrator.search_space import build_search
 from orchestrator.spec import parse_spec
 from orchestrator.sweep import tune_config
-from tests.helpers import ddx, ddx_interrupted, tiny_digits_spec, write_spec
+from tests.helpers import REPO, ddx, ddx_interrupted, tiny_digits_spec, write_spec
 
 
 def _optuna_spec(tmp_path: Path):
@@ -76,3 +80,48 @@ def test_ctrl_c_while_ray_starts_is_one_line_and_exit_130(tmp_path: Path) -> Non
     code, err = ddx_interrupted("sweep", str(spec), when=when, stderr_file=tmp_path / "stderr.txt", timeout=120)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 130 and lines == ["interrupted: rerun the same command to resume (finished work is kept)"], err
+
+
+def test_a_full_disk_stops_the_sweep_with_one_line_and_the_same_command_resumes_once_there_is_room(
+    tmp_path: Path,
+) -> None:
+    """The storage on a 64 KiB tmpfs of the sweep's own (a private mount namespace): the sweep
+    stops part-way, exit 1, the storage named as full in one line, no traceback and no half-written
+    file; with room made (the tmpfs remounted larger) the same command finishes every row once."""
+    from tests.cluster import isolation_available
+
+    if (why := isolation_available()) is not None:
+        pytest.skip(why)
+    store = tmp_path / "store"
+    store.mkdir()
+    spec = write_spec(tmp_path / "full.yaml", tiny_digits_spec(store, search={"ipc": {"grid": [2]}}))
+    sweep = f"{sys.executable} -m orchestrator sweep {spec}"
+    count = (
+        f"{sys.executable} -c \"import pandas as pd; d = pd.read_parquet('{store}/tiny/results.parquet'); "
+        "print('rows', len(d), (d.status == 'ok').sum(), len(d.drop_duplicates(['eval_arch', 'seed'])))\""
+    )
+    script = [
+        f"mount -t tmpfs -o size=64k tmpfs {store}",
+        f"cd {REPO}",
+        f"{sweep} > {tmp_path}/1.out 2> {tmp_path}/1.err; echo rc1=$?",
+        f"find {store} -name '*.tmp' | sed 's/^/left: /'",
+        f"mount -o remount,size=64m {store}",
+        f"{sweep} > {tmp_path}/2.out 2> {tmp_path}/2.err; echo rc2=$?",
+        count,
+    ]
+    env = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", "\n".join(script)],
+        capture_output=True, text=True, timeout=900, env=env,
+    )  # fmt: skip
+    err1 = (tmp_path / "1.err").read_text()
+    assert "rc1=1" in done.stdout, done.stdout + done.stderr + err1[-3000:]
+    assert "Traceback" not in err1 and "left: " not in done.stdout, err1[-3000:] + done.stdout
+    last = err1.strip().splitlines()[-1]
+    assert last.startswith("error: the sweep stopped part-way: storage: cannot write to ") or last.startswith(
+        "1 trial(s) and"
+    ), err1[-3000:]
+    assert "No space left on device" in last or "KiB free" in last or "No space left" in err1, err1[-3000:]
+    assert last.endswith("(finished work is kept)"), last
+    assert "rc2=0" in done.stdout, done.stdout + (tmp_path / "2.err").read_text()[-3000:]
+    assert "rows 4 4 4" in done.stdout, done.stdout  # every row once, all ok

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from methods.artifacts import default_cache_dir
+from methods.atomic import atomic_path
 from methods.datasets.base import DatasetError
 
 
@@ -90,7 +91,6 @@ def decode_samples(
     x = np.stack(arrays)
     y = np.asarray([label for _, label in samples], dtype=np.int64)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")
-    np.savez(tmp, x=x, y=y)
-    os.replace(tmp, cache)
+    with atomic_path(cache) as tmp, open(tmp, "wb") as fh:  # a file object: savez adds no ".npz" to it
+        np.savez(fh, x=x, y=y)
     return torch.from_numpy(x), torch.from_numpy(y)

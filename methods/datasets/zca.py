@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 from kornia.enhance import ZCAWhitening
 from torch import Tensor
 
+from methods.atomic import atomic_path
 from methods.datasets.options import ZCA_EPS
 
 ZCA_VERSION = "kornia-zca-v1"
@@ -54,9 +54,8 @@ def fit_zca(train_x: Tensor, eps: float = ZCA_EPS, cache_root: Path | None = Non
     zca = ZCAWhitening(eps=eps, compute_inv=True).fit(train_x.detach().to(torch.float32))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save({k: v.detach().cpu() for k, v in zca.state_dict().items()}, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save({k: v.detach().cpu() for k, v in zca.state_dict().items()}, tmp)
     return zca, False
 
 

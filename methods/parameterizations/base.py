@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from methods.artifacts import ArtifactCache
+from methods.atomic import atomic_path
 from methods.parameterizations.options import SetShape, instances_per_class
 from methods.registry import Registry
 
@@ -152,9 +153,9 @@ def save_synthetic(param: Parameterization, path: str | Path, extra: dict[str, A
     """Write a synthetic set atomically (temp file + rename); loadable with ``weights_only=True``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(payload_bytes(synthetic_payload(param, extra)))
-    tmp.replace(path)
+    data = payload_bytes(synthetic_payload(param, extra))
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def payload_bytes(payload: dict[str, Any]) -> bytes:
