@@ -47,10 +47,11 @@ def fail(err: UserError) -> None:
 def os_error(err: OSError, out: object = None) -> UserError:
     """A file the command could not read or write (an ``--out`` that cannot be made, a read-only
     folder): one line naming it, instead of the traceback; ``out``: the command's ``--out``."""
-    where = str(err.filename if err.filename is not None else out)
+    named = err.filename if err.filename is not None else out  # a failed write() names no file: the --out
+    where = None if named is None else str(named)
     reason = err.strerror or type(err).__name__
-    if out is not None and (where.startswith(str(out)) or str(out).startswith(where)):  # it, in it, or on its way
-        return UserError(f"cannot write it ({reason}); choose another", where=where, key="--out")
+    if out is not None and where is not None and (where.startswith(str(out)) or str(out).startswith(where)):
+        return UserError(f"cannot write it ({reason}); choose another", where=where, key="--out")  # in it, on its way
     return UserError(reason, where=where)
 
 
@@ -359,7 +360,9 @@ def report(
     if out is None and "://" in experiment:
         fail(UserError("give --out for a remote experiment (the report is written locally)", where=experiment))
         return
-    with one_line_errors(out):
+    from orchestrator.report import default_out_dir
+
+    with one_line_errors(out or default_out_dir(experiment)):
         exp, paths = write_report(experiment, out, fmt)
     show_summary(summary(exp).drop(columns=["config", "distill_resolution"], errors="ignore"))
     console.print(f"{exp.status_line()} from {experiment}")

@@ -119,3 +119,13 @@ def test_a_command_stopped_part_way_names_the_unwritable_store_or_else_its_error
     line = " ".join(capsys.readouterr().err.split())
     assert line.startswith(f"error: the sweep stopped part-way: storage: cannot write to '{blocked / 'exp'}': ")
     assert line.endswith("; rerun the same command to resume (finished work is kept)") and "cut short" not in line
+
+
+def test_a_failed_write_that_names_no_file_names_the_output_folder_or_nothing() -> None:
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # what write() raises: no filename
+    assert cli.os_error(full).line() == "No space left on device"  # not "None: …"
+    assert cli.os_error(full, Path("/x/report")).line() == (
+        "/x/report: --out: cannot write it (No space left on device); choose another"
+    )
+    named = OSError(errno.EACCES, os.strerror(errno.EACCES), "/x/report/report.md")
+    assert cli.os_error(named, Path("/x/report")).line().startswith("/x/report/report.md: --out: cannot write it")

@@ -10,6 +10,7 @@ import base64
 import html
 from pathlib import Path
 
+from methods.atomic import atomic_path
 from orchestrator.report.document import Document, Figure, Table
 
 CSS = """
@@ -93,5 +94,6 @@ def render_html(doc: Document, out_dir: Path) -> Path:
         parts.append("</section>")
     parts.append("</body></html>")
     path = out_dir / "report.html"
-    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(parts) + "\n", encoding="utf-8")
     return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from methods.atomic import atomic_path
 from orchestrator.report.document import Document, Figure, Table
 
 
@@ -37,10 +38,12 @@ def render_markdown(doc: Document, out_dir: Path, figures_dir: str = "figures") 
                 parts.append(table_markdown(block))
             elif isinstance(block, Figure):
                 rel = f"{figures_dir}/{block.name}.png"
-                (out_dir / rel).write_bytes(block.png)
+                with atomic_path(out_dir / rel) as tmp:
+                    tmp.write_bytes(block.png)
                 parts += [f"![{block.name}]({rel})", "", f"*{block.caption}*"]
             else:
                 parts.append(block)
-    path = out_dir / "report.md"
-    path.write_text("\n".join(parts) + "\n")
+    path = out_dir / "report.md"  # after its figures: a report.md names only files that are whole
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(parts) + "\n")
     return path
