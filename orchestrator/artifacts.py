@@ -23,6 +23,7 @@ from PIL import Image
 from torch import Tensor
 from torchvision.utils import make_grid
 
+from methods.atomic import atomic_path
 from methods.parameterizations import Parameterization, from_payload, payload_from_bytes
 from orchestrator.errors import UserError
 from orchestrator.store import read_bytes
@@ -134,7 +135,9 @@ def save_png(pixels: np.ndarray, path: str | Path) -> Path:
     """Write an RGB ``uint8`` array as a PNG file (parents created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png_bytes(pixels))
+    data = png_bytes(pixels)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
     return path
 
 
@@ -181,11 +184,13 @@ def export_class_grids(
         cols = nrow or max(1, int(np.ceil(np.sqrt(len(idx)))))
         label = f"_{names[c]}" if c < len(names) else ""
         target = out / f"class_{c:03d}{label}_r{res}.png"
-        save_image(shown[idx], target, nrow=cols, padding=1, pad_value=1.0)
+        with atomic_path(target) as tmp:
+            save_image(shown[idx], tmp, format="PNG", nrow=cols, padding=1, pad_value=1.0)
         written.append(target)
-    (out / "README.txt").write_text(
-        f"{param.config.name} set from {path}: {len(written)} classes, {param.per_class} instances per class, "
-        f"decoded at {res}px ({'coordinates' if param.resize_mode == 'coordinates' else param.resize_mode} when "
-        f"not {param.config.shape.resolution}px); pixels: {note}\n"
-    )
+    with atomic_path(out / "README.txt") as tmp:
+        tmp.write_text(
+            f"{param.config.name} set from {path}: {len(written)} classes, {param.per_class} instances per class, "
+            f"decoded at {res}px ({'coordinates' if param.resize_mode == 'coordinates' else param.resize_mode} when "
+            f"not {param.config.shape.resolution}px); pixels: {note}\n"
+        )
     return written

@@ -377,6 +377,7 @@ def leaderboard(
     published: Path = typer.Option(None, "--published", help="Published-numbers CSV (default: the packaged one)."),
 ) -> None:
     """Rank objective × parameterization per dataset / IPC / network / label mode across sweeps."""
+    from methods.atomic import atomic_path
     from orchestrator.leaderboard import (
         display_rows,
         leaderboard,
@@ -420,10 +421,11 @@ def leaderboard(
     if out is not None:
         with one_line_errors(out):
             out.parent.mkdir(parents=True, exist_ok=True)
-            if out.suffix == ".md":
-                out.write_text(to_markdown(board))
-            else:
-                board.to_csv(out, index=False)
+            with atomic_path(out) as tmp:  # a failed write leaves the old file, or none
+                if out.suffix == ".md":
+                    tmp.write_text(to_markdown(board))
+                else:
+                    board.to_csv(tmp, index=False)
         console.print(f"wrote [bold]{out}[/]")
 
 
