@@ -134,14 +134,15 @@ def _print_plan(plan: dict) -> None:
 def _prepare_local_client(address: str | None) -> None:
     """Without an address, a command may use the local Ray of ``ddx up``: ready the environment
     for it before Ray is imported (:func:`orchestrator.local_ray.prepare_client`); a record of
-    it that is wrong is one line, exit 2."""
-    if not address:
-        from orchestrator import local_ray
+    it that is wrong is one line, exit 2; so is a ``$DDX_CACHE`` that cannot be used."""
+    from orchestrator import local_ray
 
-        try:
+    try:
+        local_ray.check_cache_dir()
+        if not address:
             local_ray.prepare_client()
-        except UserError as err:
-            fail(err)
+    except UserError as err:
+        fail(err)
 
 
 def _connect(address: str | None, verbose: bool, dashboard: bool) -> None:
@@ -613,6 +614,7 @@ def up(
     from orchestrator import local_ray
 
     try:
+        local_ray.check_cache_dir()
         kept, started = local_ray.up(cpus=cpus, dashboard=dashboard)
     except UserError as err:
         fail(err)
@@ -637,6 +639,7 @@ def down() -> None:
     from orchestrator import local_ray
 
     try:
+        local_ray.check_cache_dir()
         kept = local_ray.down()
     except UserError as err:
         fail(err)

@@ -63,6 +63,24 @@ class LocalRay:
     dashboard_url: str | None = None
 
 
+def check_cache_dir() -> Path:
+    """This machine's cache folder (``$DDX_CACHE``, default ``~/.cache/ddx``), made if missing; one
+    line (:class:`UserError`) when it cannot be used — a file, a folder under a file, a folder this
+    user cannot write — before anything reads or writes there (the record of ``ddx up``, the
+    workers' datasets and artifacts)."""
+    path = default_cache_dir()
+    fix = "point DDX_CACHE at a folder this user can write, or unset it (~/.cache/ddx)"
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path} is a file, not a folder; {fix}", key="DDX_CACHE")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{path} cannot be made a folder ({err.strerror or err}); {fix}", key="DDX_CACHE") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"{path} cannot be written; {fix}", key="DDX_CACHE")
+    return path
+
+
 def state_path() -> Path:
     """``$DDX_CACHE/local-ray.json`` (default ``~/.cache/ddx``): this machine's record of it."""
     return default_cache_dir() / STATE_NAME

@@ -138,3 +138,24 @@ def test_cpus_beyond_the_machine_are_a_warning_naming_both_numbers() -> None:
     assert line is not None and "\n" not in line
     assert line.startswith("--cpus 1000 is more than this machine's 2 CPUs") and line.endswith("omit --cpus to offer 2")
     assert local_ray.machine_cpus() >= 1
+
+
+def test_a_cache_that_is_a_file_or_under_one_is_one_line_before_anything_runs(tmp_path: Path) -> None:
+    a_file = tmp_path / "cache.txt"
+    a_file.write_text("not a folder")
+    spec = write_spec(tmp_path / "s.yaml", tiny_digits_spec(tmp_path / "store"))
+    fix = "point DDX_CACHE at a folder this user can write, or unset it (~/.cache/ddx)"
+    for cache, says in (
+        (a_file, "is a file, not a folder"),
+        (a_file / "sub", "cannot be made a folder (Not a directory)"),
+    ):
+        for args in (["down"], ["up"], ["sweep", str(spec)]):
+            proc = ddx(*args, env={"DDX_CACHE": str(cache)}, timeout=120)
+            assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+            assert proc.stderr.strip() == f"error: DDX_CACHE: {cache} {says}; {fix}", proc.stderr
+    assert not (tmp_path / "store").exists()  # the sweep stopped before it wrote anything
+
+
+def test_check_cache_dir_makes_a_missing_cache(own_cache: Path) -> None:
+    assert not own_cache.exists()
+    assert local_ray.check_cache_dir() == own_cache and own_cache.is_dir()
