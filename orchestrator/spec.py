@@ -735,7 +735,7 @@ def _check_dataset(spec: SweepBase) -> None:
     if not ds.root:
         return
     if "://" in ds.root:
-        problem = _uri_problem(ds.root, time_limit.URI_TIMEOUT_S)
+        problem = _uri_problem(ds.root, time_limit.uri_timeout_s())
         if problem:
             raise SpecError(problem, key="dataset.root")
     elif not Path(ds.root).expanduser().exists():

@@ -179,9 +179,9 @@ def _ask_store(
     ask: Callable[[], None], location: str, timeout: float | None, failed: Callable[[str], UserError]
 ) -> None:
     """``ask()`` of the store of ``location`` within ``timeout`` seconds (default
-    :data:`~orchestrator.time_limit.URI_TIMEOUT_S`); silence or a store's error (pyarrow: OSError /
+    :func:`~orchestrator.time_limit.uri_timeout_s`); silence or a store's error (pyarrow: OSError /
     ArrowInvalid, a ValueError) is ``failed(why)``, ``why`` ending with what to check."""
-    limit = time_limit.URI_TIMEOUT_S if timeout is None else timeout  # read now: tests and users may set it
+    limit = time_limit.uri_timeout_s() if timeout is None else timeout
     try:
         time_limit.within(limit, ask, name="ddx-storage-probe")
     except time_limit.NoAnswer:
@@ -195,7 +195,7 @@ def check_storage(location: str, key: str = "storage", timeout: float | None = N
     an unreachable or silent endpoint or missing permissions are reported before any work starts.
 
     It writes, reads back and deletes a probe object, within ``timeout`` seconds (default
-    :data:`~orchestrator.time_limit.URI_TIMEOUT_S`); on a local disk the folders it had to make
+    :func:`~orchestrator.time_limit.uri_timeout_s`); on a local disk the folders it had to make
     for it are removed again, so a check that passes (or a run that stops right after it)
     leaves nothing behind."""
     probe = join(location, f".ddx-probe-{uuid.uuid4().hex[:8]}")

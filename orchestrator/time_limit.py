@@ -9,16 +9,39 @@ left to its client's own timeout and does not keep the process alive.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from orchestrator.errors import UserError
+
 T = TypeVar("T")
 
-#: seconds a storage location (``storage``, ``--out``, a URI ``dataset.root``) may take to answer
-#: a check made before any work (``DDX_URI_TIMEOUT``): a small read or write answers in a second or two
-URI_TIMEOUT_S = float(os.environ.get("DDX_URI_TIMEOUT", "15"))
+#: seconds a storage location may take to answer when ``DDX_URI_TIMEOUT`` is not set
+DEFAULT_URI_TIMEOUT_S = 15.0
+
+
+def uri_timeout_s() -> float:
+    """Seconds a storage location (``storage``, ``--out``, a URI ``dataset.root``) may take to
+    answer a check made before any work: ``$DDX_URI_TIMEOUT``, read at each check (default 15; a
+    small read or write answers in a second or two). A value that is not a positive number of
+    seconds is one line (:class:`UserError`)."""
+    text = os.environ.get("DDX_URI_TIMEOUT", "").strip()
+    if not text:
+        return DEFAULT_URI_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise UserError(
+            f"expected a positive number of seconds, got {text!r}; set e.g. DDX_URI_TIMEOUT=30, or unset it "
+            f"({DEFAULT_URI_TIMEOUT_S:g} s)",
+            key="DDX_URI_TIMEOUT",
+        )
+    return value
 
 
 class NoAnswer(TimeoutError):

@@ -362,7 +362,7 @@ def test_s3_roots_with_query_parameters(tmp_path: Path, monkeypatch) -> None:
         assert "does not exist" in _one_error_line(cli("validate", str(path)))
     finally:
         server.stop()
-    monkeypatch.setattr("orchestrator.time_limit.URI_TIMEOUT_S", 5.0)
+    monkeypatch.setenv("DDX_URI_TIMEOUT", "5")
     line = _one_error_line(cli("validate", str(path)))  # the server is gone: unreachable
     assert "dataset.root: " in line and ("cannot reach" in line or "no answer" in line), line
 

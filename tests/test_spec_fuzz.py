@@ -33,7 +33,7 @@ def workdir(tmp_path_factory) -> Iterator[Path]:
     class_folders(root / "data" / "cifar10")
     (root / "sweeps").mkdir()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("orchestrator.time_limit.URI_TIMEOUT_S", 2.0)
+        mp.setenv("DDX_URI_TIMEOUT", "2")
         yield root
 
 

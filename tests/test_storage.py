@@ -102,7 +102,7 @@ def test_report_and_leaderboard_of_a_store_that_does_not_answer_are_one_line(
     silent_s3: str, monkeypatch, tmp_path
 ) -> None:
     """They read the experiment straight away: without the check, each waited for the client."""
-    monkeypatch.setattr("orchestrator.time_limit.URI_TIMEOUT_S", 1.0)
+    monkeypatch.setenv("DDX_URI_TIMEOUT", "1")
     experiment = silent_s3.replace("/p?", "/p/sweep?")
     for args in (("report", experiment, "--out", str(tmp_path / "r")), ("leaderboard", experiment)):
         start = time.monotonic()
@@ -141,3 +141,21 @@ def test_experiment_dir_of_a_uri_with_a_query_is_a_valid_uri() -> None:
     assert spec.experiment_dir() == join(uri, "s")
     fs, path = filesystem(join(spec.experiment_dir(), "results.parquet"))
     assert type(fs).__name__ == "S3FileSystem" and path == "bucket/prefix/s/results.parquet"
+
+
+def test_a_uri_timeout_that_is_not_a_positive_number_is_one_line(monkeypatch, tmp_path) -> None:
+    from orchestrator.time_limit import uri_timeout_s
+
+    monkeypatch.delenv("DDX_URI_TIMEOUT", raising=False)
+    assert uri_timeout_s() == 15.0
+    monkeypatch.setenv("DDX_URI_TIMEOUT", " 2.5 ")
+    assert uri_timeout_s() == 2.5
+    for bad in ("abc", "0", "-1", "inf", "nan"):
+        monkeypatch.setenv("DDX_URI_TIMEOUT", bad)
+        with pytest.raises(UserError) as err:
+            check_storage(str(tmp_path / "store"))
+        assert err.value.line() == (
+            f"DDX_URI_TIMEOUT: expected a positive number of seconds, got {bad!r}; set e.g. DDX_URI_TIMEOUT=30, "
+            "or unset it (15 s)"
+        )
+    assert not (tmp_path / "store").exists()
