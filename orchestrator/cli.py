@@ -6,7 +6,10 @@ Heavy modules (torch, Ray, pandas) are imported inside the commands that need th
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,21 +74,66 @@ def one_line_errors(out: object = None) -> Iterator[None]:
 EXIT_FAILED = 1  # the sweep ran, but a trial errored or an evaluation row is ``failed``
 EXIT_BAD_INPUT = 2  # nothing ran: the spec, a flag, the storage or the cluster is unusable
 EXIT_INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT) before every trial finished: 128 + SIGINT, as shells do
+EXIT_TERMINATED = 143  # stopped by SIGTERM (a scheduler's preemption, `timeout`, `kill`): 128 + SIGTERM
 #: what an interrupted command's line says to do
 SWEEP_RESUMES = "rerun the same command to resume (finished work is kept)"
 EVALUATE_FINISHES = "rerun the same command to finish (finished evaluations are kept)"
 
 
+#: the signal that is stopping the running command: SIGINT (Ctrl-C), or SIGTERM (:func:`take_sigterm`)
+_stopping_signal = signal.SIGINT
+
+
+def stop_word_and_code() -> tuple[str, int]:
+    """How a stopped command's last line starts, and its exit code: ``interrupted`` and 130 after
+    Ctrl-C, ``terminated (SIGTERM)`` and 143 after SIGTERM."""
+    if _stopping_signal == signal.SIGTERM:
+        return "terminated (SIGTERM)", EXIT_TERMINATED
+    return "interrupted", EXIT_INTERRUPTED
+
+
+def _sigterm_as_ctrl_c(signum: int, frame: object) -> None:
+    global _stopping_signal
+    _stopping_signal = signal.SIGTERM
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def take_sigterm() -> None:
+    """Stop on SIGTERM the way Ctrl-C stops: the handler sends this process SIGINT, so Tune ends its
+    running trials (finished work is kept, the same command resumes) or, outside Tune, the command
+    stops with one line. A job scheduler's preemption, ``timeout`` and ``kill`` send SIGTERM; Ray's
+    own handler (installed by ``ray.init``) printed C++ stack lines and exited 1, so the command
+    takes the signal again once Ray is up. Main thread only (no-op elsewhere)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c)
+
+
 @contextmanager
 def ctrl_c_says(fix: str) -> Iterator[None]:
-    """Ctrl-C (SIGINT) inside the block (or the decorated command): ``interrupted: FIX`` on stderr
-    and exit 130, after the command's own ``finally`` (Ray's shutdown). Typer's own handling
-    exits 130 without a word."""
+    """Ctrl-C (SIGINT) or SIGTERM inside the block (or the decorated command): ``interrupted: FIX``
+    (``terminated (SIGTERM): FIX``) on stderr and exit 130 (143), after the command's own
+    ``finally`` (Ray's shutdown). Typer's own handling exits 130 without a word."""
+    global _stopping_signal
+    _stopping_signal = signal.SIGINT
+    previous = signal.getsignal(signal.SIGTERM)
+    take_sigterm()
     try:
         yield
     except KeyboardInterrupt:
-        err_console.print(f"[red]interrupted[/]: {fix}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=EXIT_INTERRUPTED) from None
+        word, code = stop_word_and_code()
+        err_console.print(f"[red]{word}[/]: {fix}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=code) from None
+    except SystemExit as err:
+        if err.code != signal.SIGTERM:
+            raise
+        # SIGTERM while ray.init runs: Ray's own handler (set first thing in ray.init) exits with 15
+        _stopping_signal = signal.SIGTERM
+        word, code = stop_word_and_code()
+        err_console.print(f"[red]{word}[/]: {fix}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=code) from None
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _version(value: bool) -> None:
@@ -150,6 +198,7 @@ def _connect(address: str | None, verbose: bool, dashboard: bool) -> None:
     from orchestrator import runtime
 
     where = runtime.connect(address, verbose=verbose, dashboard=dashboard)
+    take_sigterm()  # ray.init installed its own SIGTERM handler (C++ stack lines, exit 1)
     if not verbose:
         runtime.one_line_ray_logs()  # a failed trial is one line at the end, not Tune's traceback on the way
     console.print(f"running on {where}", soft_wrap=True, highlight=False)
@@ -237,12 +286,13 @@ def sweep(
     if outcome.trial_failures or not outcome.failed_rows.empty:
         report_failures(outcome)
     if outcome.unfinished:
+        word, code = stop_word_and_code()
         err_console.print(
-            f"[red]interrupted[/]: {outcome.unfinished} trial(s) did not finish; {SWEEP_RESUMES}",
+            f"[red]{word}[/]: {outcome.unfinished} trial(s) did not finish; {SWEEP_RESUMES}",
             highlight=False,
             soft_wrap=True,
         )
-        raise typer.Exit(code=EXIT_INTERRUPTED)
+        raise typer.Exit(code=code)
     if not outcome.ok:
         raise typer.Exit(code=EXIT_FAILED)
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import ray
 
+from orchestrator import processes
 from orchestrator.errors import UserError
 from orchestrator.ray_config import (
     ADDRESS_FORMS,
@@ -226,15 +227,20 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
             except ValueError as err:  # Ray's parse of the address ("Invalid address format: …")
                 raise UserError(f"not a Ray address: {address!r} ({err}); {ADDRESS_FORMS}", key="--address") from None
             return f"Ray cluster at {address}"
-        info = ray.init(
-            address="local",
-            include_dashboard=dashboard,
-            dashboard_host="127.0.0.1",
-            num_cpus=num_cpus,
-            resources={DRIVER_RESOURCE: LOCAL_DRIVER_SLOTS},
-            _system_config=EMBEDDED_SYSTEM_CONFIG,
-            **kwargs,
-        )
+        before = processes.descendants()
+        try:
+            info = ray.init(
+                address="local",
+                include_dashboard=dashboard,
+                dashboard_host="127.0.0.1",
+                num_cpus=num_cpus,
+                resources={DRIVER_RESOURCE: LOCAL_DRIVER_SLOTS},
+                _system_config=EMBEDDED_SYSTEM_CONFIG,
+                **kwargs,
+            )
+        except BaseException:  # cut short (Ctrl-C, SIGTERM): stop what it started, or its agents outlive us
+            processes.stop(processes.descendants() - before)
+            raise
     except ConnectionError as err:
         raise UserError(f"cannot connect to Ray at {address!r}: {err}", key="--address") from None
     _embedded = True

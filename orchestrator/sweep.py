@@ -13,7 +13,7 @@ from rich.console import Console
 from orchestrator import runtime
 from orchestrator.errors import error_line
 from orchestrator.plan import describe_plan, resolve_storage
-from orchestrator.progress import ForwardingCallback, SweepProgress
+from orchestrator.progress import FINAL_PHASES, ForwardingCallback, SweepProgress
 from orchestrator.provenance import versions
 from orchestrator.search_space import SearchPlan, build_search
 from orchestrator.spec import SweepSpec
@@ -76,14 +76,25 @@ def _failures(grid: tune.ResultGrid) -> list[TrialFailure]:
     return out
 
 
-def _unfinished(grid: tune.ResultGrid, plan: SearchPlan) -> int:
+def _unfinished(grid: tune.ResultGrid, plan: SearchPlan, stopped_early: set[str]) -> int:
     """Trials of this run that neither finished nor failed, counting those never started.
 
-    On Ctrl-C (SIGINT) Tune stops the experiment and ``Tuner.fit`` returns normally, its
-    running trials paused and the rest pending; a scheduler's early stop counts as finished.
-    """
-    not_done = len(grid) - grid.num_terminated - grid.num_errors
-    return not_done + max(0, plan.trials_this_run - len(grid))
+    On Ctrl-C (SIGINT, or SIGTERM, which the CLI turns into it) Tune stops the experiment and
+    ``Tuner.fit`` returns normally, the rest of its trials pending. A running trial it stopped
+    may be reported *terminated* like a finished one (a trial stopped seconds after its start
+    was, and the sweep exited 0 with no rows), so a trial counts as finished only by its own
+    last report — phase ``done`` or ``failed`` — or by an error, or when the scheduler stopped it
+    early (``stopped_early``: trial ids)."""
+
+    def finished(result: Any) -> bool:
+        metrics = result.metrics or {}
+        return (
+            result.error is not None
+            or metrics.get("phase") in FINAL_PHASES
+            or str(metrics.get("trial_id", "")) in stopped_early
+        )
+
+    return sum(not finished(r) for r in grid) + max(0, plan.trials_this_run - len(grid))
 
 
 def run_sweep(
@@ -129,7 +140,7 @@ def run_sweep(
     if plan.num_samples > 0:  # a resumed Optuna sweep may have every sample finished already
         with progress:
             grid = tuner.fit()
-        failures, unfinished = _failures(grid), _unfinished(grid, plan)
+        failures, unfinished = _failures(grid), _unfinished(grid, plan, progress.stopped)
     store = ResultStore(exp)
     rows = store.consolidate()
     if references is not None:

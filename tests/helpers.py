@@ -28,9 +28,12 @@ def ddx(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict[str
     )
 
 
-def ddx_interrupted(*args: str, when: str, stderr_file: Path, timeout: float = 300) -> tuple[int, str]:
-    """Run ``ddx ARGS…`` and send it SIGINT (Ctrl-C) once a line of its stdout holds ``when``; returns
-    its exit code and stderr (kept in ``stderr_file``: a pipe nobody reads could fill and block it)."""
+def ddx_interrupted(
+    *args: str, when: str, stderr_file: Path, timeout: float = 300, sig: int = signal.SIGINT
+) -> tuple[int, str]:
+    """Run ``ddx ARGS…`` and send it ``sig`` (default SIGINT: Ctrl-C) once a line of its stdout holds
+    ``when``; returns its exit code and stderr (kept in ``stderr_file``: a pipe nobody reads could
+    fill and block it)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
     argv = [sys.executable, "-m", "orchestrator", *args]
     with open(stderr_file, "w") as stderr:
@@ -38,7 +41,7 @@ def ddx_interrupted(*args: str, when: str, stderr_file: Path, timeout: float = 3
         try:
             for line in proc.stdout:  # progress lines (stdout is not a terminal)
                 if when in line:
-                    proc.send_signal(signal.SIGINT)
+                    proc.send_signal(sig)
                     break
             proc.communicate(timeout=timeout)
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -267,3 +268,46 @@ def test_ddx_evaluate_with_a_task_no_node_holds_is_one_line(tmp_path) -> None:
     assert out.returncode == 2, out.stdout + out.stderr
     assert out.stderr.strip().startswith(f"error: --eval-cpus: one unit needs CPU {cpus} but no node of this Ray")
     assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_descendants_and_stop_find_and_end_a_process_tree() -> None:
+    from orchestrator import processes
+
+    before = processes.descendants()
+    parent = subprocess.Popen(["sh", "-c", "sleep 300 & sleep 300 & wait"])
+    try:
+        deadline = time.monotonic() + 10
+        while len(processes.descendants() - before) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        tree = processes.descendants() - before
+        assert parent.pid in tree and len(tree) == 3  # sh and its two sleeps (grandchildren)
+        assert processes.descendants(parent.pid) == tree - {parent.pid}
+        processes.stop(tree, grace=1.0)
+        parent.wait(timeout=10)
+        assert not (processes.descendants() & tree)
+    finally:
+        parent.kill()
+
+
+def test_a_start_of_ray_cut_short_stops_what_it_started(monkeypatch) -> None:
+    """Ctrl-C or SIGTERM inside ray.init left the raylet's agents running for good (two Python
+    processes per interrupted start); connect now stops every process that appeared below it."""
+    import ray
+
+    from orchestrator import processes
+
+    started: list[subprocess.Popen] = []
+
+    def init_cut_short(*args, **kwargs):
+        started.append(subprocess.Popen(["sh", "-c", "sleep 300 & wait"]))  # a daemon and its child
+        time.sleep(0.3)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ray, "init", init_cut_short)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr("orchestrator.local_ray.running", lambda: None)
+    before = processes.descendants()
+    with pytest.raises(KeyboardInterrupt):
+        runtime.connect(None)
+    started[0].wait(timeout=10)
+    assert processes.descendants() - before == set()  # the daemon and its grandchild are gone

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +71,41 @@ def test_ctrl_c_says_interrupted_exits_130_and_the_rerun_completes_without_dupli
     rows = pd.read_parquet(tmp_path / "store" / "tiny" / "results.parquet")
     assert len(rows) == 12 and sorted(rows["ipc"].unique()) == [1, 2, 3]
     assert not rows.duplicated(["trial_key", "eval_arch", "seed", "label_mode"]).any()
+
+
+def test_ctrl_c_as_the_first_trial_starts_is_exit_130_not_success(tmp_path: Path) -> None:
+    """Tune reported the trial it stopped seconds after its start as terminated, like a finished
+    one: the sweep said 'results: … (0 rows)' and exited 0."""
+    spec = write_spec(tmp_path / "s.yaml", tiny_digits_spec(tmp_path / "store", search={"ipc": {"grid": [2]}}))
+    code, err = ddx_interrupted("sweep", str(spec), when=": started", stderr_file=tmp_path / "stderr.txt")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 130, err
+    assert lines[-1] == (
+        "interrupted: 1 trial(s) did not finish; rerun the same command to resume (finished work is kept)"
+    )
+
+
+def test_sigterm_stops_like_ctrl_c_with_exit_143_and_the_same_command_resumes(tmp_path: Path) -> None:
+    """A scheduler's preemption, `timeout` or `kill`: Ray's own handler printed C++ stack lines
+    and exited 1 (or 15, silently, while Ray started)."""
+    spec = write_spec(tmp_path / "s.yaml", tiny_digits_spec(tmp_path / "store"))
+    code, err = ddx_interrupted(
+        "sweep", str(spec), when=": done", stderr_file=tmp_path / "stderr.txt", sig=signal.SIGTERM
+    )  # trial 1 done
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 143 and "Traceback" not in err and "SIGTERM received" not in err, err
+    assert re.fullmatch(r"terminated \(SIGTERM\): 1 trial\(s\) did not finish; rerun the same command .*", lines[-1])
+    rerun = ddx("sweep", str(spec), timeout=600)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    rows = pd.read_parquet(tmp_path / "store" / "tiny" / "results.parquet")
+    assert len(rows) == 8 and not rows.duplicated(["trial_key", "eval_arch", "seed", "label_mode"]).any()
+
+    before_ray = "prerequisites produced"  # the plan's last line, printed before Ray starts
+    code, err = ddx_interrupted(
+        "sweep", str(spec), when=before_ray, stderr_file=tmp_path / "e2.txt", sig=signal.SIGTERM, timeout=120
+    )
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 143 and lines == ["terminated (SIGTERM): rerun the same command to resume (finished work is kept)"]
 
 
 def test_ctrl_c_while_ray_starts_is_one_line_and_exit_130(tmp_path: Path) -> None:
