@@ -119,15 +119,12 @@ def ctrl_c_says(fix: str) -> Iterator[None]:
     take_sigterm()
     try:
         yield
-    except KeyboardInterrupt:
-        word, code = stop_word_and_code()
-        err_console.print(f"[red]{word}[/]: {fix}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=code) from None
-    except SystemExit as err:
-        if err.code != signal.SIGTERM:
-            raise
-        # SIGTERM while ray.init runs: Ray's own handler (set first thing in ray.init) exits with 15
-        _stopping_signal = signal.SIGTERM
+    except (KeyboardInterrupt, SystemExit) as err:
+        if isinstance(err, SystemExit):
+            if err.code != signal.SIGTERM:
+                raise
+            # SIGTERM while ray.init runs: Ray's own handler (set first thing in ray.init) exits with 15
+            _stopping_signal = signal.SIGTERM
         word, code = stop_word_and_code()
         err_console.print(f"[red]{word}[/]: {fix}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=code) from None
