@@ -421,3 +421,17 @@ def test_an_out_that_cannot_be_written_is_one_line(experiment: Path, tmp_path: P
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert res.exit_code == 2 and len(lines) == 1 and "Traceback" not in res.output, res.output
     assert lines[0].startswith("error: ") and "--out: cannot write it (" in lines[0], lines[0]
+
+
+def test_a_mistyped_experiment_path_is_not_called_a_sweep_without_rows(tmp_path: Path) -> None:
+    from tests.helpers import cli
+
+    missing, empty = tmp_path / "no_such_sweep", tmp_path / "empty"
+    empty.mkdir()
+    for command in ("report", "leaderboard"):
+        res = cli(command, str(missing))
+        assert res.exit_code == 2
+        says = "no such folder (give an experiment folder or its results.parquet)"
+        assert res.stderr.strip() == f"error: {missing}: {says}"
+        res = cli(command, str(empty))
+        assert res.exit_code == 2 and "no result rows there yet; run `ddx sweep`" in res.stderr

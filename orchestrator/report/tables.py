@@ -91,6 +91,8 @@ def load_experiment(path: str) -> Experiment:
             partial = info.type == pafs.FileType.NotFound or stale
         planned = _planned(path)
     if rows.empty:
+        if not exists(path):  # a mistyped path is not a sweep that has not written yet
+            raise UserError("no such folder (give an experiment folder or its results.parquet)", where=path)
         raise UserError("no result rows there yet; run `ddx sweep` (or wait for its first evaluation)", where=path)
     rows = with_protocol(rows)
     reference = read_reference(path)
