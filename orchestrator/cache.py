@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from methods.artifacts import Produce, content_key, default_cache_dir
+from methods.atomic import atomic_path
 from orchestrator.storage import (
     delete,
     download_file,
@@ -240,13 +241,9 @@ class ArtifactStore:
             with contextlib.suppress(ArtifactError):
                 self._verify(target, ref)
                 return target
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
+        with atomic_path(target) as tmp:  # a copy that fails to download or to verify leaves nothing
             download_file(ref.location, tmp)
             self._verify(tmp, ref)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
         self._verified[str(target)] = self._verified.pop(str(tmp))  # a rename keeps mtime and size
         return target
 

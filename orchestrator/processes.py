@@ -3,8 +3,8 @@
 ``ray.init`` starts Ray's processes one after another (GCS, dashboard head, raylet; the raylet
 starts its dashboard and runtime-env agents). Interrupted part-way — Ctrl-C, SIGTERM — it
 neither finishes nor cleans up, and the agents of a raylet that is gone outlive the command,
-for good (measured: two Python processes per interrupted start). :func:`new_descendants`
-tells which processes appeared below this one during a block; :func:`stop` ends them. Linux
+for good (measured: two Python processes per interrupted start). :func:`descendants`, read
+before and after, tells which processes appeared below this one; :func:`stop` ends them. Linux
 reads ``/proc``; elsewhere nothing is found and nothing is stopped.
 """
 

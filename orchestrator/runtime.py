@@ -263,7 +263,8 @@ class OneLineRecords(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage().strip()
         if record.exc_info or record.stack_info or "\n" in message:
-            first = message.splitlines()[0].rstrip(" :") if message else type(record.exc_info[1]).__name__
+            what = type(record.exc_info[1]).__name__ if record.exc_info else "error"
+            first = message.splitlines()[0].rstrip(" :") if message else what
             record.msg, record.args = f"{first} (--verbose shows more)", None
             record.exc_info = record.exc_text = record.stack_info = None
         return True

@@ -231,9 +231,8 @@ def check_room(location: str, key: str = "storage", need: int = LOW_SPACE_BYTES)
     path = local_path(location)
     if path is None:
         return
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    free = shutil.disk_usage(path).free
+    missing = _missing_local_folders(location)  # deepest first: the last one's parent exists
+    free = shutil.disk_usage(missing[-1].parent if missing else path).free
     if free < need:
         raise UserError(f"cannot write to {location!r}: its disk has {free >> 10} KiB free ({_PATH_FIX})", key=key)
 
