@@ -91,12 +91,19 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
+#: ports this process has handed out: a port given to a component that has not bound it yet (the
+#: head's GCS port while the head's node ports are drawn) is free to bind, yet taken
+_HANDED_OUT: set[int] = set()
+
+
 def free_ports(count: int) -> list[int]:
-    """``count`` consecutive free ports from :data:`PORT_RANGE` (checked by binding them)."""
+    """``count`` consecutive free ports from :data:`PORT_RANGE` (checked by binding them), none
+    of them handed out before by this process."""
     for _ in range(200):
         start = random.randrange(PORT_RANGE[0], PORT_RANGE[1] - count)
         ports = list(range(start, start + count))
-        if all(_port_is_free(p) for p in ports):
+        if _HANDED_OUT.isdisjoint(ports) and all(_port_is_free(p) for p in ports):
+            _HANDED_OUT.update(ports)
             return ports
     raise RuntimeError(f"no {count} consecutive free ports in {PORT_RANGE}")
 

@@ -328,8 +328,8 @@ def test_worker_node_killed_mid_distillation_resumes_from_storage(env: Env, tmp_
     step = _wait_for("a state checkpoint in S3", checkpoint_step, 600, proc, log)
     running = env.cluster.running_tasks("distill_stream")
     assert [t["node_id"] for t in running] == [worker.node_id], running
+    worker.kill()  # before the holder stops (that takes about a second): the run is still mid-way
     stop_group(hold)  # the head's CPU is free for the rerun
-    worker.kill()
     rc = proc.wait(timeout=SWEEP_TIMEOUT)
     out = log.read_text(errors="replace")
     assert rc == 0, out[-6000:]
@@ -381,7 +381,7 @@ def test_worker_node_killed_mid_evaluation_and_a_nan_trial(env: Env) -> None:
     data = _digits(
         name,
         search={"lr_images": {"grid": [1.0, 1e30]}},
-        evaluation={"seeds": seeds, "epochs": 400},
+        evaluation={"seeds": seeds, "epochs": 1200},  # a student trains for about 5 s on the worker
     )
     spec = env.spec(data)
     hold = _hold_the_heads_cpu(env)  # the first trial's work runs on the worker
@@ -396,8 +396,10 @@ def test_worker_node_killed_mid_evaluation_and_a_nan_trial(env: Env) -> None:
         return [t for t in env.cluster.running_tasks("evaluate_job") if t["node_id"] == worker.node_id]
 
     running = _wait_for("an evaluation running on the worker node", evaluating_on_worker, 600, proc, log, 0.3)
-    stop_group(hold)  # the head's CPU is free for the retries
+    # kill at once: a student trains for several seconds, and the task seen running must still be
+    # mid-way (stopping the holder first took 1.2 s, most of a 400-epoch student, and once missed)
     worker.kill()
+    stop_group(hold)  # the head's CPU is free for the retries
     rc = proc.wait(timeout=SWEEP_TIMEOUT)
     out = log.read_text(errors="replace")
     assert rc == 1, out[-6000:]
@@ -411,7 +413,8 @@ def test_worker_node_killed_mid_evaluation_and_a_nan_trial(env: Env) -> None:
         detail=True, limit=1000, raise_on_missing_output=False,
     )  # fmt: skip
     retried = [t for t in tasks if t.attempt_number >= 1]
-    assert retried and all(t.node_id == env.head.node_id and t.state == "FINISHED" for t in retried), tasks
+    timeline = [(t.task_id[:8], t.attempt_number, t.node_id[:8], [e["state"] for e in t.events or []]) for t in tasks]
+    assert retried and all(t.node_id == env.head.node_id and t.state == "FINISHED" for t in retried), timeline
 
     rows = env.rows(name)
     ok, nan = rows[rows["lr_images"] == 1.0], rows[rows["lr_images"] == 1e30]
