@@ -37,6 +37,8 @@ class DatasetInfo:
     channels: int
     native_resolution: int | None  # None: depends on the files
     needs_root: bool
+    smallest_class: int | None = None  # training images of its smallest class, as shipped (None: depends on the files)
+    test_split: bool = True  # False: the loader carves the test set out of the training images
 
 
 @dataclass(frozen=True)
@@ -83,10 +85,10 @@ _NET = "methods.networks."
 _OBJ = "methods.objectives."
 
 DATASETS: tuple[DatasetInfo, ...] = (
-    DatasetInfo("digits", "methods.datasets.loaders", 1, 8, needs_root=False),
-    DatasetInfo("cifar10", "methods.datasets.loaders", 3, 32, needs_root=True),
-    DatasetInfo("cifar100", "methods.datasets.loaders", 3, 32, needs_root=True),
-    DatasetInfo("tiny_imagenet", "methods.datasets.loaders", 3, 64, needs_root=True),
+    DatasetInfo("digits", "methods.datasets.loaders", 1, 8, needs_root=False, smallest_class=174, test_split=False),
+    DatasetInfo("cifar10", "methods.datasets.loaders", 3, 32, needs_root=True, smallest_class=5000),
+    DatasetInfo("cifar100", "methods.datasets.loaders", 3, 32, needs_root=True, smallest_class=500),
+    DatasetInfo("tiny_imagenet", "methods.datasets.loaders", 3, 64, needs_root=True, smallest_class=500),
     DatasetInfo("imagefolder", "methods.datasets.loaders", 3, None, needs_root=True),
 )
 

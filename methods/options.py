@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from annotated_types import Ge, Gt, Lt
+from annotated_types import Ge, Gt, Le, Lt
 
 T = TypeVar("T")
 
@@ -38,6 +38,11 @@ NonNegativeInt = Annotated[int, Ge(0)]
 PositiveFloat = Annotated[float, Gt(0)]
 NonNegativeFloat = Annotated[float, Ge(0)]
 Momentum = Annotated[float, Ge(0), Lt(1)]
+#: the largest side (px) a dataset is loaded at or a student evaluated at: 4× the largest in DD
+#: benchmarks (512 px). One CIFAR-10 test split at 100,000 px takes 1.2 EB: a larger value only
+#: failed later, in a worker. (``ddx export`` decodes a set at any size that fits memory.)
+MAX_RESOLUTION = 2048
+Resolution = Annotated[int, Ge(1), Le(MAX_RESOLUTION)]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from methods.context import DistillContext
 from methods.datasets import RealData
 from methods.distill import CheckpointFn, DistillSettings, distill, init_from_real
@@ -36,6 +38,12 @@ def param_options(name: str, hp: dict[str, Any]) -> dict[str, Any]:
 def make_components(hp: dict[str, Any], data: RealData) -> Components:
     """Build the parameterization, objective and loop settings a trial's ``hp`` names."""
     pname = hp.get("parameterization", "pixels")
+    smallest = int(torch.bincount(data.train_y, minlength=data.num_classes).min())
+    if int(hp["ipc"]) > smallest:
+        raise ValueError(
+            f"ipc {hp['ipc']} is more than the {smallest} training images of {data.name}'s smallest class; "
+            f"use ipc ≤ {smallest}"
+        )
     shape = SetShape(data.num_classes, int(hp["ipc"]), data.channels, data.resolution, dataset=data.name)
     param = PARAMETERIZATIONS.get(pname)(ParamConfig(pname, shape, param_options(pname, hp)))
     obj_cls = OBJECTIVES.get(hp["objective"])

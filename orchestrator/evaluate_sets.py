@@ -36,6 +36,7 @@ from methods.datasets.loaders import DATASETS
 from methods.eval_options import LABEL_MODES
 from methods.external_sets import LoadedSet, SetError, load_set, random_subset_payload
 from methods.networks import NETWORKS, resolve_arch
+from methods.options import MAX_RESOLUTION
 from methods.parameterizations import payload_bytes
 from methods.prerequisites import dataset_identity
 from methods.protocols import (
@@ -158,8 +159,9 @@ def _check_request(req: EvaluateRequest) -> None:
             raise UserError(f"unknown label mode {m!r}; known: {', '.join(LABEL_MODES)}", key="--label-modes")
     if req.names is not None and len(req.names) != len(req.sets):
         raise UserError(f"{len(req.names)} names for {len(req.sets)} sets", key="--name")
-    if req.resolutions is not None and any(r < 1 for r in req.resolutions):
-        raise UserError("resolutions must be positive", key="--resolutions")
+    bad = [r for r in req.resolutions or [] if not 1 <= r <= MAX_RESOLUTION]
+    if bad:
+        raise UserError(f"{bad[0]} px: resolutions must be from 1 to {MAX_RESOLUTION}", key="--resolutions")
     try:
         build_eval_settings({**req.overrides, "label_mode": "soft", "preset": req.preset}, dataset=req.dataset["name"])
     except (ValueError, TypeError) as err:

@@ -32,11 +32,11 @@ from pydantic import Field, ValidationError, create_model, field_validator, mode
 
 from methods import catalog
 from methods.datasets.layout import layout_problem
-from methods.datasets.options import DatasetOptions
+from methods.datasets.options import DatasetOptions, train_images_left
 from methods.distill_options import DistillSettings
 from methods.eval_options import LABEL_MODE_REQUIRES, EvalSettings, LabelMode
 from methods.networks.info import resolve_arch
-from methods.options import PositiveInt, field_names, named, take
+from methods.options import PositiveInt, Resolution, field_names, named, take
 from methods.parameterizations.options import SetShape, instances_per_class
 from methods.pipeline_options import TrialOptions
 from methods.real_training_options import RealTrainSettings
@@ -245,7 +245,7 @@ class _EvaluationKeys(OptionsBlock):
     """The orchestration-only keys of ``evaluation:`` (the rest is :class:`EvalSettings`)."""
 
     archs: Annotated[list[NetworkName], Len(1)] = Field(default_factory=lambda: ["convnet_d3"])
-    resolutions: Annotated[list[PositiveInt], Len(1)] | None = None  # None: the distillation resolution
+    resolutions: Annotated[list[Resolution], Len(1)] | None = None  # None: the distillation resolution
     seeds: PositiveInt = 2
     #: epochs for some archs instead of ``epochs`` (students sized for the hardware, e.g. a
     #: laptop's ResNet-18 trains fewer epochs than its ConvNet); rows record the epochs each ran
@@ -765,6 +765,22 @@ def _check_budget(spec: SweepBase, params: list[str]) -> None:
                 _check_one_budget(spec, pname, int(ipc), chosen, channels, resolution)
 
 
+def _check_ipc_fits_data(spec: SweepBase) -> None:
+    """No swept ``ipc`` asks for more images per class than the training split keeps (a set that
+    large distils nothing); datasets whose size depends on the files are checked when loaded."""
+    ds = catalog.info("dataset", spec.dataset.name)
+    if ds.smallest_class is None:
+        return
+    left = train_images_left(ds.smallest_class, spec.dataset.options(), ds.test_split)
+    for index, ipc in enumerate(spec.hyper_values("ipc")):
+        if int(ipc) > left:
+            raise SpecError(
+                f"ipc {ipc} is more than the {max(left, 0)} training images per class that {ds.name} keeps (its "
+                f"smallest class, after the dataset block's carves and limits); use ipc ≤ {max(left, 0)}",
+                key=_where(spec, "ipc", index if "ipc" in spec.search else None),
+            )
+
+
 def _check_one_budget(
     spec: SweepBase, pname: str, ipc: int, chosen: dict[str, Any], channels: int, resolution: int
 ) -> None:
@@ -899,6 +915,7 @@ def validate_spec(spec: SweepBase) -> None:
     _check_dataset(spec)
     _check_archs(spec, objectives, needed_prerequisites(spec))
     _check_budget(spec, params)
+    _check_ipc_fits_data(spec)
     _check_experts(spec, needed_prerequisites(spec))
 
 

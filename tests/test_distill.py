@@ -110,3 +110,15 @@ def test_two_gloo_workers_give_the_single_worker_result(digits, tmp_path: Path) 
     assert torch.allclose(two["images"], single.images, atol=1e-6, rtol=0)
     # the gathered mid-run checkpoint holds every class's rows, not only rank 0's
     assert torch.allclose(two["ckpt"], saved[0]["param"]["images"], atol=1e-6, rtol=0)
+
+
+def test_an_ipc_above_the_smallest_class_is_refused_before_distilling() -> None:
+    """A set as large as the real data distils nothing: a data set whose size the catalog does not
+    know (an image folder) is checked once loaded, with the number it has."""
+    from methods.pipeline import make_components
+
+    data = load_dataset(DatasetOptions(name="digits", train_per_class=12))
+    smallest = int(torch.bincount(data.train_y).min())
+    assert make_components({"objective": "dm", "ipc": smallest}, data).param.per_class == smallest
+    with pytest.raises(ValueError, match=f"ipc {smallest + 1} is more than the {smallest} training images"):
+        make_components({"objective": "dm", "ipc": smallest + 1}, data)

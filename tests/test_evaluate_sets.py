@@ -83,6 +83,8 @@ def sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         (["{dm_pixels}", "--preset", "dd_standard", "--archs", "alexnet", "--resolutions", "32,8"], "at least 16"),
         (["{dm_pixels}", "--preset", "dd_standard", "--space", "rgb"], "--space"),
         (["{dm_pixels}", "--preset", "dd_standard", "--resolutions", "8.5"], "list of whole numbers, got '8.5'"),
+        (["{dm_pixels}", "--preset", "dd_standard", "--resolutions", "8,100000"], "100000 px: resolutions must be"),
+        (["{dm_pixels}", "--preset", "dd_standard", "--resolutions", "0"], "0 px: resolutions must be from 1"),
         (["{dm_pixels}", "--preset", "cfm_paper", "--teacher-arch", "nonet"], "--teacher-arch"),
         (["{dm_pixels}", "--preset", "cfm_paper", "--setting", "preset=cfm_code"], "--preset"),
     ],

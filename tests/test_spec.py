@@ -212,6 +212,27 @@ CASES = {
     "non-string key": (lambda d: d["method"].update({3: 4}), "method[3]", "keys must be strings"),
     "duplicate arch": (lambda d: d["evaluation"].update(archs=["resnet18", "resnet18"]), "evaluation.archs", "twice"),
     "blank storage": (lambda d: d.update(storage=" "), "storage", "empty; give a folder or a URI"),
+    # digits' smallest class (174 images) keeps 110 after the 30 % test and 10 % validation carves
+    "ipc above the data": (
+        lambda d: (d["search"].pop("ipc"), d["method"].update(ipc=111)),
+        "method.ipc",
+        "ipc 111 is more than the 110 training images per class that digits keeps",
+    ),
+    "resolution beyond the cap": (
+        lambda d: d["evaluation"].update(resolutions=[8, 100000]),
+        "evaluation.resolutions[1]",
+        "must be ≤ 2048 (got 100000)",
+    ),
+    "dataset resolution beyond the cap": (
+        lambda d: d["dataset"].update(resolution=4096),
+        "dataset.resolution",
+        "must be ≤ 2048 (got 4096)",
+    ),
+    "swept ipc above a limit": (
+        lambda d: (d["dataset"].update(train_per_class=20), d["search"].update(ipc={"grid": [1, 18, 19]})),
+        "search.ipc.grid[2]",
+        "ipc 19 is more than the 18 training images per class that digits keeps",
+    ),
 }
 
 

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from methods.datasets.options import carve_size
+
 
 class DatasetError(ValueError):
     """A dataset cannot be loaded as configured (missing root, bad layout, too few images)."""
@@ -111,7 +113,7 @@ def stratified_split(labels: Tensor, per_class: int | None, fraction: float | No
     for c in torch.unique(labels).tolist():
         idx = torch.nonzero(labels == c).flatten()
         idx = idx[torch.randperm(len(idx), generator=g)]
-        n = per_class if per_class is not None else round(len(idx) * float(fraction or 0.0))
+        n = carve_size(len(idx), per_class, fraction)
         if n >= len(idx):
             raise DatasetError(f"class {c} has {len(idx)} training images; cannot carve {n} for validation")
         carve.append(idx[:n])

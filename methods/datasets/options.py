@@ -11,7 +11,7 @@ from typing import Annotated
 
 from annotated_types import Ge, Gt, Lt
 
-from methods.options import PositiveFloat, PositiveInt, named
+from methods.options import PositiveFloat, PositiveInt, Resolution, named
 
 Fraction = Annotated[float, Gt(0), Lt(1)]
 #: kornia's regularisation of the covariance eigenvalues in ZCA whitening (MTT/DDiF: 0.1)
@@ -24,7 +24,7 @@ class DatasetOptions:
 
     name: Annotated[str, named("dataset")]
     root: str | None = None  # a folder, or a URI (s3://…, gs://…) staged by the orchestrator
-    resolution: PositiveInt | None = None  # None: the dataset's native size
+    resolution: Resolution | None = None  # None: the dataset's native size
     train_per_class: Annotated[int, Ge(2)] | None = None  # seeded subset of the training set (CPU-scale runs)
     test_per_class: PositiveInt | None = None  # seeded subset of the test set
     val_per_class: PositiveInt | None = None  # validation images carved from train, per class …
@@ -36,4 +36,22 @@ class DatasetOptions:
     zca_eps: PositiveFloat = ZCA_EPS  # kornia's regularisation of the covariance eigenvalues
 
 
-__all__ = ["ZCA_EPS", "DatasetOptions"]
+def carve_size(available: int, per_class: int | None, fraction: float | None) -> int:
+    """Images of one class carved out of its ``available`` ones: ``per_class``, else
+    round(``available`` · ``fraction``) (the loader's validation and test carves)."""
+    return per_class if per_class is not None else round(available * float(fraction or 0.0))
+
+
+def train_images_left(class_images: int, opts: DatasetOptions, has_test_split: bool) -> int:
+    """Training images a class of ``class_images`` keeps after the loader's splits, in its order:
+    the test carve (``test_fraction``, datasets without a test split), ``train_per_class``, then the
+    validation carve. Non-decreasing in ``class_images``, so the smallest class gives the minimum."""
+    left = class_images
+    if not has_test_split:
+        left -= carve_size(left, None, opts.test_fraction)
+    if opts.train_per_class is not None:
+        left = min(left, opts.train_per_class)
+    return left - carve_size(left, opts.val_per_class, opts.val_fraction)
+
+
+__all__ = ["ZCA_EPS", "DatasetOptions", "carve_size", "train_images_left"]
