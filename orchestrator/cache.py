@@ -38,6 +38,7 @@ from typing import Any
 
 from methods.artifacts import Produce, content_key, default_cache_dir
 from methods.atomic import atomic_path
+from orchestrator.processes import process_start
 from orchestrator.storage import (
     delete,
     download_file,
@@ -86,8 +87,9 @@ def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def _owner_is_dead(owner: str) -> bool:
-    """True when ``owner`` is a process of this host that no longer exists (its lease is stale)."""
+def _owner_is_dead(owner: str, pid_start: int | None = None) -> bool:
+    """True when ``owner`` is a process of this host that no longer exists (its lease is stale):
+    its pid is gone, or (``pid_start``, when it was recorded) now belongs to a later process."""
     host, _, rest = owner.partition(":")
     pid = rest.partition(":")[0]
     if host != socket.gethostname() or not pid.isdigit():
@@ -98,7 +100,8 @@ def _owner_is_dead(owner: str) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    now = process_start(int(pid))
+    return pid_start is not None and now is not None and now != pid_start
 
 
 class LeaseLock:
@@ -119,13 +122,15 @@ class LeaseLock:
         self.settle = settle if settle is not None else (0.02 if local_path(location) is not None else 0.5)
         self.poll = poll
         self.owner = _owner()
+        self._pid_start = process_start(os.getpid())
+        self._since = time.time()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _read(self) -> dict[str, Any] | None:
         try:
             return json.loads(read_bytes(self.location))
-        except (FileNotFoundError, json.JSONDecodeError):
+        except (FileNotFoundError, ValueError):  # not JSON (nor UTF-8): nobody's lease
             return None
         except OSError:
             if not exists(self.location):
@@ -133,24 +138,42 @@ class LeaseLock:
             raise
 
     def _write(self) -> None:
-        body = {"owner": self.owner, "expires": time.time() + self.ttl}
+        body = {
+            "owner": self.owner,  # host:pid:random
+            "pid_start": self._pid_start,
+            "since": self._since,
+            "expires": time.time() + self.ttl,
+        }
         write_bytes_atomic(self.location, json.dumps(body).encode())
+
+    def holder(self) -> dict[str, Any] | None:
+        """The live lease of another owner (``owner``, ``since``, ``expires``), or None: expired
+        leases, dead local owners and unreadable lock objects do not count."""
+        lease = self._read()
+        if not isinstance(lease, dict) or lease.get("owner") == self.owner:
+            return None
+        try:
+            if float(lease.get("expires", 0)) <= time.time():
+                return None
+            pid_start = lease.get("pid_start")
+            dead = _owner_is_dead(str(lease.get("owner", "")), int(pid_start) if pid_start is not None else None)
+        except (TypeError, ValueError):  # not a lease ddx wrote
+            return None
+        return None if dead else lease
 
     def held_by_other(self) -> bool:
         """A live lease of another owner is there (expired leases and dead local owners do not count)."""
-        lease = self._read()
-        if lease is None or lease.get("owner") == self.owner or float(lease.get("expires", 0)) <= time.time():
-            return False
-        return not _owner_is_dead(str(lease.get("owner", "")))
+        return self.holder() is not None
 
     def try_acquire(self) -> bool:
         """Take the lock if it is free or expired; True when this process now holds it."""
         if self.held_by_other():
             return False
+        self._since = time.time()
         self._write()
         time.sleep(self.settle)
         lease = self._read()
-        if lease is None or lease.get("owner") != self.owner:
+        if not isinstance(lease, dict) or lease.get("owner") != self.owner:
             return False
         self._start_renewing()
         return True
@@ -171,9 +194,9 @@ class LeaseLock:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-        lease = self._read()
-        if lease is not None and lease.get("owner") == self.owner:
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # a store gone: the lease lapses ``ttl`` after its last renewal
+            lease = self._read()
+            if isinstance(lease, dict) and lease.get("owner") == self.owner:
                 delete(self.location)
 
     def wait_or_acquire(self, done: Callable[[], bool], timeout: float | None = None) -> bool:

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
@@ -21,6 +22,10 @@ from rich.text import Text
 
 from orchestrator import __version__
 from orchestrator.errors import SpecError, UserError
+
+if TYPE_CHECKING:  # the CLI imports them when a command needs them
+    from orchestrator.spec import SweepSpec
+    from orchestrator.sweep import SweepOutcome
 
 app = typer.Typer(
     add_completion=False,
@@ -41,7 +46,7 @@ def warn(line: str) -> None:
     err_console.print(f"[yellow]warning[/] {escape(line)}", soft_wrap=True, highlight=False)
 
 
-def fail(err: UserError) -> None:
+def fail(err: UserError) -> NoReturn:
     """Print ``error: <one line>`` on stderr (user text is never read as markup) and exit 2."""
     err_console.print(Text.assemble(("error:", "bold red"), " ", err.line()), highlight=False, soft_wrap=True)
     raise typer.Exit(code=EXIT_BAD_INPUT)
@@ -242,37 +247,23 @@ def sweep(
         for k, d in plan["swept"].items():
             console.print(Text(f"  {k}: {d}"), highlight=False, soft_wrap=True)
         return
-    from orchestrator.resume import check_owned, check_resume
+    from orchestrator.resume import check_owned, check_resume, hold_experiment
     from orchestrator.storage import check_storage  # pyarrow only: Ray is not imported yet
     from orchestrator.tracking import check_trackers
 
     with one_line_errors():  # before Ray starts: a mistyped path or URI, a missing tracker, one line in a second
         check_storage(s.storage, key="storage")
         check_trackers(s)
-        # a folder ddx did not make, or a changed spec (read only: --fresh deletes once Ray is up and
-        # every check passed)
-        saved_resumable = None
-        if resume:
-            saved_resumable = check_resume(s, fresh=False)  # check_owned included
-        else:
-            check_owned(s)
-    _prepare_local_client(address)
-    from orchestrator import preflight, runtime
-
+        check_owned(s)  # a folder ddx did not make: not written into, not even for the lease
+    _prepare_local_client(address)  # a bad $DDX_CACHE or `ddx up` record: one line, before the lease too
+    with one_line_errors():
+        lease = hold_experiment(s)  # no other sweep of this experiment runs (nor starts) until released
     try:
-        _connect(address, verbose, dashboard)
-        resumed = preflight.prepare(s, fresh=not resume, warn=warn, resumed=saved_resumable)  # then the warm-up
-        from orchestrator.sweep import run_sweep  # Tune and pandas: imported while the warm-up worker starts
-
-        outcome = run_sweep(s, resumed=resumed, max_concurrent=max_concurrent, console=console)
-    except UserError as err:
-        fail(err)
-        return
-    except Exception as err:  # Tune or the store gave up part-way (a full disk, a store gone): one line, exit 1
-        stopped(err, "the sweep", s.experiment_dir(), "storage", SWEEP_RESUMES, verbose)
-        return
+        with one_line_errors():  # a changed spec (read only: --fresh deletes once Ray is up and every check passed)
+            saved_resumable = check_resume(s, fresh=False) if resume else None
+        outcome = _run_sweep(s, resume, saved_resumable, address, max_concurrent, verbose, dashboard)
     finally:
-        runtime.shutdown()
+        lease.release()
     from orchestrator.tables import seed_summary
 
     if not outcome.rows.empty:
@@ -294,7 +285,29 @@ def sweep(
         raise typer.Exit(code=EXIT_FAILED)
 
 
-def stopped(err: Exception, what: str, location: str, key: str, fix: str, verbose: bool) -> None:
+def _run_sweep(
+    s: SweepSpec, resume: bool, saved_resumable: bool | None, address: str | None, max_concurrent: int | None,
+    verbose: bool, dashboard: bool,
+) -> SweepOutcome:  # fmt: skip
+    """Start or join Ray, prepare (``--fresh`` deletes here) and run the sweep; an error is
+    reported here (one line) and exits."""
+    from orchestrator import preflight, runtime
+
+    try:
+        _connect(address, verbose, dashboard)
+        resumed = preflight.prepare(s, fresh=not resume, warn=warn, resumed=saved_resumable)  # then the warm-up
+        from orchestrator.sweep import run_sweep  # Tune and pandas: imported while the warm-up worker starts
+
+        return run_sweep(s, resumed=resumed, max_concurrent=max_concurrent, console=console)
+    except UserError as err:
+        fail(err)
+    except Exception as err:  # Tune or the store gave up part-way (a full disk, a store gone): one line, exit 1
+        stopped(err, "the sweep", s.experiment_dir(), "storage", SWEEP_RESUMES, verbose)
+    finally:
+        runtime.shutdown()
+
+
+def stopped(err: Exception, what: str, location: str, key: str, fix: str, verbose: bool) -> NoReturn:
     """A command (``what``: the sweep, the evaluation) that stopped part-way on an error of its
     own — not bad input, not Ctrl-C: one line saying why and ``fix``, exit 1. The results'
     ``location`` (named ``key``) is asked first (a probe written, read back and deleted; a local

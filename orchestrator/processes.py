@@ -69,4 +69,16 @@ def stop(pids: Iterable[int], grace: float = 2.0) -> None:
             return
 
 
-__all__ = ["descendants", "stop"]
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks after boot, ``/proc/<pid>/stat``); None when it
+    is not visible here (or there is no ``/proc``). Tells a process from a later one that reuses its id."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()  # from field 3 (the state) on
+    return int(fields[19]) if len(fields) > 19 else None
+
+
+__all__ = ["descendants", "process_start", "stop"]

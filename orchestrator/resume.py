@@ -1,17 +1,78 @@
-"""Resume or start over: whether a sweep's experiment directory holds a sweep of the same spec.
+"""Resume or start over: whether a sweep's experiment directory holds a sweep of the same spec,
+and whether another sweep is running it now.
 
 Needs only the storage (no Ray), so ``ddx sweep`` checks that the experiment directory is
 ddx's (:func:`check_owned`) and a resumed sweep's saved spec before Ray starts, and hands the
 answer to :func:`orchestrator.preflight.prepare`, which deletes the experiment on ``--fresh``
 once Ray is up and every other check passed.
+
+One sweep at a time per experiment: two runs of one experiment (two terminals, a job
+submitted twice) each did all the work, and a ``--fresh`` one deleted the other's files while it
+wrote them. :func:`hold_experiment` takes ``<experiment>/running.json`` (:data:`LEASE_FILE`), an
+:class:`~orchestrator.cache.LeaseLock` the sweep renews while it runs and deletes when it ends
+(Ctrl-C and SIGTERM included); a second sweep is refused while it is live. A SIGKILLed sweep's
+lease is free at once on the same host (its process is gone), elsewhere once it expires.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
+
+from orchestrator.cache import LeaseLock
 from orchestrator.errors import UserError
 from orchestrator.plan import SPEC_FILE
 from orchestrator.spec import SweepSpec
-from orchestrator.storage import delete_dir, exists, has_entries, join, read_json
+from orchestrator.storage import (
+    delete_all_but,
+    delete_dir,
+    exists,
+    has_entries,
+    is_uri,
+    join,
+    missing_local_folders,
+    read_json,
+)
+
+LEASE_FILE = "running.json"
+LEASE_TTL_S = 90.0  # renewed every 30 s; a holder gone on another host frees it after this long
+
+
+class ExperimentLease:
+    """A sweep's hold on its experiment. :meth:`release` also removes what taking it made while
+    that holds nothing else — the experiment folder (and, on a local disk, the storage folders
+    above it) — so a sweep stopped by bad input after it took the lease leaves nothing behind."""
+
+    def __init__(self, exp: str) -> None:
+        self.exp = exp
+        self.made = missing_local_folders(exp)  # deepest first
+        self.new_prefix = is_uri(exp) and not exists(exp)
+        self.lock = LeaseLock(join(exp, LEASE_FILE), ttl=LEASE_TTL_S)
+
+    def release(self) -> None:
+        self.lock.release()
+        with contextlib.suppress(OSError):
+            for folder in self.made:
+                folder.rmdir()  # OSError once one holds something: stop there
+            if self.new_prefix and not has_entries(self.exp):
+                delete_dir(self.exp)  # an object store's empty folder marker
+
+
+def hold_experiment(spec: SweepSpec) -> ExperimentLease:
+    """Take the experiment's lease (release it when the sweep ends); a :class:`UserError` when
+    another sweep holds it."""
+    lease = ExperimentLease(spec.experiment_dir())
+    lock = lease.lock
+    if lock.try_acquire():
+        return lease
+    holder = lock.holder() or {}
+    host, _, rest = str(holder.get("owner", "?:?")).partition(":")
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(holder.get("since", time.time()))))
+    raise UserError(
+        f"another ddx sweep is running this experiment (process {rest.partition(':')[0]} on {host}, since "
+        f"{since}); wait for it to end or stop it (a killed sweep's lease lapses within {LEASE_TTL_S:.0f} s)",
+        where=spec.experiment_dir(),
+    )
 
 
 def check_owned(spec: SweepSpec) -> None:
@@ -24,7 +85,7 @@ def check_owned(spec: SweepSpec) -> None:
 
 
 def _refuse_foreign(exp: str, has_saved_spec: bool) -> None:
-    if has_saved_spec or not has_entries(exp):
+    if has_saved_spec or not has_entries(exp, ignore=frozenset({LEASE_FILE})):  # a sweep's lease alone
         return
     raise UserError(
         f"{exp} holds files but no {SPEC_FILE}, so it is not a ddx experiment: ddx neither writes into it nor "
@@ -45,7 +106,7 @@ def check_resume(spec: SweepSpec, fresh: bool) -> bool:
     has_saved = exists(saved)
     _refuse_foreign(exp, has_saved)
     if fresh:
-        delete_dir(exp)
+        delete_all_but(exp, keep=frozenset({LEASE_FILE}))  # the lease of the sweep that deletes
         return False
     if not has_saved:
         return False

@@ -142,13 +142,30 @@ def delete_dir(location: str) -> None:
         fs.delete_dir(path)
 
 
-def has_entries(location: str) -> bool:
-    """Whether anything is at ``location``: a file, or a folder (a URI prefix) with at least one entry."""
+def has_entries(location: str, ignore: frozenset[str] = frozenset()) -> bool:
+    """Whether anything is at ``location``: a file, or a folder (a URI prefix) with at least one
+    entry whose name is not in ``ignore``."""
     fs, path = filesystem(location)
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.NotFound:
         return False
-    return info.type != pafs.FileType.Directory or bool(fs.get_file_info(pafs.FileSelector(path)))
+    if info.type != pafs.FileType.Directory:
+        return True
+    return any(i.base_name not in ignore for i in fs.get_file_info(pafs.FileSelector(path)))
+
+
+def delete_all_but(location: str, keep: frozenset[str]) -> None:
+    """Delete everything in folder ``location`` except the entries named in ``keep``."""
+    fs, path = filesystem(location)
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        return
+    for info in fs.get_file_info(pafs.FileSelector(path)):
+        if info.base_name in keep:
+            continue
+        if info.type == pafs.FileType.Directory:
+            fs.delete_dir(info.path)
+        else:
+            fs.delete_file(info.path)
 
 
 def list_files(location: str, suffix: str = "") -> list[str]:
@@ -199,7 +216,7 @@ def check_storage(location: str, key: str = "storage", timeout: float | None = N
     for it are removed again, so a check that passes (or a run that stops right after it)
     leaves nothing behind."""
     probe = join(location, f".ddx-probe-{uuid.uuid4().hex[:8]}")
-    made = _missing_local_folders(location)
+    made = missing_local_folders(location)
 
     def write_read_delete() -> None:
         write_bytes_atomic(probe, b"ok")
@@ -231,7 +248,7 @@ def check_room(location: str, key: str = "storage", need: int = LOW_SPACE_BYTES)
     path = local_path(location)
     if path is None:
         return
-    missing = _missing_local_folders(location)  # deepest first: the last one's parent exists
+    missing = missing_local_folders(location)  # deepest first: the last one's parent exists
     free = shutil.disk_usage(missing[-1].parent if missing else path).free
     if free < need:
         raise UserError(f"cannot write to {location!r}: its disk has {free >> 10} KiB free ({_PATH_FIX})", key=key)
@@ -252,7 +269,7 @@ def check_reachable(location: str, timeout: float | None = None) -> None:
     _ask_store(ask, location, timeout, lambda why: UserError(f"cannot reach it: {why}", where=location))
 
 
-def _missing_local_folders(location: str) -> list[Path]:
+def missing_local_folders(location: str) -> list[Path]:
     """The folders of a local ``location`` that do not exist yet, deepest first ([] for a URI)."""
     try:
         path = local_path(location)
@@ -280,6 +297,7 @@ __all__ = [
     "join",
     "list_files",
     "local_path",
+    "missing_local_folders",
     "read_bytes",
     "read_json",
     "upload_file",

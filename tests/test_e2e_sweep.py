@@ -43,6 +43,7 @@ def test_sweep_end_to_end(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = storage / "tiny" / "results.parquet"
     assert f"results: {results}" in proc.stdout.replace("\n", "")
+    assert not (storage / "tiny" / "running.json").exists()  # the sweep's lease, released
     assert "mean ± std over seeds" in proc.stdout
 
     table = pq.read_table(results)

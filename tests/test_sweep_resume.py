@@ -66,6 +66,7 @@ def test_ctrl_c_says_interrupted_exits_130_and_the_rerun_completes_without_dupli
     assert code == 130, err
     assert re.search(r"interrupted: [12] trial\(s\) did not finish; rerun the same command", err), err
     assert "Traceback" not in err
+    assert not (tmp_path / "store" / "tiny" / "running.json").exists()  # the sweep's lease, released
     rerun = ddx("sweep", str(spec), timeout=600)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     rows = pd.read_parquet(tmp_path / "store" / "tiny" / "results.parquet")
