@@ -65,14 +65,27 @@ def hold_experiment(spec: SweepSpec) -> ExperimentLease:
     lock = lease.lock
     if lock.try_acquire():
         return lease
-    holder = lock.holder() or {}
-    host, _, rest = str(holder.get("owner", "?:?")).partition(":")
-    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(holder.get("since", time.time()))))
     raise UserError(
-        f"another ddx sweep is running this experiment (process {rest.partition(':')[0]} on {host}, since "
-        f"{since}); wait for it to end or stop it (a killed sweep's lease lapses within {LEASE_TTL_S:.0f} s)",
+        f"another ddx sweep is running this experiment ({describe_holder(lock.holder() or {})}); wait for it to "
+        f"end or stop it (a killed sweep's lease lapses within {LEASE_TTL_S:.0f} s)",
         where=spec.experiment_dir(),
     )
+
+
+def running_sweep(exp: str) -> str | None:
+    """Who runs experiment ``exp`` now (:func:`describe_holder`), or None when no sweep holds it."""
+    holder = LeaseLock(join(exp, LEASE_FILE), ttl=LEASE_TTL_S).holder()
+    return None if holder is None else describe_holder(holder)
+
+
+def describe_holder(holder: dict) -> str:
+    """``process PID on HOST, since TIME`` from a lease's record."""
+    host, _, rest = str(holder.get("owner", "?:?")).partition(":")
+    try:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(holder["since"])))
+    except (KeyError, TypeError, ValueError):
+        since = "?"
+    return f"process {rest.partition(':')[0]} on {host}, since {since}"
 
 
 def check_owned(spec: SweepSpec) -> None:

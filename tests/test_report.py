@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
+import socket
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -355,7 +357,18 @@ def test_report_of_a_running_or_interrupted_sweep_says_it_is_partial(experiment:
     assert loaded.partial and len(loaded.rows) == total and loaded.planned == 8
     out = cli("report", str(exp), "--format", "md", "--out", str(tmp_path / "report"))
     assert out.exit_code == 0, out.output
-    assert f"{total} rows (1 failed) of 8 planned; partial" in " ".join(out.output.split())
+    said = f"{total} rows (1 failed) of 8 planned; partial: the sweep was interrupted (rerun `ddx sweep` to finish it)"
+    assert said in " ".join(out.output.split())
+    # a sweep holds the experiment's lease: the report says it is running, and which
+    from orchestrator.resume import hold_experiment
+
+    lease = hold_experiment(spec)
+    try:
+        out = cli("report", str(exp), "--format", "md", "--out", str(tmp_path / "report2"))
+        said = f"partial: the sweep is running (process {os.getpid()} on {socket.gethostname()}, since "
+        assert out.exit_code == 0 and said in " ".join(out.output.split()), out.output
+    finally:
+        lease.release()
     ResultStore(str(exp)).consolidate()  # the sweep finished: results.parquet is the newest file
     assert not load_experiment(str(exp)).partial
 

@@ -21,6 +21,7 @@ from methods.networks import resolve_arch
 from orchestrator.dd_metrics import add_scores, with_protocol
 from orchestrator.errors import UserError
 from orchestrator.reference import read_reference
+from orchestrator.resume import running_sweep
 from orchestrator.storage import check_reachable, exists, filesystem, join, read_bytes
 from orchestrator.store import ResultStore, read_results
 from orchestrator.tables import hyper_columns, seed_summary
@@ -41,14 +42,17 @@ class Experiment:
     swept: list[str] = field(default_factory=list)
     partial: bool = False  # read from the row files of a sweep that is running or was interrupted
     planned: int | None = None  # evaluations the sweep's plan holds (when known)
+    running: str | None = None  # the sweep that holds the experiment's lease now (orchestrator.resume)
 
     def status_line(self) -> str:
         failed = int((self.rows["status"] != "ok").sum())
         text = f"{len(self.rows)} rows ({failed} failed)"
         if self.planned:
             text += f" of {self.planned} planned"
-        if self.partial:
-            text += "; partial: the sweep is running or was interrupted (rerun `ddx sweep` to finish it)"
+        if self.running:
+            text += f"; partial: the sweep is running ({self.running})"
+        elif self.partial:
+            text += "; partial: the sweep was interrupted (rerun `ddx sweep` to finish it)"
         return text
 
 
@@ -69,7 +73,7 @@ def _planned(experiment: str) -> int | None:
 
 def load_experiment(path: str) -> Experiment:
     """Read an experiment (a folder: its row files, complete or not; or a ``results.parquet``) and its references."""
-    partial, planned = False, None
+    partial, planned, running = False, None, None
     check_reachable(path)
     if path.endswith(".parquet"):
         try:
@@ -90,6 +94,7 @@ def load_experiment(path: str) -> Experiment:
             stale = info.mtime is not None and info.mtime.timestamp() < newest
             partial = info.type == pafs.FileType.NotFound or stale
         planned = _planned(path)
+        running = running_sweep(path)
     if rows.empty:
         if not exists(path):  # a mistyped path is not a sweep that has not written yet
             raise UserError("no such folder (give an experiment folder or its results.parquet)", where=path)
@@ -98,7 +103,7 @@ def load_experiment(path: str) -> Experiment:
     reference = read_reference(path)
     if reference is not None:
         reference = with_protocol(reference)
-    return Experiment(path, rows, reference, swept_columns(rows), partial, planned)
+    return Experiment(path, rows, reference, swept_columns(rows), partial, planned, running)
 
 
 def swept_columns(rows: pd.DataFrame) -> list[str]:
