@@ -206,6 +206,7 @@ def plan(req: EvaluateRequest) -> Plan:
     units: list[Unit] = []
     names: list[str] = []
     by_ipc: dict[int, set[int]] = {}
+    first_with: dict[int, str] = {}  # IPC → the first set that has it
     for i, path in enumerate(req.sets):
         try:
             loaded = load_set(path, data, req.space, req.names[i] if req.names else None)
@@ -218,13 +219,15 @@ def plan(req: EvaluateRequest) -> Plan:
         names.append(loaded.name)
         resolutions = list(req.resolutions or [loaded.resolution])
         by_ipc.setdefault(loaded.ipc, set()).update(resolutions)
+        first_with.setdefault(loaded.ipc, path)
         units.append(_set_unit(loaded, resolutions, req))
     _check_archs(archs, sorted({r for res in by_ipc.values() for r in res}), given=bool(req.resolutions))
     for ipc, res in sorted(by_ipc.items()):
         try:
             payload = random_subset_payload(data, ipc, req.baseline_seed)
-        except SetError as err:
-            raise _user(err, key="--baseline-seed") from None
+        except SetError as err:  # the set is larger than the real data it is compared with
+            why = f"{err}; the random-real baseline at this set's IPC cannot be drawn"
+            raise UserError(why, where=first_with[ipc]) from None
         units.append(_baseline_unit(payload, ipc, sorted(res), req))
     return Plan(req, values, modes, primary, archs, seeds, units, data.summary())
 

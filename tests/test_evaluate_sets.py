@@ -57,6 +57,9 @@ def sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     torch.save({"images": pixels[:-1], "labels": labels[:-1]}, root / "unbalanced.pt")
     torch.save({"images": pixels[:0], "labels": labels[:0]}, root / "no_images.pt")
     torch.save({"images": pixels[:, :, :0, :0], "labels": labels}, root / "zero_size.pt")
+    # 111 per class: digits' smallest class keeps 110 training images (no random baseline that large)
+    torch.save({"images": pixels[::2].repeat_interleave(111, 0), "labels": labels[::2].repeat_interleave(111)},
+               root / "too_big.pt")  # fmt: skip
     bad_folder = root / "bad_folder" / "cat"
     bad_folder.mkdir(parents=True)
     Image.fromarray(np.zeros((8, 8), np.uint8), mode="L").save(bad_folder / "x.png")
@@ -74,6 +77,7 @@ def sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         (["{unbalanced}", "--preset", "dd_standard"], "images per class differ"),
         (["{no_images}", "--preset", "dd_standard"], "the set holds no images"),
         (["{zero_size}", "--preset", "dd_standard"], "images are empty, shape (20, 1, 0, 0)"),
+        (["{too_big}", "--preset", "dd_standard"], "fewer than IPC 111; the random-real baseline at this set's IPC"),
         (["{bad_folder}", "--preset", "dd_standard"], "class folder 'cat'"),
         (["{dm_pixels}", "--preset", "dd_standard", "--setting", "epochs=0"], "epochs"),
         (["{dm_pixels}", "--preset", "dd_standard", "--setting", "epochs=[3"], "--setting epochs: invalid YAML"),
