@@ -160,6 +160,19 @@ class Node:
                 out.add(pid)
         return out
 
+    def executing(self, task: str) -> bool:
+        """Whether a worker process of this node executes a task named ``task`` now: Ray titles
+        it ``ray::<task>`` while it runs (``ray::IDLE`` between tasks). Read from ``/proc``, so
+        it is exact at once, unlike the state API's view, which lags the task's events."""
+        for pid in self.pids():
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if title.split(b"\0")[0].strip() == f"ray::{task}".encode():
+                return True
+        return False
+
     def signal(self, sig: int) -> int:
         """Send ``sig`` to every process of the node; returns how many were signalled."""
         pids = self.pids()

@@ -388,17 +388,15 @@ def test_worker_node_killed_mid_evaluation_and_a_nan_trial(env: Env) -> None:
     log = env.work / f"{name}.log"
     proc = env.cluster.popen(env.sweep_args(spec), log)
 
-    def evaluating_on_worker() -> list[dict]:
+    def evaluating_on_worker() -> bool:
         # a student finished (its row is in S3) and the next one runs on the worker: the worker
-        # took it over at once (a leased worker process gets the next task), so this lands mid-task
-        if not env.rows_written(name):
-            return []
-        return [t for t in env.cluster.running_tasks("evaluate_job") if t["node_id"] == worker.node_id]
+        # took it over at once (a leased worker process gets the next task), so this lands mid-task.
+        # Read from the worker's processes, not the state API: its RUNNING lags, and once said so
+        # of a student that had finished, so that the kill found nothing to retry
+        return bool(env.rows_written(name)) and worker.executing("evaluate_job")
 
-    running = _wait_for("an evaluation running on the worker node", evaluating_on_worker, 600, proc, log, 0.3)
-    # kill at once: a student trains for several seconds, and the task seen running must still be
-    # mid-way (stopping the holder first took 1.2 s, most of a 400-epoch student, and once missed)
-    worker.kill()
+    _wait_for("an evaluation running on the worker node", evaluating_on_worker, 600, proc, log, 0.1)
+    worker.kill()  # at once: a student trains for several seconds
     stop_group(hold)  # the head's CPU is free for the retries
     rc = proc.wait(timeout=SWEEP_TIMEOUT)
     out = log.read_text(errors="replace")
@@ -407,14 +405,19 @@ def test_worker_node_killed_mid_evaluation_and_a_nan_trial(env: Env) -> None:
     # the student killed with the node was trained again, on the head (Ray's task retry)
     from ray.util.state import list_tasks
 
-    job_id = running[0]["task_id"][-8:]
-    tasks = list_tasks(
-        address=env.cluster.address, filters=[("name", "=", "evaluate_job"), ("job_id", "=", job_id)],
-        detail=True, limit=1000, raise_on_missing_output=False,
-    )  # fmt: skip
-    retried = [t for t in tasks if t.attempt_number >= 1]
-    timeline = [(t.task_id[:8], t.attempt_number, t.node_id[:8], [e["state"] for e in t.events or []]) for t in tasks]
-    assert retried and all(t.node_id == env.head.node_id and t.state == "FINISHED" for t in retried), timeline
+    def evaluations(*filters: tuple[str, str, str]) -> list:
+        return list_tasks(
+            address=env.cluster.address, filters=[("name", "=", "evaluate_job"), *filters],
+            detail=True, limit=1000, raise_on_missing_output=False,
+        )  # fmt: skip
+
+    killed = [t for t in evaluations(("node_id", "=", worker.node_id)) if t.state == "FAILED"]
+    assert len(killed) == 1, killed
+    attempts = [t for t in evaluations(("job_id", "=", killed[0].job_id)) if t.task_id == killed[0].task_id]
+    retried = [t for t in attempts if t.attempt_number >= 1]
+    where = {worker.node_id: "worker", env.head.node_id: "head"}
+    said = [(t.attempt_number, where.get(t.node_id, t.node_id), t.state) for t in attempts]
+    assert retried and all(t.node_id == env.head.node_id and t.state == "FINISHED" for t in retried), said
 
     rows = env.rows(name)
     ok, nan = rows[rows["lr_images"] == 1.0], rows[rows["lr_images"] == 1e30]
