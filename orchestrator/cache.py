@@ -123,7 +123,7 @@ class LeaseLock:
         self.poll = poll
         self.owner = _owner()
         self._pid_start = process_start(os.getpid())
-        self._since = time.time()
+        self._since: float | None = None  # when this process took the lock (set by try_acquire)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

@@ -32,9 +32,11 @@ from orchestrator.storage import (
     join,
     missing_local_folders,
     read_json,
+    remove_empty_folders,
 )
 
 LEASE_FILE = "running.json"
+_LEASE_ONLY = frozenset({LEASE_FILE})
 LEASE_TTL_S = 90.0  # renewed every 30 s; a holder gone on another host frees it after this long
 
 
@@ -51,9 +53,8 @@ class ExperimentLease:
 
     def release(self) -> None:
         self.lock.release()
+        remove_empty_folders(self.made)
         with contextlib.suppress(OSError):
-            for folder in self.made:
-                folder.rmdir()  # OSError once one holds something: stop there
             if self.new_prefix and not has_entries(self.exp):
                 delete_dir(self.exp)  # an object store's empty folder marker
 
@@ -98,7 +99,7 @@ def check_owned(spec: SweepSpec) -> None:
 
 
 def _refuse_foreign(exp: str, has_saved_spec: bool) -> None:
-    if has_saved_spec or not has_entries(exp, ignore=frozenset({LEASE_FILE})):  # a sweep's lease alone
+    if has_saved_spec or not has_entries(exp, ignore=_LEASE_ONLY):  # a sweep's lease alone
         return
     raise UserError(
         f"{exp} holds files but no {SPEC_FILE}, so it is not a ddx experiment: ddx neither writes into it nor "
@@ -119,7 +120,7 @@ def check_resume(spec: SweepSpec, fresh: bool) -> bool:
     has_saved = exists(saved)
     _refuse_foreign(exp, has_saved)
     if fresh:
-        delete_all_but(exp, keep=frozenset({LEASE_FILE}))  # the lease of the sweep that deletes
+        delete_all_but(exp, keep=_LEASE_ONLY)  # the lease of the sweep that deletes
         return False
     if not has_saved:
         return False

@@ -229,11 +229,7 @@ def check_storage(location: str, key: str = "storage", timeout: float | None = N
             write_read_delete, location, timeout, lambda why: UserError(f"cannot write to {location!r}: {why}", key=key)
         )
     finally:
-        for folder in made:  # deepest first; one that is no longer empty (another writer) stays
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+        remove_empty_folders(made)
 
 
 #: a local storage with less free space than this counts as full (a sweep writes MBs: sets, rows, Tune's state)
@@ -269,6 +265,16 @@ def check_reachable(location: str, timeout: float | None = None) -> None:
     _ask_store(ask, location, timeout, lambda why: UserError(f"cannot reach it: {why}", where=location))
 
 
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first, as :func:`missing_local_folders` gives them) until one
+    is not empty: the folders a step made for itself go, what another writer filled stays."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def missing_local_folders(location: str) -> list[Path]:
     """The folders of a local ``location`` that do not exist yet, deepest first ([] for a URI)."""
     try:
@@ -300,6 +306,7 @@ __all__ = [
     "missing_local_folders",
     "read_bytes",
     "read_json",
+    "remove_empty_folders",
     "upload_file",
     "write_bytes_atomic",
 ]
