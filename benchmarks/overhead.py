@@ -22,6 +22,11 @@ ratios): this machine's speed drifts by ±20 % within minutes, which a ratio of 
 taken minutes apart would carry in full. ``ratio_of_medians`` (the statistic of the runs
 before this one) is kept alongside.
 
+``work_seconds`` compares the work alone: the ``--trials`` sweep's distillations and
+evaluations as its rows time them (``distill_seconds``, ``eval_seconds``) against the direct
+loop's wall time: whether the same computation runs as fast inside a Ray task as in a plain
+process, apart from everything around it.
+
 ``whole_process`` times the direct loop as a command too (``python`` start, torch and the
 methods imported, data, work — a plain loop script, importing no Ray): ddx against what a
 researcher's own script costs from the shell, both whole commands.
@@ -208,6 +213,15 @@ def run_ddx(spec: dict, workdir: Path, where: str = "embedded local Ray") -> flo
     return elapsed
 
 
+def ddx_work_seconds(spec: dict) -> float:
+    """The work inside the last ``ddx sweep`` of ``spec``, as its rows time it: each trial's
+    distillation (``distill_seconds``, once per trial) plus every evaluation (``eval_seconds``)."""
+    from orchestrator.store import read_results
+
+    rows = read_results(str(Path(spec["storage"]) / spec["name"]))
+    return float(rows.groupby("trial_id")["distill_seconds"].first().sum() + rows["eval_seconds"].sum())
+
+
 def paired(times: dict[str, list[float]], k: int, one: str, many: str, base: str) -> dict[str, float]:
     """Ratio, fixed cost per extra trial and per-invocation start-up of the ``one``/``many`` ddx runs
     against the ``base`` runs of the same rounds (``direct``: in-process loop; ``plain``: the loop
@@ -239,7 +253,7 @@ def main() -> None:
     if args.ray_floor is not None:
         ray_floor(args.ray_floor)
         return
-    keys = ("direct_1", "direct_k", "plain_1", "plain_k", "ddx_1", "ddx_k", "floor")
+    keys = ("direct_1", "direct_k", "plain_1", "plain_k", "ddx_1", "ddx_k", "ddx_k_work", "floor")
     times: dict[str, list[float]] = {k: [] for k in keys}
     with tempfile.TemporaryDirectory(prefix="ddx-overhead-") as tmp:
         workdir = Path(tmp)
@@ -251,6 +265,7 @@ def main() -> None:
             times["plain_1"].append(run_plain_loop(one, workdir))
             times["direct_k"].append(run_direct(many, threads=2))
             times["ddx_k"].append(run_ddx(many, workdir))
+            times["ddx_k_work"].append(ddx_work_seconds(many))
             times["plain_k"].append(run_plain_loop(many, workdir))
             times["floor"].append(run_ray_floor(one, workdir))
         if not args.no_up:
@@ -277,6 +292,11 @@ def main() -> None:
             "floor_s": med["floor"],
             "floor_ratio": (med["direct_k"] + med["floor"]) / med["direct_k"],
             "startup_over_floor_s": headline["startup_s"] - med["floor"],
+        },
+        "work_seconds": {
+            "direct_k": med["direct_k"],
+            "ddx_k": med["ddx_k_work"],
+            "ratio": statistics.median(w / d for w, d in zip(times["ddx_k_work"], times["direct_k"], strict=True)),
         },
         "whole_process": paired(times, k, "ddx_1", "ddx_k", base="plain"),
         **({} if args.no_up else {"ddx_up": paired(times, k, "up_1", "up_k", base="wdirect")}),

@@ -199,6 +199,14 @@ class LeaseLock:
             if isinstance(lease, dict) and lease.get("owner") == self.owner:
                 delete(self.location)
 
+    def __enter__(self) -> LeaseLock:
+        """``with LeaseLock(location):`` waits until this process holds the lock, releases it at exit."""
+        self.wait_or_acquire(lambda: False)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
     def wait_or_acquire(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
         """Block until ``done()`` (returns False) or until this process holds the lock (True)."""
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -7,7 +7,7 @@ row instead of a missing one). The training itself is :func:`methods.real_traini
 reported) — and its outcome is cached in the content-addressed :class:`ArtifactCache`
 under ``<storage>/cache/reference/``, keyed by the dataset, network, resolution, seed and
 settings, so every later sweep on the same storage reuses it. The rows of one sweep are
-written to ``<experiment>/reference.parquet``, next to ``results.parquet``.
+merged into ``<experiment>/reference.parquet``, next to ``results.parquet``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from methods.options import take
 from methods.prerequisites import dataset_identity
 from methods.protocols import settings_json
 from methods.real_training import RealTrainSettings, train_on_real
-from orchestrator.cache import ArtifactStore, cache_root, content_key
+from orchestrator.cache import LOCK_SUFFIX, ArtifactStore, LeaseLock, cache_root, content_key
 from orchestrator.compute_thread import on_compute_thread
 from orchestrator.evaluation import task_options
 from orchestrator.provenance import node_columns, now, versions
@@ -37,6 +37,8 @@ from orchestrator.staging import staged_dataset_options
 from orchestrator.store import exists, join, read_table_file, rows_to_table, table_bytes, write_bytes_atomic
 
 REFERENCE_FILE = "reference.parquet"
+#: what identifies one reference row: its settings (the config hash) and its run
+REFERENCE_KEY = ["config_hash", "eval_arch_requested", "eval_resolution", "seed"]
 #: bump when the reference protocol changes, so cached references are not reused
 #: (2: ``crop_flip`` applies crop and flip jointly, DSA crop is an integer shift with zero fill)
 PROTOCOL = 2
@@ -233,9 +235,22 @@ def finish_references(pending: PendingReferences) -> pd.DataFrame:
                     "test_acc": float("nan"),
                 }
             rows.append({**base, **result, "seed": job.seed, "created_at": now()})
-    df = pd.DataFrame(rows).sort_values(["eval_arch_requested", "eval_resolution", "seed"]).reset_index(drop=True)
-    write_bytes_atomic(join(pending.experiment_dir, REFERENCE_FILE), table_bytes(rows_to_table(df.to_dict("records"))))
+    df = pd.DataFrame(rows).sort_values(REFERENCE_KEY[1:]).reset_index(drop=True)
+    write_reference_rows(pending.experiment_dir, df)
     return df
+
+
+def write_reference_rows(experiment: str, df: pd.DataFrame) -> None:
+    """Merge ``df`` into the folder's ``reference.parquet`` (a row of the same :data:`REFERENCE_KEY`
+    replaces the older one), under the file's lock: ``ddx evaluate`` runs into one folder each
+    add the references of their own networks, and none may drop another's."""
+    location = join(experiment, REFERENCE_FILE)
+    with LeaseLock(location + LOCK_SUFFIX):
+        if exists(location):
+            df = pd.concat([read_table_file(location), df], ignore_index=True)
+            df = df.drop_duplicates(subset=[c for c in REFERENCE_KEY if c in df.columns], keep="last")
+            df = df.sort_values(REFERENCE_KEY[1:]).reset_index(drop=True)
+        write_bytes_atomic(location, table_bytes(rows_to_table(df.to_dict("records"))))
 
 
 def read_reference(experiment: str) -> pd.DataFrame | None:

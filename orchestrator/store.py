@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from orchestrator.cache import LOCK_SUFFIX, LeaseLock
 from orchestrator.errors import UserError
 from orchestrator.storage import (
     delete_dir,
@@ -140,6 +141,11 @@ class ResultStore:
     def rows_path(self, trial_key: str) -> str:
         return join(self.root, "rows", f"{trial_key}.parquet")
 
+    def rows_lock(self, trial_key: str) -> LeaseLock:
+        """The lock of one row file, for writers that are not a sweep's trial (which holds its
+        experiment): ``ddx evaluate`` holds it while it evaluates that set into this folder."""
+        return LeaseLock(self.rows_path(trial_key) + LOCK_SUFFIX)
+
     def synthetic_path(self, trial_key: str) -> str:
         return join(self.root, "synthetic", f"{trial_key}.pt")
 
@@ -173,10 +179,11 @@ class ResultStore:
         if fs.get_file_info(path).type == pafs.FileType.NotFound:
             return pd.DataFrame(columns=list(CORE_COLUMNS))
         infos = fs.get_file_info(pafs.FileSelector(path))
-        frames = []
-        for info in sorted(infos, key=lambda i: i.path):
-            if info.is_file and info.path.endswith(".parquet") and not Path(info.path).name.startswith("."):
-                frames.append(read_table_file(join(rows_dir, Path(info.path).name)))
+        frames = [
+            read_table_file(join(rows_dir, Path(i.path).name))
+            for i in sorted(infos, key=lambda i: i.path)
+            if _is_row_file(i)
+        ]
         frames = [f for f in frames if not f.empty]
         if not frames:
             return pd.DataFrame(columns=list(CORE_COLUMNS))
@@ -200,14 +207,24 @@ class ResultStore:
         fs, path = filesystem(join(self.root, "rows"))
         if fs.get_file_info(path).type == pafs.FileType.NotFound:
             return None
-        times = [i.mtime.timestamp() for i in fs.get_file_info(pafs.FileSelector(path)) if i.is_file and i.mtime]
+        times = [i.mtime.timestamp() for i in fs.get_file_info(pafs.FileSelector(path)) if _is_row_file(i) and i.mtime]
         return max(times, default=None)
 
     def consolidate(self) -> pd.DataFrame:
-        """Gather every row file into ``results.parquet`` (one row per row key, newest wins)."""
-        df = self.current_rows()
-        write_bytes_atomic(self.results_path, table_bytes(rows_to_table(df.to_dict("records"))))
+        """Gather every row file into ``results.parquet`` (one row per row key, newest wins).
+
+        One process at a time (a lock beside the file): two ``ddx evaluate`` runs into one
+        folder each consolidate when they end, and without it the one that read the row files
+        first could write last, leaving out the other's final rows."""
+        with LeaseLock(self.results_path + LOCK_SUFFIX):
+            df = self.current_rows()
+            write_bytes_atomic(self.results_path, table_bytes(rows_to_table(df.to_dict("records"))))
         return df
+
+
+def _is_row_file(info: pafs.FileInfo) -> bool:
+    """A row file (not a lock, nor a temporary file of an atomic write)."""
+    return info.is_file and info.path.endswith(".parquet") and not Path(info.path).name.startswith(".")
 
 
 def read_results(path: str) -> pd.DataFrame:

@@ -122,13 +122,11 @@ class TrialRun:
         return join(self.exp, "train", self.key)
 
     def run(self) -> None:
-        lock = LeaseLock(join(self.train_dir, "trial.lock"))
-        lock.wait_or_acquire(lambda: False)  # a trial of the same key is working: wait, then find its work
-        try:
+        with LeaseLock(
+            join(self.train_dir, "trial.lock")
+        ):  # a trial of the same key is working: wait, then find its work
             self.record("running")
             self._run()
-        finally:
-            lock.release()
 
     def _run(self) -> None:
         spec = self.spec

@@ -203,6 +203,57 @@ def test_evaluate_a_ddx_set_and_an_image_folder(sets: dict[str, Path], tmp_path:
     assert "**Note:** rows of 2 evaluation protocols" in md
 
 
+def test_a_set_another_ddx_evaluate_holds_waits_for_it_then_runs_only_what_is_missing(
+    sets: dict[str, Path], tmp_path: Path, ray_session
+) -> None:
+    """Two evaluations into one folder (a preset's default --out is shared) share the random
+    baseline of their IPC: the second waits for the first's hold on it, keeps its rows and runs
+    only the networks the first did not."""
+    import threading
+    import time
+
+    from orchestrator.store import ResultStore
+
+    out = tmp_path / "evaluate-dd_standard"
+    common = {"preset": "dd_standard", "dataset": {"name": "digits"}, "out": str(out), "seeds": 1}
+    common |= {"overrides": {"epochs": 2}, "reference": False}
+    run(plan(EvaluateRequest(sets=[str(sets["dm_pixels"])], archs=["convnet_d1"], **common)), log=lambda _: None)
+    store = ResultStore(str(out))
+    second = plan(EvaluateRequest(sets=[str(sets["folder"])], archs=["convnet_d1", "convnet_d2"], **common))
+    baseline = next(u for u in second.units if u.columns["objective"] == "random")
+    (first_row,) = store.read_trial_rows(baseline.key)  # the first evaluation's baseline row
+
+    other = store.rows_lock(baseline.key)  # as another ddx evaluate holds it (each lock is an owner)
+    assert other.try_acquire()
+    lines: list[str] = []
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(done=run(second, log=lines.append)))
+    thread.start()
+    folder = next(u for u in second.units if u.columns["objective"] == "folder")
+    deadline = time.monotonic() + 180
+    while len(store.read_trial_rows(folder.key)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    assert len(store.read_trial_rows(folder.key)) == 2  # its own set evaluated meanwhile
+    assert len(store.read_trial_rows(baseline.key)) == 1  # the held one not touched
+    other.release()
+    thread.join(timeout=180)
+    assert outcome["done"].failed == 0
+    said = "\n".join(lines)
+    assert "random: another ddx evaluate is evaluating it into this folder (process" in said
+    assert "2 evaluations to run (and what is missing of 1 held by another ddx evaluate, after it)" in said
+    assert "random: 1 evaluations still missing after the other ddx evaluate" in said
+    rows = store.read_trial_rows(baseline.key)
+    assert sorted(r["eval_arch"] for r in rows) == ["convnet_d1", "convnet_d2"]
+    kept = next(r for r in rows if r["eval_arch"] == "convnet_d1")
+    assert kept["created_at"] == first_row["created_at"]  # kept, not run again
+    assert (
+        sorted(pd.read_parquet(out / "results.parquet")["objective"])
+        == ["dm_pixels", "folder", "folder"] + ["random"] * 2
+    )
+    assert not list(out.rglob("*.lock"))
+
+
 def test_ctrl_c_stops_ddx_evaluate_with_one_line_and_exit_130(sets: dict[str, Path], tmp_path: Path) -> None:
     """SIGINT while the evaluations run: Ray is stopped, one line says how to finish, exit 130."""
     from helpers import ddx_interrupted

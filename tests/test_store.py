@@ -67,6 +67,68 @@ def test_consolidate_keeps_one_row_per_key_newest_wins(tmp_path: Path) -> None:
     assert pq.read_schema(store.results_path).field("created_at").type == CORE_COLUMNS["created_at"]
 
 
+def test_consolidation_waits_for_another_process_consolidating_and_then_reads_every_row(tmp_path: Path) -> None:
+    """Two ``ddx evaluate`` runs into one folder each consolidate when they end; one at a time, so
+    the later one reads the row files the earlier one's evaluations wrote last."""
+    import threading
+
+    from orchestrator.cache import LOCK_SUFFIX, LeaseLock
+
+    store = ResultStore(str(tmp_path / "exp"))
+    store.write_trial_rows("a", [_row("a", "convnet_d3", 0, 0.5, 0)])
+    other = LeaseLock(store.results_path + LOCK_SUFFIX)  # another owner (each lock is one)
+    assert other.try_acquire()
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (store.consolidate(), done.set()))
+    thread.start()
+    assert not done.wait(1.5) and not Path(store.results_path).exists()  # it waits for the holder
+    store.write_trial_rows("b", [_row("b", "resnet18", 0, 0.7, 5)])  # the holder's last row
+    other.release()
+    thread.join(timeout=30)
+    assert done.is_set() and sorted(pd.read_parquet(store.results_path)["trial_key"]) == ["a", "b"]
+    assert sorted(p.name for p in Path(store.root).iterdir()) == ["results.parquet", "rows"]  # no lock left
+
+
+def test_row_file_times_and_rows_ignore_a_row_files_lock(tmp_path: Path) -> None:
+    import os
+
+    store = ResultStore(str(tmp_path / "exp"))
+    store.write_trial_rows("a", [_row("a", "convnet_d3", 0, 0.5, 0)])
+    row_file = Path(store.rows_path("a"))
+    os.utime(row_file, (1_000_000, 1_000_000))
+    lock = store.rows_lock("a")
+    assert lock.try_acquire()
+    try:
+        assert Path(lock.location).parent == row_file.parent  # the lock lives beside the row file
+        assert store.row_files_mtime() == 1_000_000  # a renewed lock is not a new row ("partial" reports)
+        assert len(store.current_rows()) == 1
+    finally:
+        lock.release()
+
+
+def test_reference_rows_merge_newest_wins_per_settings_network_resolution_and_seed(tmp_path: Path) -> None:
+    """``ddx evaluate`` runs into one folder each add the references of their own networks."""
+    from orchestrator.reference import REFERENCE_FILE, write_reference_rows
+
+    def ref(arch: str, seed: int, acc: float, config: str = "c1") -> dict:
+        return {"config_hash": config, "eval_arch_requested": arch, "eval_arch": arch, "eval_resolution": 8,
+                "seed": seed, "status": "ok", "test_acc": acc}  # fmt: skip
+
+    exp = tmp_path / "exp"
+    write_reference_rows(str(exp), pd.DataFrame([ref("convnet_d1", 0, 0.5), ref("convnet_d1", 1, 0.6)]))
+    write_reference_rows(str(exp), pd.DataFrame([ref("resnet18", 0, 0.7), ref("convnet_d1", 1, 0.65)]))
+    write_reference_rows(str(exp), pd.DataFrame([ref("convnet_d1", 0, 0.1, config="other settings")]))
+    got = pd.read_parquet(exp / REFERENCE_FILE)
+    key = ["config_hash", "eval_arch_requested", "seed"]
+    assert sorted(map(tuple, got[[*key, "test_acc"]].values.tolist())) == [
+        ("c1", "convnet_d1", 0, 0.5),
+        ("c1", "convnet_d1", 1, 0.65),  # the newer run of the same reference replaced the older
+        ("c1", "resnet18", 0, 0.7),  # the second run's network was added, the first's kept
+        ("other settings", "convnet_d1", 0, 0.1),
+    ]
+    assert sorted(p.name for p in exp.iterdir()) == [REFERENCE_FILE]  # no lock left
+
+
 def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
     target = tmp_path / "d" / "f.bin"
     write_bytes_atomic(str(target), b"one")
