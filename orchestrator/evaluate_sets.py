@@ -58,10 +58,8 @@ from orchestrator.resume import describe_holder
 from orchestrator.spec import arch_problem
 from orchestrator.staging import staged_dataset_options
 from orchestrator.storage import is_uri, join, write_bytes_atomic
-from orchestrator.store import ResultStore
+from orchestrator.store import REQUEST_FILE, ResultStore
 
-#: what the command records about itself next to the rows
-REQUEST_FILE = "evaluate.json"
 DEFAULT_SEEDS = 3
 
 

@@ -41,6 +41,8 @@ from orchestrator.storage import (
 
 #: per-trial records (what a resumed search is told)
 TRIALS_DIR = "trials"
+#: what ``ddx evaluate`` records about the request that wrote a results folder (a sweep has none)
+REQUEST_FILE = "evaluate.json"
 
 #: columns that identify one evaluation run; a row with the same key replaces the older one. The
 #: protocol is part of it: one set evaluated under two protocols gives two rows (``ddx evaluate``)
@@ -201,6 +203,12 @@ class ResultStore:
             df = df.sort_values(["trial_key", "eval_arch", "eval_resolution", "label_mode", "seed"])
             df = df.reset_index(drop=True)
         return df
+
+    def row_file_holders(self) -> list[dict[str, Any]]:
+        """The live leases on this folder's row files: the ``ddx evaluate`` runs writing into it now."""
+        suffix = ".parquet" + LOCK_SUFFIX
+        locks = list_files(join(self.root, "rows"), suffix)
+        return [h for h in (LeaseLock(loc).holder() for loc in locks) if h is not None]
 
     def row_files_mtime(self) -> float | None:
         """The newest modification time of the row files (None when there are none)."""

@@ -373,6 +373,37 @@ def test_report_of_a_running_or_interrupted_sweep_says_it_is_partial(experiment:
     assert not load_experiment(str(exp)).partial
 
 
+def test_report_of_a_running_or_interrupted_ddx_evaluate_says_which(experiment: Path, tmp_path: Path) -> None:
+    """A ``ddx evaluate`` folder's partial report names the evaluation, not a sweep: who writes it
+    now (the holder of a row file's lease), or how to finish it."""
+    import shutil
+
+    from orchestrator.store import REQUEST_FILE
+    from tests.helpers import cli
+
+    exp = tmp_path / "evaluate-dd_standard"
+    shutil.copytree(experiment, exp)
+    (exp / "results.parquet").unlink()
+    (exp / REQUEST_FILE).write_text("{}")
+
+    def status(name: str) -> str:
+        out = cli("report", str(exp), "--format", "md", "--out", str(tmp_path / name))
+        assert out.exit_code == 0, out.output
+        return " ".join(out.output.split())
+
+    assert "partial: the evaluation was interrupted (rerun the same `ddx evaluate` command to finish it)" in status("a")
+    locks = [ResultStore(str(exp)).rows_lock(key) for key in ("set-a", "random-b")]
+    assert all(lock.try_acquire() for lock in locks)
+    try:
+        said = status("b")
+        assert f"partial: ddx evaluate is running (process {os.getpid()} on {socket.gethostname()}, since " in said
+        assert ", and 1 more)" in said
+    finally:
+        for lock in locks:
+            lock.release()
+    assert "partial: the evaluation was interrupted" in status("c")
+
+
 def test_a_damaged_parquet_file_is_one_line_naming_it(experiment: Path, tmp_path: Path) -> None:
     """A truncated results file, or a row file of a running sweep: report and leaderboard say which, exit 2
     (a folder's report reads its row files, so a damaged results file alone does not stop it)."""

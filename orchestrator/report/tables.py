@@ -21,9 +21,9 @@ from methods.networks import resolve_arch
 from orchestrator.dd_metrics import add_scores, with_protocol
 from orchestrator.errors import UserError
 from orchestrator.reference import read_reference
-from orchestrator.resume import running_sweep
+from orchestrator.resume import describe_holder, running_sweep
 from orchestrator.storage import check_reachable, exists, filesystem, join, read_bytes
-from orchestrator.store import ResultStore, read_results
+from orchestrator.store import REQUEST_FILE, ResultStore, read_results
 from orchestrator.tables import hyper_columns, seed_summary
 
 REFERENCE_KEY = "reference"
@@ -40,9 +40,10 @@ class Experiment:
     rows: pd.DataFrame
     reference: pd.DataFrame | None = None
     swept: list[str] = field(default_factory=list)
-    partial: bool = False  # read from the row files of a sweep that is running or was interrupted
+    partial: bool = False  # read from the row files of a sweep (or ddx evaluate) that is running or was interrupted
     planned: int | None = None  # evaluations the sweep's plan holds (when known)
-    running: str | None = None  # the sweep that holds the experiment's lease now (orchestrator.resume)
+    running: str | None = None  # who writes the rows now: the sweep holding the experiment, or ddx evaluate runs
+    evaluate: bool = False  # a ``ddx evaluate`` results folder, not a sweep's experiment
 
     def status_line(self) -> str:
         failed = int((self.rows["status"] != "ok").sum())
@@ -50,10 +51,25 @@ class Experiment:
         if self.planned:
             text += f" of {self.planned} planned"
         if self.running:
-            text += f"; partial: the sweep is running ({self.running})"
+            text += f"; partial: {self.running}"
+        elif self.partial and self.evaluate:
+            text += "; partial: the evaluation was interrupted (rerun the same `ddx evaluate` command to finish it)"
         elif self.partial:
             text += "; partial: the sweep was interrupted (rerun `ddx sweep` to finish it)"
         return text
+
+
+def writing_now(store: ResultStore) -> str | None:
+    """Who is adding rows to the folder now: the sweep holding its lease, else the ``ddx evaluate``
+    runs holding its row files; None when nobody is."""
+    sweep = running_sweep(store.root)
+    if sweep is not None:
+        return f"the sweep is running ({sweep})"
+    holders = store.row_file_holders()
+    if not holders:
+        return None
+    more = f", and {len(holders) - 1} more" if len(holders) > 1 else ""
+    return f"ddx evaluate is running ({describe_holder(holders[0])}{more})"
 
 
 def _planned(experiment: str) -> int | None:
@@ -73,7 +89,7 @@ def _planned(experiment: str) -> int | None:
 
 def load_experiment(path: str) -> Experiment:
     """Read an experiment (a folder: its row files, complete or not; or a ``results.parquet``) and its references."""
-    partial, planned, running = False, None, None
+    partial, planned, running, evaluate = False, None, None, False
     check_reachable(path)
     if path.endswith(".parquet"):
         try:
@@ -94,7 +110,8 @@ def load_experiment(path: str) -> Experiment:
             stale = info.mtime is not None and info.mtime.timestamp() < newest
             partial = info.type == pafs.FileType.NotFound or stale
         planned = _planned(path)
-        running = running_sweep(path)
+        running = writing_now(store)
+        evaluate = exists(join(path, REQUEST_FILE))
     if rows.empty:
         if not exists(path):  # a mistyped path is not a sweep that has not written yet
             raise UserError("no such folder (give an experiment folder or its results.parquet)", where=path)
@@ -103,7 +120,7 @@ def load_experiment(path: str) -> Experiment:
     reference = read_reference(path)
     if reference is not None:
         reference = with_protocol(reference)
-    return Experiment(path, rows, reference, swept_columns(rows), partial, planned, running)
+    return Experiment(path, rows, reference, swept_columns(rows), partial, planned, running, evaluate)
 
 
 def swept_columns(rows: pd.DataFrame) -> list[str]:
