@@ -245,7 +245,7 @@ def write_reference_rows(experiment: str, df: pd.DataFrame) -> None:
     replaces the older one), under the file's lock: ``ddx evaluate`` runs into one folder each
     add the references of their own networks, and none may drop another's."""
     location = join(experiment, REFERENCE_FILE)
-    with LeaseLock(location + LOCK_SUFFIX):
+    with LeaseLock(join(experiment, REFERENCE_FILE + LOCK_SUFFIX)):  # a URI's query stays last
         if exists(location):
             df = pd.concat([read_table_file(location), df], ignore_index=True)
             df = df.drop_duplicates(subset=[c for c in REFERENCE_KEY if c in df.columns], keep="last")

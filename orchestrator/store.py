@@ -146,7 +146,7 @@ class ResultStore:
     def rows_lock(self, trial_key: str) -> LeaseLock:
         """The lock of one row file, for writers that are not a sweep's trial (which holds its
         experiment): ``ddx evaluate`` holds it while it evaluates that set into this folder."""
-        return LeaseLock(self.rows_path(trial_key) + LOCK_SUFFIX)
+        return LeaseLock(join(self.root, "rows", f"{trial_key}.parquet{LOCK_SUFFIX}"))
 
     def synthetic_path(self, trial_key: str) -> str:
         return join(self.root, "synthetic", f"{trial_key}.pt")
@@ -224,7 +224,7 @@ class ResultStore:
         One process at a time (a lock beside the file): two ``ddx evaluate`` runs into one
         folder each consolidate when they end, and without it the one that read the row files
         first could write last, leaving out the other's final rows."""
-        with LeaseLock(self.results_path + LOCK_SUFFIX):
+        with LeaseLock(join(self.root, f"results.parquet{LOCK_SUFFIX}")):
             df = self.current_rows()
             write_bytes_atomic(self.results_path, table_bytes(rows_to_table(df.to_dict("records"))))
         return df

@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from orchestrator.store import CORE_COLUMNS, ROW_KEY, ResultStore, rows_to_table, write_bytes_atomic
+from orchestrator.store import CORE_COLUMNS, ROW_KEY, ResultStore, read_table_file, rows_to_table, write_bytes_atomic
 
 
 def _row(key: str, arch: str, seed: int, acc: float, t: int) -> dict:
@@ -127,6 +127,32 @@ def test_reference_rows_merge_newest_wins_per_settings_network_resolution_and_se
         ("other settings", "convnet_d1", 0, 0.1),
     ]
     assert sorted(p.name for p in exp.iterdir()) == [REFERENCE_FILE]  # no lock left
+
+
+def test_the_locks_of_row_files_results_and_references_live_beside_them_on_s3(s3_server) -> None:
+    """On an object store whose URI carries a query (``?endpoint_override=…``) the locks are objects
+    beside the files they guard, not names glued after the query."""
+    from orchestrator.reference import REFERENCE_FILE, write_reference_rows
+    from orchestrator.storage import join, list_files
+
+    exp = join(s3_server("ddx-locks"), "exp")
+    store = ResultStore(exp)
+    store.write_trial_rows("a", [_row("a", "convnet_d3", 0, 0.5, 0)])
+    lock = store.rows_lock("a")
+    assert lock.location == join(exp, "rows", "a.parquet.lock")
+    assert lock.try_acquire()
+    try:
+        assert [h["owner"] for h in store.row_file_holders()] == [lock.owner]
+        assert len(store.consolidate()) == 1
+    finally:
+        lock.release()
+    assert store.row_file_holders() == []
+    ref = {"config_hash": "c", "eval_arch_requested": "convnet_d1", "eval_resolution": 8, "seed": 0, "test_acc": 0.5}
+    write_reference_rows(exp, pd.DataFrame([ref]))
+    write_reference_rows(exp, pd.DataFrame([{**ref, "seed": 1}]))
+    assert len(read_table_file(join(exp, REFERENCE_FILE))) == 2
+    assert [n.rsplit("/", 1)[-1].split("?")[0] for n in list_files(exp)] == [REFERENCE_FILE, "results.parquet"]
+    assert [n.rsplit("/", 1)[-1].split("?")[0] for n in list_files(join(exp, "rows"))] == ["a.parquet"]
 
 
 def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
