@@ -22,6 +22,7 @@ Work already in the results folder (``ok`` rows of the same protocol) is not run
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable
@@ -48,7 +49,7 @@ from methods.protocols import (
 from methods.real_training import RealTrainSettings
 from methods.squeeze import SQUEEZE_PRESETS, TeacherOptions
 from orchestrator import prerequisites
-from orchestrator.cache import ArtifactStore, LeaseLock, cache_root, content_key
+from orchestrator.cache import ArtifactStore, cache_root, content_key
 from orchestrator.dd_metrics import RANDOM_OBJECTIVE
 from orchestrator.errors import UserError
 from orchestrator.evaluation import EvalJob, plan_jobs, protocol_columns, row_key_of, submit_evaluations, wait_one
@@ -343,7 +344,7 @@ def run(p: Plan, log: Callable[[str], None] = print) -> Outcome:
 
     rows: dict[str, list[dict[str, Any]]] = {}
     pending: dict[ray.ObjectRef, tuple[Unit, dict[str, Any], EvalJob]] = {}
-    count = {"total": 0, "finished": 0}
+    total = finished = 0
 
     def launch(u: Unit) -> int:
         """Submit the unit's evaluations that its row file does not hold yet; how many."""
@@ -351,7 +352,7 @@ def run(p: Plan, log: Callable[[str], None] = print) -> Outcome:
         rows[u.key] = existing
         set_ref = ray.put(set_bytes[u.key])
         ipc = int(u.payload["config"]["shape"]["ipc"])
-        launched_here = 0
+        submitted = 0
         for values, modes in variants:
             protocol = protocol_name(values, req.dataset["name"], ipc)
             done = {row_key_of(r) for r in existing if r.get("protocol") == protocol}
@@ -368,13 +369,13 @@ def run(p: Plan, log: Callable[[str], None] = print) -> Outcome:
                 blocks or None,
                 artifacts.root,
             )
-            launched_here += len(launched)
+            submitted += len(launched)
             pending.update({ref: (u, values, job) for ref, job in launched.items()})
-        count["total"] += launched_here
-        return launched_here
+        return submitted
 
     def drain() -> None:
         """Write each evaluation's row as it finishes, until none is pending."""
+        nonlocal finished
         while pending:
             for (u, values, job), result in wait_one(pending, job_of=lambda v: v[2]):
                 ipc = int(u.payload["config"]["shape"]["ipc"])
@@ -382,26 +383,25 @@ def run(p: Plan, log: Callable[[str], None] = print) -> Outcome:
                 row = {**u.columns, **teacher_cols, **result, **cols, **job.columns()}
                 rows[u.key].append(row)
                 store.write_trial_rows(u.key, rows[u.key])
-                count["finished"] += 1
+                finished += 1
                 ok = result["status"] == "ok"
                 acc = f"test {result['test_acc']:.3f}" if ok else f"failed: {result.get('error')}"
                 net = f"{resolve_arch(job.arch, job.resolution)}@{job.resolution}"
                 log(
-                    f"[{count['finished']}/{count['total']}] {u.columns['objective']} · {cols['protocol']} · "
+                    f"[{finished}/{total}] {u.columns['objective']} · {cols['protocol']} · "
                     f"{job.label_mode} · {net} seed {job.seed}: {acc}"
                 )
 
     # each set's row file is this process's while it evaluates that set: a second ddx evaluate
     # into the same folder (the default --out of a preset is shared) evaluating the same set — a
     # random baseline of the same IPC, say — waits for it, then runs only what is still missing
-    held: list[LeaseLock] = []
     waiting: list[Unit] = []
-    try:
+    with contextlib.ExitStack() as held:
         for u in p.units:
             lock = store.rows_lock(u.key)
             if lock.try_acquire():
-                held.append(lock)
-                launch(u)
+                held.callback(lock.release)
+                total += launch(u)
             else:
                 waiting.append(u)
                 log(
@@ -410,17 +410,14 @@ def run(p: Plan, log: Callable[[str], None] = print) -> Outcome:
                     "written its rows, and only those still missing"
                 )
         later = f" (and what is missing of {len(waiting)} held by another ddx evaluate, after it)" if waiting else ""
-        log(f"{len(p.units)} sets ({p.data_summary}): {count['total']} evaluations to run{later}")
+        log(f"{len(p.units)} sets ({p.data_summary}): {total} evaluations to run{later}")
         drain()
         for u in waiting:
-            lock = store.rows_lock(u.key)
-            lock.wait_or_acquire(lambda: False)
-            held.append(lock)
-            log(f"{u.columns['objective']}: {launch(u)} evaluations still missing after the other ddx evaluate")
+            held.enter_context(store.rows_lock(u.key))  # waits for the other run's hold
+            missing = launch(u)
+            total += missing
+            log(f"{u.columns['objective']}: {missing} evaluations still missing after the other ddx evaluate")
             drain()
-    finally:
-        for lock in held:
-            lock.release()
     reference = finish_references(references) if references is not None else None
     df = store.consolidate()
     failed = int((df["status"] != "ok").sum()) if not df.empty else 0

@@ -39,6 +39,8 @@ from orchestrator.storage import (
     write_bytes_atomic,
 )
 
+#: the end of a row file's lock name (``rows/<key>.parquet.lock``)
+ROW_LOCK_SUFFIX = f".parquet{LOCK_SUFFIX}"
 #: per-trial records (what a resumed search is told)
 TRIALS_DIR = "trials"
 #: what ``ddx evaluate`` records about the request that wrote a results folder (a sweep has none)
@@ -146,7 +148,7 @@ class ResultStore:
     def rows_lock(self, trial_key: str) -> LeaseLock:
         """The lock of one row file, for writers that are not a sweep's trial (which holds its
         experiment): ``ddx evaluate`` holds it while it evaluates that set into this folder."""
-        return LeaseLock(join(self.root, "rows", f"{trial_key}.parquet{LOCK_SUFFIX}"))
+        return LeaseLock(join(self.root, "rows", trial_key + ROW_LOCK_SUFFIX))
 
     def synthetic_path(self, trial_key: str) -> str:
         return join(self.root, "synthetic", f"{trial_key}.pt")
@@ -206,8 +208,7 @@ class ResultStore:
 
     def row_file_holders(self) -> list[dict[str, Any]]:
         """The live leases on this folder's row files: the ``ddx evaluate`` runs writing into it now."""
-        suffix = ".parquet" + LOCK_SUFFIX
-        locks = list_files(join(self.root, "rows"), suffix)
+        locks = list_files(join(self.root, "rows"), ROW_LOCK_SUFFIX)
         return [h for h in (LeaseLock(loc).holder() for loc in locks) if h is not None]
 
     def row_files_mtime(self) -> float | None:

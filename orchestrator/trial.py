@@ -122,9 +122,8 @@ class TrialRun:
         return join(self.exp, "train", self.key)
 
     def run(self) -> None:
-        with LeaseLock(
-            join(self.train_dir, "trial.lock")
-        ):  # a trial of the same key is working: wait, then find its work
+        # a trial of the same key is working: wait, then find its work
+        with LeaseLock(join(self.train_dir, "trial.lock")):
             self.record("running")
             self._run()
 
