@@ -26,11 +26,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from methods.datasets import DatasetOptions, load_dataset  # noqa: E402
-from methods.evaluate import accuracy, train_student  # noqa: E402
+from methods.evaluation.student import accuracy, train_student  # noqa: E402
 from methods.parameterizations import load_synthetic  # noqa: E402
-from orchestrator.evaluation import student_settings  # noqa: E402
-from orchestrator.spec import load_spec  # noqa: E402
-from orchestrator.trial import eval_settings  # noqa: E402
+from orchestrator.evaluation.tasks import student_settings  # noqa: E402
+from orchestrator.spec.sweep_file import load_spec  # noqa: E402
+from orchestrator.sweep.trial import eval_settings  # noqa: E402
 
 
 @torch.no_grad()

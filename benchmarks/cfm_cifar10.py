@@ -4,7 +4,7 @@ Squeeze → recover → relabel, one protocol for every set:
 
 1. **squeeze**: a teacher (default: BatchNorm ConvNet-D3, width 128 — ``convnet_bn_d3``, the
    CFM reference code's CIFAR teacher) trained on a seeded CIFAR-10 subset, cached in the
-   artifact cache under the same description a sweep would use (methods.squeeze.Teacher);
+   artifact cache under the same description a sweep would use (methods.teacher.squeeze.Teacher);
 2. **recover**: ``random`` (real images, no optimisation), ``sre2l`` (Eq. 4; with a BN teacher
    ``sre2l_stats: auto`` matches the BN running statistics, the original SRe²L) and ``cfm``
    (Eq. 16–21) — plus CFM's Table 5 ablation (filter only; filter + signal) — with the same
@@ -41,11 +41,11 @@ import torch
 from methods.artifacts import LocalArtifactCache, content_key, default_cache_dir
 from methods.context import DistillContext
 from methods.datasets import DatasetOptions, cached_dataset
-from methods.evaluate import train_student
-from methods.pipeline import run_distillation
-from methods.protocols import PRESETS, build_eval_settings
-from methods.real_training import load_network
-from methods.squeeze import Teacher, TeacherOptions
+from methods.distill.pipeline import run_distillation
+from methods.evaluation.presets import PRESETS, build_eval_settings
+from methods.evaluation.real_training import load_network
+from methods.evaluation.student import train_student
+from methods.teacher.squeeze import Teacher, TeacherOptions
 
 #: (label, hyper-parameters) of every synthetic set; the last two are CFM's Table 5 ablation
 SETS: list[tuple[str, dict[str, Any]]] = [

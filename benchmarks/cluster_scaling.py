@@ -33,7 +33,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from orchestrator.storage import join, read_bytes  # noqa: E402
+from orchestrator.storage.locations import join, read_bytes  # noqa: E402
 from tests.cluster import BIN, CLUSTER_ENV, LocalCluster, S3Server, isolation_available  # noqa: E402
 
 

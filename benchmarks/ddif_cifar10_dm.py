@@ -12,8 +12,8 @@ What it measures (JSON to ``benchmarks/results/ddif_cifar10_dm.json``):
   the same fields decoded at 32 and upsampled bilinearly like pixels (its ACC_32 is the
   fields' own), which separates "more instances" from "coordinate decoding".
 
-Both sets go through the same pipeline a sweep trial uses (``methods.pipeline.run_distillation``)
-and the same student trainer (``methods.evaluate.train_student``). Evaluation protocol: SGD
+Both sets go through the same pipeline a sweep trial uses (``methods.distill.pipeline.run_distillation``)
+and the same student trainer (``methods.evaluation.student.train_student``). Evaluation protocol: SGD
 (lr 0.01, momentum 0.9, wd 5e-4, ×0.1 at half-way), DSA, batch ≤ 32, the same number of
 optimiser steps for every set (pixels: 10 images → 1 step per epoch; fields: 370 images → 12
 steps per epoch, so fewer epochs). The real data is a seeded CPU-scale subset (train/test per
@@ -43,10 +43,10 @@ import torch.nn.functional as F
 from methods.artifacts import default_cache_dir
 from methods.context import DistillContext
 from methods.datasets import DatasetOptions, load_dataset
-from methods.distill import resolve_optim
-from methods.evaluate import EvalSettings, train_student
+from methods.distill.loop import resolve_optim
+from methods.distill.pipeline import make_components, run_distillation
+from methods.evaluation.student import EvalSettings, train_student
 from methods.parameterizations import load_synthetic, save_synthetic
-from methods.pipeline import make_components, run_distillation
 
 ROOT = Path(__file__).resolve().parent
 

@@ -22,10 +22,10 @@ import torch
 from torch import Tensor
 
 from methods.datasets import DatasetOptions, load_dataset
+from methods.distill.pipeline import param_options
 from methods.parameterizations import PARAMETERIZATIONS, SetShape
 from methods.parameterizations.neural_field import fit_fields
 from methods.parameterizations.siren import decode_fields, init_siren, parameter_count
-from methods.pipeline import param_options
 
 ROOT = Path(__file__).resolve().parent
 

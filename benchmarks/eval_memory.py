@@ -1,7 +1,7 @@
 """Peak memory of one evaluation: resizing every split up front (before) vs lazily resized
 validation/test splits (after), at several evaluation resolutions, in one run.
 
-One evaluation = what an evaluation task does (``orchestrator.evaluation.evaluate_job``):
+One evaluation = what an evaluation task does (``orchestrator.evaluation.tasks.evaluate_job``):
 load the dataset, decode a pixel set (``ipc`` real CIFAR-10 training images per class) at the
 evaluation resolution, train ``convnet`` (the depth of the resolution: D3 at 32 px, D5 at 128,
 D6 at 256) for ``epochs`` epoch(s) in batches of ``train_batch`` images, and measure validation
@@ -70,8 +70,8 @@ def worker(args: argparse.Namespace) -> None:
     import torch
 
     from methods.datasets import DatasetOptions, cached_dataset, cached_eval_data
-    from methods.eval_options import EvalSettings
-    from methods.evaluate import train_student
+    from methods.evaluation.options import EvalSettings
+    from methods.evaluation.student import train_student
     from methods.networks import resolve_arch
     from methods.parameterizations import from_payload
 

@@ -1,6 +1,6 @@
 """Evaluation throughput: the same evaluation jobs run 1 vs 2 Ray tasks at a time, in one run.
 
-The jobs are real ddx evaluations (:func:`orchestrator.evaluation.run_evaluations`, the
+The jobs are real ddx evaluations (:func:`orchestrator.evaluation.tasks.run_evaluations`, the
 code path a sweep uses): ConvNet-D3 students trained on one random-real CIFAR-10 pixel
 set (IPC 10, 32 px) and tested on the validation/test splits, one job per seed. On a local
 Ray with ``--cpus`` CPUs, ``eval_cpus = cpus`` lets one task run at a time (with that many
@@ -29,7 +29,7 @@ import torch
 
 from methods.datasets import DatasetOptions, cached_dataset
 from methods.parameterizations import ParamConfig, SetShape, build_parameterization, synthetic_payload
-from orchestrator.evaluation import EvalJob, run_evaluations
+from orchestrator.evaluation.tasks import EvalJob, run_evaluations
 from orchestrator.provenance import versions
 
 

@@ -1,8 +1,8 @@
 """Orchestration overhead: the same distill + evaluate work run directly in Python and through
 ``ddx sweep`` (embedded local Ray: Tune trials, distillation tasks, evaluation tasks, Parquet).
 
-Both paths call the same functions (``methods.pipeline.run_distillation`` and
-``methods.evaluate.train_student``) with the same seeds and thread counts, one piece of work
+Both paths call the same functions (``methods.distill.pipeline.run_distillation`` and
+``methods.evaluation.student.train_student``) with the same seeds and thread counts, one piece of work
 at a time (the sweep's distillation and evaluation tasks reserve both CPUs). The ``ddx`` time
 is the whole command: CLI start, Ray start, the sweep, Parquet, shutdown.
 
@@ -93,10 +93,10 @@ def direct_plan(spec: dict) -> dict:
     """What the direct loop needs, as JSON: dataset options, each trial's hyper-parameters and seed,
     and each evaluation's student settings (what the sweep's tasks use; computed here, so that
     the loop itself imports no Ray)."""
-    from orchestrator.evaluation import student_settings
-    from orchestrator.spec import parse_spec
-    from orchestrator.trial import eval_settings
-    from orchestrator.trial_keys import trial_hyper
+    from orchestrator.evaluation.tasks import student_settings
+    from orchestrator.spec.sweep_file import parse_spec
+    from orchestrator.spec.trial_keys import trial_hyper
+    from orchestrator.sweep.trial import eval_settings
 
     parsed = parse_spec(spec)
     evals = [
@@ -116,9 +116,9 @@ def direct_work(plan: dict) -> None:
     """The sweep's work, sequentially in this process (data loading included): torch and the methods only."""
     from methods.context import DistillContext
     from methods.datasets import DatasetOptions, load_dataset
-    from methods.evaluate import train_student
-    from methods.pipeline import run_distillation
-    from methods.protocols import settings_from_dict
+    from methods.distill.pipeline import run_distillation
+    from methods.evaluation.presets import settings_from_dict
+    from methods.evaluation.student import train_student
 
     data = load_dataset(DatasetOptions(**plan["dataset"]))
     for trial in plan["trials"]:
@@ -134,9 +134,6 @@ def run_direct(spec: dict, threads: int) -> float:
     by the first ResNet), so the clock holds the same work as in every earlier run."""
     import torch._dynamo
     import torchvision  # noqa: F401
-
-    import methods.evaluate
-    import methods.pipeline  # noqa: F401  (imported before the clock starts)
 
     torch.set_num_threads(threads)
     plan = direct_plan(spec)
@@ -166,10 +163,11 @@ def run_plain_loop(spec: dict, workdir: Path) -> float:
 def ray_floor(dataset_file: Path) -> None:
     """The floor as a script of its own (``--ray-floor DATASET``): an embedded Ray as ``ddx sweep``
     starts it, ddx's warm-up task on it (reserving both CPUs, in the trials' runtime environment),
-    Ray's stop, the prompt exit of :func:`orchestrator.cli.run`."""
+    Ray's stop, the prompt exit of :func:`orchestrator.cli.main.run`."""
     import ray
 
-    from orchestrator import runtime, warm_up
+    from orchestrator.cluster import runtime
+    from orchestrator.sweep import warm_up
 
     runtime.connect(None)
     ray.get(warm_up.start(json.loads(dataset_file.read_text()), 2))
@@ -216,7 +214,7 @@ def run_ddx(spec: dict, workdir: Path, where: str = "embedded local Ray") -> flo
 def ddx_work_seconds(spec: dict) -> float:
     """The work inside the last ``ddx sweep`` of ``spec``, as its rows time it: each trial's
     distillation (``distill_seconds``, once per trial) plus every evaluation (``eval_seconds``)."""
-    from orchestrator.store import read_results
+    from orchestrator.storage.results import read_results
 
     rows = read_results(str(Path(spec["storage"]) / spec["name"]))
     return float(rows.groupby("trial_id")["distill_seconds"].first().sum() + rows["eval_seconds"].sum())

@@ -1,7 +1,7 @@
 """Benchmark of the recover step: synthetic images optimised per second, CFM vs SRe²L vs LFM.
 
 One thread, CIFAR-10 (32 px), a ConvNet-D3 teacher (statistics at its 3 conv inputs), IPC
-batches of 10 images. Each objective runs twice through :func:`methods.pipeline.run_distillation`,
+batches of 10 images. Each objective runs twice through :func:`methods.distill.pipeline.run_distillation`,
 with N and with 0 iterations per batch; the difference is the cost of the optimisation steps
 alone (the real-statistics pass and the EMU updates cancel out). Throughput is
 
@@ -30,8 +30,8 @@ import torch
 
 from methods.context import DistillContext
 from methods.datasets import DatasetOptions, cached_dataset
+from methods.distill.pipeline import run_distillation
 from methods.networks import build_network
-from methods.pipeline import run_distillation
 
 
 def timed(hp: dict[str, Any], data: Any, teacher: Any) -> float:

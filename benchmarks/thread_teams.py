@@ -1,4 +1,4 @@
-"""Why every ddx task computes on one thread per process (:mod:`orchestrator.compute_thread`).
+"""Why every ddx task computes on one thread per process (:mod:`orchestrator.cluster.compute_thread`).
 
 A pooled Ray worker runs evaluation tasks on its main thread; the streaming distillation
 used to run its body on a helper thread beside the generator. This times the same 50 DM
@@ -39,8 +39,8 @@ def one_run(mode: str, iterations: int) -> float:
 
     from methods.context import DistillContext
     from methods.datasets import DatasetOptions, load_dataset
-    from methods.pipeline import run_distillation
-    from orchestrator.compute_thread import on_compute_thread
+    from methods.distill.pipeline import run_distillation
+    from orchestrator.cluster.compute_thread import on_compute_thread
 
     hp = {"objective": "dm", "distill_arch": "convnet_d3", "ipc": 2, "iterations": iterations, "batch_real": 64}
 

@@ -7,11 +7,11 @@ What it does (JSON to ``benchmarks/results/tm_cifar10.json``):
    per class), ZCA-whitened as MTT/DDiF do for CIFAR (fitted on the training split only).
    Every set is distilled from, and every student evaluated on, this same data.
 2. **experts**: ``num_experts`` ConvNet-D3 trajectories produced through the ``experts``
-   prerequisite (:class:`methods.experts.Experts`, the object a sweep's ``experts:`` block
+   prerequisite (:class:`methods.tm.experts.Experts`, the object a sweep's ``experts:`` block
    builds) and cached in a :class:`methods.artifacts.LocalArtifactCache` under the same
    content identity a sweep uses, so a re-run trains none.
 3. **sets** (all IPC 1 = 3,072 scalars per class), through the same pipeline a sweep trial
-   runs (:func:`methods.pipeline.run_distillation`):
+   runs (:func:`methods.distill.pipeline.run_distillation`):
 
    * ``random``: one real image per class (the seeded initialisation every other set starts from);
    * ``dm``: distribution matching on pixels;
@@ -53,11 +53,11 @@ import torch
 from methods.artifacts import LocalArtifactCache, content_key, default_cache_dir
 from methods.context import DistillContext
 from methods.datasets import DatasetOptions, RealData, cached_dataset
-from methods.distill import resolve_optim
-from methods.evaluate import EvalSettings, train_student
-from methods.experts import Experts, load_expert
-from methods.pipeline import make_components, run_distillation
-from methods.tm_options import ExpertOptions
+from methods.distill.loop import resolve_optim
+from methods.distill.pipeline import make_components, run_distillation
+from methods.evaluation.student import EvalSettings, train_student
+from methods.tm.experts import Experts, load_expert
+from methods.tm.options import ExpertOptions
 
 ROOT = Path(__file__).resolve().parent
 #: the student seed that scores checkpoints on the validation split (the reported seeds are 0 … seeds−1)

@@ -2,7 +2,7 @@
 
 One TM step = the student's ``syn_steps`` inner SGD steps from an expert's weights on the
 synthetic images, the loss (MTT Eq. 2) and its gradient with respect to the images and the
-step size α (:func:`methods.trajectory.match_trajectory`). CIFAR-10-shaped: ConvNet-D3
+step size α (:func:`methods.tm.trajectory.match_trajectory`). CIFAR-10-shaped: ConvNet-D3
 (320,010 parameters), IPC 10 → 100 images of 3×32×32, ``batch_syn`` 100, DSA on.
 
 Method: PyTorch's CPU allocator is invisible to ``tracemalloc``, so every (mode, syn_steps)
@@ -43,10 +43,10 @@ def _status_kib(field: str) -> int:
 def child(mode: str, syn_steps: int, threads: int, grad_out: str | None) -> dict[str, float]:
     import torch
 
-    from methods.augment import DSA, DSA_DEFAULT
+    from methods.augment.ops import DSA, DSA_DEFAULT
     from methods.functional import FunctionalNet
     from methods.networks import build_network
-    from methods.trajectory import TrajectoryPlan, match_trajectory, plan_batches
+    from methods.tm.trajectory import TrajectoryPlan, match_trajectory, plan_batches
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -80,10 +80,10 @@ def precision_check(threads: int, images: int = 20, steps: int = 10) -> dict[str
 
     import torch
 
-    from methods.augment import DSA, DSA_DEFAULT
+    from methods.augment.ops import DSA, DSA_DEFAULT
     from methods.functional import FunctionalNet
     from methods.networks import build_network
-    from methods.trajectory import TrajectoryPlan, match_trajectory, plan_batches
+    from methods.tm.trajectory import TrajectoryPlan, match_trajectory, plan_batches
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

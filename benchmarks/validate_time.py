@@ -75,7 +75,7 @@ def main() -> None:
             shutil.copy(f, sweeps / f.name)
         codes = {"this": REPO, **({"compare": args.compare.resolve()} if args.compare else {})}
         envs = {k: {**os.environ, "PYTHONPATH": str(v), "COLUMNS": "200"} for k, v in codes.items()}
-        # the ddx entry point: `python -m orchestrator` runs the same `orchestrator.cli:app` as the script
+        # the ddx entry point: `python -m orchestrator` runs the same `orchestrator.cli.main:app` as the script
         ddx = [sys.executable, "-m", "orchestrator", "validate"]
         baseline = [sys.executable, "-c", "pass"]
         load_start = os.getloadavg()

@@ -10,7 +10,7 @@ that shares the cache.
 :class:`LocalArtifactCache` keeps artifacts in one local directory (benchmarks, notebooks,
 single-machine use). The orchestrator supplies a cache backed by the sweep's storage URI
 (local path, ``s3://``, ``gs://``…) that fetches into a node-local directory, so nothing
-crosses a node as a local path (``orchestrator/cache.py``). This module imports no torch.
+crosses a node as a local path (``orchestrator/storage/artifacts.py``). This module imports no torch.
 """
 
 from __future__ import annotations

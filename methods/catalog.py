@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from methods.augment_options import OPS as AUGMENT_OPS
+from methods.augment.options import OPS as AUGMENT_OPS
 from methods.networks.info import SMALL_IMAGE_MAX
 from methods.registry import unknown_name_message
 
@@ -82,7 +82,6 @@ class PrerequisiteInfo:
 
 
 _NET = "methods.networks."
-_OBJ = "methods.objectives."
 
 DATASETS: tuple[DatasetInfo, ...] = (
     DatasetInfo("digits", "methods.datasets.loaders", 1, 8, needs_root=False, smallest_class=174, test_split=False),
@@ -112,14 +111,16 @@ NETWORKS: tuple[NetworkInfo, ...] = (
 )
 
 OBJECTIVES: tuple[ObjectiveInfo, ...] = (
-    ObjectiveInfo("random", _OBJ + "random_real", _OBJ + "options:RandomOptions"),
-    ObjectiveInfo("dm", _OBJ + "dm", _OBJ + "options:DMOptions"),
-    ObjectiveInfo("dc", _OBJ + "dc", "methods.dc_options:DCOptions"),
-    ObjectiveInfo("tm", _OBJ + "tm", "methods.tm_options:TMOptions", ("experts",)),
-    ObjectiveInfo("cfm", _OBJ + "filter_matching", _OBJ + "options:CFMOptions", ("teacher",)),
-    ObjectiveInfo("lfm", _OBJ + "filter_matching", _OBJ + "options:SpectralMatchingOptions", ("teacher",)),
-    ObjectiveInfo("filter_matching", _OBJ + "filter_matching", _OBJ + "options:FilterMatchingOptions", ("teacher",)),
-    ObjectiveInfo("sre2l", _OBJ + "sre2l", _OBJ + "options:SRe2LOptions", ("teacher",)),
+    ObjectiveInfo("random", "methods.random_real.objective", "methods.random_real.options:RandomOptions"),
+    ObjectiveInfo("dm", "methods.dm.objective", "methods.dm.options:DMOptions"),
+    ObjectiveInfo("dc", "methods.dc.objective", "methods.dc.options:DCOptions"),
+    ObjectiveInfo("tm", "methods.tm.objective", "methods.tm.options:TMOptions", ("experts",)),
+    ObjectiveInfo("cfm", "methods.cfm.objective", "methods.cfm.options:CFMOptions", ("teacher",)),
+    ObjectiveInfo("lfm", "methods.cfm.objective", "methods.cfm.options:SpectralMatchingOptions", ("teacher",)),
+    ObjectiveInfo(
+        "filter_matching", "methods.cfm.objective", "methods.cfm.options:FilterMatchingOptions", ("teacher",)
+    ),
+    ObjectiveInfo("sre2l", "methods.sre2l.objective", "methods.sre2l.options:SRe2LOptions", ("teacher",)),
 )
 
 _PAR = "methods.parameterizations."
@@ -131,8 +132,8 @@ PARAMETERIZATIONS: tuple[ParameterizationInfo, ...] = (
 )
 
 PREREQUISITES: tuple[PrerequisiteInfo, ...] = (
-    PrerequisiteInfo("teacher", "methods.squeeze", "methods.squeeze_options:TeacherOptions"),
-    PrerequisiteInfo("experts", "methods.experts", "methods.tm_options:ExpertOptions"),
+    PrerequisiteInfo("teacher", "methods.teacher.squeeze", "methods.teacher.options:TeacherOptions"),
+    PrerequisiteInfo("experts", "methods.tm.experts", "methods.tm.options:ExpertOptions"),
 )
 
 _KINDS: dict[str, tuple[Any, ...]] = {

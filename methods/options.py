@@ -6,7 +6,7 @@ as a dataclass; :func:`take` picks them out, and the sweep validator rejects key
 component reads.
 
 Option dataclasses are the **one source of truth** for every setting: their field types say
-what a value may be, and the sweep validator (``orchestrator/spec.py``) checks every value
+what a value may be, and the sweep validator (``orchestrator/spec/sweep_file.py``) checks every value
 against them with pydantic before anything runs. So declare them precisely:
 
 * vocabularies as ``Literal[...]`` (``optimizer: Literal["sgd", "adam"]``);

@@ -1,7 +1,7 @@
 """Prerequisites: what an objective (or an evaluation) needs produced once from real data.
 
 A distillation objective declares the prerequisites it needs by name
-(:attr:`methods.objectives.base.Objective.requires`, e.g. ``("teacher",)`` for CFM/SRe²L,
+(:attr:`methods.distill.objective.Objective.requires`, e.g. ``("teacher",)`` for CFM/SRe²L,
 ``("experts",)`` for trajectory matching). Each name is a :class:`Prerequisite` in
 :data:`PREREQUISITES`: it knows
 
@@ -15,7 +15,7 @@ A distillation objective declares the prerequisites it needs by name
 
 The orchestrator produces every piece once per content (artifact store, under a lock),
 fetches the files onto the node that needs them, loads them, and hands the objective a
-mapping ``name → loaded object`` in :meth:`~methods.objectives.base.Objective.prepare`.
+mapping ``name → loaded object`` in :meth:`~methods.distill.objective.Objective.prepare`.
 A new objective with a new prerequisite is therefore one file plus its catalog entry
 (:mod:`methods.catalog`: name, implementation module, ``Options``), which also gives the
 sweep file its top-level block.

@@ -1,5 +1,5 @@
 """``python -m orchestrator`` runs the ``ddx`` CLI."""
 
-from orchestrator.cli import run
+from orchestrator.cli.main import run
 
 run()

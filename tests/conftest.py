@@ -50,7 +50,7 @@ def ray_session():
     """One local Ray for the in-process Ray tests (dashboard on 127.0.0.1)."""
     import ray
 
-    from orchestrator import runtime
+    from orchestrator.cluster import runtime
 
     runtime.apply_default_env()
     if not ray.is_initialized():

@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 
 from methods.datasets import RealData
-from methods.experts import ExpertBuffer, Experts
-from methods.tm_options import ExpertOptions
+from methods.tm.experts import ExpertBuffer, Experts
+from methods.tm.options import ExpertOptions
 
 TINY_EXPERTS = ExpertOptions(arch="convnet_d1", num_experts=2, train_epochs=4, batch_size=128, lr=0.05, augment="none")
 

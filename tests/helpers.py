@@ -77,7 +77,7 @@ def cli(*args: str):
     """Invoke the CLI in-process (Typer's runner): fast, with stdout and stderr apart."""
     from typer.testing import CliRunner
 
-    from orchestrator.cli import app
+    from orchestrator.cli.main import app
 
     return CliRunner(env={"COLUMNS": "200"}).invoke(app, list(args))
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods.augment import DSA, BatchMix, integer_shift, scale_grid, siamese
-from methods.augment_options import DSA_DEFAULT, DSA_OPS, OPS, parse_groups, parse_strategy
-from methods.evaluate import StudentView
-from methods.real_training import RealTrainSettings
+from methods.augment.ops import DSA, BatchMix, integer_shift, scale_grid, siamese
+from methods.augment.options import DSA_DEFAULT, DSA_OPS, OPS, parse_groups, parse_strategy
+from methods.evaluation.real_training import RealTrainSettings
+from methods.evaluation.student import StudentView
 
 
 @pytest.fixture(autouse=True)
@@ -123,7 +123,7 @@ def test_teachers_and_soft_students_get_joint_crop_and_flip() -> None:
     x = torch.rand(1, 1, 16, 16) + 1.0
     y = torch.zeros(1, dtype=torch.long)
     teacher_view = StudentView(RealTrainSettings().as_eval(), 10)  # the squeeze step's training view
-    from methods.eval_options import EvalSettings
+    from methods.evaluation.options import EvalSettings
 
     soft_view = StudentView(EvalSettings(label_mode="soft", soft_augment="crop_flip"), 10)
     for view in (teacher_view, soft_view):

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from orchestrator.storage import join, read_bytes
+from orchestrator.storage.locations import join, read_bytes
 from tests.cluster import BIN, CLUSTER_ENV, LocalCluster, S3Server, isolation_available
 from tests.helpers import REPO
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cache import ArtifactError, ArtifactStore, LeaseLock
-from orchestrator.storage import join, read_bytes, write_bytes_atomic
+from orchestrator.storage.artifacts import ArtifactError, ArtifactStore, LeaseLock
+from orchestrator.storage.locations import join, read_bytes, write_bytes_atomic
 
 DESCRIPTION = {"kind": "test", "value": 1}
 
@@ -114,7 +114,7 @@ def test_a_lease_of_a_dead_process_on_this_host_is_free_at_once(tmp_path: Path) 
 
     location = join(str(tmp_path), "z.lock")
     code = (
-        "import sys; from orchestrator.cache import LeaseLock; "
+        "import sys; from orchestrator.storage.artifacts import LeaseLock; "
         f"assert LeaseLock({location!r}, ttl=600).try_acquire(); sys.exit(0)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)  # takes a 10-minute lease, then exits

@@ -11,7 +11,7 @@ import torch
 
 import methods
 from methods import catalog
-from methods.eval_options import LABEL_MODE_REQUIRES, LABEL_MODES
+from methods.evaluation.options import LABEL_MODE_REQUIRES, LABEL_MODES
 from methods.networks.info import SMALL_IMAGE_MAX
 from tests.helpers import fresh_output
 
@@ -24,8 +24,8 @@ def _import_every_module() -> None:
 
 def _registries():
     from methods.datasets import DATASETS
+    from methods.distill.objective import OBJECTIVES
     from methods.networks import NETWORKS
-    from methods.objectives import OBJECTIVES
     from methods.parameterizations import PARAMETERIZATIONS
     from methods.prerequisites import PREREQUISITES
 
@@ -70,9 +70,10 @@ def test_budget_functions_are_the_parameterizations_own() -> None:
 
 
 def test_vocabularies_agree_with_the_code_that_reads_them() -> None:
-    from methods.objectives.options import BetaSchedule, FilterKind, Sre2lStats
-    from methods.objectives.sre2l import SRE2L_STATS
+    from methods.cfm.options import BetaSchedule, FilterKind
     from methods.spectral import BETA_SCHEDULES, FILTER_KINDS, SpectralFilter
+    from methods.sre2l.objective import SRE2L_STATS
+    from methods.sre2l.options import Sre2lStats
 
     assert tuple(FILTER_KINDS) == get_args(FilterKind)
     assert get_args(BetaSchedule) == BETA_SCHEDULES
@@ -93,13 +94,13 @@ def test_option_modules_import_no_torch() -> None:
         *sorted({r.partition(":")[0] for r in refs}),
         "methods.catalog",
         "methods.datasets.options",
-        "methods.eval_options",
-        "methods.protocols",
-        "methods.distill_options",
-        "methods.pipeline_options",
-        "methods.real_training_options",
-        "orchestrator.spec",
-        "orchestrator.plan",
+        "methods.evaluation.options",
+        "methods.evaluation.presets",
+        "methods.distill.options",
+        "methods.distill.trial",
+        "methods.evaluation.real_training_options",
+        "orchestrator.spec.sweep_file",
+        "orchestrator.spec.plan",
     ]
     code = (
         "import importlib, sys\n"
@@ -146,10 +147,10 @@ def test_a_lookup_imports_only_the_module_of_its_name() -> None:
         "import sys\n"
         "from methods.datasets import DatasetOptions, load_dataset\n"
         "from methods.networks import NETWORKS, build_network\n"
-        "from methods.objectives.base import OBJECTIVES\n"
+        "from methods.distill.objective import OBJECTIVES\n"
         "build_network('convnet_d3', 1, 10, 8); OBJECTIVES.get('dm')\n"
         "load_dataset(DatasetOptions(name='digits', resolution=8))\n"
-        "print(sorted(m for m in ('torchvision', 'timm', 'methods.objectives.tm') if m in sys.modules))\n"
+        "print(sorted(m for m in ('torchvision', 'timm', 'methods.tm.objective') if m in sys.modules))\n"
         "build_network('resnet18', 1, 10, 8)\n"
         "print(sorted(m for m in ('torchvision', 'timm') if m in sys.modules))\n"
         "try:\n    NETWORKS.get('resnet_18')\nexcept KeyError as err:\n    print(err)\n"

@@ -7,16 +7,16 @@ from typing import Any
 import pytest
 import torch
 
+from methods.cfm.objective import CFM, LFM, CFMOptions, FilterMatching, SpectralMatchingOptions
 from methods.context import DistillContext
 from methods.datasets import RealData
+from methods.distill.objective import OBJECTIVES
+from methods.distill.pipeline import make_components, run_distillation
 from methods.networks import build_network
-from methods.objectives import OBJECTIVES
-from methods.objectives.filter_matching import CFM, LFM, CFMOptions, FilterMatching, SpectralMatchingOptions
-from methods.objectives.recover import batch_of_rows
-from methods.objectives.sre2l import SRe2L, SRe2LOptions
 from methods.options import take
-from methods.pipeline import make_components, run_distillation
+from methods.recover.loop import batch_of_rows
 from methods.spectral import beta_at
+from methods.sre2l.objective import SRe2L, SRe2LOptions
 
 
 def tiny_data(per_class: int = 1, classes: int = 4, res: int = 16, seed: int = 0) -> RealData:
@@ -148,7 +148,7 @@ def test_recover_end_to_end_clips_and_updates_emu() -> None:
     hp = {"objective": "cfm", "ipc": 3, "iterations_per_batch": 4}
     param, obj, summary = run_distillation(hp, data, ctx, {"teacher": teacher_for(data)})
     start = make_components(hp, data).param
-    from methods.distill import init_from_real
+    from methods.distill.loop import init_from_real
 
     init_from_real(start, data, ctx)
     assert not torch.allclose(param.images, start.images)  # recover moved every batch …

@@ -19,8 +19,8 @@ import torch.multiprocessing as mp
 
 from methods.artifacts import LocalArtifactCache
 from methods.context import DistillContext
-from methods.pipeline import run_distillation
-from methods.real_training import load_network, save_network
+from methods.distill.pipeline import run_distillation
+from methods.evaluation.real_training import load_network, save_network
 from methods.spectral import cached_real_statistics, real_statistics, select_convs
 
 HP: dict[str, Any] = {"objective": "cfm", "ipc": 4, "iterations_per_batch": 3, "stat_batch": 5, "beta": 0.05}

@@ -27,7 +27,7 @@ import pytest
 import torch
 import yaml
 
-from orchestrator.storage import exists, filesystem, join, read_bytes, upload_file
+from orchestrator.storage.locations import exists, filesystem, join, read_bytes, upload_file
 from tests.cluster import BIN, CLUSTER_ENV, LocalCluster, Node, S3Server, isolation_available, stop_group
 from tests.conftest import TEST_CACHE
 from tests.helpers import REPO
@@ -350,10 +350,10 @@ def test_worker_node_killed_mid_distillation_resumes_from_storage(env: Env, tmp_
 
 def _uninterrupted(data: dict[str, Any], folder: Path) -> dict[str, Any]:
     """The same trial's distillation body, run here from start to end with nothing killed."""
-    from orchestrator.distill_job import DistillJob
-    from orchestrator.distill_worker import distill_body
-    from orchestrator.search_space import trial_hyper
-    from orchestrator.spec import parse_spec
+    from orchestrator.spec.sweep_file import parse_spec
+    from orchestrator.sweep.distill_job import DistillJob
+    from orchestrator.sweep.distill_worker import distill_body
+    from orchestrator.sweep.search_space import trial_hyper
 
     spec = parse_spec({**data, "storage": str(folder)})
     threads = torch.get_num_threads()

@@ -10,10 +10,10 @@ import torch
 
 from methods.context import DistillContext
 from methods.datasets import DatasetOptions, load_dataset
-from methods.dc_options import DCOptions, dc_loops
-from methods.objectives import OBJECTIVES
-from methods.objectives.dc import GradientMatching, layer_distance, match_distance
-from methods.pipeline import make_components, run_distillation
+from methods.dc.objective import GradientMatching, layer_distance, match_distance
+from methods.dc.options import DCOptions, dc_loops
+from methods.distill.objective import OBJECTIVES
+from methods.distill.pipeline import make_components, run_distillation
 
 HP: dict[str, Any] = {
     "objective": "dc",

@@ -13,11 +13,11 @@ import torch
 import yaml
 from PIL import Image
 
+from methods.distill.pipeline import param_options
 from methods.parameterizations import PARAMETERIZATIONS, ParamConfig, SetShape, save_synthetic
-from methods.pipeline import param_options
 from orchestrator.errors import SpecError
-from orchestrator.search_space import trial_hyper, trial_key
-from orchestrator.spec import parse_spec
+from orchestrator.spec.sweep_file import parse_spec
+from orchestrator.sweep.search_space import trial_hyper, trial_key
 from tests.helpers import REPO, class_folders, cli, ddx, write_spec
 
 SWEEPS = REPO / "sweeps"

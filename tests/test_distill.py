@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 from methods.context import DistillContext
 from methods.datasets import DatasetOptions, load_dataset
-from methods.pipeline import run_distillation
+from methods.distill.pipeline import run_distillation
 
 HP = {
     "objective": "dm",
@@ -43,7 +43,7 @@ def test_dm_reduces_its_loss_and_moves_pixels(digits) -> None:
     assert summary2["steps"] == 40
     assert summary2["distill_seconds"] > 0
     assert not torch.equal(param.images, param2.images)
-    from methods.objectives.base import Phase
+    from methods.distill.objective import Phase
 
     obj.prepare(digits, ctx, {})
     phase = Phase(0, torch.arange(param.num_instances), param.labels.clone(), 1)
@@ -115,7 +115,7 @@ def test_two_gloo_workers_give_the_single_worker_result(digits, tmp_path: Path) 
 def test_an_ipc_above_the_smallest_class_is_refused_before_distilling() -> None:
     """A set as large as the real data distils nothing: a data set whose size the catalog does not
     know (an image folder) is checked once loaded, with the number it has."""
-    from methods.pipeline import make_components
+    from methods.distill.pipeline import make_components
 
     data = load_dataset(DatasetOptions(name="digits", train_per_class=12))
     smallest = int(torch.bincount(data.train_y).min())

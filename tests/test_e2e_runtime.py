@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
-from orchestrator.storage import read_bytes
+from orchestrator.storage.locations import read_bytes
 from tests.helpers import ddx, tiny_digits_spec, write_spec
 
 pytestmark = pytest.mark.timeout(1200)

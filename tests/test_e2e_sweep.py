@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from orchestrator.store import CORE_COLUMNS, ROW_KEY
+from orchestrator.storage.results import CORE_COLUMNS, ROW_KEY
 from tests.helpers import REPO, ddx, tiny_digits_spec, write_spec
 
 pytestmark = pytest.mark.timeout(1200)

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from methods.eval_options import EvalSettings
-from methods.protocols import PRESETS, build_eval_settings, preset_values, settings_from_dict
+from methods.evaluation.options import EvalSettings
+from methods.evaluation.presets import PRESETS, build_eval_settings, preset_values, settings_from_dict
 
 
 def _variants(name: str) -> list[tuple[str | None, int | None]]:
@@ -95,7 +95,7 @@ def test_cfm_code_differs_from_the_paper_where_the_texts_do() -> None:
 
 
 def test_cosine_half_schedule_ends_at_half_the_rate() -> None:
-    from methods.evaluate import lr_at
+    from methods.evaluation.student import lr_at
 
     s = EvalSettings(lr=1.0, epochs=100, schedule="cosine_half")
     assert lr_at(s, 0) == 1.0
@@ -106,7 +106,7 @@ def test_cosine_half_schedule_ends_at_half_the_rate() -> None:
 
 def test_options_and_presets_import_without_torch() -> None:
     code = (
-        "import sys; import methods.protocols, methods.eval_options, methods.augment_options; "
+        "import sys; import methods.evaluation.presets, methods.evaluation.options, methods.augment.options; "
         "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -18,8 +18,8 @@ from helpers import cli, ddx
 from PIL import Image
 
 from methods.datasets import DatasetOptions, cached_dataset
-from methods.protocols import protocol_name, settings_from_json, student_settings
-from orchestrator.evaluate_sets import EvaluateRequest, plan, run
+from methods.evaluation.presets import protocol_name, settings_from_json, student_settings
+from orchestrator.evaluation.external import EvaluateRequest, plan, run
 
 DIGITS = DatasetOptions(name="digits")
 
@@ -30,8 +30,8 @@ def sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     file and as a PNG folder, and broken inputs."""
     from methods.artifacts import LocalArtifactCache
     from methods.context import DistillContext
+    from methods.distill.pipeline import run_distillation
     from methods.parameterizations import save_synthetic
-    from methods.pipeline import run_distillation
 
     root = tmp_path_factory.mktemp("sets")
     data = cached_dataset(DIGITS)
@@ -114,7 +114,7 @@ def test_an_unwritable_or_empty_out_is_one_line_before_any_work(sets: dict[str, 
 
 def test_normalisation_is_explicit(sets: dict[str, Path]) -> None:
     """A pixel-space tensor file, the PNG folder and the ddx set decode to the same normalised images."""
-    from methods.external_sets import load_set
+    from methods.evaluation.external_sets import load_set
     from methods.parameterizations import from_payload
 
     data = cached_dataset(DIGITS)
@@ -212,7 +212,7 @@ def test_a_set_another_ddx_evaluate_holds_waits_for_it_then_runs_only_what_is_mi
     import threading
     import time
 
-    from orchestrator.store import ResultStore
+    from orchestrator.storage.results import ResultStore
 
     out = tmp_path / "evaluate-dd_standard"
     common = {"preset": "dd_standard", "dataset": {"name": "digits"}, "out": str(out), "seeds": 1}

@@ -1,4 +1,4 @@
-"""One sweep at a time per experiment: the lease a running sweep holds (orchestrator.resume)."""
+"""One sweep at a time per experiment: the lease a running sweep holds (orchestrator.sweep.resume)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cache import LeaseLock
+from orchestrator.cluster.processes import process_start
 from orchestrator.errors import UserError
-from orchestrator.processes import process_start
-from orchestrator.resume import LEASE_FILE, check_resume, hold_experiment
-from orchestrator.spec import parse_spec
+from orchestrator.spec.sweep_file import parse_spec
+from orchestrator.storage.artifacts import LeaseLock
+from orchestrator.sweep.resume import LEASE_FILE, check_resume, hold_experiment
 from tests.helpers import cli, tiny_digits_spec, write_spec
 
 

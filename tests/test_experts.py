@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from methods.datasets import DatasetOptions, load_dataset
-from methods.experts import EXPERT_FORMAT, ExpertBuffer, Experts, expert_seed, load_expert
 from methods.functional import FunctionalNet
 from methods.networks import build_network
 from methods.prerequisites import PREREQUISITES
-from methods.tm_options import ExpertOptions
+from methods.tm.experts import EXPERT_FORMAT, ExpertBuffer, Experts, expert_seed, load_expert
+from methods.tm.options import ExpertOptions
 
 OPTS = ExpertOptions(arch="convnet_d1", num_experts=3, train_epochs=5, keep_epochs=3, batch_size=128, lr=0.05)
 CPU = torch.device("cpu")
@@ -49,7 +49,7 @@ def test_registered_with_mtt_defaults() -> None:
         0.0,
         256,
     )
-    from methods.augment import DSA_DEFAULT
+    from methods.augment.ops import DSA_DEFAULT
 
     assert d.augment == DSA_DEFAULT and d.keep_epochs is None and d.epochs_trained == 50
     assert Experts(OPTS).units() == 3 and OPTS.epochs_trained == 3

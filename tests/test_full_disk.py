@@ -12,10 +12,10 @@ import pytest
 import typer
 
 from methods.atomic import atomic_path
-from orchestrator import cli
+from orchestrator.cli import main as cli
+from orchestrator.cluster.runtime import OneLineRecords
 from orchestrator.errors import UserError
-from orchestrator.runtime import OneLineRecords
-from orchestrator.storage import check_room, upload_file, write_bytes_atomic
+from orchestrator.storage.locations import check_room, upload_file, write_bytes_atomic
 
 
 def _leftovers(folder: Path) -> list[str]:

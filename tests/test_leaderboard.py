@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from orchestrator.cli import app
-from orchestrator.leaderboard import leaderboard, load_published, load_rows, to_markdown
-from orchestrator.store import ResultStore
+from orchestrator.cli.main import app
+from orchestrator.report.leaderboard import leaderboard, load_published, load_rows, to_markdown
+from orchestrator.storage.results import ResultStore
 
 
 def _rows(sweep: str, key: str, objective: str, param: str, beta: float, accs: list[tuple[float, float]], **kw):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from orchestrator import local_ray
+from orchestrator.cluster import local_ray
 from orchestrator.errors import UserError
 from tests.helpers import closed_port, ddx, tiny_digits_spec, write_spec
 

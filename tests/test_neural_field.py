@@ -11,8 +11,9 @@ import torch.nn.functional as F
 
 from methods.context import DistillContext
 from methods.datasets import DatasetOptions, load_dataset
-from methods.distill import DistillSettings, resolve_optim
-from methods.objectives import OBJECTIVES
+from methods.distill.loop import DistillSettings, resolve_optim
+from methods.distill.objective import OBJECTIVES
+from methods.distill.pipeline import make_components, param_options, run_distillation
 from methods.parameterizations import (
     PARAMETERIZATIONS,
     ParamConfig,
@@ -22,7 +23,6 @@ from methods.parameterizations import (
 )
 from methods.parameterizations.neural_field import WARMUP_KIND, NeuralField
 from methods.parameterizations.siren import coordinate_grid, decode_fields
-from methods.pipeline import make_components, param_options, run_distillation
 
 
 def make_field(
@@ -250,7 +250,7 @@ def test_dm_distils_neural_fields_on_digits(tmp_path: Path, monkeypatch) -> None
     param, _, summary = run_distillation(hp, data, DistillContext(seed=0))
     assert isinstance(param, NeuralField) and math.isfinite(summary["loss"])
     warm = make_components(hp, data).param
-    from methods.distill import init_from_real
+    from methods.distill.loop import init_from_real
 
     init_from_real(warm, data, DistillContext(seed=0))
     assert warm.warmup_cached is True
@@ -283,7 +283,7 @@ def test_cfm_recovers_neural_fields(tmp_path: Path, monkeypatch) -> None:
     assert isinstance(param, NeuralField) and param.per_class == 768 // 47 == 16
     assert summary["steps"] == 16 * 2 and math.isfinite(summary["loss"])
     start = make_components(hp, data).param
-    from methods.distill import init_from_real
+    from methods.distill.loop import init_from_real
 
     init_from_real(start, data, DistillContext(seed=0))
     assert start.warmup_cached is True

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from methods.augment_options import DSA_DEFAULT, DSA_OPS, parse_strategy
+from methods.augment.options import DSA_DEFAULT, DSA_OPS, parse_strategy
 from methods.datasets import DatasetOptions, cached_dataset
-from methods.evaluate import EvalSettings, soft_label_loss, train_student
+from methods.evaluation.student import EvalSettings, soft_label_loss, train_student
 from methods.networks import NetworkError, build_network
 from methods.parameterizations import ParamConfig, SetShape, build_parameterization, payload_bytes, synthetic_payload
-from orchestrator.evaluation import EvalJob, evaluate_job, plan_jobs
-from orchestrator.reference import ReferenceJob, reference_job, reference_jobs
-from orchestrator.spec import parse_spec
+from orchestrator.evaluation.reference import ReferenceJob, reference_job, reference_jobs
+from orchestrator.evaluation.tasks import EvalJob, evaluate_job, plan_jobs
+from orchestrator.spec.sweep_file import parse_spec
 
 DIGITS = {"name": "digits", "resolution": 8}
 
@@ -178,7 +178,7 @@ def test_fractional_gpu_spec_is_accepted() -> None:
 def test_failed_evaluation_becomes_a_failed_row(ray_session, pixel_payload) -> None:
     import ray
 
-    from orchestrator.evaluation import run_evaluations
+    from orchestrator.evaluation.tasks import run_evaluations
 
     results: list[tuple[EvalJob, dict]] = []
     jobs = [EvalJob("vgg11", 8, 0, "hard"), EvalJob("convnet_d1", 8, 0, "hard")]
@@ -206,7 +206,7 @@ PACKING_SCRIPT = textwrap.dedent(
     from methods.datasets import DatasetOptions, cached_dataset
     from methods.parameterizations import ParamConfig, SetShape, build_parameterization
     from methods.parameterizations import payload_bytes, synthetic_payload
-    from orchestrator.evaluation import EvalJob, run_evaluations
+    from orchestrator.evaluation.tasks import EvalJob, run_evaluations
 
     ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     data = cached_dataset(DatasetOptions(name="digits", resolution=8))

@@ -10,28 +10,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from methods.dd_ranking import (
+from methods.evaluation.dd_ranking import (
     augmentation_robust_score,
     hard_label_recovery,
     improvement_over_random,
     label_robust_score,
 )
-from methods.protocols import (
+from methods.evaluation.presets import (
     PRESETS,
     protocol_name,
     settings_from_json,
     student_settings,
     without_augmentation,
 )
-from orchestrator.evaluation import protocol_columns
-from orchestrator.leaderboard import leaderboard, load_references, load_rows, to_markdown
-from orchestrator.reference import REFERENCE_FILE
+from orchestrator.evaluation.reference import REFERENCE_FILE
+from orchestrator.evaluation.tasks import protocol_columns
 from orchestrator.report import write_report
-from orchestrator.store import ResultStore, rows_to_table, table_bytes, write_bytes_atomic
+from orchestrator.report.leaderboard import leaderboard, load_references, load_rows, to_markdown
+from orchestrator.storage.results import ResultStore, rows_to_table, table_bytes, write_bytes_atomic
 
 
 def f(x: float) -> float:
-    """DD-Ranking's normalisation, written out independently of methods.dd_ranking."""
+    """DD-Ranking's normalisation, written out independently of methods.evaluation.dd_ranking."""
     return float((np.exp(x) - np.exp(-1.0)) / (np.exp(1.0) - np.exp(-1.0)))
 
 

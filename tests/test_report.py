@@ -16,11 +16,11 @@ import torch
 from typer.testing import CliRunner
 
 from methods.parameterizations import ParamConfig, SetShape, build_parameterization, save_synthetic
-from orchestrator.cli import app
-from orchestrator.reference import REFERENCE_FILE
+from orchestrator.cli.main import app
+from orchestrator.evaluation.reference import REFERENCE_FILE
 from orchestrator.report import write_report
 from orchestrator.report.tables import load_experiment
-from orchestrator.store import ResultStore, rows_to_table, table_bytes, write_bytes_atomic
+from orchestrator.storage.results import ResultStore, rows_to_table, table_bytes, write_bytes_atomic
 
 ARCHS = ["convnet_d1", "resnet18"]
 RESOLUTIONS = [8, 16]
@@ -342,9 +342,9 @@ def test_report_of_a_running_or_interrupted_sweep_says_it_is_partial(experiment:
     import json
     import shutil
 
-    from orchestrator.plan import SPEC_FILE
     from orchestrator.report.tables import load_experiment
-    from orchestrator.spec import parse_spec
+    from orchestrator.spec.plan import SPEC_FILE
+    from orchestrator.spec.sweep_file import parse_spec
     from tests.helpers import cli, tiny_digits_spec
 
     exp = tmp_path / "sweep-a"
@@ -360,7 +360,7 @@ def test_report_of_a_running_or_interrupted_sweep_says_it_is_partial(experiment:
     said = f"{total} rows (1 failed) of 8 planned; partial: the sweep was interrupted (rerun `ddx sweep` to finish it)"
     assert said in " ".join(out.output.split())
     # a sweep holds the experiment's lease: the report says it is running, and which
-    from orchestrator.resume import hold_experiment
+    from orchestrator.sweep.resume import hold_experiment
 
     lease = hold_experiment(spec)
     try:
@@ -378,7 +378,7 @@ def test_report_of_a_running_or_interrupted_ddx_evaluate_says_which(experiment: 
     now (the holder of a row file's lease), or how to finish it."""
     import shutil
 
-    from orchestrator.store import REQUEST_FILE
+    from orchestrator.storage.results import REQUEST_FILE
     from tests.helpers import cli
 
     exp = tmp_path / "evaluate-dd_standard"

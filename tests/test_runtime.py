@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from orchestrator import runtime
+from orchestrator.cluster import runtime
+from orchestrator.cluster.ray_config import address_endpoint
 from orchestrator.errors import UserError
-from orchestrator.ray_config import address_endpoint
 from tests.helpers import closed_port, ddx, fresh_output, tiny_digits_spec, write_spec
 
 
@@ -113,8 +113,8 @@ def test_check_fits_passes_what_a_node_holds_and_names_the_key_of_what_none_does
 
 
 def test_work_no_node_of_a_joined_cluster_holds_is_a_warning_naming_key_and_fix(ray_session, tmp_path) -> None:
-    from orchestrator import preflight
-    from orchestrator.spec import parse_spec
+    from orchestrator.spec.sweep_file import parse_spec
+    from orchestrator.sweep import preflight
 
     spec = tiny_digits_spec(tmp_path / "store")
     spec["resources"].update(cpus_per_worker=3, eval_cpus=1)
@@ -135,7 +135,7 @@ def test_a_missing_token_resource_is_a_user_error(ray_session) -> None:
 
 
 def test_a_cpu_token_driver_counts_against_its_workers_node() -> None:
-    from orchestrator.spec import Resources
+    from orchestrator.spec.sweep_file import Resources
 
     res = Resources(cpus_per_worker=2, eval_cpus=1, eval_gpus=0.25)
     assert runtime.unit_demands(res, {"ddx_driver": 0.01})["resources.cpus_per_worker"] == {"CPU": 2, "GPU": 0}
@@ -144,7 +144,7 @@ def test_a_cpu_token_driver_counts_against_its_workers_node() -> None:
 
 
 def test_a_trials_worker_group_is_held_at_once() -> None:
-    from orchestrator.spec import Resources
+    from orchestrator.spec.sweep_file import Resources
 
     res = Resources(distill_workers=3, cpus_per_worker=2, gpus_per_worker=1)
     assert runtime.group_demand(res, {"ddx_driver": 0.01}) == {"resources.distill_workers": {"CPU": 6, "GPU": 3}}
@@ -177,7 +177,7 @@ def test_a_worker_group_larger_than_the_embedded_ray_is_one_line_before_any_tria
 
 
 def test_one_node_free_for_needs_a_single_node_with_the_demand_free_now(ray_session) -> None:
-    from orchestrator.runtime import one_node_free_for
+    from orchestrator.cluster.runtime import one_node_free_for
 
     assert one_node_free_for({"CPU": 1})  # the test session: one node, 2 CPUs
     assert not one_node_free_for({"CPU": 64})  # more than the node has: warming would wait (or scale up)
@@ -187,7 +187,7 @@ def test_one_node_free_for_needs_a_single_node_with_the_demand_free_now(ray_sess
 
 STOP_SCRIPT = """
 import json, os
-from orchestrator import runtime
+from orchestrator.cluster import runtime
 runtime.connect(None, num_cpus=1)
 from ray._private import worker
 procs = [(kind, i.process.pid) for kind, infos in worker._global_node.all_processes.items() for i in infos]
@@ -271,7 +271,7 @@ def test_ddx_evaluate_with_a_task_no_node_holds_is_one_line(tmp_path) -> None:
 
 
 def test_descendants_and_stop_find_and_end_a_process_tree() -> None:
-    from orchestrator import processes
+    from orchestrator.cluster import processes
 
     before = processes.descendants()
     parent = subprocess.Popen(["sh", "-c", "sleep 300 & sleep 300 & wait"])
@@ -294,7 +294,7 @@ def test_a_start_of_ray_cut_short_stops_what_it_started(monkeypatch) -> None:
     processes per interrupted start); connect now stops every process that appeared below it."""
     import ray
 
-    from orchestrator import processes
+    from orchestrator.cluster import processes
 
     started: list[subprocess.Popen] = []
 
@@ -305,7 +305,7 @@ def test_a_start_of_ray_cut_short_stops_what_it_started(monkeypatch) -> None:
 
     monkeypatch.setattr(ray, "init", init_cut_short)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr("orchestrator.local_ray.running", lambda: None)
+    monkeypatch.setattr("orchestrator.cluster.local_ray.running", lambda: None)
     before = processes.descendants()
     with pytest.raises(KeyboardInterrupt):
         runtime.connect(None)

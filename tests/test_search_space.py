@@ -8,8 +8,8 @@ import optuna
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.sample import Categorical, Float, Integer
 
-from orchestrator.search_space import REPEAT_KEY, build_search, trial_hyper, trial_key
-from orchestrator.spec import parse_spec
+from orchestrator.spec.sweep_file import parse_spec
+from orchestrator.sweep.search_space import REPEAT_KEY, build_search, trial_hyper, trial_key
 from tests.helpers import tiny_digits_spec
 
 

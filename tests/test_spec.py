@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from methods.datasets.options import DatasetOptions
-from methods.eval_options import EvalSettings
-from methods.real_training_options import RealTrainSettings
-from methods.squeeze_options import SQUEEZE_PRESETS
+from methods.evaluation.options import EvalSettings
+from methods.evaluation.real_training_options import RealTrainSettings
+from methods.teacher.options import SQUEEZE_PRESETS
 from orchestrator.errors import SpecError
-from orchestrator.plan import describe_plan
-from orchestrator.spec import PREREQUISITE_BLOCKS, SweepSpec, TeacherBlock, load_spec, parse_spec
+from orchestrator.spec.plan import describe_plan
+from orchestrator.spec.sweep_file import PREREQUISITE_BLOCKS, SweepSpec, TeacherBlock, load_spec, parse_spec
 from tests.helpers import REPO, class_folders, cli, ddx, fresh_output, tiny_digits_spec, write_spec
 
 SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))
@@ -58,7 +58,7 @@ def test_the_blocks_are_the_option_dataclasses() -> None:
     spec = parse_spec(tiny_digits_spec(Path("/tmp/never")))
     ev = spec.evaluation.model_dump(exclude={"archs", "arch_epochs", "resolutions", "seeds", "label_mode", "reference"})
     assert set(ev) == {f.name for f in fields(EvalSettings)} - {"label_mode"}
-    EvalSettings(**ev)  # what orchestrator.trial.eval_settings hands the workers
+    EvalSettings(**ev)  # what orchestrator.sweep.trial.eval_settings hands the workers
     assert DatasetOptions(**spec.dataset.model_dump()).name == "digits"
     with_ref = parse_spec(tiny_digits_spec(Path("/tmp/never"), evaluation={"reference": True}))
     ref = with_ref.evaluation.reference.model_dump(exclude={"seeds"})
@@ -479,7 +479,7 @@ def test_validation_imports_no_torch_or_ray(tmp_path: Path, args: list[str]) -> 
     spec = write_spec(tmp_path / "ok.yaml", tiny_digits_spec(tmp_path / "store"))
     code = (
         "import sys\n"
-        "from orchestrator.cli import app\n"
+        "from orchestrator.cli.main import app\n"
         f"try:\n    app([{args[0]!r}, {str(spec)!r}, *{args[1:]!r}])\n"
         "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
         f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules])\n"
@@ -541,7 +541,7 @@ def test_spec_json_is_stable_for_the_trial_key() -> None:
 
 
 def test_evaluation_preset_fills_the_keys_not_given(tmp_path: Path) -> None:
-    """``evaluation.preset`` (methods.protocols): explicit keys win, the rest follow the preset."""
+    """``evaluation.preset`` (methods.evaluation.presets): explicit keys win, the rest follow the preset."""
     data = tiny_digits_spec(tmp_path / "store", evaluation={"preset": "cfm_code", "epochs": 7})
     for key in ("batch_size", "archs"):
         data["evaluation"].pop(key)
@@ -593,8 +593,8 @@ def test_a_scheduler_needs_probes(tmp_path: Path) -> None:
 
 
 def test_arch_epochs_size_students_per_network(tmp_path: Path) -> None:
-    from orchestrator.evaluation import student_settings
-    from orchestrator.trial import eval_settings
+    from orchestrator.evaluation.tasks import student_settings
+    from orchestrator.sweep.trial import eval_settings
 
     data = tiny_digits_spec(tmp_path / "r", evaluation={"epochs": 30, "arch_epochs": {"resnet18": 5}})
     spec = parse_spec(data)
@@ -608,10 +608,10 @@ def test_arch_epochs_size_students_per_network(tmp_path: Path) -> None:
 
 
 def test_the_sweep_driver_reads_trial_failures_without_torch() -> None:
-    """The driver (orchestrator.sweep) and its end-of-sweep failure listing import no torch."""
+    """The driver (orchestrator.sweep.run) and its end-of-sweep failure listing import no torch."""
     code = (
         "import sys, types\n"
-        "from orchestrator.sweep import _failures\n"
+        "from orchestrator.sweep.run import _failures\n"
         "r = types.SimpleNamespace(error=RuntimeError('boom\\nValueError: bad'), path='/x', config={'a': 1},\n"
         "                          metrics={'trial_id': 't1'})\n"
         "(f,) = _failures([r])\n"

@@ -9,7 +9,7 @@ import pytest
 from helpers import cli
 
 from orchestrator.errors import UserError
-from orchestrator.storage import (
+from orchestrator.storage.locations import (
     add_suffix,
     check_storage,
     exists,
@@ -133,7 +133,7 @@ def test_the_local_storage_check_leaves_nothing_behind(tmp_path: Path) -> None:
 
 
 def test_experiment_dir_of_a_uri_with_a_query_is_a_valid_uri() -> None:
-    from orchestrator.spec import parse_spec
+    from orchestrator.spec.sweep_file import parse_spec
 
     uri = "s3://bucket/prefix?endpoint_override=127.0.0.1:9000&scheme=http"
     spec = parse_spec({"name": "s", "storage": uri, "method": {"objective": "dm", "ipc": 1}})
@@ -144,7 +144,7 @@ def test_experiment_dir_of_a_uri_with_a_query_is_a_valid_uri() -> None:
 
 
 def test_a_uri_timeout_that_is_not_a_positive_number_is_one_line(monkeypatch, tmp_path) -> None:
-    from orchestrator.time_limit import uri_timeout_s
+    from orchestrator.storage.time_limit import uri_timeout_s
 
     monkeypatch.delenv("DDX_URI_TIMEOUT", raising=False)
     assert uri_timeout_s() == 15.0

@@ -10,7 +10,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from orchestrator.store import CORE_COLUMNS, ROW_KEY, ResultStore, read_table_file, rows_to_table, write_bytes_atomic
+from orchestrator.storage.results import (
+    CORE_COLUMNS,
+    ROW_KEY,
+    ResultStore,
+    read_table_file,
+    rows_to_table,
+    write_bytes_atomic,
+)
 
 
 def _row(key: str, arch: str, seed: int, acc: float, t: int) -> dict:
@@ -72,7 +79,7 @@ def test_consolidation_waits_for_another_process_consolidating_and_then_reads_ev
     the later one reads the row files the earlier one's evaluations wrote last."""
     import threading
 
-    from orchestrator.cache import LOCK_SUFFIX, LeaseLock
+    from orchestrator.storage.artifacts import LOCK_SUFFIX, LeaseLock
 
     store = ResultStore(str(tmp_path / "exp"))
     store.write_trial_rows("a", [_row("a", "convnet_d3", 0, 0.5, 0)])
@@ -108,7 +115,7 @@ def test_row_file_times_and_rows_ignore_a_row_files_lock(tmp_path: Path) -> None
 
 def test_reference_rows_merge_newest_wins_per_settings_network_resolution_and_seed(tmp_path: Path) -> None:
     """``ddx evaluate`` runs into one folder each add the references of their own networks."""
-    from orchestrator.reference import REFERENCE_FILE, write_reference_rows
+    from orchestrator.evaluation.reference import REFERENCE_FILE, write_reference_rows
 
     def ref(arch: str, seed: int, acc: float, config: str = "c1") -> dict:
         return {"config_hash": config, "eval_arch_requested": arch, "eval_arch": arch, "eval_resolution": 8,
@@ -132,8 +139,8 @@ def test_reference_rows_merge_newest_wins_per_settings_network_resolution_and_se
 def test_the_locks_of_row_files_results_and_references_live_beside_them_on_s3(s3_server) -> None:
     """On an object store whose URI carries a query (``?endpoint_override=…``) the locks are objects
     beside the files they guard, not names glued after the query."""
-    from orchestrator.reference import REFERENCE_FILE, write_reference_rows
-    from orchestrator.storage import join, list_files
+    from orchestrator.evaluation.reference import REFERENCE_FILE, write_reference_rows
+    from orchestrator.storage.locations import join, list_files
 
     exp = join(s3_server("ddx-locks"), "exp")
     store = ResultStore(exp)
@@ -173,8 +180,8 @@ def test_consolidate_of_an_empty_experiment_writes_an_empty_table(tmp_path: Path
 def test_resuming_under_a_changed_spec_is_one_line_before_ray_starts(tmp_path: Path) -> None:
     """Rows made under other settings must not mix into one table: a changed spec without --fresh
     stops in a second (the saved spec is read before Ray starts), and nothing is touched."""
-    from orchestrator.plan import SPEC_FILE
-    from orchestrator.spec import parse_spec
+    from orchestrator.spec.plan import SPEC_FILE
+    from orchestrator.spec.sweep_file import parse_spec
     from tests.helpers import ddx, tiny_digits_spec, write_spec
 
     old = parse_spec(tiny_digits_spec(tmp_path / "store"))
@@ -199,10 +206,10 @@ def test_a_folder_ddx_did_not_make_is_neither_deleted_by_fresh_nor_written_into(
     deleted it whole. Now one line before Ray starts, with or without ``--fresh``, on a disk or in
     an object store; an empty folder, or one with a saved spec, is still ddx's."""
     from orchestrator.errors import UserError
-    from orchestrator.plan import SPEC_FILE
-    from orchestrator.resume import check_owned
-    from orchestrator.spec import parse_spec
-    from orchestrator.storage import join
+    from orchestrator.spec.plan import SPEC_FILE
+    from orchestrator.spec.sweep_file import parse_spec
+    from orchestrator.storage.locations import join
+    from orchestrator.sweep.resume import check_owned
     from tests.helpers import ddx, tiny_digits_spec, write_spec
 
     spec = parse_spec(tiny_digits_spec(tmp_path / "home"))
@@ -237,9 +244,9 @@ def test_a_folder_ddx_did_not_make_is_neither_deleted_by_fresh_nor_written_into(
 def test_a_damaged_json_file_of_an_experiment_is_one_line_naming_it(tmp_path: Path) -> None:
     """A truncated saved spec (read when a sweep resumes) or trial record: a UserError naming the file."""
     from orchestrator.errors import UserError
-    from orchestrator.plan import SPEC_FILE
-    from orchestrator.resume import check_resume
-    from orchestrator.spec import parse_spec
+    from orchestrator.spec.plan import SPEC_FILE
+    from orchestrator.spec.sweep_file import parse_spec
+    from orchestrator.sweep.resume import check_resume
     from tests.helpers import tiny_digits_spec
 
     spec = parse_spec(tiny_digits_spec(tmp_path / "store"))

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from methods.datasets import DatasetOptions, EvalData, cached_dataset, cached_eval_data, resize_images
-from methods.eval_options import EvalSettings
-from methods.evaluate import Execution, accuracy, train_student
+from methods.evaluation.options import EvalSettings
+from methods.evaluation.student import Execution, accuracy, train_student
 from methods.networks import Classifier, build_network
 
 DIGITS = DatasetOptions(name="digits", resolution=8)
@@ -154,7 +154,7 @@ def test_batchnorm_convnets_as_student_and_teacher(digits) -> None:
 
 def test_batchnorm_convnet_as_distillation_network(digits) -> None:
     from methods.context import DistillContext
-    from methods.pipeline import run_distillation
+    from methods.distill.pipeline import run_distillation
 
     hp = {"objective": "dm", "parameterization": "pixels", "distill_arch": "convnet_bn_d2", "ipc": 2}
     param, _, summary = run_distillation({**hp, "iterations": 3, "batch_real": 8}, digits, DistillContext(seed=0))

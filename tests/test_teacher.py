@@ -11,10 +11,10 @@ import torch
 import yaml
 from helpers import ddx, write_spec
 
-from methods.real_training import RealTrainSettings, load_network
-from methods.squeeze import SQUEEZE_PRESETS
+from methods.evaluation.real_training import RealTrainSettings, load_network
+from methods.teacher.squeeze import SQUEEZE_PRESETS
 from orchestrator.errors import SpecError
-from orchestrator.spec import TeacherBlock, parse_spec
+from orchestrator.spec.sweep_file import TeacherBlock, parse_spec
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,9 +62,9 @@ def test_cfm_keys_are_sweep_keys(tmp_path: Path) -> None:
 
 
 def test_teacher_is_trained_once_and_reused(tmp_path: Path, ray_session) -> None:
-    from orchestrator import prerequisites
-    from orchestrator.cache import ArtifactStore, cache_root
-    from orchestrator.trial import dataset_options, prerequisite_blocks
+    from orchestrator.storage.artifacts import ArtifactStore, cache_root
+    from orchestrator.sweep import prerequisites
+    from orchestrator.sweep.trial import dataset_options, prerequisite_blocks
 
     spec = parse_spec(digits_spec(tmp_path))
     store = ArtifactStore(cache_root(str(tmp_path)), local_dir=tmp_path / "node-local")
@@ -92,10 +92,10 @@ def test_teacher_is_trained_once_and_reused(tmp_path: Path, ray_session) -> None
     # soft-label evaluation loads that teacher: the student learns from its KL targets
     from methods.context import DistillContext
     from methods.datasets import DatasetOptions, cached_dataset
-    from methods.distill import init_from_real
+    from methods.distill.loop import init_from_real
+    from methods.distill.pipeline import make_components
     from methods.parameterizations import payload_bytes, synthetic_payload
-    from methods.pipeline import make_components
-    from orchestrator.evaluation import EvalJob, evaluate_job
+    from orchestrator.evaluation.tasks import EvalJob, evaluate_job
 
     data = cached_dataset(DatasetOptions(**dataset_options(spec)))
     param = make_components({"objective": "random", "ipc": 2}, data).param

@@ -13,14 +13,14 @@ from experts_helper import TINY_EXPERTS, load_buffer, make_experts
 
 from methods.context import DistillContext
 from methods.datasets import DatasetOptions, load_dataset
-from methods.distill import DistillSettings, resolve_optim
-from methods.evaluate import LEARNED_LR_KEY, EvalSettings, learned_lr, train_student
-from methods.objectives import OBJECTIVES
-from methods.objectives.tm import TrajectoryMatching
+from methods.distill.loop import DistillSettings, resolve_optim
+from methods.distill.objective import OBJECTIVES
+from methods.distill.pipeline import make_components, run_distillation
+from methods.evaluation.student import LEARNED_LR_KEY, EvalSettings, learned_lr, train_student
 from methods.parameterizations import load_synthetic, save_synthetic
 from methods.parameterizations.neural_field import field_lr
-from methods.pipeline import make_components, run_distillation
-from methods.tm_options import TMOptions
+from methods.tm.objective import TrajectoryMatching
+from methods.tm.options import TMOptions
 
 HP: dict[str, Any] = {
     "objective": "tm",
@@ -174,5 +174,5 @@ def test_option_modules_import_no_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys, methods.tm_options, methods.dc_options; sys.exit('torch' in sys.modules)"
+    code = "import sys, methods.tm.options, methods.dc.options; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

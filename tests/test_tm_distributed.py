@@ -19,7 +19,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from methods.context import DistillContext
-from methods.pipeline import run_distillation
+from methods.distill.pipeline import run_distillation
 
 TM_HP: dict[str, Any] = {
     "objective": "tm", "ipc": 2, "iterations": 4, "syn_steps": 3, "expert_epochs": 2, "max_start_epoch": 2,

@@ -14,12 +14,12 @@ import pytest
 import yaml
 
 from methods.artifacts import content_key
-from methods.experts import ExpertBuffer, load_expert
-from methods.tm_options import ExpertOptions, TMOptions
-from orchestrator.cache import MANIFEST_SUFFIX, file_sha256
+from methods.tm.experts import ExpertBuffer, load_expert
+from methods.tm.options import ExpertOptions, TMOptions
 from orchestrator.errors import SpecError
-from orchestrator.spec import parse_spec
-from orchestrator.storage import join, list_files, read_bytes
+from orchestrator.spec.sweep_file import parse_spec
+from orchestrator.storage.artifacts import MANIFEST_SUFFIX, file_sha256
+from orchestrator.storage.locations import join, list_files, read_bytes
 from tests.helpers import REPO, class_folders, ddx, write_spec
 
 pytestmark = pytest.mark.timeout(1800)
@@ -63,7 +63,7 @@ def test_tm_sweep_files_validate_and_keep_only_what_they_read(name: str, tmp_pat
 
 
 def test_ddif_tm_files_hold_table_9c() -> None:
-    from methods.tm_options import DDIF_TM_SETTINGS
+    from methods.tm.options import DDIF_TM_SETTINGS
 
     files = {"ddif_tm_cifar10.yaml": 1, "ddif_tm_cifar10_ipc10.yaml": 10, "ddif_tm_cifar10_ipc50.yaml": 50}
     for name, ipc in files.items():

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from methods.augment import DSA, DSA_DEFAULT
+from methods.augment.ops import DSA, DSA_DEFAULT
 from methods.functional import FunctionalNet
 from methods.networks import build_network
-from methods.trajectory import TrajectoryPlan, inner_grad, match_trajectory, plan_batches
+from methods.tm.trajectory import TrajectoryPlan, inner_grad, match_trajectory, plan_batches
 
 
 def _case(dtype: torch.dtype, steps: int = 6, seed: int = 0):

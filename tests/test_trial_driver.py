@@ -4,7 +4,7 @@
   trial is plumbing; the tensors live in the tasks it launches);
 * what the trial knows of a saved set comes from its card, which must say what the tensors say;
 * distillation, evaluation and prerequisite tasks run their bodies on the process's one
-  compute thread (:mod:`orchestrator.compute_thread`), and errors reach the caller.
+  compute thread (:mod:`orchestrator.cluster.compute_thread`), and errors reach the caller.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 
-from orchestrator import compute_thread
+from orchestrator.cluster import compute_thread
 from tests.helpers import fresh_output
 
 DRIVER_MODULES = (
-    "orchestrator.trial",
-    "orchestrator.distill_job",
-    "orchestrator.evaluation",
-    "orchestrator.prerequisites",
+    "orchestrator.sweep.trial",
+    "orchestrator.sweep.distill_job",
+    "orchestrator.evaluation.tasks",
+    "orchestrator.sweep.prerequisites",
 )
 
 
@@ -32,10 +32,10 @@ def test_the_trial_driver_imports_no_torch() -> None:
     code = (
         "import sys\n"
         f"for m in {DRIVER_MODULES!r}: __import__(m)\n"
-        "from orchestrator.prerequisites import needed, options_for\n"
+        "from orchestrator.sweep.prerequisites import needed, options_for\n"
         "assert needed('cfm', ['hard', 'soft']) == ['teacher'] and needed('dm', ['hard']) == []\n"
         "options_for('teacher', None)\n"
-        "print(sorted(m for m in ('torch', 'torchvision', 'methods.evaluate') if m in sys.modules))\n"
+        "print(sorted(m for m in ('torch', 'torchvision', 'methods.evaluation.student') if m in sys.modules))\n"
     )
     assert fresh_output(code) == "[]"
 
@@ -44,8 +44,8 @@ def test_a_set_card_says_what_the_tensors_say(tmp_path: Path) -> None:
     from methods.parameterizations import build_parameterization, payload_from_bytes
     from methods.parameterizations.base import ParamConfig
     from methods.parameterizations.options import SetShape
-    from orchestrator.distill_job import set_card_location
-    from orchestrator.distill_worker import set_card, write_set
+    from orchestrator.sweep.distill_job import set_card_location
+    from orchestrator.sweep.distill_worker import set_card, write_set
 
     shape = SetShape(num_classes=10, ipc=1, channels=3, resolution=32, dataset="cifar10")
     for name, options in (("pixels", {}), ("neural_field", {"width": 8, "depth": 2})):
@@ -100,8 +100,8 @@ def test_compute_thread_raises_the_bodys_error_and_nests() -> None:
 
 
 def test_the_streaming_distillation_body_runs_on_the_compute_thread(monkeypatch) -> None:
-    from orchestrator import distill_worker
-    from orchestrator.distill_job import DistillJob
+    from orchestrator.sweep import distill_worker
+    from orchestrator.sweep.distill_job import DistillJob
 
     ran_on: list[str] = []
 
@@ -130,10 +130,10 @@ def test_the_streaming_distillation_body_runs_on_the_compute_thread(monkeypatch)
 
 
 def test_the_warm_ups_copy_of_tunes_trial_environment_equals_tunes_own() -> None:
-    """The warm-up names Tune's trial environment without importing Tune (see :mod:`orchestrator.warm_up`)."""
+    """The warm-up names Tune's trial environment without importing Tune (see :mod:`orchestrator.sweep.warm_up`)."""
     from ray.tune.execution.class_cache import DEFAULT_ENV_VARS, ENV_VARS_TO_PROPAGATE
 
-    from orchestrator import warm_up
+    from orchestrator.sweep import warm_up
 
     assert warm_up.TUNE_TRIAL_ENV == DEFAULT_ENV_VARS
     assert frozenset(ENV_VARS_TO_PROPAGATE) == warm_up.TUNE_PROPAGATED_ENV
@@ -143,7 +143,7 @@ def test_preparing_a_sweep_imports_neither_tune_nor_pandas() -> None:
     """``ddx sweep`` checks the input and starts the warm-up before Tune's ~1 s import."""
 
     code = (
-        "import sys; import orchestrator.preflight, orchestrator.warm_up; "
+        "import sys; import orchestrator.sweep.preflight, orchestrator.sweep.warm_up; "
         "print(sorted(m for m in ('ray.tune', 'pandas', 'torch') if m in sys.modules))"
     )
     assert fresh_output(code) == "[]"
@@ -154,7 +154,7 @@ def test_the_warm_up_imports_what_a_tasks_first_optimizer_would() -> None:
     nothing of ``torch._dynamo`` (~1.3 s, imported by an optimizer's first construction)."""
     code = (
         "import sys, torch\n"
-        "from orchestrator.warm_up import warm\n"
+        "from orchestrator.sweep.warm_up import warm\n"
         "warm({'name': 'digits', 'resolution': 8}, 1)\n"
         "from methods.networks import build_network\n"
         "before = set(sys.modules)\n"
@@ -170,7 +170,7 @@ def test_the_warm_up_runs_in_the_environment_of_a_trials_tasks(ray_session, tmp_
     import ray
     from ray import tune
 
-    from orchestrator import warm_up
+    from orchestrator.sweep import warm_up
 
     def env_vars() -> dict[str, str]:
         return dict(ray.get_runtime_context().runtime_env.get("env_vars") or {})

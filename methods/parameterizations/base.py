@@ -85,7 +85,7 @@ class Parameterization(nn.Module, ABC):
     def optim_defaults(self, objective: str) -> dict[str, Any]:
         """Optimiser settings this parameterization needs whatever the objective recommends.
 
-        Keys are :class:`methods.objectives.base.OptimDefaults` fields; they override the
+        Keys are :class:`methods.distill.objective.OptimDefaults` fields; they override the
         objective's defaults (which are tuned for pixels) and are overridden by the sweep.
         """
         return {}

@@ -40,12 +40,12 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
-from methods.objectives.options import FILTER_KINDS, BetaSchedule
+from methods.cfm.options import FILTER_KINDS, BetaSchedule
 
 Term = Literal["filter", "signal"]
 
 #: kind → (response on the filter term, response on the signal term); the names are the
-#: ``filter`` vocabulary of :class:`methods.objectives.options.FilterMatchingOptions`
+#: ``filter`` vocabulary of :class:`methods.cfm.options.FilterMatchingOptions`
 BETA_SCHEDULES: tuple[str, ...] = get_args(BetaSchedule)
 
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from orchestrator.artifacts import synthetic_grid
-from orchestrator.dd_metrics import fmt_points, fmt_score, protocol_note
 from orchestrator.errors import UserError
 from orchestrator.report import plots
 from orchestrator.report import tables as T
+from orchestrator.report.dd_metrics import fmt_points, fmt_score, protocol_note
+from orchestrator.report.grids import synthetic_grid
 
 MAX_GRIDS = 24
 

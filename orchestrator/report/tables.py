@@ -1,6 +1,6 @@
 """The report's numbers, as data frames computed from the Parquet rows alone.
 
-Every accuracy below comes from :func:`orchestrator.tables.seed_summary` (mean ± sample
+Every accuracy below comes from :func:`orchestrator.report.aggregate.seed_summary` (mean ± sample
 standard deviation over evaluation seeds, final model, ``status == "ok"`` rows only), so
 the terminal summary, the report and the leaderboard aggregate identically. The full-data
 reference rows (``reference.parquet``) go through the same function.
@@ -18,13 +18,13 @@ import pandas as pd
 import pyarrow.fs as pafs
 
 from methods.networks import resolve_arch
-from orchestrator.dd_metrics import add_scores, with_protocol
 from orchestrator.errors import UserError
-from orchestrator.reference import read_reference
-from orchestrator.resume import describe_holder, running_sweep
-from orchestrator.storage import check_reachable, exists, filesystem, join, read_bytes
-from orchestrator.store import REQUEST_FILE, ResultStore, read_results
-from orchestrator.tables import hyper_columns, seed_summary
+from orchestrator.evaluation.reference import read_reference
+from orchestrator.report.aggregate import hyper_columns, seed_summary
+from orchestrator.report.dd_metrics import add_scores, with_protocol
+from orchestrator.storage.locations import check_reachable, exists, filesystem, join, read_bytes
+from orchestrator.storage.results import REQUEST_FILE, ResultStore, read_results
+from orchestrator.sweep.resume import describe_holder, running_sweep
 
 REFERENCE_KEY = "reference"
 REFERENCE_LABEL = "full data (real training set)"
@@ -75,8 +75,8 @@ def writing_now(store: ResultStore) -> str | None:
 def _planned(experiment: str) -> int | None:
     """Evaluations the saved spec plans (trials × evaluations per trial), when it is a grid."""
     try:
-        from orchestrator.plan import SPEC_FILE, describe_plan
-        from orchestrator.spec import SweepSpec
+        from orchestrator.spec.plan import SPEC_FILE, describe_plan
+        from orchestrator.spec.sweep_file import SweepSpec
 
         saved = json.loads(read_bytes(join(experiment, SPEC_FILE)))
         plan = describe_plan(SweepSpec.model_validate(saved["spec"]))
@@ -337,7 +337,7 @@ def best_by_validation(summ: pd.DataFrame) -> pd.DataFrame:
 
 
 def scored_best(exp: Experiment, summ: pd.DataFrame) -> pd.DataFrame:
-    """:func:`best_by_validation` with DD-Ranking's scores (:func:`orchestrator.dd_metrics.add_scores`)."""
+    """:func:`best_by_validation` with DD-Ranking's scores (:func:`orchestrator.report.dd_metrics.add_scores`)."""
     best = best_by_validation(summ)
     if "dataset" not in best.columns:
         best["dataset"] = exp.rows["dataset"].iloc[0] if len(exp.rows) else None
@@ -346,7 +346,7 @@ def scored_best(exp: Experiment, summ: pd.DataFrame) -> pd.DataFrame:
 
 def protocol_table(exp: Experiment) -> pd.DataFrame:
     """One row per (protocol, label mode): rows, sets, and the settings that define the protocol."""
-    from methods.protocols import protocol_differences, protocol_identity, settings_from_json
+    from methods.evaluation.presets import protocol_differences, protocol_identity, settings_from_json
 
     cols = ["protocol", "label_mode", "rows", "sets", "preset", "differs_from_preset", "settings"]
     out = []

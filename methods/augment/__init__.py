@@ -1,0 +1,1 @@
+"""Augmentation: DSA as the reference code defines it, the soft-label views, and the strategy language."""

@@ -1,0 +1,1 @@
+"""The distillation framework: the objective contract, the loop, a trial's options, the pipeline."""

@@ -1,0 +1,1 @@
+"""Distribution matching (DM, Zhao & Bilen 2023)."""

@@ -1,0 +1,1 @@
+"""Evaluation: student training settings and presets, training students, DD-Ranking's scores."""

@@ -1,0 +1,168 @@
+"""Student-training settings (the keys of a sweep's ``evaluation`` block), without torch.
+
+:class:`EvalSettings` is the one description of how a student is trained on a distilled set;
+:mod:`methods.evaluation.student` runs it and :mod:`methods.evaluation.presets` names bundles of it (presets).
+Vocabularies are ``Literal`` types and bounds are :mod:`annotated_types` constraints, so a
+validator can read them from the type hints; :meth:`EvalSettings.__post_init__` checks them
+at construction too (:func:`check_fields`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, get_args
+
+from annotated_types import Ge, Gt, Le, Lt
+
+from methods.augment.options import DSA_DEFAULT, AugmentMode, AugmentStrategy, parse_groups
+from methods.options import Checked
+
+#: ``hard``: cross-entropy on the synthetic labels; ``soft``: KL to a teacher's predictions
+LabelMode = Literal["hard", "soft"]
+LABEL_MODES: tuple[str, ...] = get_args(LabelMode)
+#: the prerequisites (:mod:`methods.prerequisites`) each label mode needs
+LABEL_MODE_REQUIRES: dict[str, tuple[str, ...]] = {"hard": (), "soft": ("teacher",)}
+
+#: the key under which a synthetic set carries a learned student learning rate (TM's step size α),
+#: in the set's ``extra`` metadata (written from :meth:`methods.distill.objective.Objective.row_fields`)
+LEARNED_LR_KEY = "syn_lr"
+Optimizer = Literal["sgd", "adam", "adamw"]
+Schedule = Literal["step", "cosine", "cosine_half", "constant"]
+Mix = Literal["none", "cutmix", "mixup"]
+Precision = Literal["fp32", "bf16", "auto"]
+
+PositiveInt = Annotated[int, Ge(1)]
+PositiveFloat = Annotated[float, Gt(0)]
+Fraction = Annotated[float, Ge(0), Le(1)]
+
+
+def _check_preset(name: Any) -> None:
+    from methods.evaluation.presets import get_preset  # torch-free; imports this module
+
+    get_preset(name)
+
+
+#: the name of an evaluation preset (:data:`methods.evaluation.presets.PRESETS`)
+PresetName = Annotated[str, Checked(_check_preset)]
+
+
+@dataclass
+class EvalSettings:
+    """How a student is trained on a synthetic set and evaluated.
+
+    The defaults are the ``dd_standard`` preset (DC/DSA/DM/MTT evaluation: SGD 0.01, momentum
+    0.9, weight decay 5e-4, batch 256, 1000 epochs, lr ×0.1 at half-way, DSA with one op per
+    batch); ``preset`` names the bundle the values were built from (:mod:`methods.evaluation.presets`,
+    :func:`methods.evaluation.presets.build_eval_settings`), ``None`` when built from raw values.
+
+    * ``schedule``: ``step`` (×0.1 at half-way), ``cosine`` (to 0), ``cosine_half``
+      (lr·½(1 + cos(π·e / 2E)), ending at lr/2: the CFM reference code's schedule), ``constant``.
+    * Hard labels: cross-entropy under the DSA strategy ``augment`` applied in ``augment_mode``
+      (``single``: one group per batch, DSA's rule; ``all``: every group).
+    * Soft labels (``label_mode: soft``): the student matches the teacher's temperature-scaled
+      predictions (KL × T²) on **the view the student sees**: ``soft_augment`` applied with
+      every group (``crop_flip`` = random crop and flip, ``rrc_flip`` = RandomResizedCrop with
+      area scale in [``rrc_min_scale``, 1] and flip), then, with probability ``mix_prob`` per
+      batch, ``mix`` (CutMix or Mixup with Beta(``mix_alpha``, ``mix_alpha``)); the teacher
+      relabels that mixed view. ``mix`` needs soft labels.
+    * ``precision``: ``bf16`` runs the student's (and teacher's) forward passes under bf16
+      autocast; ``auto`` = bf16 on CUDA, fp32 elsewhere. ``channels_last``: the student's
+      memory format; ``auto`` = on for CUDA only. Both default to off until a GPU run shows
+      accuracy parity and a speed-up (not measured yet).
+    """
+
+    preset: PresetName | None = None
+    epochs: PositiveInt = 1000
+    batch_size: PositiveInt = 256
+    optimizer: Optimizer = "sgd"
+    lr: PositiveFloat = 0.01
+    momentum: Annotated[float, Ge(0), Lt(1)] = 0.9
+    weight_decay: Annotated[float, Ge(0)] = 5e-4
+    schedule: Schedule = "step"
+    augment: AugmentStrategy = DSA_DEFAULT
+    augment_mode: AugmentMode = "single"
+    soft_augment: AugmentStrategy = "crop_flip"
+    rrc_min_scale: Annotated[float, Gt(0), Le(1)] = 0.08
+    mix: Mix = "none"
+    mix_prob: Fraction = 1.0
+    mix_alpha: PositiveFloat = 1.0
+    label_mode: LabelMode = "hard"
+    temperature: PositiveFloat = 4.0
+    track_test: bool = False  # also report max_over_test (labelled; not the default metric)
+    check_every: Annotated[int, Ge(0)] = 0  # epochs between curve points; 0 → about 10 points
+    precision: Precision = "fp32"
+    channels_last: bool | Literal["auto"] = False
+    lr_from_set: bool = False  # train with the learning rate the set learned (TM's α) instead of ``lr``
+
+    def __post_init__(self) -> None:
+        problems = check_fields(self)
+        for key in ("augment", "soft_augment"):
+            try:
+                parse_groups(getattr(self, key))
+            except ValueError as err:
+                problems.append(f"{key}: {err}")
+        if self.mix != "none" and self.label_mode != "soft":
+            problems.append(f"mix: {self.mix!r} needs label_mode 'soft' (hard-label students train under DSA)")
+        if problems:
+            raise ValueError("invalid evaluation settings: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _fits(hint: Any, value: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin is Annotated:
+        base, *constraints = typing.get_args(hint)
+        if not _fits(base, value):
+            return False
+        for c in constraints:
+            if isinstance(c, Ge) and not value >= c.ge:
+                return False
+            if isinstance(c, Gt) and not value > c.gt:
+                return False
+            if isinstance(c, Le) and not value <= c.le:
+                return False
+            if isinstance(c, Lt) and not value < c.lt:
+                return False
+        return True
+    if origin is Literal:
+        return value in typing.get_args(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_fits(h, value) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    return True
+
+
+def check_fields(obj: Any) -> list[str]:
+    """``"key: problem"`` for every field of dataclass ``obj`` outside its type (Literal, bounds)."""
+    hints = typing.get_type_hints(type(obj), include_extras=True)
+    out = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if not _fits(hints[f.name], value):
+            out.append(f"{f.name}: {value!r} does not fit {hints[f.name]}")
+    return out
+
+
+__all__ = [
+    "LABEL_MODES",
+    "LABEL_MODE_REQUIRES",
+    "EvalSettings",
+    "LabelMode",
+    "Optimizer",
+    "PresetName",
+    "Schedule",
+    "check_fields",
+]

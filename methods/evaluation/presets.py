@@ -1,0 +1,426 @@
+"""Evaluation protocol presets: named, documented bundles of student-training settings.
+
+A preset is data (:class:`ProtocolPreset`): a full set of :class:`~methods.evaluation.options.EvalSettings`
+values (the label mode included), the student networks and number of evaluation networks where
+the source fixes them, per-dataset and per-IPC variations where the source has them, and the
+citation of the table or file each value comes from. Settings are built as *preset + overrides*
+by :func:`build_eval_settings` (explicit keys win; unset keys — ``epochs`` among them — follow
+the preset). Nothing here imports torch.
+
+Sources read for these presets (the values below were taken from these texts only):
+
+* DC/DSA/DM evaluation — VICO-UoE/DatasetCondensation ``main_DM.py`` (``epoch_eval_train``
+  1000, ``lr_net`` 0.01, ``batch_train`` 256, DSA strategy ``color_crop_cutout_flip_scale_rotate``,
+  ``num_eval`` 20) and ``utils.py`` (``ParamDiffAug``: one DSA op per batch, ``aug_mode='S'``;
+  ``evaluate_synset``: SGD momentum 0.9, weight decay 5e-4, lr ×0.1 at half of the epochs).
+* CFM paper — Bo, Liu & Wang, *Understanding Dataset Distillation via Spectral Filtering*,
+  §4.1 and supplement Tables 2 and 4 ("Recover & Validation Configurations").
+* CFM reference code — bdy9527/UniDD ``generate_soft_label_online.py`` (commit fd8f5a6).
+* SRe²L code — VILA-Lab/SRe2L ``SRe2L/*small_dataset/relabel_cifar.py`` / ``relabel_cifar.sh``
+  (CIFAR-100) and ``SRe2L/validate/train_FKD.py`` / ``train_FKD.sh`` (ImageNet-1K).
+* DDiF — Shin et al., *Distilling Dataset into Neural Field* (ICLR 2025), Appendix B.2/B.4.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from methods.augment.options import DSA_DEFAULT
+from methods.evaluation.options import EvalSettings
+from methods.options import take
+
+
+@dataclass(frozen=True)
+class ProtocolPreset:
+    """One named evaluation protocol.
+
+    ``settings``: :class:`EvalSettings` values (every key the source fixes; the rest are the
+    ddx defaults, listed in the docs table). ``archs``: the student networks the source
+    evaluates (ddx registry names; ``None`` when it does not fix them). ``seeds``: evaluation
+    networks per set the source trains (``None`` when not fixed). ``by_dataset``: values that
+    replace ``settings`` for a dataset (ddx dataset names). ``batch_size_by_ipc``: per dataset,
+    IPC → batch size where the source ties the batch to the IPC. ``source``: where the values
+    are written; ``notes``: departures and choices ddx makes, with reasons.
+    """
+
+    name: str
+    summary: str
+    source: str
+    settings: Mapping[str, Any]
+    archs: tuple[str, ...] | None = None
+    seeds: int | None = None
+    by_dataset: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    batch_size_by_ipc: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
+    notes: str = ""
+
+
+_DD_STANDARD = {
+    "epochs": 1000,
+    "batch_size": 256,
+    "optimizer": "sgd",
+    "lr": 0.01,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "schedule": "step",
+    "augment": DSA_DEFAULT,
+    "augment_mode": "single",
+    "label_mode": "hard",
+    "mix": "none",
+}
+
+PRESETS: dict[str, ProtocolPreset] = {
+    "dd_standard": ProtocolPreset(
+        name="dd_standard",
+        summary="DC/DSA/DM/MTT student evaluation: ConvNet, DSA (one op per batch), SGD 0.01, 1000 epochs",
+        source=(
+            "VICO-UoE/DatasetCondensation main_DM.py (epoch_eval_train=1000, lr_net=0.01, batch_train=256, "
+            "dsa_strategy=color_crop_cutout_flip_scale_rotate) and utils.py (ParamDiffAug aug_mode='S'; "
+            "evaluate_synset: SGD momentum 0.9, weight decay 5e-4, lr x0.1 at epoch E/2)"
+        ),
+        settings=dict(_DD_STANDARD),
+        archs=("convnet",),
+        notes=(
+            "ConvNet-D3 at 32 px (width 128, instance norm, average pooling); 'convnet' takes the depth of "
+            "the resolution (D4 at 64 px, as DM's Tiny-ImageNet runs). The reference code trains 20 random "
+            "networks per set (num_eval=20); choose evaluation.seeds for the budget at hand."
+        ),
+    ),
+    "ddif_paper": ProtocolPreset(
+        name="ddif_paper",
+        summary="DDiF (ICLR 2025) evaluation: ConvNet-Dn by resolution, DSA, one-hot labels, 5 networks",
+        source=(
+            "Shin et al. 2025, Appendix B.2 (ConvNetD3 for 32 px, D5 128, D6 256, D7 512), B.4 ('we use DSA'; "
+            "'train 5 randomly initialized networks'), §3 and C.3 (fixed one-hot labels)"
+        ),
+        settings=dict(_DD_STANDARD),
+        archs=("convnet",),
+        seeds=5,
+        notes=(
+            "The text fixes DSA, the ConvNet depth per resolution, one-hot labels and 5 evaluation networks; "
+            "it refers to 'the conventional evaluation procedure of the previous studies' for the rest, so "
+            "optimiser, epochs and schedule are dd_standard's (the TM lineage trains the student with the "
+            "learned step size: a set distilled with tm carries it, evaluation.lr_from_set uses it). "
+            "Cross-architecture (Table 3): AlexNet, "
+            "VGG11, ResNet18 and ViT students (ViT size not stated)."
+        ),
+    ),
+    "cfm_paper": ProtocolPreset(
+        name="cfm_paper",
+        summary="CFM paper, supplement Table 4: soft labels, 1000 epochs, Adam 1e-3, T=30, crop+flip (CIFAR-10)",
+        source=(
+            "Bo, Liu & Wang, 'Understanding Dataset Distillation via Spectral Filtering', supplement Table 4 "
+            "(Recover & Validation Configurations), §4.1 (FKD relabelling as in SRe2L; ConvNet-128 and ResNet-18 "
+            "students, Table 2)"
+        ),
+        settings={
+            "epochs": 1000,
+            "batch_size": 64,
+            "optimizer": "adam",
+            "lr": 1e-3,
+            "momentum": 0.9,
+            "weight_decay": 5e-4,
+            "schedule": "cosine",
+            "label_mode": "soft",
+            "temperature": 30.0,
+            "soft_augment": "crop_flip",
+            "mix": "none",
+        },
+        archs=("convnet_d3", "resnet18"),
+        by_dataset={
+            "cifar100": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9},
+            "tiny_imagenet": {
+                "epochs": 100,
+                "optimizer": "sgd",
+                "lr": 0.2,
+                "momentum": 0.9,
+                "weight_decay": 1e-4,
+                "temperature": 20.0,
+                "soft_augment": "rrc_flip",
+            },
+        },
+        notes=(
+            "Table 4's CIFAR column reads 'Adam / SGD' and '1e-3 / 1e-1'; ddx reads it as CIFAR-10 / CIFAR-100, "
+            "the convention of Table 2's '200 / 100' epochs. 'RandomCrop' is ddx's DSA crop (integer shift up "
+            "to 4 px at 32 px, zero fill) applied jointly with the flip. The paper's ConvNet-128 cites DC's "
+            "instance-norm ConvNet (convnet_d3)."
+        ),
+    ),
+    "cfm_code": ProtocolPreset(
+        name="cfm_code",
+        summary="What the CFM reference code runs: AdamW 1e-3, RRC+flip+CutMix relabelled by the teacher, T=20",
+        source=(
+            "bdy9527/UniDD generate_soft_label_online.py (commit fd8f5a6): CIFAR branches (epochs 1000, batch by "
+            "IPC, RandomResizedCrop(32)+RandomHorizontalFlip), mix_type 'cutmix' with alpha 1.0 on every batch, "
+            "AdamW(lr 1e-3, weight_decay 1e-2), LambdaLR 0.5(1+cos(pi e/E/2)), temperature 20, teacher(inputs) "
+            "on the mixed batch; CIFAR students ConvNet(width 128, depth 3, net_norm='batch') or ResNet-18"
+        ),
+        settings={
+            "epochs": 1000,
+            "batch_size": 100,
+            "optimizer": "adamw",
+            "lr": 1e-3,
+            "momentum": 0.9,
+            "weight_decay": 1e-2,
+            "schedule": "cosine_half",
+            "label_mode": "soft",
+            "temperature": 20.0,
+            "soft_augment": "rrc_flip",
+            "rrc_min_scale": 0.08,
+            "mix": "cutmix",
+            "mix_prob": 1.0,
+            "mix_alpha": 1.0,
+            "track_test": True,
+            "check_every": 10,
+        },
+        archs=("convnet_bn_d3", "resnet18"),
+        by_dataset={"tiny_imagenet": {"epochs": 300, "batch_size": 100, "rrc_min_scale": 0.5}},
+        batch_size_by_ipc={"cifar10": {1: 10, 10: 50, 50: 100}, "cifar100": {1: 20, 10: 100, 50: 200}},
+        notes=(
+            "Differs from cfm_paper in: optimiser (AdamW 1e-3, wd 1e-2 vs Adam 1e-3, wd 5e-4 / SGD 0.1), "
+            "temperature (20 vs 30 on CIFAR), batch size (10/50/100 by IPC on CIFAR-10 vs 64), schedule "
+            "(half cosine ending at lr/2 vs cosine), augmentation (RandomResizedCrop + flip + CutMix vs "
+            "RandomCrop + flip), Tiny-ImageNet epochs (300 vs 100) and the CIFAR ConvNet (BatchNorm vs the "
+            "instance-norm ConvNet-128 the paper cites). The code's KL omits the T^2 factor ddx applies; "
+            "under AdamW a constant loss scale leaves the update unchanged (up to epsilon). The code reports "
+            "the best test accuracy over its checks in the last 20% of epochs: ddx keeps the final model's "
+            "test_acc and records that kind of number only as max_over_test (track_test, every 10 epochs)."
+        ),
+    ),
+    "sre2l_soft": ProtocolPreset(
+        name="sre2l_soft",
+        summary="SRe2L relabel on CIFAR: AdamW 1e-3, cosine, T=30, random crop+flip, Mixup(0.8), 400 epochs",
+        source=(
+            "VILA-Lab/SRe2L SRe2L/*small_dataset/relabel_cifar.py (RandomCrop(32, padding=4)+RandomHorizontalFlip, "
+            "mixup alpha 0.8 on every batch, teacher(inputs) on the mixed batch, AdamW(lr 1e-3, weight_decay "
+            "0.01), CosineAnnealingLR(T_max=epochs), temperature 30, ResNet-18 student) and relabel_cifar.sh "
+            "(epochs 400, batch 128)"
+        ),
+        settings={
+            "epochs": 400,
+            "batch_size": 128,
+            "optimizer": "adamw",
+            "lr": 1e-3,
+            "momentum": 0.9,
+            "weight_decay": 0.01,
+            "schedule": "cosine",
+            "label_mode": "soft",
+            "temperature": 30.0,
+            "soft_augment": "crop_flip",
+            "mix": "mixup",
+            "mix_prob": 1.0,
+            "mix_alpha": 0.8,
+        },
+        archs=("resnet18",),
+        notes=(
+            "The code is written for CIFAR-100. Its padding fills black pixels before normalisation; ddx's "
+            "crop fills zeros in normalised space (the dataset mean), as DSA does."
+        ),
+    ),
+    "sre2l_imagenet": ProtocolPreset(
+        name="sre2l_imagenet",
+        summary="SRe2L FKD validation on ImageNet-1K: RRC+flip+CutMix, AdamW 1e-3, cosine, T=20, 300 epochs",
+        source=(
+            "VILA-Lab/SRe2L SRe2L/validate/train_FKD.py (RandomResizedCrop(224, scale=(0.08, 1))+flip, AdamW "
+            "lr 1e-3 wd 0.01, cosine, 300 epochs) and train_FKD.sh (batch 1024, -T 20, --mix-type cutmix)"
+        ),
+        settings={
+            "epochs": 300,
+            "batch_size": 1024,
+            "optimizer": "adamw",
+            "lr": 1e-3,
+            "momentum": 0.9,
+            "weight_decay": 0.01,
+            "schedule": "cosine",
+            "label_mode": "soft",
+            "temperature": 20.0,
+            "soft_augment": "rrc_flip",
+            "rrc_min_scale": 0.08,
+            "mix": "cutmix",
+            "mix_prob": 1.0,
+            "mix_alpha": 1.0,
+        },
+        archs=("resnet18",),
+        notes=(
+            "FKD in the reference precomputes the teacher's labels of each crop; ddx relabels the same view "
+            "online, which is what precomputation reproduces."
+        ),
+    ),
+}
+
+#: the preset whose values are :class:`EvalSettings`'s defaults
+DEFAULT_PRESET = "dd_standard"
+
+
+def get_preset(name: str) -> ProtocolPreset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown evaluation preset {name!r}; known: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def preset_values(name: str, dataset: str | None = None, ipc: int | None = None) -> dict[str, Any]:
+    """The settings values of preset ``name`` for ``dataset`` and ``ipc`` (with ``preset`` set)."""
+    p = get_preset(name)
+    values = {**p.settings}
+    if dataset is not None:
+        values.update(p.by_dataset.get(dataset, {}))
+        by_ipc = p.batch_size_by_ipc.get(dataset, {})
+        if ipc is not None and ipc in by_ipc:
+            values["batch_size"] = by_ipc[ipc]
+    values["preset"] = name
+    return values
+
+
+_FIELDS = {f.name for f in dataclasses.fields(EvalSettings)}
+
+
+def build_eval_settings(
+    values: Mapping[str, Any] | None = None,
+    *,
+    preset: str | None = None,
+    dataset: str | None = None,
+    ipc: int | None = None,
+) -> EvalSettings:
+    """Settings = preset values (for ``dataset``/``ipc``) updated with ``values``; explicit keys win.
+
+    ``values`` may carry ``preset`` itself (as a sweep's ``evaluation`` block does). Pass only the
+    keys that were set explicitly: a key present in ``values`` always overrides the preset.
+    Unknown keys raise.
+    """
+    values = dict(values or {})
+    name = values.pop("preset", None) or preset
+    unknown = sorted(set(values) - _FIELDS)
+    if unknown:
+        raise ValueError(f"unknown evaluation settings {unknown}; known: {', '.join(sorted(_FIELDS))}")
+    base = preset_values(name, dataset, ipc) if name else {}
+    merged = {**base, **values}
+    if name:
+        merged["preset"] = name
+    return take(EvalSettings, merged)  # take: YAML ints for float fields become floats
+
+
+def settings_from_dict(values: Mapping[str, Any]) -> EvalSettings:
+    """The inverse of :meth:`EvalSettings.to_dict` (a full dict; ``preset`` recorded, not re-applied)."""
+    return EvalSettings(**dict(values))
+
+
+# --- protocols in result rows -------------------------------------------------------------------
+#: fields that are not part of a protocol's identity: the preset's *name* (the values are
+#: compared instead), the label regime (a separate axis: a soft-label protocol's hard-label
+#: companion rows — which HLR needs — belong to the same protocol), and settings that change
+#: what is measured or how memory is laid out, not what is trained (``track_test``,
+#: ``check_every``: only extra test/val checkpoints; ``channels_last``: the same arithmetic)
+NOT_PROTOCOL = ("preset", "label_mode", "track_test", "check_every", "channels_last")
+#: the settings :func:`without_augmentation` switches off (DD-Ranking's ARS "no augmentation" runs)
+AUGMENTATION_FIELDS = {"augment": "none", "soft_augment": "none", "mix": "none"}
+CUSTOM = "custom"
+NOAUG_SUFFIX = ":noaug"
+
+
+def student_settings(
+    values: Mapping[str, Any], label_mode: str, dataset: str | None = None, ipc: int | None = None
+) -> EvalSettings:
+    """The settings one student of ``label_mode`` trains with, from a protocol's values.
+
+    ``values`` are :class:`EvalSettings` values (a full dict, or preset + overrides as
+    :func:`build_eval_settings` takes them). A hard-label student trains under the DSA
+    ``augment`` strategy and cross-entropy; CutMix/Mixup (``mix``) relabel a mixed view with
+    the teacher and so exist only for soft labels: a hard-label student of a mixing protocol
+    (the ``syn-hard`` run DD-Ranking's HLR needs) gets ``mix: none``. Nothing else changes.
+    A preset is resolved for ``dataset`` and ``ipc`` (explicit values win, so resolving a full
+    set of values again changes nothing).
+    """
+    v = dict(values)
+    v["label_mode"] = label_mode
+    if label_mode == "hard":
+        v["mix"] = "none"
+    return build_eval_settings(v, dataset=dataset, ipc=ipc)
+
+
+def protocol_identity(values: Mapping[str, Any], dataset: str | None = None, ipc: int | None = None) -> dict[str, Any]:
+    """The values that define a protocol: resolved settings (preset + overrides, for ``dataset``
+    and ``ipc``) without :data:`NOT_PROTOCOL`. Two rows are comparable exactly when these agree."""
+    # resolved under soft labels, where every field (mix included) is valid; label_mode is not compared
+    s = build_eval_settings({**dict(values), "label_mode": "soft"}, dataset=dataset, ipc=ipc)
+    return {k: val for k, val in s.to_dict().items() if k not in NOT_PROTOCOL}
+
+
+def without_augmentation(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with every augmentation switched off (DSA, soft-label crops, CutMix/Mixup)."""
+    return {**dict(values), **AUGMENTATION_FIELDS}
+
+
+def _hash(identity: Mapping[str, Any]) -> str:
+    body = json.dumps(dict(identity), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()[:8]
+
+
+def protocol_name(values: Mapping[str, Any], dataset: str | None = None, ipc: int | None = None) -> str:
+    """The ``protocol`` column of a row evaluated with ``values`` (see docs/evaluation.md).
+
+    * the preset's name when the settings were built from a preset and every value of
+      :func:`protocol_identity` equals that preset's (for this dataset and IPC);
+    * ``<name>:noaug`` when every augmentation is off (:data:`AUGMENTATION_FIELDS`, DD-Ranking's
+      ARS runs) and the settings were built from a preset whose augmentation is not: ``<name>``
+      is the name of the same settings with the preset's augmentation restored (the preset's
+      name, or ``custom-<hash>``);
+    * otherwise ``custom-<8 hex>``: a hash of the identity, so two custom rows share a name
+      exactly when their settings agree (``eval_settings`` holds the values).
+    """
+    ident = protocol_identity(values, dataset, ipc)
+    name = dict(values).get("preset")
+    if name:
+        reference = protocol_identity({"preset": name}, dataset, ipc)
+        if ident == reference:
+            return str(name)
+        augmented = {k: reference[k] for k in AUGMENTATION_FIELDS}
+        if all(ident[k] == v for k, v in AUGMENTATION_FIELDS.items()) and augmented != AUGMENTATION_FIELDS:
+            return protocol_name({**dict(values), **augmented}, dataset, ipc) + NOAUG_SUFFIX
+    return f"{CUSTOM}-{_hash(ident)}"
+
+
+def settings_json(settings: EvalSettings) -> str:
+    """The ``eval_settings`` column: every effective setting as canonical JSON."""
+    return json.dumps(settings.to_dict(), sort_keys=True)
+
+
+def settings_from_json(text: str) -> EvalSettings:
+    """The inverse of :func:`settings_json`."""
+    return settings_from_dict(json.loads(text))
+
+
+def protocol_differences(
+    values: Mapping[str, Any], dataset: str | None = None, ipc: int | None = None
+) -> dict[str, Any]:
+    """For settings built from a preset: the identity values that differ from it (what made it custom)."""
+    name = dict(values).get("preset")
+    if not name or name not in PRESETS:
+        return {}
+    ident = protocol_identity(values, dataset, ipc)
+    ref = protocol_identity({"preset": name}, dataset, ipc)
+    return {k: v for k, v in ident.items() if ref.get(k) != v}
+
+
+__all__ = [
+    "AUGMENTATION_FIELDS",
+    "CUSTOM",
+    "DEFAULT_PRESET",
+    "NOT_PROTOCOL",
+    "PRESETS",
+    "ProtocolPreset",
+    "build_eval_settings",
+    "get_preset",
+    "preset_values",
+    "protocol_differences",
+    "protocol_identity",
+    "protocol_name",
+    "settings_from_dict",
+    "settings_from_json",
+    "settings_json",
+    "student_settings",
+    "without_augmentation",
+]

@@ -1,0 +1,1 @@
+"""``random``: real images chosen at random, the baseline every table needs."""

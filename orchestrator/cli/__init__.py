@@ -1,0 +1,1 @@
+"""``ddx``: the command line."""

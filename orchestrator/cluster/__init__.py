@@ -1,0 +1,1 @@
+"""Ray itself: the embedded or joined runtime, ``ddx up``/``down``, worker threads, processes."""

@@ -1,0 +1,1 @@
+"""Evaluating synthetic sets: jobs, Ray tasks, ``ddx evaluate``, the full-data reference."""

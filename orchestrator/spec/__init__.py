@@ -1,0 +1,1 @@
+"""The sweep file: YAML → typed, validated spec → the plan. Torch- and Ray-free."""

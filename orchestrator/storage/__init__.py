@@ -1,0 +1,1 @@
+"""Storage: locations (paths and URIs), the artifact store and leases, result rows, staging."""

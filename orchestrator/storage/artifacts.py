@@ -1,0 +1,371 @@
+"""The artifact store: produced once, kept in the sweep's storage, fetched onto each node that needs it.
+
+Every artifact (teacher, expert trajectories, real-data statistics, neural-field warm-ups,
+full-data reference results, …) lives at ``<storage>/cache/<kind>/<key><suffix>`` — a local
+path or any storage URI (:mod:`orchestrator.storage.locations`) — next to a manifest
+``<key><suffix>.manifest.json`` holding its description, SHA-256 and size. The manifest is
+written after the data, so an artifact exists exactly when its manifest does.
+
+A process that needs an artifact calls :meth:`ArtifactStore.fetch` (or the
+:class:`methods.artifacts.ArtifactCache` protocol methods ``find`` / ``get_or_create``):
+the file is copied into a node-local directory (``$DDX_CACHE/artifacts``) on first use and
+its SHA-256 checked against the manifest, so a remote task, a Train worker or another node
+only ever needs the storage URI — never a path on another machine. With local storage the
+file is used in place (after the same check).
+
+Production is guarded by a :class:`LeaseLock`: a small lock object next to the artifact,
+holding its owner and an expiry that the owner renews while it works. Two trials (on any
+nodes) that need the same artifact produce it once; the other waits for the manifest; if the
+owner dies, its lease expires and a waiter takes over. The lock works the same on a local
+disk and on object storage (it needs only read-after-write consistency, which S3 and GCS
+provide).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from methods.artifacts import Produce, content_key, default_cache_dir
+from methods.atomic import atomic_path
+from orchestrator.cluster.processes import process_start
+from orchestrator.storage.locations import (
+    delete,
+    download_file,
+    exists,
+    join,
+    local_path,
+    read_bytes,
+    upload_file,
+    write_bytes_atomic,
+)
+
+MANIFEST_SUFFIX = ".manifest.json"
+LOCK_SUFFIX = ".lock"
+
+
+def cache_root(storage: str) -> str:
+    """``<storage>/cache``: the artifact store of every sweep on that storage."""
+    return join(storage, "cache")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """Where one artifact lives and what it must hash to: plain data, it crosses nodes."""
+
+    kind: str
+    key: str
+    suffix: str
+    location: str
+    sha256: str
+    size: int
+
+
+class ArtifactError(RuntimeError):
+    """An artifact is corrupt, missing, or could not be produced."""
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _owner_is_dead(owner: str, pid_start: int | None = None) -> bool:
+    """True when ``owner`` is a process of this host that no longer exists (its lease is stale):
+    its pid is gone, or (``pid_start``, when it was recorded) now belongs to a later process."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine: only the lease's expiry can tell
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    now = process_start(int(pid))
+    return pid_start is not None and now is not None and now != pid_start
+
+
+class LeaseLock:
+    """A lock object at ``location`` owned by one process at a time, with an expiring lease.
+
+    ``acquire`` writes ``{owner, expires}`` unless a live lease of another owner is there, then
+    reads it back after ``settle`` seconds: when two processes race, the object store keeps the
+    last write and only that writer finds its own name (the other backs off). While held, a
+    daemon thread renews the lease every ``ttl / 3`` seconds; a holder that dies stops renewing
+    and its lease expires after ``ttl`` seconds — at once when the dead holder was a process of
+    the same host (its pid is gone). Clocks of the nodes are assumed to agree to well within ``ttl``.
+    """
+
+    def __init__(self, location: str, ttl: float = 120.0, settle: float | None = None, poll: float = 1.0) -> None:
+        self.location = location
+        self.ttl = ttl
+        # a local rename is visible at once; object stores get time for a racing writer's PUT to land
+        self.settle = settle if settle is not None else (0.02 if local_path(location) is not None else 0.5)
+        self.poll = poll
+        self.owner = _owner()
+        self._pid_start = process_start(os.getpid())
+        self._since: float | None = None  # when this process took the lock (set by try_acquire)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _read(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(read_bytes(self.location))
+        except (FileNotFoundError, ValueError):  # not JSON (nor UTF-8): nobody's lease
+            return None
+        except OSError:
+            if not exists(self.location):
+                return None
+            raise
+
+    def _write(self) -> None:
+        body = {
+            "owner": self.owner,  # host:pid:random
+            "pid_start": self._pid_start,
+            "since": self._since,
+            "expires": time.time() + self.ttl,
+        }
+        write_bytes_atomic(self.location, json.dumps(body).encode())
+
+    def holder(self) -> dict[str, Any] | None:
+        """The live lease of another owner (``owner``, ``since``, ``expires``), or None: expired
+        leases, dead local owners and unreadable lock objects do not count."""
+        lease = self._read()
+        if not isinstance(lease, dict) or lease.get("owner") == self.owner:
+            return None
+        try:
+            if float(lease.get("expires", 0)) <= time.time():
+                return None
+            pid_start = lease.get("pid_start")
+            dead = _owner_is_dead(str(lease.get("owner", "")), int(pid_start) if pid_start is not None else None)
+        except (TypeError, ValueError):  # not a lease ddx wrote
+            return None
+        return None if dead else lease
+
+    def held_by_other(self) -> bool:
+        """A live lease of another owner is there (expired leases and dead local owners do not count)."""
+        return self.holder() is not None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free or expired; True when this process now holds it."""
+        if self.held_by_other():
+            return False
+        self._since = time.time()
+        self._write()
+        time.sleep(self.settle)
+        lease = self._read()
+        if not isinstance(lease, dict) or lease.get("owner") != self.owner:
+            return False
+        self._start_renewing()
+        return True
+
+    def _start_renewing(self) -> None:
+        self._stop.clear()
+
+        def renew() -> None:
+            while not self._stop.wait(self.ttl / 3):
+                with contextlib.suppress(OSError):
+                    self._write()
+
+        self._thread = threading.Thread(target=renew, name="ddx-lease", daemon=True)
+        self._thread.start()
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        with contextlib.suppress(OSError):  # a store gone: the lease lapses ``ttl`` after its last renewal
+            lease = self._read()
+            if isinstance(lease, dict) and lease.get("owner") == self.owner:
+                delete(self.location)
+
+    def __enter__(self) -> LeaseLock:
+        """``with LeaseLock(location):`` waits until this process holds the lock, releases it at exit."""
+        self.wait_or_acquire(lambda: False)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def wait_or_acquire(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Block until ``done()`` (returns False) or until this process holds the lock (True)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if done():
+                return False
+            if self.try_acquire():
+                if done():  # finished by another owner between our check and our lease
+                    self.release()
+                    return False
+                return True
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"waited {timeout:.0f} s for the lock {self.location}")
+            time.sleep(self.poll)
+
+
+class ArtifactStore:
+    """Content-addressed artifacts under ``root`` (a path or URI), fetched into ``local_dir``.
+
+    Implements :class:`methods.artifacts.ArtifactCache`, so methods cache statistics and
+    warm-ups through it without knowing where the storage is.
+    """
+
+    def __init__(self, root: str, local_dir: str | Path | None = None, lock_ttl: float = 120.0) -> None:
+        self.root = root
+        self.local_dir = Path(local_dir) if local_dir is not None else default_cache_dir() / "artifacts"
+        self.lock_ttl = lock_ttl
+        self._verified: dict[str, tuple[float, int]] = {}
+
+    # --- names -----------------------------------------------------------------------------
+    def location(self, kind: str, key: str, suffix: str = ".pt") -> str:
+        return join(self.root, kind, f"{key}{suffix}")
+
+    def manifest_location(self, kind: str, key: str, suffix: str = ".pt") -> str:
+        return join(self.root, kind, f"{key}{suffix}{MANIFEST_SUFFIX}")
+
+    def lock(self, kind: str, key: str, suffix: str = ".pt") -> LeaseLock:
+        return LeaseLock(join(self.root, kind, f"{key}{suffix}{LOCK_SUFFIX}"), ttl=self.lock_ttl)
+
+    # --- lookup ----------------------------------------------------------------------------
+    def ref(self, kind: str, description: Mapping[str, Any], suffix: str = ".pt") -> ArtifactRef | None:
+        """The artifact's reference if it has been produced (its manifest exists), else None."""
+        key = content_key(description)
+        manifest = self.manifest_location(kind, key, suffix)
+        try:
+            body = json.loads(read_bytes(manifest))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        except OSError:
+            if not exists(manifest):
+                return None
+            raise
+        return ArtifactRef(kind, key, suffix, self.location(kind, key, suffix), body["sha256"], int(body["size"]))
+
+    def fetch(self, ref: ArtifactRef) -> Path:
+        """A verified local copy of ``ref`` (downloaded into the node-local cache on first use)."""
+        in_place = local_path(ref.location)
+        if in_place is not None:
+            self._verify(in_place, ref)
+            return in_place
+        target = self.local_dir / ref.kind / f"{ref.key}{ref.suffix}"
+        if target.exists():
+            with contextlib.suppress(ArtifactError):
+                self._verify(target, ref)
+                return target
+        with atomic_path(target) as tmp:  # a copy that fails to download or to verify leaves nothing
+            download_file(ref.location, tmp)
+            self._verify(tmp, ref)
+        self._verified[str(target)] = self._verified.pop(str(tmp))  # a rename keeps mtime and size
+        return target
+
+    def _verify(self, path: Path, ref: ArtifactRef) -> None:
+        stat = path.stat()
+        stamp = (stat.st_mtime, stat.st_size)
+        if self._verified.get(str(path)) == stamp:
+            return
+        if stat.st_size != ref.size or file_sha256(path) != ref.sha256:
+            raise ArtifactError(f"artifact {ref.kind}/{ref.key} at {path} does not match its manifest (corrupt copy)")
+        self._verified[str(path)] = stamp
+
+    # --- the methods.artifacts.ArtifactCache protocol --------------------------------------
+    def find(self, kind: str, description: Mapping[str, Any], suffix: str = ".pt") -> Path | None:
+        ref = self.ref(kind, description, suffix)
+        return self.fetch(ref) if ref is not None else None
+
+    def get_or_create(self, kind: str, description: Mapping[str, Any], produce: Produce, suffix: str = ".pt") -> Path:
+        return self.fetch(self.ensure(kind, description, produce, suffix))
+
+    # --- production --------------------------------------------------------------------------
+    def ensure(self, kind: str, description: Mapping[str, Any], produce: Produce, suffix: str = ".pt") -> ArtifactRef:
+        """The artifact's reference, producing it here (under the lease lock) if nobody has."""
+        ref = self.ref(kind, description, suffix)
+        if ref is not None:
+            return ref
+        key = content_key(description)
+        with self.producing(kind, key, suffix) as mine:
+            if mine:
+                tmp = self.local_dir / kind / f".{key}{suffix}.{uuid.uuid4().hex[:8]}.tmp"
+                tmp.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    produce(tmp)
+                    return self.publish(kind, description, tmp, suffix)
+                finally:
+                    tmp.unlink(missing_ok=True)
+        ref = self.ref(kind, description, suffix)
+        if ref is None:
+            raise ArtifactError(f"artifact {kind}/{key} was reported produced but has no manifest")
+        return ref
+
+    @contextlib.contextmanager
+    def producing(self, kind: str, key: str, suffix: str = ".pt") -> Iterator[bool]:
+        """Hold the artifact's lock while producing it; yields False when another process made it."""
+        lock = self.lock(kind, key, suffix)
+        manifest = self.manifest_location(kind, key, suffix)
+        mine = lock.wait_or_acquire(lambda: exists(manifest))
+        try:
+            yield mine
+        finally:
+            if mine:
+                lock.release()
+
+    def publish(self, kind: str, description: Mapping[str, Any], source: Path, suffix: str = ".pt") -> ArtifactRef:
+        """Upload ``source`` as the artifact, then its manifest (which makes it exist)."""
+        key = content_key(description)
+        location = self.location(kind, key, suffix)
+        ref = ArtifactRef(kind, key, suffix, location, file_sha256(source), source.stat().st_size)
+        upload_file(source, ref.location)
+        manifest = {
+            "description": dict(description),
+            "sha256": ref.sha256,
+            "size": ref.size,
+            "created_at": time.time(),
+            "producer": socket.gethostname(),
+        }
+        write_bytes_atomic(self.manifest_location(kind, key, suffix), json.dumps(manifest, default=str).encode())
+        target = self.local_dir / kind / f"{key}{suffix}"
+        if local_path(ref.location) is None and not target.exists():  # keep the node-local copy just made
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                os.link(source, target)
+        return ref
+
+
+def ref_to_dict(ref: ArtifactRef) -> dict[str, Any]:
+    return asdict(ref)
+
+
+def ref_from_dict(data: Mapping[str, Any]) -> ArtifactRef:
+    return ArtifactRef(**dict(data))
+
+
+__all__ = [
+    "ArtifactError",
+    "ArtifactRef",
+    "ArtifactStore",
+    "LeaseLock",
+    "cache_root",
+    "content_key",
+    "file_sha256",
+    "ref_from_dict",
+    "ref_to_dict",
+]

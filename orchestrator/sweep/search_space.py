@@ -1,0 +1,112 @@
+"""Map a spec's ``search:`` domains onto a Ray Tune search space and search algorithm.
+
+``trial_hyper``/``trial_key``/``REPEAT_KEY`` are re-exported from :mod:`orchestrator.spec.trial_keys` (Ray-free).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ray import tune
+from ray.tune.search.optuna import OptunaSearch
+
+from orchestrator.spec.plan import count_trials
+from orchestrator.spec.sweep_file import Domain, SweepSpec
+
+# the pure trial functions live in a Ray-free module (the plan uses them); re-exported here
+from orchestrator.spec.trial_keys import REPEAT_KEY, trial_hyper, trial_key
+
+__all__ = ["REPEAT_KEY", "FinalResultOptuna", "SearchPlan", "build_search", "trial_hyper", "trial_key"]
+
+
+@dataclass
+class SearchPlan:
+    """What :class:`ray.tune.Tuner` needs: the space, the searcher, and how many samples."""
+
+    param_space: dict[str, Any]
+    search_alg: Any | None
+    num_samples: int
+    expected_trials: int | None  # known for grids; None for open-ended searches
+
+    @property
+    def trials_this_run(self) -> int:
+        """The trials this invocation's Tuner runs: every grid point (finished ones find their work
+        done), or the samples a search has left after a resumed sweep's finished ones."""
+        if self.search_alg is None and self.expected_trials is not None:
+            return self.expected_trials
+        return self.num_samples
+
+
+def _tune_domain(d: Domain, as_grid: bool) -> Any:
+    kind = d.kind
+    if kind == "grid":
+        return tune.grid_search(list(d.grid or [])) if as_grid else tune.choice(list(d.grid or []))
+    if kind == "choice":
+        return tune.choice(list(d.choice or []))
+    if kind == "uniform":
+        lo, hi = d.uniform  # type: ignore[misc]
+        return tune.uniform(lo, hi)
+    if kind == "loguniform":
+        lo, hi = d.loguniform  # type: ignore[misc]
+        return tune.loguniform(lo, hi)
+    lo, hi = d.randint  # type: ignore[misc]
+    return tune.randint(lo, hi + 1)  # ddx's bounds are inclusive; Tune's upper bound is not
+
+
+def build_search(spec: SweepSpec, history: list[tuple[dict[str, Any], float | None]] | None = None) -> SearchPlan:
+    """Grid: Tune's variant generator, with ``num_samples`` repeats as a ``repeat`` grid axis.
+
+    Optuna: TPE over every domain, or — when every domain is a grid — Optuna's
+    ``GridSampler`` over ``choice`` domains (``OptunaSearch`` rejects ``grid_search``).
+
+    ``history`` (a resumed sweep's trials: swept values and final metric, None when the
+    trial did not finish) is told to Optuna before it suggests anything: finished trials
+    as evaluated points (not run again, and they inform TPE), unfinished ones queued to run
+    first; only the remaining samples are new. A grid needs no history: every trial runs
+    again and finds its finished work by trial key.
+    """
+    n = count_trials(spec)
+    if spec.algorithm == "grid":
+        space = {k: _tune_domain(d, as_grid=True) for k, d in spec.search.items()}
+        space[REPEAT_KEY] = tune.grid_search(list(range(spec.num_samples)))
+        return SearchPlan(space, None, 1, n)
+
+    import optuna
+
+    space = {k: _tune_domain(d, as_grid=False) for k, d in spec.search.items()}
+    all_grid = bool(spec.search) and all(d.kind == "grid" for d in spec.search.values())
+    if all_grid:
+        grid = {k: list(d.grid or []) for k, d in spec.search.items()}
+        sampler: Any = optuna.samplers.GridSampler(grid, seed=spec.seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=spec.seed)
+    known = [(dict(c), v) for c, v in (history or []) if set(c) == set(spec.search)]
+    searcher = FinalResultOptuna(metric=spec.metric.name, mode=spec.metric.mode, sampler=sampler, history=known)
+    space[REPEAT_KEY] = 0
+    finished = sum(1 for _, v in known if v is not None)
+    return SearchPlan(space, searcher, max(0, n - finished), n)
+
+
+class FinalResultOptuna(OptunaSearch):
+    """Optuna fed only the results that carry its metric, and told a resumed sweep's history.
+
+    Trials report progress (distillation step, loss, evaluations done) before their final
+    validation accuracy; Ray's OptunaSearch would fail on a result without its metric.
+    """
+
+    def __init__(self, history: list[tuple[dict[str, Any], float | None]] | None = None, **kwargs: Any) -> None:
+        self._history = list(history or [])
+        super().__init__(**kwargs)
+
+    def _setup_study(self, mode: str | list) -> None:
+        super()._setup_study(mode)
+        for config, value in self._history:
+            if value is None:
+                self._ot_study.enqueue_trial(config)  # started before, not finished: run it first
+            else:
+                self.add_evaluated_point(config, value)  # finished: known to TPE, not run again
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if self.metric in result:
+            super().on_trial_result(trial_id, result)

@@ -1,0 +1,104 @@
+"""Trackers and schedulers from the sweep file: Tune's logger callbacks and ASHA.
+
+``tracking:`` turns on Tune's own logger callbacks — TensorBoard (``TBXLoggerCallback``,
+event files in each trial's folder), MLflow (``MLflowLoggerCallback``) and Weights & Biases
+(``WandbLoggerCallback``) — which receive every result a trial reports: distillation step,
+loss and probe accuracy while it distils, evaluations done while it evaluates, and the final
+validation/test accuracy. None is required by default; each needs its package installed.
+
+``scheduler: {name: asha}`` stops hopeless trials early on their probe accuracy
+(``probe_val_acc``, reported every ``method.probe_every`` steps) with the distillation step
+as ASHA's time axis.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.errors import UserError
+from orchestrator.spec.sweep_file import SweepSpec
+
+#: the intermediate metric early-stopping schedulers read, and its time axis
+PROBE_METRIC = "probe_val_acc"
+TIME_ATTR = "distill_step"
+
+
+def make_scheduler(spec: SweepSpec) -> Any:
+    """Tune's scheduler for ``spec.scheduler`` (None: FIFO, every trial runs to the end)."""
+    if spec.scheduler is None:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    s = spec.scheduler
+    iterations = [v for v in spec.hyper_values("iterations") if isinstance(v, (int, float))]
+    max_t = s.max_t or int(max(iterations, default=200))
+    return ASHAScheduler(
+        time_attr=TIME_ATTR,
+        metric=PROBE_METRIC,
+        mode="max",
+        max_t=max_t,
+        grace_period=min(s.grace_period, max_t),
+        reduction_factor=s.reduction_factor,
+    )
+
+
+def _require(module: str, key: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise UserError(f"needs the {module!r} package (pip install {module})", key=key)
+
+
+def _check_mlflow(uri: str | None) -> None:
+    """Reach the MLflow tracking server/store before any trial runs (one line, exit 2, if it cannot)."""
+    from mlflow.tracking import MlflowClient
+
+    try:
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as err:  # mlflow raises its own exception types for every backend
+        first = " ".join(str(err).split())[:300]
+        where = uri or "the default tracking URI"
+        raise UserError(f"cannot use MLflow at {where!r}: {first}", key="tracking.mlflow") from None
+
+
+def check_trackers(spec: SweepSpec) -> None:
+    """Every tracker ``spec.tracking`` asks for is installed here (the driver, where Tune's logger
+    callbacks run) and MLflow's store answers: a :class:`UserError` naming the key otherwise.
+    Needs no Ray: ``ddx sweep`` calls it before Ray starts."""
+    t = spec.tracking
+    if t.tensorboard:
+        _require("tensorboardX", "tracking.tensorboard")
+    if t.mlflow is not None:
+        _require("mlflow", "tracking.mlflow")
+        _check_mlflow(t.mlflow.tracking_uri)
+    if t.wandb is not None:
+        _require("wandb", "tracking.wandb")
+
+
+def tracking_callbacks(spec: SweepSpec) -> list[Any]:
+    """The Tune logger callbacks ``spec.tracking`` asks for; :func:`check_trackers` has checked them
+    (``ddx sweep`` calls it before Ray starts: MLflow's store is asked once)."""
+    t = spec.tracking
+    out: list[Any] = []
+    if t.tensorboard:
+        from ray.tune.logger import TBXLoggerCallback
+
+        out.append(TBXLoggerCallback())
+    if t.mlflow is not None:
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        out.append(
+            MLflowLoggerCallback(
+                tracking_uri=t.mlflow.tracking_uri,
+                experiment_name=t.mlflow.experiment_name or spec.name,
+                tags={"ddx_sweep": spec.name, "config_hash": spec.config_hash()},
+            )
+        )
+    if t.wandb is not None:
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        out.append(WandbLoggerCallback(project=t.wandb.project or spec.name, group=t.wandb.group))
+    return out
+
+
+__all__ = ["PROBE_METRIC", "TIME_ATTR", "check_trackers", "make_scheduler", "tracking_callbacks"]

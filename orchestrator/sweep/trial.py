@@ -1,0 +1,308 @@
+"""The Tune trainable: one trial = prerequisites → distil → evaluate → record (Parquet).
+
+The trial is a thin driver holding only a token resource; the prerequisite tasks, the
+distillation (a streaming task or a Train run: :mod:`orchestrator.sweep.distill_job`) and the
+evaluation tasks reserve the real CPUs/GPUs, wherever the cluster has them. Everything a
+remote process needs travels as a storage location or through Ray's object store.
+
+Every piece of work is keyed by the trial's stable key (:func:`orchestrator.spec.plan.trial_key`):
+
+* trials that share a key (hyper-parameters the components do not read) run the work once —
+  the first holds the key's lease lock, the others wait for it and then find everything done;
+* a re-run trial skips what was finished: a saved synthetic set is not distilled again, a
+  saved distillation state is resumed, evaluation rows already written are not run again;
+* a trial whose prerequisites or distillation fail (e.g. the loss became NaN) writes a
+  ``failed`` row for each of its evaluations, carrying the error, and the sweep goes on.
+
+While it runs, the trial reports progress to Tune (``tune.report``): distillation step, loss
+and probe accuracy, then evaluations done; the CLI shows it live and trackers log it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import ray
+from ray import tune
+
+from methods.evaluation.options import LEARNED_LR_KEY
+from orchestrator.errors import error_line
+from orchestrator.evaluation.tasks import (
+    EvalJob,
+    failed_result,
+    plan_jobs,
+    protocol_columns,
+    row_key_of,
+    run_evaluations,
+)
+from orchestrator.spec.metrics import TRIAL_METRICS
+from orchestrator.spec.sweep_file import SweepSpec
+from orchestrator.storage.artifacts import ArtifactRef, ArtifactStore, LeaseLock, cache_root
+from orchestrator.storage.locations import delete, exists, join, read_bytes, read_json, write_bytes_atomic
+from orchestrator.storage.results import ResultStore
+from orchestrator.sweep import prerequisites
+from orchestrator.sweep.distill_job import (
+    PREREQUISITE_FIELDS,
+    DistillJob,
+    run_train,
+    set_card_location,
+    stream_distillation,
+)
+from orchestrator.sweep.search_space import REPEAT_KEY, trial_hyper, trial_key
+
+#: Ray retries of the one-worker distillation task after a lost process or node
+DISTILL_TASK_RETRIES = 3
+
+
+def dataset_options(spec: SweepSpec) -> dict[str, Any]:
+    return spec.dataset.model_dump()
+
+
+def eval_settings(spec: SweepSpec) -> dict[str, Any]:
+    return spec.evaluation.model_dump(exclude={"archs", "resolutions", "seeds", "label_mode", "reference"})
+
+
+def eval_jobs(spec: SweepSpec, distill_resolution: int) -> list[EvalJob]:
+    ev = spec.evaluation
+    seeds = [spec.seed + i for i in range(ev.seeds)]
+    return plan_jobs(ev.archs, ev.resolutions or [distill_resolution], seeds, ev.label_modes)
+
+
+def prerequisite_blocks(spec: SweepSpec, names: list[str]) -> dict[str, Any]:
+    """The sweep's block for each prerequisite (``teacher:``, ``experts:``…; None: defaults), as plain data."""
+    out = {}
+    for name in names:
+        block = getattr(spec, name, None)
+        out[name] = block.model_dump() if hasattr(block, "model_dump") else block
+    return out
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
+    ok = [r for r in rows if r.get("status") == "ok"]
+
+    def mean(col: str) -> float:
+        vals = [float(r[col]) for r in ok if r.get(col) is not None and not math.isnan(float(r[col]))]
+        return sum(vals) / len(vals) if vals else float("nan")
+
+    return {
+        **{metric: mean(metric) for metric in TRIAL_METRICS},  # the vocabulary of a sweep's metric.name
+        "rows_ok": float(len(ok)),
+        "rows_failed": float(len(rows) - len(ok)),
+    }
+
+
+class TrialRun:
+    """One trial's work, given its spec and hyper-parameters (see the module docstring)."""
+
+    def __init__(self, spec: SweepSpec, config: dict[str, Any], code: dict[str, str], report: Callable) -> None:
+        self.spec = spec
+        self.trial_id = tune.get_context().get_trial_id() or "local"
+        self.hp = trial_hyper(spec, config)
+        self.key = trial_key(spec, self.hp)
+        self.exp = spec.experiment_dir()
+        self.store = ResultStore(self.exp)
+        self.artifacts = ArtifactStore(cache_root(spec.storage))
+        self.code = code
+        self._report = report
+        self.distill_seed = spec.seed + int(self.hp.get(REPEAT_KEY, 0))
+        self.names = prerequisites.needed(self.hp["objective"], spec.evaluation.label_modes)
+        self.blocks = prerequisite_blocks(spec, self.names)
+        self.refs: dict[str, list[ArtifactRef]] = {}
+        self.produced = 0  # prerequisite pieces this trial produced (0 when every piece was reused)
+        self.swept = {k: config[k] for k in spec.search if k in config}
+
+    def record(self, status: str, **fields: Any) -> None:
+        """This trial's record (swept values, status, final metric): what a resumed search is told."""
+        body = {"trial_key": self.key, "config": self.swept, "status": status, **fields}
+        write_bytes_atomic(self.store.trial_record_path(self.key), json.dumps(body, default=str).encode())
+
+    # --- reporting ---------------------------------------------------------------------------
+    def report(self, metrics: dict[str, Any]) -> None:
+        self._report({**metrics, "trial_key": self.key})
+
+    # --- the pieces ------------------------------------------------------------------------
+    @property
+    def train_dir(self) -> str:
+        return join(self.exp, "train", self.key)
+
+    def run(self) -> None:
+        # a trial of the same key is working: wait, then find its work
+        with LeaseLock(join(self.train_dir, "trial.lock")):
+            self.record("running")
+            self._run()
+
+    def _run(self) -> None:
+        spec = self.spec
+        planned = eval_jobs(spec, spec.dataset.resolution or 0)
+        try:
+            if self.names:
+                self.report({"phase": "prerequisites", "prerequisites": ",".join(self.names)})
+                res = spec.resources
+                self.refs = prerequisites.ensure(
+                    self.names,
+                    self.blocks,
+                    dataset_options(spec),
+                    self.artifacts,
+                    prerequisites.Resources(res.eval_cpus, res.eval_gpus, res.eval_retries),
+                    on_produced=self._count_produced,
+                )
+            card = self.distill()
+        except Exception as err:  # the method or a prerequisite failed: record it, let the sweep go on
+            message = f"distillation failed: {error_line(err)}"
+            self.record_failure(planned, message)
+            self.record("failed", error=message)
+            return
+        self.evaluate(card)
+
+    def _count_produced(self, name: str, unit: int) -> None:
+        self.produced += 1
+
+    def distill(self) -> dict[str, Any]:
+        """Distil the set unless it is saved already; return its card (config, extra, row columns)."""
+        spec, syn = self.spec, self.store.synthetic_path(self.key)
+        if not exists(syn):
+            res = spec.resources
+            job = DistillJob(
+                dataset=dataset_options(spec),
+                hp=self.hp,
+                seed=self.distill_seed,
+                store_root=self.artifacts.root,
+                state_location=join(self.train_dir, "state.pt"),
+                synthetic_location=syn,
+                needs={name: [vars(r) for r in refs] for name, refs in self.refs.items()},
+                blocks=self.blocks,
+            )
+            if res.distill_workers == 1:
+                for item in stream_distillation(job, res.cpus_per_worker, res.gpus_per_worker, DISTILL_TASK_RETRIES):
+                    if not item.get("distill_done"):
+                        self.report(item)
+            else:
+                run_train(
+                    job,
+                    run_name=f"trial-{self.key}",
+                    storage_path=join(self.exp, "train-runs"),
+                    workers=res.distill_workers,
+                    cpus_per_worker=res.cpus_per_worker,
+                    gpus_per_worker=res.gpus_per_worker,
+                )
+            if exists(job.state_location):
+                delete(job.state_location)  # the set is saved; the resumable state is no longer needed
+        card = set_card_location(syn)
+        if exists(card):
+            return read_json(card)
+        # a set saved before cards existed: describe it from its tensors (imports torch here only)
+        from methods.parameterizations import payload_from_bytes
+        from orchestrator.sweep.distill_worker import set_card
+
+        return set_card(payload_from_bytes(read_bytes(syn)))
+
+    def base_columns(self, card: dict[str, Any] | None) -> dict[str, Any]:
+        spec, hp = self.spec, self.hp
+        base: dict[str, Any] = {
+            "sweep": spec.name,
+            "trial_id": self.trial_id,
+            "trial_key": self.key,
+            "objective": hp["objective"],
+            "parameterization": hp.get("parameterization", "pixels"),
+            "dataset": spec.dataset.name,
+            "ipc": int(hp["ipc"]),
+            "distill_arch": hp.get("distill_arch"),
+            "distill_workers": spec.resources.distill_workers,
+            "distill_seed": self.distill_seed,
+            "config_hash": self.key,
+            "synthetic_path": self.store.synthetic_path(self.key),
+            "prerequisite_pieces_produced": self.produced,
+            **self.code,
+        }
+        base.update({k: v for k, v in hp.items() if k not in base and k != REPEAT_KEY})
+        if card is None:
+            return base
+        extra = card.get("extra", {})
+        shape = card["config"]["shape"]
+        described = card["describe"]
+        base.update(
+            parameterization=card["config"]["name"],
+            ipc=int(shape["ipc"]),
+            budget_scalars=int(described["budget_scalars"]),
+            instances_per_class=int(described["instances_per_class"]),
+            distill_resolution=int(shape["resolution"]),
+            distill_workers=int(extra.get("world_size", spec.resources.distill_workers)),
+            distill_seconds=float(extra.get("distill_seconds", float("nan"))),
+        )
+        row_keys = ("beta", "eta", "beta_schedule", "filter", LEARNED_LR_KEY)  # the objectives' row fields
+        base.update({k: v for k, v in extra.items() if k in row_keys})
+        described = extra.get(PREREQUISITE_FIELDS)  # computed where the distillation had the files
+        if described is None:  # a set saved before that key existed
+            described = prerequisites.row_fields(self.refs, self.blocks, self.artifacts)
+        base.update(described)
+        return base
+
+    def record_failure(self, jobs: list[EvalJob], message: str) -> None:
+        """A failed row for each evaluation that has no ``ok`` row yet (the error says why)."""
+        base = self.base_columns(None)
+        rows = [r for r in self.store.read_trial_rows(self.key) if r.get("status") == "ok"]
+        done = {row_key_of(r) for r in rows}
+        error = RuntimeError(message)
+        settings, ipc = eval_settings(self.spec), int(self.hp["ipc"])
+        for job in jobs:
+            if job.key not in done:
+                protocol = protocol_columns(
+                    settings, job.label_mode, self.spec.dataset.name, ipc, job.requested or job.arch
+                )
+                rows.append({**base, **job.columns(), **failed_result(job, error), **protocol})
+        self.store.write_trial_rows(self.key, rows)
+        self.report({"phase": "failed", "error": message, **_summary(rows)})
+
+    def evaluate(self, card: dict[str, Any]) -> None:
+        spec = self.spec
+        base = self.base_columns(card)
+        rows = [r for r in self.store.read_trial_rows(self.key) if r.get("status") == "ok"]
+        # a row of another protocol (the evaluation settings changed since) is not this evaluation
+        ipc = int(card["config"]["shape"]["ipc"])
+        settings = eval_settings(spec)
+
+        def current(row: dict[str, Any]) -> str | None:  # this spec's protocol for the row's network
+            arch = row.get("eval_arch_requested") or row.get("eval_arch")
+            return protocol_columns(settings, "hard", spec.dataset.name, ipc, arch)["protocol"]
+
+        done = {row_key_of(r) for r in rows if r.get("protocol") in (None, current(r))}
+        jobs = [j for j in eval_jobs(spec, int(card["config"]["shape"]["resolution"])) if j.key not in done]
+        total = len(jobs) + len(rows)
+
+        def record(job: EvalJob, result: dict[str, Any]) -> None:
+            rows.append({**base, **result, **job.columns()})
+            self.store.write_trial_rows(self.key, rows)
+            self.report({"phase": "evaluate", "evals_done": len(rows), "evals_total": total, **_summary(rows)})
+
+        if jobs:
+            teacher = {k: [vars(r) for r in v] for k, v in self.refs.items() if k == "teacher"}
+            run_evaluations(
+                ray.put(read_bytes(self.store.synthetic_path(self.key))),  # the saved file: tasks load it
+                jobs,
+                dataset_options(spec),
+                eval_settings(spec),
+                spec.resources.eval_cpus,
+                spec.resources.eval_gpus,
+                spec.resources.eval_retries,
+                record,
+                needs=teacher,
+                blocks=self.blocks,
+                store_root=self.artifacts.root,
+                ipc=ipc,
+            )
+        summary = _summary(rows)
+        self.report({"phase": "done", **summary})
+        metric = summary.get(spec.metric.name, float("nan"))
+        self.record("done", metric=None if math.isnan(metric) else metric, **summary)
+
+
+def run_trial(config: dict[str, Any], spec_json: str, code: dict[str, str]) -> None:
+    """The Tune function trainable."""
+    spec = SweepSpec.model_validate_json(spec_json)
+    TrialRun(spec, config, code, tune.report).run()
+
+
+__all__ = ["TrialRun", "error_line", "eval_jobs", "eval_settings", "run_trial"]
