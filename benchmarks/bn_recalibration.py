@@ -29,7 +29,7 @@ from methods.datasets import DatasetOptions, load_dataset  # noqa: E402
 from methods.evaluation.student import accuracy, train_student  # noqa: E402
 from methods.parameterizations import load_synthetic  # noqa: E402
 from orchestrator.evaluation.tasks import student_settings  # noqa: E402
-from orchestrator.spec.sweep_file import load_spec  # noqa: E402
+from orchestrator.spec.load import load_spec  # noqa: E402
 from orchestrator.sweep.trial import eval_settings  # noqa: E402
 
 

@@ -27,7 +27,7 @@ from methods.datasets import DatasetOptions, load_dataset  # noqa: E402
 from methods.distill.pipeline import run_distillation  # noqa: E402
 from methods.evaluation.student import train_student  # noqa: E402
 from orchestrator.evaluation.tasks import student_settings  # noqa: E402
-from orchestrator.spec.sweep_file import load_spec  # noqa: E402
+from orchestrator.spec.load import load_spec  # noqa: E402
 from orchestrator.sweep.search_space import trial_hyper  # noqa: E402
 from orchestrator.sweep.trial import eval_settings  # noqa: E402
 

@@ -94,8 +94,8 @@ def direct_plan(spec: dict) -> dict:
     and each evaluation's student settings (what the sweep's tasks use; computed here, so that
     the loop itself imports no Ray)."""
     from orchestrator.evaluation.tasks import student_settings
-    from orchestrator.spec.sweep_file import parse_spec
-    from orchestrator.spec.trial_keys import trial_hyper
+    from orchestrator.spec.load import parse_spec
+    from orchestrator.spec.trials import trial_hyper
     from orchestrator.sweep.trial import eval_settings
 
     parsed = parse_spec(spec)

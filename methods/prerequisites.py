@@ -24,31 +24,33 @@ sweep file its top-level block.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from methods.registry import Registry
+from methods.datasets.options import DatasetOptions
+from methods.registry import PREREQUISITES
 
-if TYPE_CHECKING:  # the registry and its base class are imported where no torch is (trial drivers)
+if TYPE_CHECKING:  # the base class is imported where no torch is (trial drivers)
     import torch
 
     from methods.datasets import RealData
 
-#: dataset option keys that do not change the data (excluded from artifact identities)
-NON_IDENTITY_DATASET_KEYS = ("cache_dir",)
 
-
-def dataset_identity(dataset: Mapping[str, Any]) -> dict[str, Any]:
-    """The dataset options that determine the data (``root`` as the sweep names it, never a node-local copy)."""
-    return {k: v for k, v in dataset.items() if k not in NON_IDENTITY_DATASET_KEYS}
+def dataset_identity(dataset: DatasetOptions) -> dict[str, Any]:
+    """The dataset options that determine the data (:meth:`DatasetOptions.identity`)."""
+    return dataset.identity()
 
 
 class Prerequisite(ABC):
-    """Something produced once from the real data and reused by every trial that needs it."""
+    """Something produced once from the real data and reused by every trial that needs it.
 
-    name: ClassVar[str]
-    Options: ClassVar[type]
+    Its entry (:class:`methods.registry.PrerequisiteEntry`) declares its name and ``options``
+    dataclass (the sweep file's top-level block of that name); an instance is what the
+    constructor receives.
+    """
+
+    #: the registered name it was built under (:func:`build_prerequisite` sets it)
+    name: str = "prerequisite"
 
     def __init__(self, options: Any) -> None:
         self.options = options
@@ -58,7 +60,7 @@ class Prerequisite(ABC):
         return 1
 
     @abstractmethod
-    def describe(self, dataset: Mapping[str, Any], unit: int) -> dict[str, Any]:
+    def describe(self, dataset: DatasetOptions, unit: int) -> dict[str, Any]:
         """Everything that determines piece ``unit`` (JSON-able): its artifact identity.
 
         ``dataset`` are the dataset options as the sweep gives them; use :func:`dataset_identity`.
@@ -77,7 +79,14 @@ class Prerequisite(ABC):
         return {}
 
 
-PREREQUISITES: Registry[type[Prerequisite]] = Registry("prerequisite", catalog=True)
+def build_prerequisite(name: str, options: Any) -> Prerequisite:
+    """The prerequisite registered as ``name`` (its entry's class), built with its ``options`` instance."""
+    entry = PREREQUISITES.get(name)
+    if not isinstance(options, entry.options):
+        raise TypeError(f"prerequisite {name!r} takes {entry.options.__name__}, got {type(options).__name__}")
+    prerequisite = entry.implementation()(options)
+    prerequisite.name = name
+    return prerequisite
 
 
-__all__ = ["NON_IDENTITY_DATASET_KEYS", "PREREQUISITES", "Prerequisite", "dataset_identity"]
+__all__ = ["Prerequisite", "build_prerequisite", "dataset_identity"]

@@ -104,7 +104,6 @@ def tiny_digits_spec(storage: Path, name: str = "tiny", **overrides: Any) -> dic
         "dataset": {"name": "digits", "resolution": 8},
         "method": {
             "objective": "dm",
-            "distill_arch": "convnet_d3",
             "iterations": 10,
             "batch_real": 32,
             "checkpoint_every": 5,
@@ -121,3 +120,22 @@ def tiny_digits_spec(storage: Path, name: str = "tiny", **overrides: Any) -> dic
         else:
             spec[key] = value
     return spec
+
+
+def trial_of(data: Any, values: dict[str, Any], seed: int = 0) -> Any:
+    """A :class:`~methods.distill.trial.TrialConfig` from a test's flat values (``objective``, ``ipc``,
+    ``parameterization`` and any option keys) for the loaded dataset ``data`` (the typed object a
+    sweep trial builds from its spec)."""
+    from methods.datasets.options import DatasetOptions
+    from methods.distill.trial import TrialConfig
+
+    from methods.distill.trial import option_classes
+    from methods.options import field_names
+
+    rest = dict(values)
+    objective, ipc = rest.pop("objective"), rest.pop("ipc")
+    parameterization = rest.pop("parameterization", "pixels")
+    read = {k for cls in option_classes(objective, parameterization).values() for k in field_names(cls)}
+    rest = {k: v for k, v in rest.items() if k in read}  # as a sweep trial drops keys its components do not read
+    dataset = DatasetOptions(name=getattr(data, "name", "digits"))
+    return TrialConfig.build(objective, ipc, dataset, parameterization, seed=seed, **rest)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from methods.parameterizations import PARAMETERIZATIONS, BudgetError, ParamConfig, SetShape, check_budget
+from methods.parameterizations import BudgetError, ParamConfig, SetShape, check_budget
+from methods.parameterizations.neural_field import NeuralField as NF
+from methods.parameterizations.options import NeuralFieldOptions, PixelOptions
+from methods.parameterizations.pixels import Pixels as PIXELS
 from methods.parameterizations.siren import parameter_count
 
-NF = PARAMETERIZATIONS.get("neural_field")
-PIXELS = PARAMETERIZATIONS.get("pixels")
+CLASSES = {"pixels": PIXELS, "neural_field": NF}
 
 # DDiF Table 8: (dataset, IPC, n, L, d, m, real instance shape (C, r, dims), size(ψ), increment of instances).
 # The increment is (instances per class) / IPC as printed in the paper (rounded to what it shows).
@@ -50,7 +52,7 @@ def test_table8_size_and_instances(
     assert parameter_count(n, width, depth, m) == size
     shape = _shape(ipc, real)
     assert shape.dims == n and shape.channels == m
-    opts = {"nf_width": width, "nf_depth": depth}
+    opts = NeuralFieldOptions(nf_width=width, nf_depth=depth)
     assert NF.scalars_per_instance(shape, opts) == size
     per_class = NF.instances_per_class(shape, opts)
     assert per_class == shape.budget_scalars // size
@@ -62,14 +64,14 @@ def test_table8_size_and_instances(
 
 def test_table8_absolute_instances() -> None:
     """The instance counts behind Table 8's increments, and science.md's checks."""
-    nf = {"nf_width": 6, "nf_depth": 2}
+    nf = NeuralFieldOptions(nf_width=6, nf_depth=2)
     assert NF.instances_per_class(_shape(1, (3, 32, 2)), nf) == 37
     assert NF.instances_per_class(_shape(10, (3, 32, 2)), nf) == 379
-    assert NF.instances_per_class(_shape(1, (3, 128, 2)), {"nf_width": 20, "nf_depth": 3}) == 51
-    assert NF.instances_per_class(_shape(1, (3, 256, 2)), {"nf_width": 40, "nf_depth": 3}) == 55
-    assert NF.instances_per_class(_shape(50, (3, 128, 2)), {"nf_width": 40, "nf_depth": 3}) == 697
-    assert NF.instances_per_class(_shape(20, (1, 64, 2)), {"nf_width": 10, "nf_depth": 3}) == 313
-    assert NF.instances_per_class(_shape(1, (1, 32, 3)), {"nf_width": 20, "nf_depth": 3}) == 34
+    assert NF.instances_per_class(_shape(1, (3, 128, 2)), NeuralFieldOptions(nf_width=20, nf_depth=3)) == 51
+    assert NF.instances_per_class(_shape(1, (3, 256, 2)), NeuralFieldOptions(nf_width=40, nf_depth=3)) == 55
+    assert NF.instances_per_class(_shape(50, (3, 128, 2)), NeuralFieldOptions(nf_width=40, nf_depth=3)) == 697
+    assert NF.instances_per_class(_shape(20, (1, 64, 2)), NeuralFieldOptions(nf_width=10, nf_depth=3)) == 313
+    assert NF.instances_per_class(_shape(1, (1, 32, 3)), NeuralFieldOptions(nf_width=20, nf_depth=3)) == 34
 
 
 def test_table8_video_field_size() -> None:
@@ -80,14 +82,15 @@ def test_table8_video_field_size() -> None:
 def test_pixels_use_the_same_budget_rule() -> None:
     for ipc in (1, 10, 50):
         shape = _shape(ipc, (3, 32, 2))
-        assert PIXELS.instances_per_class(shape, {}) == ipc
+        assert PIXELS.instances_per_class(shape, PixelOptions()) == ipc
         assert shape.budget_scalars == ipc * 3 * 32 * 32
 
 
 def test_built_sets_record_budget_and_stay_within_it() -> None:
     shape = _shape(1, (3, 32, 2))
-    for name, opts in (("pixels", {}), ("neural_field", {"nf_width": 6}), ("neural_field", {"nf_width": 20})):
-        p = PARAMETERIZATIONS.get(name)(ParamConfig(name, shape, opts))
+    sets = [("pixels", PixelOptions())] + [("neural_field", NeuralFieldOptions(nf_width=w)) for w in (6, 20)]
+    for name, opts in sets:
+        p = CLASSES[name](ParamConfig(name, shape, opts))
         row = p.describe()
         assert row["budget_scalars"] == 3072
         assert row["instances_per_class"] == p.per_class
@@ -95,13 +98,13 @@ def test_built_sets_record_budget_and_stay_within_it() -> None:
         # one more instance would not fit
         assert (p.per_class + 1) * p.scalars_per_instance(shape, opts) > 3072
         assert sum(t.numel() for t in p.instance_tensors().values()) == 10 * p.budget_used_per_class()
-    assert PARAMETERIZATIONS.get("neural_field")(ParamConfig("neural_field", shape, {"nf_width": 20})).per_class == 5
+    assert NF(ParamConfig("neural_field", shape, NeuralFieldOptions(nf_width=20))).per_class == 5
 
 
 def test_invalid_budget_fails_with_a_clear_message() -> None:
     shape = _shape(1, (3, 32, 2))
     with pytest.raises(BudgetError, match=r"fits 0 instances per class.*IPC=1.*3072 scalars.*needs 3523"):
-        check_budget(NF, shape, {"nf_width": 40, "nf_depth": 3})
+        check_budget(NF, shape, NeuralFieldOptions(nf_width=40, nf_depth=3))
     with pytest.raises(BudgetError, match="fits 0 instances"):
-        NF(ParamConfig("neural_field", shape, {"nf_width": 40, "nf_depth": 3}))
-    assert check_budget(NF, shape, {"nf_width": 40, "nf_depth": 2}) == 1
+        NF(ParamConfig("neural_field", shape, NeuralFieldOptions(nf_width=40, nf_depth=3)))
+    assert check_budget(NF, shape, NeuralFieldOptions(nf_width=40, nf_depth=2)) == 1

@@ -22,6 +22,7 @@ from methods.context import DistillContext
 from methods.distill.pipeline import run_distillation
 from methods.evaluation.real_training import load_network, save_network
 from methods.spectral import cached_real_statistics, real_statistics, select_convs
+from tests.helpers import trial_of
 
 HP: dict[str, Any] = {"objective": "cfm", "ipc": 4, "iterations_per_batch": 3, "stat_batch": 5, "beta": 0.05}
 
@@ -48,7 +49,7 @@ def _worker(rank: int, world: int, init: str, teacher_path: str, out_dir: str) -
                 teacher, select_convs(teacher), data.train_x, data.train_y, data.num_classes, cached, 5
             )
             hits.append(hit)
-        param, objective, _ = run_distillation(dict(HP), data, ctx, {"teacher": teacher})
+        param, objective, _ = run_distillation(trial_of(data, dict(HP)), data, ctx, {"teacher": teacher})
         torch.save(
             {
                 "psi": [m.psi() for m in moments],
@@ -105,7 +106,7 @@ def test_two_gloo_workers_equal_one(tmp_path: Path) -> None:
             assert torch.allclose(got, m.psi(), atol=1e-10)
     assert len(list((tmp_path / "cache" / "statistics").glob("*.pt"))) == 1
 
-    one, objective, _ = run_distillation({**HP, "round_size": 2}, data, ctx, {"teacher": teacher})
+    one, objective, _ = run_distillation(trial_of(data, {**HP, "round_size": 2}), data, ctx, {"teacher": teacher})
     for r in ranks:  # the gathered set on every rank equals one worker with rounds of 2
         assert torch.allclose(r["images"], one.images.detach(), atol=1e-5)
     assert int(ranks[0]["emu"]["emu.count"]) == int(ranks[1]["emu"]["emu.count"]) == 4
@@ -113,5 +114,5 @@ def test_two_gloo_workers_equal_one(tmp_path: Path) -> None:
         assert torch.equal(v, ranks[1]["emu"][k])
         assert torch.allclose(v.double(), objective.state_dict()[k].double(), atol=1e-8)
     # one worker with rounds of one batch (Eq. 19 exactly) is a different, documented trajectory
-    sequential, _, _ = run_distillation(dict(HP), data, ctx, {"teacher": teacher})
+    sequential, _, _ = run_distillation(trial_of(data, dict(HP)), data, ctx, {"teacher": teacher})
     assert not torch.allclose(sequential.images, one.images)

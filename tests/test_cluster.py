@@ -350,17 +350,15 @@ def test_worker_node_killed_mid_distillation_resumes_from_storage(env: Env, tmp_
 
 def _uninterrupted(data: dict[str, Any], folder: Path) -> dict[str, Any]:
     """The same trial's distillation body, run here from start to end with nothing killed."""
-    from orchestrator.spec.sweep_file import parse_spec
+    from orchestrator.spec.load import parse_spec
+    from orchestrator.spec.trials import trial_config
     from orchestrator.sweep.distill_job import DistillJob
     from orchestrator.sweep.distill_worker import distill_body
-    from orchestrator.sweep.search_space import trial_hyper
 
     spec = parse_spec({**data, "storage": str(folder)})
     threads = torch.get_num_threads()
     job = DistillJob(
-        dataset=spec.dataset.model_dump(),
-        hp=trial_hyper(spec, {}),
-        seed=spec.seed,
+        config=trial_config(spec, {}),
         store_root=str(folder / "cache"),
         state_location=str(folder / "state.pt"),
         synthetic_location=str(folder / "set.pt"),

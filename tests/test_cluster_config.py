@@ -8,7 +8,7 @@ import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from orchestrator.spec.sweep_file import parse_spec
+from orchestrator.spec.load import parse_spec
 from tests.helpers import REPO
 
 

@@ -207,14 +207,14 @@ def test_layout_problem_names_what_is_missing_for_each_dataset(tmp_path: Path) -
     [{}, {"train_per_class": 20}, {"val_per_class": 7}, {"test_fraction": 0.5, "val_fraction": 0.25}],
     ids=["defaults", "train_per_class", "val_per_class", "fractions"],
 )
-def test_the_catalogs_images_per_class_are_what_the_loader_keeps(over: dict) -> None:
-    """``ddx validate`` bounds ``ipc`` by catalog arithmetic (no data loaded): it must equal the
-    smallest class of the training split the loader really builds."""
-    from methods import catalog
+def test_the_declared_images_per_class_are_what_the_loader_keeps(over: dict) -> None:
+    """``ddx validate`` bounds ``ipc`` by the dataset entry's arithmetic (no data loaded): it must
+    equal the smallest class of the training split the loader really builds."""
     from methods.datasets.loaders import digits_arrays
     from methods.datasets.options import train_images_left
+    from methods.registry import DATASETS
 
-    info = catalog.info("dataset", "digits")
+    info = DATASETS.get("digits")
     assert info.smallest_class == int(np.bincount(digits_arrays()[1]).min())
     opts = DatasetOptions(name="digits", **over)
     kept = int(torch.bincount(load_dataset(opts).train_y).min())

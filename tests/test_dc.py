@@ -12,8 +12,9 @@ from methods.context import DistillContext
 from methods.datasets import DatasetOptions, load_dataset
 from methods.dc.objective import GradientMatching, layer_distance, match_distance
 from methods.dc.options import DCOptions, dc_loops
-from methods.distill.objective import OBJECTIVES
 from methods.distill.pipeline import make_components, run_distillation
+from methods.registry import OBJECTIVES
+from tests.helpers import trial_of
 
 HP: dict[str, Any] = {
     "objective": "dc",
@@ -51,12 +52,12 @@ def test_loops_follow_the_paper_table() -> None:
     assert [dc_loops(i) for i in (1, 10, 50)] == [(1, 1), (10, 50), (50, 10)]
     assert dc_loops(2) == (1, 1) and dc_loops(15) == (10, 50) and dc_loops(100) == (50, 10)
     assert DCOptions(outer_loop=3).loops(10) == (3, 50)
-    assert OBJECTIVES.get("dc") is GradientMatching
+    assert OBJECTIVES.get("dc").implementation() is GradientMatching
 
 
 def test_dc_learns_pixels(digits) -> None:
-    start, _, _ = run_distillation({**HP, "iterations": 0}, digits, DistillContext(seed=0))
-    param, obj, summary = run_distillation(HP, digits, DistillContext(seed=0))
+    start, _, _ = run_distillation(trial_of(digits, {**HP, "iterations": 0}), digits, DistillContext(seed=0))
+    param, obj, summary = run_distillation(trial_of(digits, HP), digits, DistillContext(seed=0))
     assert summary["steps"] == 4 * 3  # iterations × outer_loop updates
     assert not torch.equal(param.images, start.images)
     ctx = DistillContext(seed=0)
@@ -77,10 +78,10 @@ def test_dc_learns_neural_fields(digits, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DDX_CACHE", str(tmp_path))
     hp = {**HP, "parameterization": "neural_field", "nf_width": 4, "nf_depth": 1, "warmup_iterations": 30,
           "lr_images": 1e-2}  # fmt: skip
-    c = make_components(hp, digits)
+    c = make_components(trial_of(digits, hp), digits)
     assert c.param.budget_used_per_class() <= c.param.config.shape.budget_scalars
-    start, _, _ = run_distillation({**hp, "iterations": 0}, digits, DistillContext(seed=0))
-    param, obj, _ = run_distillation(hp, digits, DistillContext(seed=0))
+    start, _, _ = run_distillation(trial_of(digits, {**hp, "iterations": 0}), digits, DistillContext(seed=0))
+    param, obj, _ = run_distillation(trial_of(digits, hp), digits, DistillContext(seed=0))
     moved = [not torch.equal(v, start.state_dict()[k]) for k, v in param.state_dict().items() if k != "labels"]
     assert moved and all(moved)
     ctx = DistillContext(seed=0)
@@ -95,7 +96,7 @@ def test_dc_learns_neural_fields(digits, tmp_path: Path, monkeypatch) -> None:
 def test_resume_mid_iteration_is_exact(digits) -> None:
     hp = {**HP, "iterations": 2, "checkpoint_every": 4}  # a checkpoint after update 4: inside iteration 1
     states: list[dict[str, Any]] = []
-    full, _, _ = run_distillation(hp, digits, DistillContext(seed=0), on_checkpoint=states.append)
+    full, _, _ = run_distillation(trial_of(digits, hp), digits, DistillContext(seed=0), on_checkpoint=states.append)
     assert states and states[0]["step"] == 4 and int(states[0]["objective"]["net_iteration"]) == 1
-    resumed, _, _ = run_distillation(hp, digits, DistillContext(seed=0), resume=states[0])
+    resumed, _, _ = run_distillation(trial_of(digits, hp), digits, DistillContext(seed=0), resume=states[0])
     torch.testing.assert_close(resumed.images, full.images, rtol=0, atol=1e-6)

@@ -13,11 +13,11 @@ import torch
 import yaml
 from PIL import Image
 
-from methods.distill.pipeline import param_options
-from methods.parameterizations import PARAMETERIZATIONS, ParamConfig, SetShape, save_synthetic
+from methods.parameterizations import ParamConfig, SetShape, build_parameterization, save_synthetic
+from methods.registry import PARAMETERIZATIONS
 from orchestrator.errors import SpecError
-from orchestrator.spec.sweep_file import parse_spec
-from orchestrator.sweep.search_space import trial_hyper, trial_key
+from orchestrator.spec.load import parse_spec
+from orchestrator.spec.trials import trial_config, trial_key
 from tests.helpers import REPO, class_folders, cli, ddx, write_spec
 
 SWEEPS = REPO / "sweeps"
@@ -40,8 +40,8 @@ def test_sweep_files_validate_and_the_pixel_reference_is_one_trial(name: str, tm
     assert set(grid) == {"parameterization", "nf_width", "nf_depth"} and "pixels" in grid["parameterization"]
     keys: dict[str, set[str]] = {"pixels": set(), "neural_field": set()}
     for combo in itertools.product(*grid.values()):
-        hp = trial_hyper(spec, dict(zip(grid, combo, strict=True)))
-        keys[hp["parameterization"]].add(trial_key(spec, hp))
+        config = trial_config(spec, dict(zip(grid, combo, strict=True)))
+        keys[config.parameterization_name].add(trial_key(config))
     assert len(keys["pixels"]) == 1
     assert len(keys["neural_field"]) == len(grid["nf_width"]) * len(grid["nf_depth"])
 
@@ -81,7 +81,8 @@ def test_ddx_validate_prints_one_line_and_exits_2(tmp_path: Path) -> None:
 
 
 def _set(name: str, **opts: Any):
-    p = PARAMETERIZATIONS.get(name)(ParamConfig(name, SetShape(10, 1, 3, 32), param_options(name, opts)))
+    options = PARAMETERIZATIONS.get(name).options(**opts)
+    p = build_parameterization(ParamConfig(name, SetShape(10, 1, 3, 32), options))
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for t in p.parameters():

@@ -14,6 +14,7 @@ import torch.multiprocessing as mp
 from methods.context import DistillContext
 from methods.datasets import DatasetOptions, load_dataset
 from methods.distill.pipeline import run_distillation
+from tests.helpers import trial_of
 
 HP = {
     "objective": "dm",
@@ -36,9 +37,9 @@ def test_dm_reduces_its_loss_and_moves_pixels(digits) -> None:
     hp = {**HP, "iterations": 40, "augment": "none", "lr_images": 5.0}
     ctx = DistillContext(seed=3)
     first: list[float] = []
-    param, obj, summary = run_distillation({**hp, "iterations": 1}, digits, ctx)
+    param, obj, summary = run_distillation(trial_of(digits, {**hp, "iterations": 1}), digits, ctx)
     first.append(summary["loss"])
-    param2, _, summary2 = run_distillation(hp, digits, ctx)
+    param2, _, summary2 = run_distillation(trial_of(digits, hp), digits, ctx)
     # same seed → same init; 40 steps of DM must lower the matching loss under the step-0 network
     assert summary2["steps"] == 40
     assert summary2["distill_seconds"] > 0
@@ -54,9 +55,9 @@ def test_dm_reduces_its_loss_and_moves_pixels(digits) -> None:
 
 
 def test_random_baseline_is_seeded_real_images(digits) -> None:
-    a, _, _ = run_distillation({**HP, "objective": "random"}, digits, DistillContext(seed=0))
-    b, _, _ = run_distillation({**HP, "objective": "random"}, digits, DistillContext(seed=0))
-    c, _, _ = run_distillation({**HP, "objective": "random"}, digits, DistillContext(seed=1))
+    a, _, _ = run_distillation(trial_of(digits, {**HP, "objective": "random"}), digits, DistillContext(seed=0))
+    b, _, _ = run_distillation(trial_of(digits, {**HP, "objective": "random"}), digits, DistillContext(seed=0))
+    c, _, _ = run_distillation(trial_of(digits, {**HP, "objective": "random"}), digits, DistillContext(seed=1))
     assert torch.equal(a.images, b.images) and not torch.equal(a.images, c.images)
     # every instance is a real training image of its own class
     flat = digits.train_x.flatten(1)
@@ -69,9 +70,9 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(digits) -> None:
     torch.set_num_threads(1)
     ctx = DistillContext(seed=5)
     saved: list[dict] = []
-    full, _, _ = run_distillation(HP, digits, ctx, on_checkpoint=saved.append)
+    full, _, _ = run_distillation(trial_of(digits, HP), digits, ctx, on_checkpoint=saved.append)
     assert [s["step"] for s in saved] == [3]
-    resumed, _, _ = run_distillation(HP, digits, ctx, resume=saved[0])
+    resumed, _, _ = run_distillation(trial_of(digits, HP), digits, ctx, resume=saved[0])
     assert torch.equal(full.images, resumed.images)
 
 
@@ -89,7 +90,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         data = load_dataset(DatasetOptions(name="digits"))
         ctx = DistillContext.from_environment(seed=11)
         saved: list[dict] = []
-        param, _, _ = run_distillation(HP, data, ctx, on_checkpoint=saved.append)
+        param, _, _ = run_distillation(trial_of(data, HP), data, ctx, on_checkpoint=saved.append)
         if rank == 0:
             torch.save({"images": param.images.detach(), "ckpt": saved[0]["param"]["images"]}, out)
         dist.barrier()  # no rank tears gloo down while the other still talks to it
@@ -103,7 +104,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 def test_two_gloo_workers_give_the_single_worker_result(digits, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     saved: list[dict] = []
-    single, _, _ = run_distillation(HP, digits, DistillContext(seed=11), on_checkpoint=saved.append)
+    single, _, _ = run_distillation(trial_of(digits, HP), digits, DistillContext(seed=11), on_checkpoint=saved.append)
     out = tmp_path / "two.pt"
     mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
     two = torch.load(out, weights_only=True)
@@ -119,6 +120,6 @@ def test_an_ipc_above_the_smallest_class_is_refused_before_distilling() -> None:
 
     data = load_dataset(DatasetOptions(name="digits", train_per_class=12))
     smallest = int(torch.bincount(data.train_y).min())
-    assert make_components({"objective": "dm", "ipc": smallest}, data).param.per_class == smallest
+    assert make_components(trial_of(data, {"objective": "dm", "ipc": smallest}), data).param.per_class == smallest
     with pytest.raises(ValueError, match=f"ipc {smallest + 1} is more than the {smallest} training images"):
-        make_components({"objective": "dm", "ipc": smallest + 1}, data)
+        make_components(trial_of(data, {"objective": "dm", "ipc": smallest + 1}), data)

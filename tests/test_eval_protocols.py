@@ -8,22 +8,25 @@ import subprocess
 import sys
 
 import pytest
+from pydantic import ValidationError
 
 from methods.evaluation.options import EvalSettings
-from methods.evaluation.presets import PRESETS, build_eval_settings, preset_values, settings_from_dict
+from methods.evaluation.presets import build_eval_settings, preset_values, settings_from_dict
+from methods.registry import PRESETS
+from orchestrator.spec.schema import resolve_options
 
 
 def _variants(name: str) -> list[tuple[str | None, int | None]]:
-    p = PRESETS[name]
+    p = PRESETS.get(name)
     out: list[tuple[str | None, int | None]] = [(None, None)]
     out += [(d, None) for d in p.by_dataset]
     out += [(d, ipc) for d, by_ipc in p.batch_size_by_ipc.items() for ipc in by_ipc]
     return out
 
 
-@pytest.mark.parametrize("name", list(PRESETS))
+@pytest.mark.parametrize("name", PRESETS.names())
 def test_every_preset_builds_valid_settings_and_round_trips(name: str) -> None:
-    p = PRESETS[name]
+    p = PRESETS.get(name)
     assert p.name == name and p.source and p.summary
     fields = {f.name for f in dataclasses.fields(EvalSettings)}
     assert set(p.settings) <= fields
@@ -41,9 +44,9 @@ def test_every_preset_builds_valid_settings_and_round_trips(name: str) -> None:
 
 
 def test_preset_archs_are_registered_networks() -> None:
-    from methods.networks import NETWORKS
+    from methods.registry import NETWORKS
 
-    for p in PRESETS.values():
+    for p in PRESETS.entries():
         for arch in p.archs or ():
             assert arch in NETWORKS, (p.name, arch)
 
@@ -51,9 +54,8 @@ def test_preset_archs_are_registered_networks() -> None:
 def test_explicit_keys_win_and_epochs_follow_the_preset() -> None:
     assert build_eval_settings({"preset": "sre2l_soft"}).epochs == 400
     assert build_eval_settings({"preset": "dd_standard"}).epochs == 1000
-    s = build_eval_settings({"preset": "cfm_paper", "epochs": 7, "temperature": 2})
+    s = build_eval_settings({"preset": "cfm_paper", "epochs": 7, "temperature": 2.0})
     assert (s.epochs, s.temperature, s.optimizer, s.preset) == (7, 2.0, "adam", "cfm_paper")
-    assert isinstance(s.temperature, float)
     # dataset and IPC variants, and explicit keys over them
     assert build_eval_settings(preset="cfm_paper", dataset="cifar100").optimizer == "sgd"
     assert build_eval_settings(preset="cfm_code", dataset="cifar10", ipc=10).batch_size == 50
@@ -66,22 +68,26 @@ def test_explicit_keys_win_and_epochs_follow_the_preset() -> None:
 
 
 def test_bad_settings_are_refused() -> None:
-    with pytest.raises(ValueError, match="unknown evaluation preset"):
+    with pytest.raises(ValueError, match="unknown preset"):
         build_eval_settings(preset="nope")
     with pytest.raises(ValueError, match="unknown evaluation settings"):
         build_eval_settings({"epoch": 3})
-    with pytest.raises(ValueError, match="schedule"):
-        EvalSettings(schedule="linear")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="epochs"):
-        EvalSettings(epochs=0)
-    with pytest.raises(ValueError, match="mix_prob"):
-        EvalSettings(label_mode="soft", mix="cutmix", mix_prob=1.5)
+    # the one rule set: every value strictly against its field's type (what ddx validate runs) …
+    for values, field in (
+        ({"schedule": "linear"}, "schedule"),
+        ({"epochs": 0}, "epochs"),
+        ({"label_mode": "soft", "mix": "cutmix", "mix_prob": 1.5}, "mix_prob"),
+        ({"channels_last": "yes"}, "channels_last"),
+        ({"lr": "0.1"}, "lr"),
+    ):
+        with pytest.raises(ValidationError) as info:
+            resolve_options(EvalSettings, values)
+        assert info.value.errors()[0]["loc"][0] == field
+    # … and the rules between fields, which the dataclass itself holds
     with pytest.raises(ValueError, match="needs label_mode 'soft'"):
         EvalSettings(mix="cutmix")
     with pytest.raises(ValueError, match="soft_augment"):
         EvalSettings(soft_augment="rrc_blur")
-    with pytest.raises(ValueError, match="channels_last"):
-        EvalSettings(channels_last="yes")  # type: ignore[arg-type]
 
 
 def test_cfm_code_differs_from_the_paper_where_the_texts_do() -> None:
@@ -91,7 +97,7 @@ def test_cfm_code_differs_from_the_paper_where_the_texts_do() -> None:
     assert (paper.optimizer, code.optimizer) == ("adam", "adamw")
     assert (paper.mix, code.mix) == ("none", "cutmix")
     assert (paper.soft_augment, code.soft_augment) == ("crop_flip", "rrc_flip")
-    assert PRESETS["cfm_code"].archs == ("convnet_bn_d3", "resnet18")
+    assert PRESETS.get("cfm_code").archs == ("convnet_bn_d3", "resnet18")
 
 
 def test_cosine_half_schedule_ends_at_half_the_rate() -> None:

@@ -20,6 +20,7 @@ from PIL import Image
 from methods.datasets import DatasetOptions, cached_dataset
 from methods.evaluation.presets import protocol_name, settings_from_json, student_settings
 from orchestrator.evaluation.external import EvaluateRequest, plan, run
+from tests.helpers import trial_of
 
 DIGITS = DatasetOptions(name="digits")
 
@@ -39,7 +40,7 @@ def sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a shared 2-core machine: two threads per process oversubscribe it ×20
     try:
-        param, _, _ = run_distillation({"objective": "dm", "ipc": 2, "iterations": 10}, data, ctx)
+        param, _, _ = run_distillation(trial_of(data, {"objective": "dm", "ipc": 2, "iterations": 10}), data, ctx)
     finally:
         torch.set_num_threads(threads)
     save_synthetic(param, root / "dm.pt", {"mean": list(data.mean), "std": list(data.std)})

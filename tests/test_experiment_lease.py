@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator.cluster.processes import process_start
 from orchestrator.errors import UserError
-from orchestrator.spec.sweep_file import parse_spec
+from orchestrator.spec.load import parse_spec
 from orchestrator.storage.artifacts import LeaseLock
 from orchestrator.sweep.resume import LEASE_FILE, check_resume, hold_experiment
 from tests.helpers import cli, tiny_digits_spec, write_spec

@@ -11,7 +11,7 @@ import torch
 from methods.datasets import DatasetOptions, load_dataset
 from methods.functional import FunctionalNet
 from methods.networks import build_network
-from methods.prerequisites import PREREQUISITES
+from methods.registry import PREREQUISITES
 from methods.tm.experts import EXPERT_FORMAT, ExpertBuffer, Experts, expert_seed, load_expert
 from methods.tm.options import ExpertOptions
 
@@ -38,7 +38,7 @@ def expert_files(digits, tmp_path_factory) -> list[Path]:
 
 
 def test_registered_with_mtt_defaults() -> None:
-    assert PREREQUISITES.get("experts") is Experts
+    assert PREREQUISITES.get("experts").implementation() is Experts
     d = ExpertOptions()
     assert (d.arch, d.num_experts, d.train_epochs, d.lr, d.momentum, d.weight_decay, d.batch_size) == (
         "convnet_d3",

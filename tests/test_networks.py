@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from methods.networks import NETWORKS, NetworkError, build_network, convnet_depth_for, resolve_arch
+from methods.networks import NetworkError, build_network, convnet_depth_for, resolve_arch
 from methods.networks.zoo import vit_patch_size
-from methods.registry import UnknownNameError
+from methods.registry import NETWORKS, UnknownNameError
 
 #: the smallest resolution each family supports with its small-image stem (tested there)
 SMALLEST = {

@@ -12,23 +12,26 @@ import torch.nn.functional as F
 from methods.context import DistillContext
 from methods.datasets import DatasetOptions, load_dataset
 from methods.distill.loop import DistillSettings, resolve_optim
-from methods.distill.objective import OBJECTIVES
-from methods.distill.pipeline import make_components, param_options, run_distillation
+from methods.distill.objective import build_objective
+from methods.distill.pipeline import make_components, run_distillation
+from methods.dm.options import DMOptions
 from methods.parameterizations import (
-    PARAMETERIZATIONS,
     ParamConfig,
     SetShape,
     load_synthetic,
     save_synthetic,
 )
 from methods.parameterizations.neural_field import WARMUP_KIND, NeuralField
+from methods.parameterizations.options import NeuralFieldOptions
+from methods.parameterizations.pixels import Pixels
 from methods.parameterizations.siren import coordinate_grid, decode_fields
+from tests.helpers import trial_of
 
 
 def make_field(
     width: int = 6, depth: int = 2, ipc: int = 1, channels: int = 3, res: int = 32, dims: int = 2, **extra: object
 ) -> NeuralField:
-    opts = param_options("neural_field", {"nf_width": width, "nf_depth": depth, **extra})
+    opts = NeuralFieldOptions(nf_width=width, nf_depth=depth, **extra)  # type: ignore[arg-type]
     shape = SetShape(num_classes=10, ipc=ipc, channels=channels, resolution=res, dims=dims)
     return NeuralField(ParamConfig("neural_field", shape, opts))
 
@@ -168,13 +171,13 @@ def test_save_load_round_trip_is_bit_exact(tmp_path: Path) -> None:
 
 
 def test_optimiser_defaults_come_from_the_parameterization() -> None:
-    dm = OBJECTIVES.get("dm")(OBJECTIVES.get("dm").Options())
+    dm = build_objective("dm", DMOptions())
     field = make_field()
     o = resolve_optim(dm, field, DistillSettings())
     assert (o.optimizer, o.lr, o.schedule) == ("adam", 5e-5, "constant")
     o = resolve_optim(dm, field, DistillSettings(lr_images=1e-3))
     assert (o.optimizer, o.lr) == ("adam", 1e-3)
-    pixels = PARAMETERIZATIONS.get("pixels")(ParamConfig("pixels", field.config.shape, {}))
+    pixels = Pixels(ParamConfig("pixels", field.config.shape))
     o = resolve_optim(dm, pixels, DistillSettings())
     assert (o.optimizer, o.lr, o.momentum) == ("sgd", 1.0, 0.5)
 
@@ -245,11 +248,11 @@ def test_dm_distils_neural_fields_on_digits(tmp_path: Path, monkeypatch) -> None
         "distill_arch": "convnet_d2",
         "lr_images": 1e-3,
     }
-    c = make_components(hp, data)
+    c = make_components(trial_of(data, hp), data)
     assert c.param.per_class == 64 // parameter_count_digits(4, 2)
-    param, _, summary = run_distillation(hp, data, DistillContext(seed=0))
+    param, _, summary = run_distillation(trial_of(data, hp), data, DistillContext(seed=0))
     assert isinstance(param, NeuralField) and math.isfinite(summary["loss"])
-    warm = make_components(hp, data).param
+    warm = make_components(trial_of(data, hp), data).param
     from methods.distill.loop import init_from_real
 
     init_from_real(warm, data, DistillContext(seed=0))
@@ -279,10 +282,10 @@ def test_cfm_recovers_neural_fields(tmp_path: Path, monkeypatch) -> None:
     teacher = build_network("convnet_d2", 3, 4, 16).eval()
     hp = {"objective": "cfm", "parameterization": "neural_field", "ipc": 1, "nf_width": 4, "nf_depth": 2}
     hp |= {"warmup_iterations": 20, "iterations_per_batch": 2}
-    param, _, summary = run_distillation(hp, data, DistillContext(seed=0), {"teacher": teacher})
+    param, _, summary = run_distillation(trial_of(data, hp), data, DistillContext(seed=0), {"teacher": teacher})
     assert isinstance(param, NeuralField) and param.per_class == 768 // 47 == 16
     assert summary["steps"] == 16 * 2 and math.isfinite(summary["loss"])
-    start = make_components(hp, data).param
+    start = make_components(trial_of(data, hp), data).param
     from methods.distill.loop import init_from_real
 
     init_from_real(start, data, DistillContext(seed=0))

@@ -14,26 +14,28 @@ import torch
 
 from methods.augment.options import DSA_DEFAULT, DSA_OPS, parse_strategy
 from methods.datasets import DatasetOptions, cached_dataset
+from methods.evaluation.real_training_options import RealTrainSettings
 from methods.evaluation.student import EvalSettings, soft_label_loss, train_student
 from methods.networks import NetworkError, build_network
 from methods.parameterizations import ParamConfig, SetShape, build_parameterization, payload_bytes, synthetic_payload
+from methods.parameterizations.options import PixelOptions
 from orchestrator.evaluation.reference import ReferenceJob, reference_job, reference_jobs
 from orchestrator.evaluation.tasks import EvalJob, evaluate_job, plan_jobs
-from orchestrator.spec.sweep_file import parse_spec
+from orchestrator.spec.load import parse_spec
 
-DIGITS = {"name": "digits", "resolution": 8}
+DIGITS = DatasetOptions(name="digits", resolution=8)
 
 
 @pytest.fixture(scope="module")
 def digits():
-    return cached_dataset(DatasetOptions(**DIGITS))
+    return cached_dataset(DIGITS)
 
 
 @pytest.fixture(scope="module")
 def pixel_payload(digits) -> bytes:
     """A real pixel set: two real digits per class (the random-real baseline)."""
     shape = SetShape(num_classes=10, ipc=2, channels=1, resolution=8)
-    param = build_parameterization(ParamConfig("pixels", shape, {"resize_mode": "bicubic"}))
+    param = build_parameterization(ParamConfig("pixels", shape, PixelOptions(resize_mode="bicubic")))
     g = torch.Generator().manual_seed(0)
     param.init_from_real(torch.cat([digits.sample_class(c, 2, g) for c in range(10)]))
     return payload_bytes(synthetic_payload(param))  # what evaluation tasks receive: the saved file's bytes
@@ -132,7 +134,7 @@ def test_cross_resolution_decode_and_matching_test_set(pixel_payload) -> None:
 def test_reference_jobs_follow_the_spec() -> None:
     base = {
         "name": "r",
-        "dataset": DIGITS,
+        "dataset": {"name": "digits", "resolution": 8},
         "method": {"objective": "random", "ipc": 1},
         "evaluation": {"archs": ["convnet", "resnet18"], "resolutions": [8, 16], "seeds": 3},
     }
@@ -148,7 +150,7 @@ def test_reference_jobs_follow_the_spec() -> None:
 
 
 def test_reference_is_trained_once_and_cached(tmp_path: Path, digits) -> None:
-    settings = {"epochs": 1, "batch_size": 256, "lr": 0.05, "schedule": "cosine", "augment": "crop_flip"}
+    settings = RealTrainSettings(epochs=1, batch_size=256, lr=0.05, schedule="cosine", augment="crop_flip")
     job = ReferenceJob("convnet", 16, 0)
     first = reference_job(job, DIGITS, settings, str(tmp_path), 1, False)
     assert first["status"] == "ok" and first["cached"] is False
@@ -167,7 +169,7 @@ def test_fractional_gpu_spec_is_accepted() -> None:
     spec = parse_spec(
         {
             "name": "g",
-            "dataset": DIGITS,
+            "dataset": {"name": "digits", "resolution": 8},
             "method": {"objective": "random", "ipc": 1},
             "resources": {"eval_gpus": 0.25, "eval_cpus": 0.5},
         }
@@ -215,7 +217,7 @@ PACKING_SCRIPT = textwrap.dedent(
     jobs = [EvalJob("convnet_d1", 8, s, "hard") for s in range(4)]
     rows, seen = [], []
     t = threading.Thread(target=run_evaluations, args=(ray.put(payload_bytes(synthetic_payload(param))), jobs,
-        {"name": "digits", "resolution": 8}, {"epochs": 150, "batch_size": 10, "check_every": 150},
+        DatasetOptions(name="digits", resolution=8), {"epochs": 150, "batch_size": 10, "check_every": 150},
         0.5, 0.25, 0, lambda j, r: rows.append(r["status"])))
     t.start()
     while t.is_alive():

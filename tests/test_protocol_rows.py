@@ -17,12 +17,12 @@ from methods.evaluation.dd_ranking import (
     label_robust_score,
 )
 from methods.evaluation.presets import (
-    PRESETS,
     protocol_name,
     settings_from_json,
     student_settings,
     without_augmentation,
 )
+from methods.registry import PRESETS
 from orchestrator.evaluation.reference import REFERENCE_FILE
 from orchestrator.evaluation.tasks import protocol_columns
 from orchestrator.report import write_report
@@ -36,7 +36,7 @@ def f(x: float) -> float:
 
 
 # --- protocol names and the row round trip ---------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", PRESETS.names())
 @pytest.mark.parametrize("mode", ["hard", "soft"])
 def test_presets_round_trip_into_rows(name: str, mode: str, tmp_path: Path) -> None:
     values = {"preset": name}
@@ -55,7 +55,7 @@ def test_presets_round_trip_into_rows(name: str, mode: str, tmp_path: Path) -> N
 def test_protocol_names_follow_the_settings() -> None:
     # an override makes it custom; equal settings share the name, different settings do not
     a = protocol_name({"preset": "cfm_paper", "epochs": 80}, "cifar10", 10)
-    b = protocol_name({"preset": "cfm_paper", "epochs": 80.0}, "cifar10", 10)
+    b = protocol_name({"epochs": 80, "preset": "cfm_paper"}, "cifar10", 10)  # the order of keys does not matter
     c = protocol_name({"preset": "cfm_paper", "epochs": 81}, "cifar10", 10)
     assert a.startswith("custom-") and a == b and a != c
     # a full set of values (what eval_settings holds) names the protocol just like preset + overrides

@@ -343,8 +343,8 @@ def test_report_of_a_running_or_interrupted_sweep_says_it_is_partial(experiment:
     import shutil
 
     from orchestrator.report.tables import load_experiment
+    from orchestrator.spec.load import parse_spec
     from orchestrator.spec.plan import SPEC_FILE
-    from orchestrator.spec.sweep_file import parse_spec
     from tests.helpers import cli, tiny_digits_spec
 
     exp = tmp_path / "sweep-a"

@@ -113,7 +113,7 @@ def test_check_fits_passes_what_a_node_holds_and_names_the_key_of_what_none_does
 
 
 def test_work_no_node_of_a_joined_cluster_holds_is_a_warning_naming_key_and_fix(ray_session, tmp_path) -> None:
-    from orchestrator.spec.sweep_file import parse_spec
+    from orchestrator.spec.load import parse_spec
     from orchestrator.sweep import preflight
 
     spec = tiny_digits_spec(tmp_path / "store")
@@ -135,7 +135,7 @@ def test_a_missing_token_resource_is_a_user_error(ray_session) -> None:
 
 
 def test_a_cpu_token_driver_counts_against_its_workers_node() -> None:
-    from orchestrator.spec.sweep_file import Resources
+    from orchestrator.spec.model import Resources
 
     res = Resources(cpus_per_worker=2, eval_cpus=1, eval_gpus=0.25)
     assert runtime.unit_demands(res, {"ddx_driver": 0.01})["resources.cpus_per_worker"] == {"CPU": 2, "GPU": 0}
@@ -144,7 +144,7 @@ def test_a_cpu_token_driver_counts_against_its_workers_node() -> None:
 
 
 def test_a_trials_worker_group_is_held_at_once() -> None:
-    from orchestrator.spec.sweep_file import Resources
+    from orchestrator.spec.model import Resources
 
     res = Resources(distill_workers=3, cpus_per_worker=2, gpus_per_worker=1)
     assert runtime.group_demand(res, {"ddx_driver": 0.01}) == {"resources.distill_workers": {"CPU": 6, "GPU": 3}}
@@ -237,7 +237,7 @@ def test_shutdown_stops_an_embedded_rays_monitor_before_ray_shutdown(monkeypatch
 
 def test_stopping_the_monitor_without_a_ray_started_here_does_nothing() -> None:
 
-    code = "from orchestrator import runtime; print(runtime.stop_autoscaler_monitor())"
+    code = "from orchestrator.cluster import runtime; print(runtime.stop_autoscaler_monitor())"
     assert fresh_output(code) == "False"
 
 

@@ -8,8 +8,10 @@ import optuna
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.sample import Categorical, Float, Integer
 
-from orchestrator.spec.sweep_file import parse_spec
-from orchestrator.sweep.search_space import REPEAT_KEY, build_search, trial_hyper, trial_key
+from methods.dm.options import DMOptions
+from orchestrator.spec.load import parse_spec
+from orchestrator.spec.trials import REPEAT_KEY, trial_config, trial_key
+from orchestrator.sweep.search_space import build_search
 from tests.helpers import tiny_digits_spec
 
 
@@ -63,24 +65,25 @@ def test_optuna_tpe_for_sampled_domains() -> None:
     assert plan.num_samples == 7
 
 
-def test_trial_hyper_merges_fixed_and_sampled_values() -> None:
+def test_a_trial_config_merges_fixed_and_sampled_values_into_typed_options() -> None:
     spec = _spec()
-    hp = trial_hyper(spec, {"ipc": 2, REPEAT_KEY: 0})
-    assert hp["ipc"] == 2 and hp["iterations"] == 10 and hp["objective"] == "dm" and hp["batch_real"] == 32
-    assert hp["parameterization"] == "pixels"
+    config = trial_config(spec, {"ipc": 2, REPEAT_KEY: 0})
+    assert config.ipc == 2 and config.loop.iterations == 10 and config.objective_name == "dm"
+    assert isinstance(config.objective, DMOptions) and config.objective.batch_real == 32
+    assert config.parameterization_name == "pixels" and config.seed == spec.seed
 
 
 def test_trial_keys_are_stable_and_ignore_keys_the_trial_does_not_read() -> None:
     spec = _spec(search={"objective": {"grid": ["random", "dm"]}, "ipc": {"grid": [1]}})
-    a = trial_hyper(spec, {"objective": "random", "ipc": 1, REPEAT_KEY: 0})
-    b = trial_hyper(spec, {"objective": "dm", "ipc": 1, REPEAT_KEY: 0})
-    assert "batch_real" not in a and b["batch_real"] == 32  # DM reads it, random does not
-    assert trial_key(spec, a) == trial_key(spec, dict(a))
-    assert trial_key(spec, a) != trial_key(spec, b)
-    assert trial_key(spec, a) != trial_key(spec, {**a, REPEAT_KEY: 1})
+    a = trial_config(spec, {"objective": "random", "ipc": 1, REPEAT_KEY: 0})
+    b = trial_config(spec, {"objective": "dm", "ipc": 1, REPEAT_KEY: 0})
+    assert "batch_real" not in a.columns() and b.columns()["batch_real"] == 32  # DM reads it, random does not
+    assert trial_key(a) == trial_key(trial_config(spec, {"objective": "random", "ipc": 1, REPEAT_KEY: 0}))
+    assert trial_key(a) != trial_key(b)
+    assert trial_key(a) != trial_key(trial_config(spec, {"objective": "random", "ipc": 1, REPEAT_KEY: 1}))
     # a change that does not affect results (storage, resources) keeps the key
     moved_data = tiny_digits_spec(Path("/elsewhere"), resources={"eval_cpus": 2})
     moved_data["method"].pop("objective")
     moved_data["search"] = {"objective": {"grid": ["random", "dm"]}, "ipc": {"grid": [1]}}
     moved = parse_spec(moved_data)
-    assert trial_key(moved, a) == trial_key(spec, a)
+    assert trial_key(trial_config(moved, {"objective": "random", "ipc": 1, REPEAT_KEY: 0})) == trial_key(a)

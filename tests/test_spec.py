@@ -15,9 +15,12 @@ from methods.evaluation.options import EvalSettings
 from methods.evaluation.real_training_options import RealTrainSettings
 from methods.teacher.options import SQUEEZE_PRESETS
 from orchestrator.errors import SpecError
+from orchestrator.spec.load import load_spec, parse_spec
+from orchestrator.spec.model import PREREQUISITE_BLOCKS, SweepSpec
 from orchestrator.spec.plan import describe_plan
-from orchestrator.spec.sweep_file import PREREQUISITE_BLOCKS, SweepSpec, TeacherBlock, load_spec, parse_spec
 from tests.helpers import REPO, class_folders, cli, ddx, fresh_output, tiny_digits_spec, write_spec
+
+TeacherBlock = PREREQUISITE_BLOCKS["teacher"]
 
 SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))
 
@@ -559,14 +562,14 @@ def test_evaluation_preset_fills_the_keys_not_given(tmp_path: Path) -> None:
     cifar["search"].pop("ipc")
     cifar["method"]["ipc"] = 10
     assert parse_spec(cifar).evaluation.batch_size == 50  # cfm_code: 50 at IPC 10 on CIFAR-10
-    with pytest.raises(SpecError, match=r"evaluation.preset: unknown evaluation preset 'cfm_cod'"):
+    with pytest.raises(SpecError, match=r"evaluation.preset: unknown preset 'cfm_cod' \(did you mean 'cfm_code'\?\)"):
         parse_spec(tiny_digits_spec(tmp_path / "store", evaluation={"preset": "cfm_cod"}))
     with pytest.raises(SpecError, match=r"evaluation: invalid evaluation settings: mix: 'cutmix' needs"):
         parse_spec(tiny_digits_spec(tmp_path / "store", evaluation={"mix": "cutmix"}))
 
 
 def test_a_new_prerequisite_gets_its_block_with_no_spec_change(tmp_path: Path) -> None:
-    """``experts`` (trajectory matching) is only a catalog line: its block is generated and checked."""
+    """``experts`` (trajectory matching) is only a registered entry: its block is generated and checked."""
     data = tiny_digits_spec(tmp_path / "store", method={"objective": "tm", "syn_steps": 2}, experts={"num_experts": 2})
     data["method"].pop("batch_real")
     spec = parse_spec(data)

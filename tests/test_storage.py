@@ -133,7 +133,7 @@ def test_the_local_storage_check_leaves_nothing_behind(tmp_path: Path) -> None:
 
 
 def test_experiment_dir_of_a_uri_with_a_query_is_a_valid_uri() -> None:
-    from orchestrator.spec.sweep_file import parse_spec
+    from orchestrator.spec.load import parse_spec
 
     uri = "s3://bucket/prefix?endpoint_override=127.0.0.1:9000&scheme=http"
     spec = parse_spec({"name": "s", "storage": uri, "method": {"objective": "dm", "ipc": 1}})

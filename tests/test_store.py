@@ -180,8 +180,8 @@ def test_consolidate_of_an_empty_experiment_writes_an_empty_table(tmp_path: Path
 def test_resuming_under_a_changed_spec_is_one_line_before_ray_starts(tmp_path: Path) -> None:
     """Rows made under other settings must not mix into one table: a changed spec without --fresh
     stops in a second (the saved spec is read before Ray starts), and nothing is touched."""
+    from orchestrator.spec.load import parse_spec
     from orchestrator.spec.plan import SPEC_FILE
-    from orchestrator.spec.sweep_file import parse_spec
     from tests.helpers import ddx, tiny_digits_spec, write_spec
 
     old = parse_spec(tiny_digits_spec(tmp_path / "store"))
@@ -206,8 +206,8 @@ def test_a_folder_ddx_did_not_make_is_neither_deleted_by_fresh_nor_written_into(
     deleted it whole. Now one line before Ray starts, with or without ``--fresh``, on a disk or in
     an object store; an empty folder, or one with a saved spec, is still ddx's."""
     from orchestrator.errors import UserError
+    from orchestrator.spec.load import parse_spec
     from orchestrator.spec.plan import SPEC_FILE
-    from orchestrator.spec.sweep_file import parse_spec
     from orchestrator.storage.locations import join
     from orchestrator.sweep.resume import check_owned
     from tests.helpers import ddx, tiny_digits_spec, write_spec
@@ -244,8 +244,8 @@ def test_a_folder_ddx_did_not_make_is_neither_deleted_by_fresh_nor_written_into(
 def test_a_damaged_json_file_of_an_experiment_is_one_line_naming_it(tmp_path: Path) -> None:
     """A truncated saved spec (read when a sweep resumes) or trial record: a UserError naming the file."""
     from orchestrator.errors import UserError
+    from orchestrator.spec.load import parse_spec
     from orchestrator.spec.plan import SPEC_FILE
-    from orchestrator.spec.sweep_file import parse_spec
     from orchestrator.sweep.resume import check_resume
     from tests.helpers import tiny_digits_spec
 

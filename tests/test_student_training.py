@@ -13,6 +13,7 @@ from methods.datasets import DatasetOptions, EvalData, cached_dataset, cached_ev
 from methods.evaluation.options import EvalSettings
 from methods.evaluation.student import Execution, accuracy, train_student
 from methods.networks import Classifier, build_network
+from tests.helpers import trial_of
 
 DIGITS = DatasetOptions(name="digits", resolution=8)
 
@@ -157,5 +158,7 @@ def test_batchnorm_convnet_as_distillation_network(digits) -> None:
     from methods.distill.pipeline import run_distillation
 
     hp = {"objective": "dm", "parameterization": "pixels", "distill_arch": "convnet_bn_d2", "ipc": 2}
-    param, _, summary = run_distillation({**hp, "iterations": 3, "batch_real": 8}, digits, DistillContext(seed=0))
+    param, _, summary = run_distillation(
+        trial_of(digits, {**hp, "iterations": 3, "batch_real": 8}), digits, DistillContext(seed=0)
+    )
     assert summary["steps"] == 3 and torch.isfinite(param.images).all()

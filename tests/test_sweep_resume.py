@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from orchestrator.spec.sweep_file import parse_spec
+from orchestrator.spec.load import parse_spec
 from orchestrator.sweep.run import tune_config
 from orchestrator.sweep.search_space import build_search
 from tests.helpers import REPO, ddx, ddx_interrupted, tiny_digits_spec, write_spec

@@ -14,7 +14,11 @@ from helpers import ddx, write_spec
 from methods.evaluation.real_training import RealTrainSettings, load_network
 from methods.teacher.squeeze import SQUEEZE_PRESETS
 from orchestrator.errors import SpecError
-from orchestrator.spec.sweep_file import TeacherBlock, parse_spec
+from orchestrator.spec.load import parse_spec
+from orchestrator.spec.model import PREREQUISITE_BLOCKS
+from tests.helpers import trial_of
+
+TeacherBlock = PREREQUISITE_BLOCKS["teacher"]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -64,51 +68,48 @@ def test_cfm_keys_are_sweep_keys(tmp_path: Path) -> None:
 def test_teacher_is_trained_once_and_reused(tmp_path: Path, ray_session) -> None:
     from orchestrator.storage.artifacts import ArtifactStore, cache_root
     from orchestrator.sweep import prerequisites
-    from orchestrator.sweep.trial import dataset_options, prerequisite_blocks
 
     spec = parse_spec(digits_spec(tmp_path))
     store = ArtifactStore(cache_root(str(tmp_path)), local_dir=tmp_path / "node-local")
     res = prerequisites.Resources(cpus=1, gpus=0, retries=0)
 
     def ensure(s):
-        return prerequisites.ensure(["teacher"], prerequisite_blocks(s, ["teacher"]), dataset_options(s), store, res)
+        return prerequisites.ensure({"teacher": s.prerequisite_options("teacher")}, s.dataset_options(), store, res)
 
-    refs = ensure(spec)
-    (ref,) = refs["teacher"]
+    produced = ensure(spec)
+    (ref,) = produced.refs["teacher"]
     path = store.fetch(ref)
     assert path.parent == tmp_path / "cache" / "teacher"  # local storage: used in place, no copy
     stamp = path.stat().st_mtime_ns
-    again = ensure(parse_spec(digits_spec(tmp_path, name="another_sweep")))["teacher"][0]
+    again = ensure(parse_spec(digits_spec(tmp_path, name="another_sweep"))).refs["teacher"][0]
     assert again == ref and store.fetch(again).stat().st_mtime_ns == stamp  # a later sweep reuses it
     model, meta = load_network(path)
     assert meta["arch"] == "convnet_d2" and meta["settings"]["epochs"] == 2
     assert 0.3 < meta["test_acc"] <= 1.0  # it learned something in two epochs on digits
-    blocks = prerequisite_blocks(spec, ["teacher"])
-    assert prerequisites.row_fields(refs, blocks, store)["teacher_test_acc"] == pytest.approx(meta["test_acc"])
+    assert produced.row_fields(store)["teacher_test_acc"] == pytest.approx(meta["test_acc"])
     other = digits_spec(tmp_path)
     other["teacher"]["seed"] = 1
-    assert ensure(parse_spec(other))["teacher"][0].key != ref.key  # the seed is part of the key
+    assert ensure(parse_spec(other)).refs["teacher"][0].key != ref.key  # the seed is part of the key
 
     # soft-label evaluation loads that teacher: the student learns from its KL targets
     from methods.context import DistillContext
-    from methods.datasets import DatasetOptions, cached_dataset
+    from methods.datasets import cached_dataset
     from methods.distill.loop import init_from_real
     from methods.distill.pipeline import make_components
     from methods.parameterizations import payload_bytes, synthetic_payload
     from orchestrator.evaluation.tasks import EvalJob, evaluate_job
 
-    data = cached_dataset(DatasetOptions(**dataset_options(spec)))
-    param = make_components({"objective": "random", "ipc": 2}, data).param
+    data = cached_dataset(spec.dataset_options())
+    param = make_components(trial_of(data, {"objective": "random", "ipc": 2}), data).param
     init_from_real(param, data, DistillContext())
     payload = payload_bytes(synthetic_payload(param))
     settings = {"epochs": 2, "batch_size": 64, "temperature": 30.0}
     job = EvalJob("convnet_d2", 8, 0, "soft")
-    needs = {"teacher": [vars(ref)]}
-    row = evaluate_job(payload, job, dataset_options(spec), settings, 1, False, needs, blocks, store.root)
+    row = evaluate_job(payload, job, spec.dataset_options(), settings, 1, False, produced, store.root)
     assert row["status"] == "ok" and 0.0 <= row["test_acc"] <= 1.0
     assert row["hostname"] and row["node_id"]  # where the evaluation ran
-    with pytest.raises(ValueError, match="needs the sweep's teacher"):
-        evaluate_job(payload, job, dataset_options(spec), settings, 1, False, None)
+    with pytest.raises(ValueError, match="label_mode 'soft' needs teacher"):
+        evaluate_job(payload, job, spec.dataset_options(), settings, 1, False, None)
     del model
 
 

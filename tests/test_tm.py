@@ -14,13 +14,14 @@ from experts_helper import TINY_EXPERTS, load_buffer, make_experts
 from methods.context import DistillContext
 from methods.datasets import DatasetOptions, load_dataset
 from methods.distill.loop import DistillSettings, resolve_optim
-from methods.distill.objective import OBJECTIVES
 from methods.distill.pipeline import make_components, run_distillation
 from methods.evaluation.student import LEARNED_LR_KEY, EvalSettings, learned_lr, train_student
 from methods.parameterizations import load_synthetic, save_synthetic
 from methods.parameterizations.neural_field import field_lr
+from methods.registry import OBJECTIVES
 from methods.tm.objective import TrajectoryMatching
 from methods.tm.options import TMOptions
+from tests.helpers import trial_of
 
 HP: dict[str, Any] = {
     "objective": "tm",
@@ -61,7 +62,7 @@ class _Rows:  # what TM's phases() reads of a parameterization
 
 
 def test_registered_with_mtt_defaults() -> None:
-    assert OBJECTIVES.get("tm") is TrajectoryMatching and TrajectoryMatching.requires == ("experts",)
+    assert OBJECTIVES.get("tm").implementation() is TrajectoryMatching and OBJECTIVES.get("tm").requires == ("experts",)
     o = TMOptions()
     assert (o.syn_steps, o.expert_epochs, o.max_start_epoch, o.syn_lr_init, o.syn_lr_lr) == (50, 2, 2, 0.01, 1e-7)
     assert o.tm_gradient == "unrolled" and o.batch_syn is None and o.last_epoch_needed() == 3
@@ -81,8 +82,10 @@ def test_datm_schedule_widens_the_start_range() -> None:
 def test_tm_learns_pixels(digits, experts, gradient: str) -> None:
     buffer = load_buffer(experts)
     hp = {**HP, "tm_gradient": gradient}
-    start, _, _ = run_distillation({**hp, "iterations": 0}, digits, DistillContext(seed=0), {"experts": buffer})
-    param, obj, summary = run_distillation(hp, digits, DistillContext(seed=0), {"experts": buffer})
+    start, _, _ = run_distillation(
+        trial_of(digits, {**hp, "iterations": 0}), digits, DistillContext(seed=0), {"experts": buffer}
+    )
+    param, obj, summary = run_distillation(trial_of(digits, hp), digits, DistillContext(seed=0), {"experts": buffer})
     assert summary["steps"] == 12 and math.isfinite(summary["loss"])
     assert not torch.equal(param.images, start.images)
     assert param.budget_used_per_class() <= param.config.shape.budget_scalars
@@ -99,10 +102,12 @@ def test_tm_learns_neural_fields(digits, experts, tmp_path: Path, monkeypatch) -
     buffer = load_buffer(experts)
     hp = {**HP, "parameterization": "neural_field", "nf_width": 4, "nf_depth": 1, "warmup_iterations": 30,
           "lr_images": 1e-2, "batch_syn": 30}  # fmt: skip
-    c = make_components(hp, digits)
+    c = make_components(trial_of(digits, hp), digits)
     assert c.param.per_class >= 2 and c.param.budget_used_per_class() <= c.param.config.shape.budget_scalars
-    start, _, _ = run_distillation({**hp, "iterations": 0}, digits, DistillContext(seed=0), {"experts": buffer})
-    param, obj, _ = run_distillation(hp, digits, DistillContext(seed=0), {"experts": buffer})
+    start, _, _ = run_distillation(
+        trial_of(digits, {**hp, "iterations": 0}), digits, DistillContext(seed=0), {"experts": buffer}
+    )
+    param, obj, _ = run_distillation(trial_of(digits, hp), digits, DistillContext(seed=0), {"experts": buffer})
     moved = [not torch.equal(v, start.state_dict()[k]) for k, v in param.state_dict().items() if k != "labels"]
     assert moved and all(moved)
     with torch.no_grad():
@@ -117,17 +122,17 @@ def test_field_learning_rates_follow_ddif_table_9(digits) -> None:
     assert field_lr("tm", "cifar100", 50) == 1e-3
     assert field_lr("tm", "imagefolder", 1) == 1e-4
     assert field_lr("dm", "cifar10", 1) == field_lr("dc", "cifar100", 10) == 5e-5
-    c = make_components({"objective": "tm", "parameterization": "neural_field", "ipc": 2}, digits)
+    c = make_components(trial_of(digits, {"objective": "tm", "parameterization": "neural_field", "ipc": 2}), digits)
     assert c.param.config.shape.dataset == "digits"
     o = resolve_optim(c.objective, c.param, DistillSettings())
     assert (o.optimizer, o.lr) == ("adam", 1e-4)
-    pix = make_components({"objective": "tm", "ipc": 2}, digits)
+    pix = make_components(trial_of(digits, {"objective": "tm", "ipc": 2}), digits)
     o = resolve_optim(pix.objective, pix.param, DistillSettings())
     assert (o.optimizer, o.lr, o.momentum) == ("sgd", 1000.0, 0.5)  # MTT's pixel optimiser
 
 
 def test_learned_lr_is_saved_with_the_set_and_used_by_students(digits, experts, tmp_path: Path) -> None:
-    param, obj, _ = run_distillation({**HP, "iterations": 3}, digits, DistillContext(seed=0),
+    param, obj, _ = run_distillation(trial_of(digits, {**HP, "iterations": 3}), digits, DistillContext(seed=0),
                                      {"experts": load_buffer(experts)})  # fmt: skip
     alpha = float(obj.syn_lr.detach())
     save_synthetic(param, tmp_path / "set.pt", extra={**obj.row_fields()})
@@ -151,10 +156,12 @@ def test_resume_continues_exactly(digits, experts) -> None:
     buffer = load_buffer(experts)
     hp = {**HP, "iterations": 6, "checkpoint_every": 3}
     states: list[dict[str, Any]] = []
-    full, full_obj, _ = run_distillation(hp, digits, DistillContext(seed=0), {"experts": buffer},
+    full, full_obj, _ = run_distillation(trial_of(digits, hp), digits, DistillContext(seed=0), {"experts": buffer},
                                          on_checkpoint=states.append)  # fmt: skip
     assert len(states) == 1 and states[0]["step"] == 3 and "syn_lr_momentum" in states[0]["objective"]
-    resumed, res_obj, _ = run_distillation(hp, digits, DistillContext(seed=0), {"experts": buffer}, resume=states[0])
+    resumed, res_obj, _ = run_distillation(
+        trial_of(digits, hp), digits, DistillContext(seed=0), {"experts": buffer}, resume=states[0]
+    )
     torch.testing.assert_close(resumed.images, full.images, rtol=0, atol=1e-6)
     assert float(res_obj.syn_lr.detach()) == pytest.approx(float(full_obj.syn_lr.detach()), rel=1e-6)
 

@@ -20,6 +20,7 @@ import torch.multiprocessing as mp
 
 from methods.context import DistillContext
 from methods.distill.pipeline import run_distillation
+from tests.helpers import trial_of
 
 TM_HP: dict[str, Any] = {
     "objective": "tm", "ipc": 2, "iterations": 4, "syn_steps": 3, "expert_epochs": 2, "max_start_epoch": 2,
@@ -47,8 +48,8 @@ def _worker(rank: int, world: int, init: str, expert_paths: list[str], out_dir: 
         data = _data()
         buffer = load_buffer([Path(p) for p in expert_paths])
         ctx = DistillContext.from_environment(seed=5)
-        tm_param, tm_obj, tm_summary = run_distillation(dict(TM_HP), data, ctx, {"experts": buffer})
-        dc_param, _, dc_summary = run_distillation(dict(DC_HP), data, ctx)
+        tm_param, tm_obj, tm_summary = run_distillation(trial_of(data, dict(TM_HP)), data, ctx, {"experts": buffer})
+        dc_param, _, dc_summary = run_distillation(trial_of(data, dict(DC_HP)), data, ctx)
         torch.save(
             {
                 "tm_images": tm_param.images.detach().clone(),
@@ -95,8 +96,10 @@ def test_two_gloo_workers_equal_one(tmp_path: Path) -> None:
 
     torch.set_num_threads(1)
     ctx = DistillContext(seed=5)
-    one, one_obj, one_summary = run_distillation(dict(TM_HP), data, ctx, {"experts": load_buffer(paths)})
-    dc_one, _, dc_summary = run_distillation(dict(DC_HP), data, ctx)
+    one, one_obj, one_summary = run_distillation(
+        trial_of(data, dict(TM_HP)), data, ctx, {"experts": load_buffer(paths)}
+    )
+    dc_one, _, dc_summary = run_distillation(trial_of(data, dict(DC_HP)), data, ctx)
     assert one_obj.last_starts and [t for t, _, _ in one_obj.last_starts] == [0, 1, 2]
     for r in ranks:
         torch.testing.assert_close(r["tm_images"], one.images.detach(), rtol=1e-5, atol=1e-5)
@@ -106,5 +109,5 @@ def test_two_gloo_workers_equal_one(tmp_path: Path) -> None:
         assert r["dc_loss"] == pytest.approx(dc_summary["loss"], rel=1e-5)
     assert torch.equal(ranks[0]["tm_images"], ranks[1]["tm_images"])  # the ranks stay identical
     assert torch.equal(ranks[0]["dc_images"], ranks[1]["dc_images"])
-    assert not torch.equal(one.images, run_distillation({**TM_HP, "iterations": 0}, data, ctx,
+    assert not torch.equal(one.images, run_distillation(trial_of(data, {**TM_HP, "iterations": 0}), data, ctx,
                                                         {"experts": load_buffer(paths)})[0].images)  # fmt: skip

@@ -17,7 +17,7 @@ from methods.artifacts import content_key
 from methods.tm.experts import ExpertBuffer, load_expert
 from methods.tm.options import ExpertOptions, TMOptions
 from orchestrator.errors import SpecError
-from orchestrator.spec.sweep_file import parse_spec
+from orchestrator.spec.load import parse_spec
 from orchestrator.storage.artifacts import MANIFEST_SUFFIX, file_sha256
 from orchestrator.storage.locations import join, list_files, read_bytes
 from tests.helpers import REPO, class_folders, ddx, write_spec

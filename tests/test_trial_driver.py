@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +42,12 @@ def test_the_trial_driver_imports_no_torch() -> None:
 def test_a_set_card_says_what_the_tensors_say(tmp_path: Path) -> None:
     from methods.parameterizations import build_parameterization, payload_from_bytes
     from methods.parameterizations.base import ParamConfig
-    from methods.parameterizations.options import SetShape
+    from methods.parameterizations.options import NeuralFieldOptions, PixelOptions, SetShape
     from orchestrator.sweep.distill_job import set_card_location
     from orchestrator.sweep.distill_worker import set_card, write_set
 
     shape = SetShape(num_classes=10, ipc=1, channels=3, resolution=32, dataset="cifar10")
-    for name, options in (("pixels", {}), ("neural_field", {"width": 8, "depth": 2})):
+    for name, options in (("pixels", PixelOptions()), ("neural_field", NeuralFieldOptions(nf_width=8, nf_depth=2))):
         param = build_parameterization(ParamConfig(name=name, shape=shape, options=options))
         location = str(tmp_path / f"{name}.pt")
         write_set(location, param, {"world_size": 1, "distill_seconds": 1.5})
@@ -112,8 +111,8 @@ def test_the_streaming_distillation_body_runs_on_the_compute_thread(monkeypatch)
         return {"distill_seconds": 0.1, "steps": 2.0}
 
     monkeypatch.setattr(distill_worker, "distill_body", body)
-    job = DistillJob(dataset={}, hp={}, seed=0, store_root="", state_location="", synthetic_location="")
-    items = list(distill_worker.stream_body(asdict(job)))
+    job = DistillJob(config=None, store_root="", state_location="", synthetic_location="")  # type: ignore[arg-type]
+    items = list(distill_worker.stream_body(job))
     assert [i.get("distill_step") for i in items[:2]] == [1, 2]
     assert items[-1] == {"distill_done": 1, "distill_seconds": 0.1, "steps": 2.0}
     assert ran_on == [compute_thread.on_compute_thread(lambda: threading.current_thread().name)()]
@@ -123,7 +122,7 @@ def test_the_streaming_distillation_body_runs_on_the_compute_thread(monkeypatch)
         raise FloatingPointError("dm loss became nan at step 2")
 
     monkeypatch.setattr(distill_worker, "distill_body", broken)
-    stream = distill_worker.stream_body(asdict(job))
+    stream = distill_worker.stream_body(job)
     assert next(stream)["distill_step"] == 1
     with pytest.raises(FloatingPointError, match="nan at step 2"):
         next(stream)

@@ -40,7 +40,7 @@ from torch import Tensor
 from methods.cfm.options import CFMOptions, FilterMatchingOptions, SpectralMatchingOptions
 from methods.context import DistillContext
 from methods.datasets import RealData
-from methods.distill.objective import OBJECTIVES, Phase
+from methods.distill.objective import Phase
 from methods.parameterizations import Parameterization
 from methods.recover.loop import BatchRecover
 from methods.spectral import (
@@ -55,9 +55,6 @@ from methods.spectral import (
 
 class FilterMatching(BatchRecover):
     """UniDD filter matching against a teacher's per-layer statistics (Eq. 20–21)."""
-
-    name = "filter_matching"
-    Options = FilterMatchingOptions
 
     def __init__(self, options: SpectralMatchingOptions) -> None:
         super().__init__(options)
@@ -162,9 +159,6 @@ class FilterMatching(BatchRecover):
 class CFM(FilterMatching):
     """Curriculum Frequency Matching: high-pass (λ + β_t)⁻¹ with the cosine curriculum (Eq. 16–21)."""
 
-    name = "cfm"
-    Options = CFMOptions
-
     @staticmethod
     def build_filter(options: SpectralMatchingOptions) -> SpectralFilter:
         return SpectralFilter("high_pass", beta=getattr(options, "beta", 0.1))
@@ -173,16 +167,9 @@ class CFM(FilterMatching):
 class LFM(FilterMatching):
     """Low-frequency matching: the low-pass filter f(λ) = λ (the Fig. 3 ablation's low-pass arm)."""
 
-    name = "lfm"
-    Options = SpectralMatchingOptions
-
     @staticmethod
     def build_filter(options: SpectralMatchingOptions) -> SpectralFilter:
         return SpectralFilter("low_pass")
 
-
-OBJECTIVES.add("filter_matching", FilterMatching)
-OBJECTIVES.add("cfm", CFM)
-OBJECTIVES.add("lfm", LFM)
 
 __all__ = ["CFM", "LFM", "CFMOptions", "FilterMatching", "FilterMatchingOptions", "SpectralMatchingOptions"]

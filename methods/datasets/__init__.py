@@ -1,7 +1,9 @@
-"""Real datasets: registry, loading, seeded splits (train / validation carved from train / test).
+"""Real datasets: loading, seeded splits (train / validation carved from train / test).
 
-The package loads lazily: :mod:`methods.datasets.options` (``DatasetOptions``) imports no
-torch, so the sweep validator can read it; everything else is imported on first use.
+:data:`ENTRIES` declares ddx's datasets (shape, whether a root is needed, the layout check, the
+loader) for the plugin registry (:mod:`methods.registry`, entry-point group ``ddx.datasets``).
+The package loads lazily: this module and :mod:`methods.datasets.options` (``DatasetOptions``)
+import no torch, so the sweep validator can read them; everything else is imported on first use.
 """
 
 from __future__ import annotations
@@ -10,15 +12,28 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from methods.lazy import lazy_exports
+from methods.registry import DatasetEntry
 
 if TYPE_CHECKING:
     from methods.datasets.base import RealData
     from methods.datasets.options import DatasetOptions
 
+_LOADERS = "methods.datasets.loaders:"
+_LAYOUT = "methods.datasets.layout:"
+
+#: ddx's datasets; ``smallest_class``: training images of the smallest class as shipped
+ENTRIES: tuple[DatasetEntry, ...] = (
+    DatasetEntry("digits", _LOADERS + "load_digits", 1, 8, needs_root=False, smallest_class=174, test_split=False),
+    DatasetEntry("cifar10", _LOADERS + "load_cifar10", 3, 32, True, 5000, layout=_LAYOUT + "cifar_problem"),
+    DatasetEntry("cifar100", _LOADERS + "load_cifar100", 3, 32, True, 500, layout=_LAYOUT + "cifar_problem"),
+    DatasetEntry(
+        "tiny_imagenet", _LOADERS + "load_tiny_imagenet", 3, 64, True, 500, layout=_LAYOUT + "tiny_imagenet_problem"
+    ),
+    DatasetEntry("imagefolder", _LOADERS + "load_imagefolder", 3, None, True, layout=_LAYOUT + "imagefolder_problem"),
+)
+
 __all__ = [
-    "DATASETS",
-    "NATIVE_SHAPES",
-    "NEEDS_ROOT",
+    "ENTRIES",
     "DatasetError",
     "DatasetOptions",
     "EvalData",
@@ -33,10 +48,7 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "DATASETS": "methods.datasets.loaders",
         "load_dataset": "methods.datasets.loaders",
-        "NATIVE_SHAPES": "methods.catalog",
-        "NEEDS_ROOT": "methods.catalog",
         "DatasetOptions": "methods.datasets.options",
         "DatasetError": "methods.datasets.base",
         "RealData": "methods.datasets.base",
@@ -45,7 +57,7 @@ __getattr__, __dir__ = lazy_exports(
         "as_eval_data": "methods.datasets.eval_data",
         "cached_eval_data": "methods.datasets.eval_data",
     },
-    extra=["cached_dataset"],
+    extra=["ENTRIES", "cached_dataset"],
 )
 
 

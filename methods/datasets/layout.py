@@ -9,7 +9,6 @@ before anything runs instead of a failed trial after Ray's start-up. Standard li
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 #: torchvision's CIFAR folders and the files its readers open (their checksums are torchvision's check)
@@ -50,7 +49,7 @@ def _no_class_folders(split: Path) -> str | None:
     return None
 
 
-def _cifar_problem(root: Path, name: str) -> str | None:
+def cifar_problem(root: Path, name: str) -> str | None:
     if has_torchvision_cifar(root, name):
         return None
     splits = cifar_folders(root, name)
@@ -62,7 +61,7 @@ def _cifar_problem(root: Path, name: str) -> str | None:
     return _no_class_folders(splits[0]) or _no_class_folders(splits[1])
 
 
-def _tiny_imagenet_problem(root: Path, name: str) -> str | None:
+def tiny_imagenet_problem(root: Path, name: str) -> str | None:
     base = tiny_imagenet_base(root)
     if not (base / "train").is_dir():
         return f"{str(root)!r} has no train/ (nor tiny-imagenet-200/train/): not Tiny-ImageNet as unpacked"
@@ -71,40 +70,30 @@ def _tiny_imagenet_problem(root: Path, name: str) -> str | None:
     return _no_class_folders(base / "train")
 
 
-def _imagefolder_problem(root: Path, name: str) -> str | None:
+def imagefolder_problem(root: Path, name: str) -> str | None:
     splits = imagefolder_splits(root)
     if splits is None:
         return f"{str(root)!r} needs train/ and test/ (or val/) class folders"
     return _no_class_folders(splits[0]) or _no_class_folders(splits[1])
 
 
-#: dataset name → its layout check (datasets without a root, like digits, have none)
-LAYOUT_CHECKS: dict[str, Callable[[Path, str], str | None]] = {
-    "cifar10": _cifar_problem,
-    "cifar100": _cifar_problem,
-    "tiny_imagenet": _tiny_imagenet_problem,
-    "imagefolder": _imagefolder_problem,
-}
-
-
 def layout_problem(name: str, root: Path) -> str | None:
     """What is wrong with ``root`` as the local folder of dataset ``name`` (None: its layout is
-    right; the files themselves are read, and checked, by the loader). Datasets without a
-    check in :data:`LAYOUT_CHECKS` (digits, or registered elsewhere) are not checked."""
-    check = LAYOUT_CHECKS.get(name)
-    if check is None:
-        return None
-    if not root.is_dir():
-        return f"{str(root)!r} is not a folder"
-    return check(root, name)
+    right; the files themselves are read, and checked, by the loader). The check is the one the
+    dataset's entry declares (``layout``); datasets without one (digits) are not checked."""
+    from methods.registry import DATASETS
+
+    return DATASETS.get(name).layout_problem(root)
 
 
 __all__ = [
-    "LAYOUT_CHECKS",
     "TORCHVISION_CIFAR",
     "cifar_folders",
+    "cifar_problem",
     "has_torchvision_cifar",
+    "imagefolder_problem",
     "imagefolder_splits",
     "layout_problem",
     "tiny_imagenet_base",
+    "tiny_imagenet_problem",
 ]

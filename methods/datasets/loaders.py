@@ -1,10 +1,12 @@
-"""Dataset registry: digits (embedded), CIFAR-10/100, Tiny-ImageNet and any ImageFolder tree."""
+"""Dataset loaders: digits (embedded), CIFAR-10/100, Tiny-ImageNet and any ImageFolder tree.
+
+Each loader reads raw splits; :func:`load_dataset` splits and normalises any registered dataset
+(the loader its entry names, :data:`methods.datasets.ENTRIES` or a plugin's)."""
 
 from __future__ import annotations
 
 import gzip
 import importlib.util
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,13 +14,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from methods.catalog import NATIVE_SHAPES, NEEDS_ROOT  # noqa: F401  (re-exported: the catalog's dataset shapes)
 from methods.datasets.base import DatasetError, RealData, limit_per_class, resize_images, stratified_split
 from methods.datasets.folders import decode_samples, default_cache_dir, list_class_folder, select_per_class
 from methods.datasets.layout import cifar_folders, imagefolder_splits, layout_problem, tiny_imagenet_base
 from methods.datasets.options import DatasetOptions
 from methods.datasets.zca import apply_zca, fit_zca
-from methods.registry import Registry
+from methods.registry import DATASETS
 
 
 @dataclass
@@ -30,10 +31,6 @@ class RawSplits:
     test_x: Tensor | None
     test_y: Tensor | None
     class_names: list[str]
-
-
-Loader = Callable[[DatasetOptions], RawSplits]
-DATASETS: Registry[Loader] = Registry("dataset", catalog=True)
 
 
 def _as_float(x: Tensor) -> Tensor:
@@ -87,7 +84,6 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
 
 
-@DATASETS.register("digits")
 def load_digits(opts: DatasetOptions) -> RawSplits:
     """scikit-learn's 1,797 8×8 handwritten digits (ships with the package; no download)."""
     images, target = digits_arrays()
@@ -141,19 +137,16 @@ def _cifar(opts: DatasetOptions, reader: str, folder: str) -> RawSplits:
     )
 
 
-@DATASETS.register("cifar10")
 def load_cifar10(opts: DatasetOptions) -> RawSplits:
     """CIFAR-10: torchvision's ``cifar-10-batches-py`` or an ImageFolder tree with train/ and test/."""
     return _cifar(opts, "CIFAR10", "cifar-10-batches-py")
 
 
-@DATASETS.register("cifar100")
 def load_cifar100(opts: DatasetOptions) -> RawSplits:
     """CIFAR-100 (fine labels): torchvision's ``cifar-100-python`` or an ImageFolder tree."""
     return _cifar(opts, "CIFAR100", "cifar-100-python")
 
 
-@DATASETS.register("tiny_imagenet")
 def load_tiny_imagenet(opts: DatasetOptions) -> RawSplits:
     """Tiny-ImageNet-200 as downloaded: ``train/<wnid>/images``; the labelled ``val/`` is the test split."""
     root = _require_root(opts)
@@ -174,7 +167,6 @@ def load_tiny_imagenet(opts: DatasetOptions) -> RawSplits:
     return RawSplits(tx, ty, vx, vy, classes)
 
 
-@DATASETS.register("imagefolder")
 def load_imagefolder(opts: DatasetOptions) -> RawSplits:
     """Any tree ``<root>/train/<class>/*`` with ``<root>/test/`` (or ``val/``); resized to ``resolution``."""
     root = _require_root(opts)
@@ -185,7 +177,7 @@ def load_imagefolder(opts: DatasetOptions) -> RawSplits:
 
 def load_dataset(opts: DatasetOptions) -> RealData:
     """Load, split (seeded validation carve) and normalise a registered dataset."""
-    raw = DATASETS.get(opts.name)(opts)
+    raw = DATASETS.get(opts.name).implementation()(opts)
     train_x, train_y = _as_float(raw.train_x), raw.train_y
     if raw.test_x is None or raw.test_y is None:
         keep, carve = stratified_split(train_y, None, opts.test_fraction, opts.split_seed + 7)

@@ -6,6 +6,7 @@ loads them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -34,6 +35,11 @@ class DatasetOptions:
     cache_dir: str | None = None  # node-local cache for decoded images (set by the orchestrator)
     zca: bool = False  # ZCA-whiten every split with the transform fitted on the training split (methods.datasets.zca)
     zca_eps: PositiveFloat = ZCA_EPS  # kornia's regularisation of the covariance eigenvalues
+
+    def identity(self) -> dict[str, object]:
+        """The options that determine the data (artifact identities): all but the node-local ``cache_dir``
+        (``root`` as the sweep names it, never a node-local copy)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "cache_dir"}
 
 
 def carve_size(available: int, per_class: int | None, fraction: float | None) -> int:

@@ -35,7 +35,7 @@ from methods.augment.ops import DSA, augment_seeded, siamese
 from methods.context import DistillContext, seed_from
 from methods.datasets import RealData
 from methods.dc.options import DCOptions
-from methods.distill.objective import OBJECTIVES, FreshNetworks, Objective, OptimDefaults, Phase, class_units
+from methods.distill.objective import FreshNetworks, Objective, OptimDefaults, Phase, class_units
 from methods.networks import Classifier, build_network
 from methods.parameterizations import Parameterization
 
@@ -62,9 +62,6 @@ def match_distance(g_syn: list[Tensor], g_real: list[Tensor]) -> Tensor:
 
 
 class GradientMatching(Objective):
-    name = "dc"
-    Options = DCOptions
-
     def __init__(self, options: DCOptions) -> None:
         super().__init__(options)
         self.aug = DSA(options.augment, same_on_batch=True)
@@ -179,6 +176,3 @@ class GradientMatching(Objective):
         for i, p in enumerate(self.net.parameters()):
             if f"net_momentum.{i}" in state:
                 self.net_opt.state[p]["momentum_buffer"] = state[f"net_momentum.{i}"].to(device).clone()
-
-
-OBJECTIVES.add("dc", GradientMatching)

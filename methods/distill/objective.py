@@ -6,7 +6,7 @@ import copy
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -15,7 +15,7 @@ from methods.context import DistillContext
 from methods.datasets import RealData
 from methods.networks import Classifier
 from methods.parameterizations import Parameterization
-from methods.registry import Registry
+from methods.registry import OBJECTIVES
 from methods.seeding import seeded
 
 
@@ -64,14 +64,14 @@ class Objective(ABC):
 
     Lifecycle: ``prepare`` (once; statistics of the real data, streamed and all-reduced),
     then for each :class:`Phase` from ``phases``: ``begin_phase``, ``loss`` per step,
-    ``end_phase``. ``Options`` is the dataclass of the hyper-parameters it reads.
-    ``requires`` names the prerequisites (:mod:`methods.prerequisites`: ``teacher``,
-    ``experts``, …) the orchestrator produces once and hands to :meth:`prepare` as ``needs``.
+    ``end_phase``. Its entry (:class:`methods.registry.ObjectiveEntry`) declares, once, its name,
+    its ``options`` dataclass (an instance is what the constructor receives) and the
+    prerequisites it ``requires`` (:mod:`methods.prerequisites`: ``teacher``, ``experts``, …),
+    which the orchestrator produces once and hands to :meth:`prepare` as ``needs``.
     """
 
-    name: ClassVar[str]
-    Options: ClassVar[type]
-    requires: ClassVar[tuple[str, ...]] = ()
+    #: the registered name it was built under (:func:`build_objective` sets it)
+    name: str = "objective"
 
     def __init__(self, options: Any) -> None:
         self.options = options
@@ -126,11 +126,19 @@ class Objective(ABC):
         return None
 
     def row_fields(self) -> dict[str, Any]:
-        """Hyper-parameter columns this objective contributes to a result row."""
+        """Result-row columns of what really ran, where it differs from the options as given (e.g. a
+        setting resolved from ``auto``); they replace the option columns of the same name."""
         return {}
 
 
-OBJECTIVES: Registry[type[Objective]] = Registry("objective", catalog=True)
+def build_objective(name: str, options: Any) -> Objective:
+    """The objective registered as ``name`` (its entry's class), built with its ``options`` instance."""
+    entry = OBJECTIVES.get(name)
+    if not isinstance(options, entry.options):
+        raise TypeError(f"objective {name!r} takes {entry.options.__name__}, got {type(options).__name__}")
+    objective = entry.implementation()(options)
+    objective.name = name
+    return objective
 
 
 def class_units(param: Parameterization) -> Tensor:

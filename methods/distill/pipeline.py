@@ -1,7 +1,8 @@
-"""Assemble a distillation from a flat dict of hyper-parameters (what one sweep trial holds).
+"""Assemble and run one trial's distillation from its :class:`~methods.distill.trial.TrialConfig`.
 
-This is the one place that maps names to components; the orchestrator's Train workers and
-the in-process benchmarks both call it, so a trial and a direct run do the same work.
+The one place that turns a trial's typed configuration into components; the orchestrator's
+distillation workers and the in-process benchmarks both call it, so a trial and a direct run do
+the same work.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import torch
 from methods.context import DistillContext
 from methods.datasets import RealData
 from methods.distill.loop import CheckpointFn, DistillSettings, distill, init_from_real
-from methods.distill.objective import OBJECTIVES, Objective
-from methods.options import take
-from methods.parameterizations import PARAMETERIZATIONS, ParamConfig, Parameterization, SetShape
+from methods.distill.objective import Objective, build_objective
+from methods.distill.trial import TrialConfig
+from methods.parameterizations import ParamConfig, Parameterization, SetShape, build_parameterization
 
 
 @dataclass
@@ -27,32 +28,22 @@ class Components:
     settings: DistillSettings
 
 
-def param_options(name: str, hp: dict[str, Any]) -> dict[str, Any]:
-    """The entries of ``hp`` the parameterization ``name`` declares in its ``Options``."""
-    cls = getattr(PARAMETERIZATIONS.get(name), "Options", None)
-    if cls is None:
-        return {k: hp[k] for k in ("resize_mode",) if k in hp}
-    return {k: v for k, v in vars(take(cls, hp)).items()}
-
-
-def make_components(hp: dict[str, Any], data: RealData) -> Components:
-    """Build the parameterization, objective and loop settings a trial's ``hp`` names."""
-    pname = hp.get("parameterization", "pixels")
+def make_components(config: TrialConfig, data: RealData) -> Components:
+    """Build the parameterization, objective and loop settings ``config`` names, for ``data``."""
     smallest = int(torch.bincount(data.train_y, minlength=data.num_classes).min())
-    if int(hp["ipc"]) > smallest:
+    if config.ipc > smallest:
         raise ValueError(
-            f"ipc {hp['ipc']} is more than the {smallest} training images of {data.name}'s smallest class; "
+            f"ipc {config.ipc} is more than the {smallest} training images of {data.name}'s smallest class; "
             f"use ipc ≤ {smallest}"
         )
-    shape = SetShape(data.num_classes, int(hp["ipc"]), data.channels, data.resolution, dataset=data.name)
-    param = PARAMETERIZATIONS.get(pname)(ParamConfig(pname, shape, param_options(pname, hp)))
-    obj_cls = OBJECTIVES.get(hp["objective"])
-    objective = obj_cls(take(obj_cls.Options, hp))
-    return Components(param, objective, take(DistillSettings, hp))
+    shape = SetShape(data.num_classes, config.ipc, data.channels, data.resolution, dataset=data.name)
+    param = build_parameterization(ParamConfig(config.parameterization_name, shape, config.parameterization))
+    objective = build_objective(config.objective_name, config.objective)
+    return Components(param, objective, config.loop)
 
 
 def run_distillation(
-    hp: dict[str, Any],
+    config: TrialConfig,
     data: RealData,
     ctx: DistillContext,
     needs: Mapping[str, Any] | None = None,
@@ -63,10 +54,13 @@ def run_distillation(
 
     ``needs`` are the loaded prerequisites (``{"teacher": net, …}``) the objective declares.
     """
-    c = make_components(hp, data)
+    c = make_components(config, data)
     c.param.to(ctx.device)
     if resume is None:
         init_from_real(c.param, data, ctx)
     c.param.cache = ctx.cache
     summary = distill(c.param, c.objective, data, ctx, c.settings, needs, resume, on_checkpoint)
     return c.param, c.objective, summary
+
+
+__all__ = ["Components", "make_components", "run_distillation"]

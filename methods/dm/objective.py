@@ -23,7 +23,6 @@ from methods.augment.ops import DSA, siamese
 from methods.context import DistillContext, seed_from
 from methods.datasets import RealData
 from methods.distill.objective import (
-    OBJECTIVES,
     FreshNetworks,
     Objective,
     OptimDefaults,
@@ -36,9 +35,6 @@ from methods.parameterizations import Parameterization
 
 
 class DistributionMatching(Objective):
-    name = "dm"
-    Options = DMOptions
-
     def __init__(self, options: DMOptions) -> None:
         super().__init__(options)
         self.aug = DSA(options.augment, same_on_batch=True)
@@ -72,6 +68,3 @@ class DistributionMatching(Objective):
             mu_syn = net.embed(syn_a).mean(dim=0)
             total = total + ((mu_real - mu_syn) ** 2).sum()
         return total
-
-
-OBJECTIVES.add("dm", DistributionMatching)

@@ -10,14 +10,13 @@ at construction too (:func:`check_fields`).
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args
 
 from annotated_types import Ge, Gt, Le, Lt
 
 from methods.augment.options import DSA_DEFAULT, AugmentMode, AugmentStrategy, parse_groups
-from methods.options import Checked
+from methods.options import named
 
 #: ``hard``: cross-entropy on the synthetic labels; ``soft``: KL to a teacher's predictions
 LabelMode = Literal["hard", "soft"]
@@ -38,14 +37,8 @@ PositiveFloat = Annotated[float, Gt(0)]
 Fraction = Annotated[float, Ge(0), Le(1)]
 
 
-def _check_preset(name: Any) -> None:
-    from methods.evaluation.presets import get_preset  # torch-free; imports this module
-
-    get_preset(name)
-
-
-#: the name of an evaluation preset (:data:`methods.evaluation.presets.PRESETS`)
-PresetName = Annotated[str, Checked(_check_preset)]
+#: the name of a registered evaluation preset (:data:`methods.evaluation.presets.BUILTIN` or a plugin's)
+PresetName = Annotated[str, named("preset")]
 
 
 @dataclass
@@ -97,7 +90,7 @@ class EvalSettings:
     lr_from_set: bool = False  # train with the learning rate the set learned (TM's α) instead of ``lr``
 
     def __post_init__(self) -> None:
-        problems = check_fields(self)
+        problems = []
         for key in ("augment", "soft_augment"):
             try:
                 parse_groups(getattr(self, key))
@@ -112,50 +105,6 @@ class EvalSettings:
         return dataclasses.asdict(self)
 
 
-def _fits(hint: Any, value: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if origin is Annotated:
-        base, *constraints = typing.get_args(hint)
-        if not _fits(base, value):
-            return False
-        for c in constraints:
-            if isinstance(c, Ge) and not value >= c.ge:
-                return False
-            if isinstance(c, Gt) and not value > c.gt:
-                return False
-            if isinstance(c, Le) and not value <= c.le:
-                return False
-            if isinstance(c, Lt) and not value < c.lt:
-                return False
-        return True
-    if origin is Literal:
-        return value in typing.get_args(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        return any(_fits(h, value) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    return True
-
-
-def check_fields(obj: Any) -> list[str]:
-    """``"key: problem"`` for every field of dataclass ``obj`` outside its type (Literal, bounds)."""
-    hints = typing.get_type_hints(type(obj), include_extras=True)
-    out = []
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if not _fits(hints[f.name], value):
-            out.append(f"{f.name}: {value!r} does not fit {hints[f.name]}")
-    return out
-
-
 __all__ = [
     "LABEL_MODES",
     "LABEL_MODE_REQUIRES",
@@ -164,5 +113,4 @@ __all__ = [
     "Optimizer",
     "PresetName",
     "Schedule",
-    "check_fields",
 ]

@@ -32,7 +32,7 @@ from typing import Any
 
 from methods.augment.options import DSA_DEFAULT
 from methods.evaluation.options import EvalSettings
-from methods.options import take
+from methods.registry import PRESETS
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,9 @@ _DD_STANDARD = {
     "mix": "none",
 }
 
-PRESETS: dict[str, ProtocolPreset] = {
-    "dd_standard": ProtocolPreset(
+#: ddx's presets, declared for the plugin registry (entry-point group ``ddx.presets``)
+BUILTIN: tuple[ProtocolPreset, ...] = (
+    ProtocolPreset(
         name="dd_standard",
         summary="DC/DSA/DM/MTT student evaluation: ConvNet, DSA (one op per batch), SGD 0.01, 1000 epochs",
         source=(
@@ -90,7 +91,7 @@ PRESETS: dict[str, ProtocolPreset] = {
             "networks per set (num_eval=20); choose evaluation.seeds for the budget at hand."
         ),
     ),
-    "ddif_paper": ProtocolPreset(
+    ProtocolPreset(
         name="ddif_paper",
         summary="DDiF (ICLR 2025) evaluation: ConvNet-Dn by resolution, DSA, one-hot labels, 5 networks",
         source=(
@@ -109,7 +110,7 @@ PRESETS: dict[str, ProtocolPreset] = {
             "VGG11, ResNet18 and ViT students (ViT size not stated)."
         ),
     ),
-    "cfm_paper": ProtocolPreset(
+    ProtocolPreset(
         name="cfm_paper",
         summary="CFM paper, supplement Table 4: soft labels, 1000 epochs, Adam 1e-3, T=30, crop+flip (CIFAR-10)",
         source=(
@@ -150,7 +151,7 @@ PRESETS: dict[str, ProtocolPreset] = {
             "instance-norm ConvNet (convnet_d3)."
         ),
     ),
-    "cfm_code": ProtocolPreset(
+    ProtocolPreset(
         name="cfm_code",
         summary="What the CFM reference code runs: AdamW 1e-3, RRC+flip+CutMix relabelled by the teacher, T=20",
         source=(
@@ -191,7 +192,7 @@ PRESETS: dict[str, ProtocolPreset] = {
             "test_acc and records that kind of number only as max_over_test (track_test, every 10 epochs)."
         ),
     ),
-    "sre2l_soft": ProtocolPreset(
+    ProtocolPreset(
         name="sre2l_soft",
         summary="SRe2L relabel on CIFAR: AdamW 1e-3, cosine, T=30, random crop+flip, Mixup(0.8), 400 epochs",
         source=(
@@ -221,7 +222,7 @@ PRESETS: dict[str, ProtocolPreset] = {
             "crop fills zeros in normalised space (the dataset mean), as DSA does."
         ),
     ),
-    "sre2l_imagenet": ProtocolPreset(
+    ProtocolPreset(
         name="sre2l_imagenet",
         summary="SRe2L FKD validation on ImageNet-1K: RRC+flip+CutMix, AdamW 1e-3, cosine, T=20, 300 epochs",
         source=(
@@ -250,16 +251,16 @@ PRESETS: dict[str, ProtocolPreset] = {
             "online, which is what precomputation reproduces."
         ),
     ),
-}
+)
 
 #: the preset whose values are :class:`EvalSettings`'s defaults
 DEFAULT_PRESET = "dd_standard"
 
 
 def get_preset(name: str) -> ProtocolPreset:
-    if name not in PRESETS:
-        raise ValueError(f"unknown evaluation preset {name!r}; known: {', '.join(PRESETS)}")
-    return PRESETS[name]
+    """The preset registered as ``name`` (ddx's or a plugin's); :class:`~methods.registry.UnknownNameError`
+    (a ``ValueError``) naming the known ones otherwise."""
+    return PRESETS.get(name)
 
 
 def preset_values(name: str, dataset: str | None = None, ipc: int | None = None) -> dict[str, Any]:
@@ -300,7 +301,7 @@ def build_eval_settings(
     merged = {**base, **values}
     if name:
         merged["preset"] = name
-    return take(EvalSettings, merged)  # take: YAML ints for float fields become floats
+    return EvalSettings(**merged)
 
 
 def settings_from_dict(values: Mapping[str, Any]) -> EvalSettings:
@@ -407,10 +408,10 @@ def protocol_differences(
 
 __all__ = [
     "AUGMENTATION_FIELDS",
+    "BUILTIN",
     "CUSTOM",
     "DEFAULT_PRESET",
     "NOT_PROTOCOL",
-    "PRESETS",
     "ProtocolPreset",
     "build_eval_settings",
     "get_preset",

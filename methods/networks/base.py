@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor, nn
 
-from methods.registry import Registry
+from methods.registry import NETWORKS
 
 
 class Classifier(nn.Module):
@@ -31,17 +29,20 @@ class Classifier(nn.Module):
         return self.classifier(self.embed(x))
 
 
-NetworkBuilder = Callable[[int, int, int], Classifier]
-NETWORKS: Registry[NetworkBuilder] = Registry("network", catalog=True)
-
-
 class NetworkError(ValueError):
     """A network cannot be built for the requested input (e.g. too small a resolution)."""
 
 
 def build_network(name: str, channels: int, num_classes: int, resolution: int) -> Classifier:
-    """Build the registered network ``name`` for ``channels``×``resolution``² inputs."""
-    return NETWORKS.get(name)(channels, num_classes, resolution)
+    """Build the registered network ``name`` for ``channels``×``resolution``² inputs.
+
+    Inputs smaller than its entry's minimum (:class:`methods.registry.NetworkEntry`) are refused
+    here, the one place that check lives (``ddx validate`` asks the same entry).
+    """
+    entry = NETWORKS.get(name)
+    if not entry.accepts(resolution):
+        raise NetworkError(f"{name} needs inputs of at least {entry.minimum(resolution)}px (got {resolution}px)")
+    return entry.implementation()(channels, num_classes, resolution, **dict(entry.kwargs))
 
 
 def feature_dim_of(features: nn.Module, channels: int, resolution: int) -> int:

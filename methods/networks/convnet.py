@@ -16,7 +16,8 @@ from typing import Literal
 
 from torch import nn
 
-from methods.networks.base import NETWORKS, Classifier, NetworkError
+from methods.networks.base import Classifier
+from methods.networks.info import convnet_depth_for
 
 CONVNET_WIDTH = 128
 Norm = Literal["instance", "batch"]
@@ -44,21 +45,10 @@ def convnet_features(channels: int, depth: int, width: int = CONVNET_WIDTH, norm
     return nn.Sequential(*layers)
 
 
-def build_convnet(depth: int, channels: int, num_classes: int, resolution: int, norm: Norm = "instance") -> Classifier:
+def build_convnet(
+    channels: int, num_classes: int, resolution: int, depth: int | None = None, norm: Norm = "instance"
+) -> Classifier:
+    """ConvNet-D``depth`` (None: the depth that follows ``resolution``, :func:`convnet_depth_for`)."""
+    depth = convnet_depth_for(resolution) if depth is None else depth
     final = resolution // 2**depth
-    if final < 1:
-        prefix = "convnet_bn" if norm == "batch" else "convnet"
-        raise NetworkError(
-            f"{prefix}_d{depth} halves the image {depth} times; a {resolution}px input is too small "
-            f"(needs ≥ {2**depth}px; use a shallower ConvNet)"
-        )
     return Classifier(convnet_features(channels, depth, norm=norm), CONVNET_WIDTH * final * final, num_classes)
-
-
-def _register(depth: int) -> None:
-    NETWORKS.add(f"convnet_d{depth}", lambda c, k, r: build_convnet(depth, c, k, r))
-    NETWORKS.add(f"convnet_bn_d{depth}", lambda c, k, r: build_convnet(depth, c, k, r, norm="batch"))
-
-
-for _depth in range(1, 8):
-    _register(_depth)

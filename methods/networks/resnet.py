@@ -8,12 +8,10 @@ inputs keep the ImageNet stem.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from torch import nn
 from torchvision import models
 
-from methods.networks.base import NETWORKS, Classifier
+from methods.networks.base import Classifier
 from methods.networks.info import SMALL_IMAGE_MAX
 
 
@@ -27,15 +25,11 @@ def adapt_resnet(model: models.ResNet, channels: int, resolution: int) -> nn.Mod
     return model
 
 
-def _resnet(factory: Callable[..., models.ResNet]) -> Callable[[int, int, int], Classifier]:
-    def build(channels: int, num_classes: int, resolution: int) -> Classifier:
-        model = factory(weights=None)
-        feature_dim = model.fc.in_features
-        return Classifier(adapt_resnet(model, channels, resolution), feature_dim, num_classes)
-
-    return build
+RESNETS = {18: models.resnet18, 50: models.resnet50, 101: models.resnet101}
 
 
-NETWORKS.add("resnet18", _resnet(models.resnet18))
-NETWORKS.add("resnet50", _resnet(models.resnet50))
-NETWORKS.add("resnet101", _resnet(models.resnet101))
+def build_resnet(channels: int, num_classes: int, resolution: int, depth: int) -> Classifier:
+    """torchvision ResNet-``depth`` (18, 50, 101) with the small-image stem up to 64 px."""
+    model = RESNETS[depth](weights=None)
+    feature_dim = model.fc.in_features
+    return Classifier(adapt_resnet(model, channels, resolution), feature_dim, num_classes)

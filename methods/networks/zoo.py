@@ -31,13 +31,11 @@ adaptations the field uses; larger inputs keep the ImageNet design. Each choice:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import timm
 from torch import nn
 from torchvision import models
 
-from methods.networks.base import NETWORKS, Classifier, NetworkError, feature_dim_of
+from methods.networks.base import Classifier, feature_dim_of
 from methods.networks.info import SMALL_IMAGE_MAX
 
 
@@ -51,20 +49,13 @@ def _instance_norm(module: nn.Module) -> nn.Module:
     return module
 
 
-def _check_min(arch: str, resolution: int, minimum: int) -> None:
-    if resolution < minimum:
-        raise NetworkError(f"{arch} needs inputs of at least {minimum}px (got {resolution}px)")
-
-
 def build_alexnet(channels: int, num_classes: int, resolution: int) -> Classifier:
     """torchvision AlexNet; 5×5 stride-1 stem and a linear head for small images."""
     model = models.alexnet(weights=None)
     if resolution <= SMALL_IMAGE_MAX:
-        _check_min("alexnet", resolution, 16)
         model.features[0] = nn.Conv2d(channels, 64, kernel_size=5, stride=1, padding=2)
         features = nn.Sequential(model.features, nn.Flatten(1))
         return Classifier(features, feature_dim_of(features, channels, resolution), num_classes)
-    _check_min("alexnet", resolution, 63)
     if channels != 3:
         model.features[0] = nn.Conv2d(channels, 64, kernel_size=11, stride=4, padding=2)
     features = nn.Sequential(model.features, model.avgpool, nn.Flatten(1), *list(model.classifier)[:-1])
@@ -73,7 +64,6 @@ def build_alexnet(channels: int, num_classes: int, resolution: int) -> Classifie
 
 def build_vgg11(channels: int, num_classes: int, resolution: int) -> Classifier:
     """torchvision VGG11 with instance norm; a linear head on the last map for small images."""
-    _check_min("vgg11", resolution, 32)
     model = _instance_norm(models.vgg11_bn(weights=None))
     if channels != 3:
         model.features[0] = nn.Conv2d(channels, 64, kernel_size=3, padding=1)
@@ -92,36 +82,32 @@ def build_densenet121(channels: int, num_classes: int, resolution: int) -> Class
         model.features.pool0 = nn.Identity()
     elif channels != 3:
         model.features.conv0 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-    _check_min("densenet121", resolution, 8 if resolution <= SMALL_IMAGE_MAX else 32)
     # torchvision's DenseNet.forward: features → ReLU → global average pool → classifier
     features = nn.Sequential(model.features, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
     return Classifier(features, model.classifier.in_features, num_classes)
 
 
-def _regnet(factory: Callable[..., models.RegNet]) -> Callable[[int, int, int], Classifier]:
-    def build(channels: int, num_classes: int, resolution: int) -> Classifier:
-        model = factory(weights=None)
-        stem_conv = model.stem[0]
-        stride = 1 if resolution <= SMALL_IMAGE_MAX else 2
-        if stride == 1 or channels != 3:
-            model.stem[0] = nn.Conv2d(
-                channels, stem_conv.out_channels, kernel_size=3, stride=stride, padding=1, bias=False
-            )
-        feature_dim = model.fc.in_features
-        model.fc = nn.Identity()
-        return Classifier(model, feature_dim, num_classes)
+REGNETS = {"400mf": models.regnet_y_400mf, "8gf": models.regnet_y_8gf}
 
-    return build
+
+def build_regnet(channels: int, num_classes: int, resolution: int, size: str) -> Classifier:
+    """torchvision RegNet-Y of ``size`` (``400mf``, ``8gf``); a stride-1 stem for small images."""
+    model = REGNETS[size](weights=None)
+    stem_conv = model.stem[0]
+    stride = 1 if resolution <= SMALL_IMAGE_MAX else 2
+    if stride == 1 or channels != 3:
+        model.stem[0] = nn.Conv2d(channels, stem_conv.out_channels, kernel_size=3, stride=stride, padding=1, bias=False)
+    feature_dim = model.fc.in_features
+    model.fc = nn.Identity()
+    return Classifier(model, feature_dim, num_classes)
 
 
 def build_convnext_tiny(channels: int, num_classes: int, resolution: int) -> Classifier:
     """torchvision ConvNeXt-Tiny; 3×3 stride-1 stem instead of the 4×4 patchify for small images."""
     model = models.convnext_tiny(weights=None)
     if resolution <= SMALL_IMAGE_MAX:
-        _check_min("convnext_tiny", resolution, 8)
         model.features[0][0] = nn.Conv2d(channels, 96, kernel_size=3, stride=1, padding=1)
     else:
-        _check_min("convnext_tiny", resolution, 32)
         if channels != 3:
             model.features[0][0] = nn.Conv2d(channels, 96, kernel_size=4, stride=4)
     # torchvision's ConvNeXt.forward: features → avgpool → classifier (LayerNorm2d, Flatten, Linear)
@@ -135,26 +121,14 @@ def vit_patch_size(resolution: int) -> int:
     return next(p for p in range(target, 0, -1) if resolution % p == 0)
 
 
-def _vit(timm_name: str) -> Callable[[int, int, int], Classifier]:
-    def build(channels: int, num_classes: int, resolution: int) -> Classifier:
-        model = timm.create_model(
-            timm_name,
-            pretrained=False,
-            img_size=resolution,
-            patch_size=vit_patch_size(resolution),
-            in_chans=channels,
-            num_classes=0,  # timm: the head becomes Identity; forward returns pooled features
-        )
-        return Classifier(model, int(model.num_features), num_classes)
-
-    return build
-
-
-NETWORKS.add("alexnet", build_alexnet)
-NETWORKS.add("vgg11", build_vgg11)
-NETWORKS.add("densenet121", build_densenet121)
-NETWORKS.add("regnety_400mf", _regnet(models.regnet_y_400mf))
-NETWORKS.add("regnety_8gf", _regnet(models.regnet_y_8gf))
-NETWORKS.add("convnext_tiny", build_convnext_tiny)
-NETWORKS.add("vit_tiny", _vit("vit_tiny_patch16_224"))
-NETWORKS.add("vit_small", _vit("vit_small_patch16_224"))
+def build_vit(channels: int, num_classes: int, resolution: int, model: str) -> Classifier:
+    """timm's VisionTransformer ``model`` at ``resolution`` with the patch size of :func:`vit_patch_size`."""
+    net = timm.create_model(
+        model,
+        pretrained=False,
+        img_size=resolution,
+        patch_size=vit_patch_size(resolution),
+        in_chans=channels,
+        num_classes=0,  # timm: the head becomes Identity; forward returns pooled features
+    )
+    return Classifier(net, int(net.num_features), num_classes)

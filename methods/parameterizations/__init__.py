@@ -1,14 +1,28 @@
-"""Parameterization registry (pixels, neural fields, …) and synthetic-set save/load.
+"""Parameterizations (pixels, neural fields, …) and synthetic-set save/load.
 
-The names are listed in :mod:`methods.catalog`; ``SetShape``, the option dataclasses and the
-storage arithmetic live in the torch-free :mod:`methods.parameterizations.options`. The
-package loads lazily, so importing that module does not import torch.
+:data:`PIXELS` and :data:`NEURAL_FIELD` declare ddx's parameterizations (their options and the
+storage arithmetic, torch-free in :mod:`methods.parameterizations.options`) for the plugin
+registry (:mod:`methods.registry`, entry-point group ``ddx.parameterizations``). The package
+loads its torch modules lazily.
 """
 
 from methods.lazy import lazy_exports
+from methods.parameterizations.options import NeuralFieldOptions, PixelOptions, field_scalars, pixel_scalars
+from methods.registry import ParameterizationEntry
+
+PIXELS = ParameterizationEntry(
+    "pixels", "methods.parameterizations.pixels:Pixels", options=PixelOptions, scalars=pixel_scalars
+)
+NEURAL_FIELD = ParameterizationEntry(
+    "neural_field",
+    "methods.parameterizations.neural_field:NeuralField",
+    options=NeuralFieldOptions,
+    scalars=field_scalars,
+)
 
 __all__ = [
-    "PARAMETERIZATIONS",
+    "NEURAL_FIELD",
+    "PIXELS",
     "BudgetError",
     "ParamConfig",
     "Parameterization",
@@ -25,5 +39,9 @@ __all__ = [
 
 __getattr__, __dir__ = lazy_exports(
     __name__,
-    {**{name: "methods.parameterizations.base" for name in __all__}, "SetShape": "methods.parameterizations.options"},
+    {
+        **{name: "methods.parameterizations.base" for name in __all__[2:]},
+        "SetShape": "methods.parameterizations.options",
+    },
+    extra=["NEURAL_FIELD", "PIXELS"],
 )

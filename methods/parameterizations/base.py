@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import io
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -21,27 +20,38 @@ from torch import Tensor, nn
 from methods.artifacts import ArtifactCache
 from methods.atomic import atomic_path
 from methods.parameterizations.options import SetShape, instances_per_class
-from methods.registry import Registry
+from methods.registry import PARAMETERIZATIONS
 
 
 class BudgetError(ValueError):
     """A storage budget that cannot hold a single instance per class."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ParamConfig:
-    """Everything needed to rebuild a parameterization (saved with every synthetic set)."""
+    """Everything needed to rebuild a parameterization (saved with every synthetic set).
+
+    ``options``: an instance of the parameterization's ``Options`` (its entry's); None takes
+    every default.
+    """
 
     name: str
     shape: SetShape
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Any = None
+
+    def __post_init__(self) -> None:
+        if self.options is None:
+            object.__setattr__(self, "options", PARAMETERIZATIONS.get(self.name).options())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": asdict(self.shape), "options": dict(self.options)}
+        """Plain data (what a saved set holds, loadable with ``weights_only=True``)."""
+        return {"name": self.name, "shape": asdict(self.shape), "options": asdict(self.options)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ParamConfig:
-        return cls(d["name"], SetShape(**d["shape"]), dict(d.get("options", {})))
+        """The inverse of :meth:`to_dict`; options a set saved before a field existed take its default."""
+        options = PARAMETERIZATIONS.get(d["name"]).options(**d.get("options", {}))
+        return cls(d["name"], SetShape(**d["shape"]), options)
 
 
 class Parameterization(nn.Module, ABC):
@@ -49,7 +59,6 @@ class Parameterization(nn.Module, ABC):
 
     #: how :meth:`decode` reaches a resolution other than the stored one
     resize_mode: str = "none"
-    name: ClassVar[str]
     #: where initialisations that are worth reusing (e.g. field warm-ups) are cached; set by the pipeline
     cache: ArtifactCache | None = None
 
@@ -61,7 +70,7 @@ class Parameterization(nn.Module, ABC):
         self.register_buffer("labels", labels, persistent=True)
 
     @classmethod
-    def instances_per_class(cls, shape: SetShape, options: dict[str, Any]) -> int:
+    def instances_per_class(cls, shape: SetShape, options: Any) -> int:
         """Instances per class that fit the budget: ⌊IPC · (values of one real instance) / scalars per instance⌋.
 
         The one budget rule shared by every parameterization (DDiF Table 8 for fields; exactly
@@ -71,8 +80,8 @@ class Parameterization(nn.Module, ABC):
 
     @classmethod
     @abstractmethod
-    def scalars_per_instance(cls, shape: SetShape, options: dict[str, Any]) -> int:
-        """Stored scalars of one instance."""
+    def scalars_per_instance(cls, shape: SetShape, options: Any) -> int:
+        """Stored scalars of one instance (the entry's ``scalars`` function)."""
 
     @abstractmethod
     def decode(self, resolution: int | None = None, index: Tensor | None = None) -> Tensor:
@@ -116,7 +125,7 @@ class Parameterization(nn.Module, ABC):
         }
 
 
-def check_budget(cls: type[Parameterization], shape: SetShape, options: dict[str, Any], name: str | None = None) -> int:
+def check_budget(cls: type[Parameterization], shape: SetShape, options: Any, name: str | None = None) -> int:
     """Instances per class of ``cls`` under ``shape``'s budget; :class:`BudgetError` if none fit.
 
     Called when a parameterization is built and by the sweep validator (before any work).
@@ -125,19 +134,16 @@ def check_budget(cls: type[Parameterization], shape: SetShape, options: dict[str
     if per_class < 1:
         need = cls.scalars_per_instance(shape, options)
         raise BudgetError(
-            f"{name or cls.name} with {options or 'default options'} fits 0 instances per class in a budget "
+            f"{name or cls.__name__} with {options} fits 0 instances per class in a budget "
             f"of IPC={shape.ipc} ({shape.budget_scalars} scalars per class; one instance needs {need}); "
             "raise the IPC or shrink the instance"
         )
     return per_class
 
 
-ParamFactory = Callable[[ParamConfig], Parameterization]
-PARAMETERIZATIONS: Registry[type[Parameterization]] = Registry("parameterization", catalog=True)
-
-
 def build_parameterization(config: ParamConfig) -> Parameterization:
-    return PARAMETERIZATIONS.get(config.name)(config)
+    """The parameterization ``config`` names (its entry's class), empty: initialise or load it next."""
+    return PARAMETERIZATIONS.get(config.name).implementation()(config)
 
 
 def synthetic_payload(param: Parameterization, extra: dict[str, Any] | None = None) -> dict[str, Any]:

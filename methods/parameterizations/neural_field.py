@@ -27,8 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from methods.artifacts import LocalArtifactCache
-from methods.parameterizations.base import PARAMETERIZATIONS, ParamConfig, Parameterization
-from methods.parameterizations.options import NeuralFieldOptions, SetShape, field_options, field_scalars
+from methods.parameterizations.base import ParamConfig, Parameterization
+from methods.parameterizations.options import NeuralFieldOptions, SetShape, field_scalars
 from methods.parameterizations.siren import decode_fields, init_siren
 
 WARMUP_VERSION = "siren-warmup-v1"
@@ -63,13 +63,11 @@ WARMUP_KIND = "ddif_warmup"
 class NeuralField(Parameterization):
     """Instances as SIREN fields with stacked weights ``weight_k (N, out, in)``, ``bias_k (N, out)``."""
 
-    name = "neural_field"
     resize_mode = "coordinates"
-    Options = NeuralFieldOptions
 
     def __init__(self, config: ParamConfig) -> None:
         super().__init__(config)
-        self.opts = self._options(config.options)
+        self.opts: NeuralFieldOptions = config.options
         s = config.shape
         self.warmup_mse: Tensor | None = None  # per-field MSE after warm-up (normalised units)
         self.warmup_cached: bool | None = None
@@ -82,12 +80,8 @@ class NeuralField(Parameterization):
             self.register_parameter(f"bias_{k}", nn.Parameter(b))
 
     # --- budget ------------------------------------------------------------------------
-    @staticmethod
-    def _options(options: dict[str, Any]) -> NeuralFieldOptions:
-        return field_options(options)
-
     @classmethod
-    def scalars_per_instance(cls, shape: SetShape, options: dict[str, Any]) -> int:
+    def scalars_per_instance(cls, shape: SetShape, options: NeuralFieldOptions) -> int:
         """b = d(n+1) + (L−1)·d(d+1) + m(d+1) (DDiF Table 8), m = channels, n = spatial dims."""
         return field_scalars(shape, options)
 
@@ -203,6 +197,3 @@ def fit_fields(
             opt.step()
     with torch.no_grad():
         return (decode_fields(layers, size, w0_first, w0) - target).pow(2).mean(dim=dims).cpu()
-
-
-PARAMETERIZATIONS.add("neural_field", NeuralField)

@@ -9,9 +9,9 @@ classes call the same functions, so the check and the build cannot disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
-from methods.options import NonNegativeInt, PositiveFloat, PositiveInt, take
+from methods.options import NonNegativeInt, PositiveFloat, PositiveInt
 
 #: interpolation when pixels are decoded at another resolution
 ResizeMode = Literal["nearest", "bilinear", "bicubic"]
@@ -45,19 +45,19 @@ def instances_per_class(shape: SetShape, scalars_per_instance: int) -> int:
     return shape.budget_scalars // scalars_per_instance
 
 
-@dataclass
+@dataclass(frozen=True)
 class PixelOptions:
     """Pixel hyper-parameters (sweep keys): the interpolation used to decode at another resolution."""
 
     resize_mode: ResizeMode = "bilinear"
 
 
-def pixel_scalars(shape: SetShape, options: dict[str, Any]) -> int:
+def pixel_scalars(shape: SetShape, options: PixelOptions) -> int:
     """A pixel instance stores one real instance's values."""
     return shape.values_per_instance
 
 
-@dataclass
+@dataclass(frozen=True)
 class NeuralFieldOptions:
     """Field and warm-up hyper-parameters (sweep keys).
 
@@ -76,14 +76,6 @@ class NeuralFieldOptions:
     warmup_cache: bool = True
 
 
-def field_options(options: dict[str, Any]) -> NeuralFieldOptions:
-    """:class:`NeuralFieldOptions` from a flat dict; ``ValueError`` for a field that cannot exist."""
-    opts = take(NeuralFieldOptions, options)
-    if opts.nf_width < 1 or opts.nf_depth < 1:
-        raise ValueError(f"neural_field needs nf_width ≥ 1 and nf_depth ≥ 1 (got {opts.nf_width}, {opts.nf_depth})")
-    return opts
-
-
 def layer_shapes(n: int, width: int, depth: int, out: int) -> list[tuple[int, int]]:
     """``(out_features, in_features)`` of a SIREN's L sine layers and its linear output layer."""
     if n < 1 or width < 1 or depth < 1 or out < 1:
@@ -96,10 +88,9 @@ def parameter_count(n: int, width: int, depth: int, out: int) -> int:
     return sum(o * (i + 1) for o, i in layer_shapes(n, width, depth, out))
 
 
-def field_scalars(shape: SetShape, options: dict[str, Any]) -> int:
+def field_scalars(shape: SetShape, options: NeuralFieldOptions) -> int:
     """b = d(n+1) + (L−1)·d(d+1) + m(d+1) (DDiF Table 8), m = channels, n = spatial dims."""
-    o = field_options(options)
-    return parameter_count(shape.dims, o.nf_width, o.nf_depth, shape.channels)
+    return parameter_count(shape.dims, options.nf_width, options.nf_depth, shape.channels)
 
 
 __all__ = [
@@ -108,7 +99,6 @@ __all__ = [
     "PixelOptions",
     "ResizeMode",
     "SetShape",
-    "field_options",
     "field_scalars",
     "instances_per_class",
     "layer_shapes",

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from methods.parameterizations.base import PARAMETERIZATIONS, ParamConfig, Parameterization
+from methods.parameterizations.base import ParamConfig, Parameterization
 from methods.parameterizations.options import RESIZE_MODES, PixelOptions, SetShape, pixel_scalars
 
 
@@ -19,12 +17,9 @@ class Pixels(Parameterization):
     when decoding at a resolution other than the distillation one.
     """
 
-    name = "pixels"
-    Options = PixelOptions
-
     def __init__(self, config: ParamConfig) -> None:
         super().__init__(config)
-        mode = config.options.get("resize_mode", "bilinear")
+        mode = config.options.resize_mode
         if mode not in RESIZE_MODES:
             raise ValueError(f"pixels.resize_mode must be one of {', '.join(RESIZE_MODES)}, got {mode!r}")
         self.resize_mode = mode
@@ -32,7 +27,7 @@ class Pixels(Parameterization):
         self.images = nn.Parameter(torch.zeros(self.num_instances, s.channels, s.resolution, s.resolution))
 
     @classmethod
-    def scalars_per_instance(cls, shape: SetShape, options: dict[str, Any]) -> int:
+    def scalars_per_instance(cls, shape: SetShape, options: PixelOptions) -> int:
         return pixel_scalars(shape, options)
 
     def decode(self, resolution: int | None = None, index: Tensor | None = None) -> Tensor:
@@ -45,6 +40,3 @@ class Pixels(Parameterization):
     def init_from_real(self, images: Tensor) -> None:
         with torch.no_grad():
             self.images.copy_(images.to(self.images))
-
-
-PARAMETERIZATIONS.add("pixels", Pixels)

@@ -5,22 +5,15 @@ from __future__ import annotations
 from torch import Tensor
 
 from methods.context import DistillContext
-from methods.distill.objective import OBJECTIVES, Objective, Phase
+from methods.distill.objective import Objective, Phase
 from methods.parameterizations import Parameterization
-from methods.random_real.options import RandomOptions
 
 
 class RandomReal(Objective):
     """No optimisation: the synthetic set stays the seeded random real images it starts from."""
-
-    name = "random"
-    Options = RandomOptions
 
     def phases(self, param: Parameterization, iterations: int, ctx: DistillContext) -> list[Phase]:
         return []
 
     def loss(self, images: Tensor, labels: Tensor, phase: Phase, step: int, ctx: DistillContext) -> Tensor:
         raise RuntimeError("the random baseline has no loss")
-
-
-OBJECTIVES.add("random", RandomReal)

@@ -48,9 +48,6 @@ def batch_of_rows(labels: Tensor) -> Tensor:
 class BatchRecover(Objective):
     """Batch-wise recover against a teacher; subclasses supply statistics and the loss."""
 
-    requires = ("teacher",)
-    Options = RecoverOptions
-
     def __init__(self, options: RecoverOptions) -> None:
         super().__init__(options)
         if options.iterations_per_batch < 0:

@@ -31,7 +31,6 @@ from torch import Tensor, nn
 
 from methods.context import DistillContext
 from methods.datasets import RealData
-from methods.distill.objective import OBJECTIVES
 from methods.recover.loop import BatchRecover
 from methods.spectral import cached_real_statistics, channel_mean_var, select_convs
 from methods.sre2l.options import SRe2LOptions, Sre2lStats
@@ -41,9 +40,6 @@ SRE2L_STATS = get_args(Sre2lStats)
 
 class SRe2L(BatchRecover):
     """Mean/variance matching at every layer plus cross-entropy (SRe²L; UniDD Eq. 4)."""
-
-    name = "sre2l"
-    Options = SRe2LOptions
 
     def __init__(self, options: SRe2LOptions) -> None:
         super().__init__(options)
@@ -83,7 +79,5 @@ class SRe2L(BatchRecover):
     def row_fields(self) -> dict[str, object]:
         return {"bn_weight": self.options.bn_weight, "sre2l_stats": self.source}
 
-
-OBJECTIVES.add("sre2l", SRe2L)
 
 __all__ = ["SRe2L", "SRe2LOptions"]

@@ -21,7 +21,7 @@ import torch
 
 from methods.datasets import RealData
 from methods.evaluation.real_training import RealTrainSettings, load_network, save_network, train_on_real
-from methods.prerequisites import PREREQUISITES, Prerequisite, dataset_identity
+from methods.prerequisites import Prerequisite, dataset_identity
 from methods.teacher.options import SQUEEZE_PRESETS, TeacherOptions, preset_settings
 
 
@@ -56,9 +56,6 @@ def squeeze(
 class Teacher(Prerequisite):
     """The squeeze step as a prerequisite: one network trained on the real training split."""
 
-    name = "teacher"
-    Options = TeacherOptions
-
     def describe(self, dataset: Mapping[str, Any], unit: int) -> dict[str, Any]:
         o = self.options
         return {
@@ -82,7 +79,5 @@ class Teacher(Prerequisite):
             "teacher_test_acc": float(meta.get("test_acc", float("nan"))),
         }
 
-
-PREREQUISITES.add("teacher", Teacher)
 
 __all__ = ["SQUEEZE_PRESETS", "Teacher", "TeacherOptions", "preset_settings", "squeeze"]

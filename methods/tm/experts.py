@@ -39,7 +39,7 @@ from methods.datasets import RealData
 from methods.evaluation.student import accuracy
 from methods.functional import FunctionalNet
 from methods.networks import build_network, resolve_arch
-from methods.prerequisites import PREREQUISITES, Prerequisite, dataset_identity
+from methods.prerequisites import Prerequisite, dataset_identity
 from methods.seeding import seeded
 from methods.tm.options import ExpertOptions
 
@@ -189,9 +189,6 @@ class ExpertBuffer:
 class Experts(Prerequisite):
     """Expert trajectories as a prerequisite: ``num_experts`` independent pieces, one file each."""
 
-    name = "experts"
-    Options = ExpertOptions
-
     def units(self) -> int:
         return int(self.options.num_experts)
 
@@ -230,7 +227,5 @@ class Experts(Prerequisite):
             "expert_val_acc": sum(accs) / max(1, len(accs)),
         }
 
-
-PREREQUISITES.add("experts", Experts)
 
 __all__ = ["EXPERT_FORMAT", "ExpertBuffer", "Experts", "expert_seed", "load_expert", "save_expert", "train_expert"]

@@ -33,7 +33,7 @@ from torch import Tensor
 from methods.augment.ops import DSA
 from methods.context import DistillContext, seed_from
 from methods.datasets import RealData
-from methods.distill.objective import OBJECTIVES, Objective, OptimDefaults, Phase
+from methods.distill.objective import Objective, OptimDefaults, Phase
 from methods.evaluation.student import LEARNED_LR_KEY
 from methods.functional import FunctionalNet
 from methods.networks import build_network
@@ -43,13 +43,8 @@ from methods.tm.trajectory import TrajectoryPlan, match_trajectory, plan_batches
 
 
 class TrajectoryMatching(Objective):
-    name = "tm"
-    Options = TMOptions
-    requires = ("experts",)
-
     def __init__(self, options: TMOptions) -> None:
         super().__init__(options)
-        options.check()
         self.aug = DSA(options.augment, same_on_batch=False)
         self.buffer: Any = None
         self.fnet: FunctionalNet | None = None
@@ -152,6 +147,3 @@ class TrajectoryMatching(Objective):
 
     def row_fields(self) -> dict[str, Any]:
         return {LEARNED_LR_KEY: float(self.syn_lr.detach())}
-
-
-OBJECTIVES.add("tm", TrajectoryMatching)

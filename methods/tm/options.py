@@ -12,12 +12,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from annotated_types import Ge, Gt
 
 from methods.augment.options import DSA_DEFAULT, AugmentStrategy
-from methods.options import named
+from methods.options import OptionError, named
+
+if TYPE_CHECKING:
+    from methods.distill.trial import TrialConfig
 
 #: DSA's default strategy (:data:`methods.augment.options.DSA_DEFAULT`)
 DSA_DEFAULT_STRATEGY = DSA_DEFAULT
@@ -111,13 +114,26 @@ class TMOptions:
         """The last expert epoch a run can read: ``max_start_epoch − 1 + expert_epochs``."""
         return self.max_start_epoch - 1 + self.expert_epochs
 
-    def check(self) -> None:
-        """Raise ``ValueError`` for settings that leave no start epoch to draw."""
+    def __post_init__(self) -> None:
+        """No start epoch to draw is an error (``min_start_epoch`` at or above the first bound)."""
         lowest_upper = self.start_upper(0)
         if self.min_start_epoch >= lowest_upper:
             raise ValueError(
                 f"tm: min_start_epoch ({self.min_start_epoch}) must be below the start-epoch bound "
                 f"({lowest_upper} at the first iteration)"
+            )
+
+    def check_trial(self, trial: TrialConfig) -> None:
+        """Every trajectory finds its epochs in the experts: ``max_start_epoch − 1 + expert_epochs``
+        ≤ the last snapshot the ``experts`` block keeps (``keep_epochs`` / ``train_epochs``)."""
+        experts: ExpertOptions = trial.prerequisite("experts")
+        need, kept = self.last_epoch_needed(), experts.epochs_trained
+        if need > kept:
+            raise OptionError(
+                f"tm with max_start_epoch={self.max_start_epoch}, expert_epochs={self.expert_epochs} reads expert "
+                f"epochs up to {need}, but the experts keep epochs 0…{kept}; raise experts.train_epochs / keep_epochs "
+                f"to ≥ {need}",
+                key="experts.keep_epochs" if experts.keep_epochs is not None else "experts",
             )
 
 

@@ -24,7 +24,7 @@ from orchestrator import __version__
 from orchestrator.errors import SpecError, UserError
 
 if TYPE_CHECKING:  # the CLI imports them when a command needs them
-    from orchestrator.spec.sweep_file import SweepSpec
+    from orchestrator.spec.model import SweepSpec
     from orchestrator.sweep.run import SweepOutcome
 
 app = typer.Typer(
@@ -152,7 +152,7 @@ def main(
 
 
 def _load(spec_path: Path):
-    from orchestrator.spec.sweep_file import load_spec
+    from orchestrator.spec.load import load_spec
 
     return load_spec(spec_path)
 
@@ -558,7 +558,7 @@ def evaluate(
     """Evaluate synthetic sets made anywhere under one protocol, beside a random real subset of the same size."""
     _prepare_local_client(address)  # before evaluate_sets imports Ray
     from orchestrator.evaluation.external import EvaluateRequest, plan, run
-    from orchestrator.spec.sweep_file import EMPTY_LOCATION
+    from orchestrator.spec.model import EMPTY_LOCATION
     from orchestrator.storage.locations import check_storage, join
 
     try:

@@ -19,7 +19,7 @@ from orchestrator.cluster.ray_config import (
     check_reachable,
 )
 from orchestrator.errors import UserError
-from orchestrator.spec.sweep_file import Resources
+from orchestrator.spec.model import Resources
 
 #: ``RAY_AUTH_MODE`` when Ray was imported: Ray reads it then (a later change is not seen)
 AUTH_MODE_AT_IMPORT = os.environ.get("RAY_AUTH_MODE")

@@ -32,8 +32,8 @@ from typing import Any
 import pandas as pd
 import ray
 
-from methods.datasets import DatasetError, DatasetOptions, cached_dataset
-from methods.datasets.loaders import DATASETS
+from methods.datasets import DatasetError, cached_dataset
+from methods.datasets.options import DatasetOptions
 from methods.evaluation.external_sets import LoadedSet, SetError, load_set, random_subset_payload
 from methods.evaluation.options import LABEL_MODES
 from methods.evaluation.presets import (
@@ -43,21 +43,22 @@ from methods.evaluation.presets import (
     without_augmentation,
 )
 from methods.evaluation.real_training import RealTrainSettings
-from methods.networks import NETWORKS, resolve_arch
+from methods.networks import resolve_arch
 from methods.options import MAX_RESOLUTION
 from methods.parameterizations import payload_bytes
 from methods.prerequisites import dataset_identity
+from methods.registry import DATASETS, NETWORKS, PREREQUISITES
 from methods.teacher.squeeze import SQUEEZE_PRESETS, TeacherOptions
 from orchestrator.errors import UserError
 from orchestrator.evaluation.reference import ReferenceJob, base_row, finish_references, launch_references
 from orchestrator.evaluation.tasks import EvalJob, plan_jobs, protocol_columns, row_key_of, submit_evaluations, wait_one
 from orchestrator.provenance import versions
 from orchestrator.report.dd_metrics import RANDOM_OBJECTIVE
-from orchestrator.spec.sweep_file import arch_problem
+from orchestrator.spec.checks import arch_problem
 from orchestrator.storage.artifacts import ArtifactStore, cache_root, content_key
 from orchestrator.storage.locations import is_uri, join, write_bytes_atomic
 from orchestrator.storage.results import REQUEST_FILE, ResultStore
-from orchestrator.storage.staging import staged_dataset_options
+from orchestrator.storage.staging import staged
 from orchestrator.sweep import prerequisites
 from orchestrator.sweep.resume import describe_holder
 
@@ -70,7 +71,7 @@ class EvaluateRequest:
 
     sets: list[str]
     preset: str
-    dataset: dict[str, Any]  # DatasetOptions values
+    dataset: dict[str, Any]  # DatasetOptions values (as given on the command line)
     out: str  # the results folder (an experiment directory)
     archs: list[str] | None = None  # None: the preset's networks, else ["convnet"]
     resolutions: list[int] | None = None  # None: each set's own resolution
@@ -101,6 +102,14 @@ class EvaluateRequest:
     @property
     def name(self) -> str:
         return self.out.rstrip("/").rsplit("/", 1)[-1]
+
+    def dataset_options(self) -> DatasetOptions:
+        return DatasetOptions(**self.dataset)
+
+    def prerequisite_options(self, name: str) -> Any:
+        """The options of prerequisite ``name`` (the teacher's from the ``--teacher-*`` flags)."""
+        given = self.teacher if name == "teacher" else {}
+        return PREREQUISITES.get(name).options(**given)
 
 
 @dataclass
@@ -178,7 +187,7 @@ def _check_request(req: EvaluateRequest) -> None:
 
 def _check_archs(archs: list[str], resolutions: list[int], given: bool) -> None:
     """Every student network × every resolution it will see can be built (the sweep file's check,
-    :func:`orchestrator.spec.sweep_file.arch_problem`): a VGG-11 at 8 px failed every row after Ray's start-up."""
+    :func:`orchestrator.spec.arch_problem`): a VGG-11 at 8 px failed every row after Ray's start-up."""
     for arch in archs:
         for res in resolutions:
             problem = arch_problem(arch, res)
@@ -191,7 +200,7 @@ def plan(req: EvaluateRequest) -> Plan:
     """Check the request, load the real data and every set; :class:`UserError` for any bad input."""
     _check_request(req)
     try:
-        data = cached_dataset(DatasetOptions(**staged_dataset_options(req.dataset)))
+        data = cached_dataset(staged(req.dataset_options()))
     except (DatasetError, OSError, TypeError) as err:
         raise _user(err, key="--dataset") from None
     values = {"preset": req.preset, **req.overrides}
@@ -273,7 +282,9 @@ def _set_unit(loaded: LoadedSet, resolutions: list[int], req: EvaluateRequest) -
 def _baseline_unit(payload: dict[str, Any], ipc: int, resolutions: list[int], req: EvaluateRequest) -> Unit:
     key = (
         "random-"
-        + content_key({"random_subset": dataset_identity(req.dataset), "ipc": ipc, "seed": req.baseline_seed})[:12]
+        + content_key(
+            {"random_subset": dataset_identity(req.dataset_options()), "ipc": ipc, "seed": req.baseline_seed}
+        )[:12]
     )
     cols = {
         **_common(req, key, payload),
@@ -308,31 +319,31 @@ def run(p: Plan, log: Callable[[str], None] = print) -> Outcome:
     variants: list[tuple[dict[str, Any], list[str]]] = [(p.values, p.label_modes)]
     if req.ars:
         variants.append((without_augmentation(p.values), [p.primary]))
-    needs_teacher = any("soft" in modes for _, modes in variants)
-    refs: dict[str, list[dict[str, Any]]] = {}
-    blocks: dict[str, Any] = {"teacher": dict(req.teacher)} if needs_teacher else {}
-    teacher_cols: dict[str, Any] = {}
-    if needs_teacher:
-        log("teacher: finding or training it (soft labels need one)")
-        got = prerequisites.ensure(
-            ["teacher"],
-            blocks,
-            req.dataset,
+    dataset = req.dataset_options()
+    names = prerequisites.needed((), [m for _, modes in variants for m in modes])
+    produced = prerequisites.Prerequisites()
+    prerequisite_cols: dict[str, Any] = {}
+    if names:
+        log(f"{', '.join(names)}: finding or producing (the label modes need {'it' if len(names) == 1 else 'them'})")
+        produced = prerequisites.ensure(
+            {n: req.prerequisite_options(n) for n in names},
+            dataset,
             artifacts,
             prerequisites.Resources(req.cpus, req.gpus, req.retries),
         )
-        refs = {"teacher": [vars(r) for r in got["teacher"]]}
-        teacher_cols = prerequisites.row_fields(got, blocks, artifacts)
+        prerequisite_cols = produced.row_fields(artifacts)
 
     references = None
     if req.reference:
-        ref_settings = asdict(RealTrainSettings(**req.reference_settings))
+        ref_settings = RealTrainSettings(**req.reference_settings)
         resolutions = sorted({r for u in p.units for r in u.resolutions})
         jobs = [ReferenceJob(a, r, s) for a in p.archs for r in resolutions for s in p.seeds]
-        config = content_key({"evaluate": req.name, "dataset": dataset_identity(req.dataset), "settings": ref_settings})
+        config = content_key(
+            {"evaluate": req.name, "dataset": dataset_identity(dataset), "settings": asdict(ref_settings)}
+        )
         references = launch_references(
             jobs,
-            req.dataset,
+            dataset,
             ref_settings,
             artifacts.root,
             req.cpus,
@@ -360,13 +371,12 @@ def run(p: Plan, log: Callable[[str], None] = print) -> Outcome:
             launched = submit_evaluations(
                 set_ref,
                 jobs,
-                req.dataset,
+                dataset,
                 values,
                 req.cpus,
                 req.gpus,
                 req.retries,
-                refs or None,
-                blocks or None,
+                produced,
                 artifacts.root,
             )
             submitted += len(launched)
@@ -380,7 +390,7 @@ def run(p: Plan, log: Callable[[str], None] = print) -> Outcome:
             for (u, values, job), result in wait_one(pending, job_of=lambda v: v[2]):
                 ipc = int(u.payload["config"]["shape"]["ipc"])
                 cols = protocol_columns(values, job.label_mode, req.dataset["name"], ipc)
-                row = {**u.columns, **teacher_cols, **result, **cols, **job.columns()}
+                row = {**u.columns, **prerequisite_cols, **result, **cols, **job.columns()}
                 rows[u.key].append(row)
                 store.write_trial_rows(u.key, rows[u.key])
                 finished += 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +22,19 @@ import pandas as pd
 import ray
 import torch
 
-from methods.datasets import DatasetOptions, cached_dataset
+from methods.datasets import cached_dataset
+from methods.datasets.options import DatasetOptions
 from methods.evaluation.presets import settings_json
 from methods.evaluation.real_training import RealTrainSettings, train_on_real
 from methods.networks import resolve_arch
-from methods.options import take
 from methods.prerequisites import dataset_identity
 from orchestrator.cluster.compute_thread import on_compute_thread
 from orchestrator.evaluation.tasks import task_options
 from orchestrator.provenance import node_columns, now, versions
-from orchestrator.spec.sweep_file import SweepSpec
+from orchestrator.spec.model import SweepSpec
 from orchestrator.storage.artifacts import LOCK_SUFFIX, ArtifactStore, LeaseLock, cache_root, content_key
 from orchestrator.storage.results import exists, join, read_table_file, rows_to_table, table_bytes, write_bytes_atomic
-from orchestrator.storage.staging import staged_dataset_options
+from orchestrator.storage.staging import staged
 
 REFERENCE_FILE = "reference.parquet"
 #: what identifies one reference row: its settings (the config hash) and its run
@@ -68,31 +68,30 @@ def reference_jobs(spec: SweepSpec) -> list[ReferenceJob]:
     return [ReferenceJob(a, r, s) for a in ev.archs for r in resolutions for s in seeds]
 
 
-def reference_settings(spec: SweepSpec) -> dict[str, Any]:
+def reference_settings(spec: SweepSpec) -> RealTrainSettings:
     assert spec.evaluation.reference is not None
-    return spec.evaluation.reference.model_dump(exclude={"seeds"})
+    return spec.evaluation.reference.options()
 
 
 def reference_description(
-    dataset: dict[str, Any], arch: str, resolution: int, seed: int, settings: dict[str, Any]
+    dataset: DatasetOptions, arch: str, resolution: int, seed: int, settings: RealTrainSettings
 ) -> dict[str, Any]:
     """Everything that determines a reference accuracy (the cache key's content)."""
-    ds = dataset_identity(dataset)
     return {
         "kind": "full_data_reference",
         "protocol": PROTOCOL,
-        "dataset": ds,
+        "dataset": dataset_identity(dataset),
         "arch": arch,
         "resolution": resolution,
         "seed": seed,
-        "settings": settings,
+        "settings": asdict(settings),
     }
 
 
 def reference_job(
     job: ReferenceJob,
-    dataset: dict[str, Any],
-    settings: dict[str, Any],
+    dataset: DatasetOptions,
+    settings: RealTrainSettings,
     store_root: str,
     threads: int,
     use_gpu: bool,
@@ -101,7 +100,7 @@ def reference_job(
     torch.set_num_threads(max(1, threads))
     device = torch.device("cuda") if use_gpu and torch.cuda.is_available() else torch.device("cpu")
     start = time.perf_counter()
-    data = cached_dataset(DatasetOptions(**staged_dataset_options(dataset)), job.resolution)
+    data = cached_dataset(staged(dataset), job.resolution)
     resolution = data.resolution
     arch = resolve_arch(job.arch, resolution)
     description = reference_description(dataset, arch, resolution, job.seed, settings)
@@ -109,7 +108,7 @@ def reference_job(
     cached = cache.ref("reference", description, RESULT_SUFFIX) is not None
 
     def produce(tmp: Path) -> None:
-        out = train_on_real(data, arch, job.seed, take(RealTrainSettings, settings), device)
+        out = train_on_real(data, arch, job.seed, settings, device)
         record = {
             "val_acc": out.val_acc,
             "test_acc": out.test_acc,
@@ -157,8 +156,8 @@ class PendingReferences:
 
 def launch_references(
     jobs: list[ReferenceJob],
-    dataset: dict[str, Any],
-    settings: dict[str, Any],
+    dataset: DatasetOptions,
+    settings: RealTrainSettings,
     store_root: str,
     cpus: float,
     gpus: float,
@@ -166,7 +165,7 @@ def launch_references(
     experiment_dir: str,
     base: dict[str, Any],
 ) -> PendingReferences:
-    """Launch one reference task per job (``settings``: :class:`RealTrainSettings` values)."""
+    """Launch one reference task per job."""
     options = task_options(cpus, gpus, retries)
     threads = max(1, int(cpus))
     refs = {
@@ -185,7 +184,7 @@ def start_references(spec: SweepSpec) -> PendingReferences | None:
     settings = reference_settings(spec)
     return launch_references(
         jobs,
-        spec.dataset.model_dump(),
+        spec.dataset_options(),
         settings,
         cache_root(spec.storage),
         res.eval_cpus,
@@ -196,8 +195,8 @@ def start_references(spec: SweepSpec) -> PendingReferences | None:
     )
 
 
-def base_row(sweep: str, dataset: str, config_hash: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """Columns shared by an experiment's reference rows (``settings``: the real-training values)."""
+def base_row(sweep: str, dataset: str, config_hash: str, settings: RealTrainSettings) -> dict[str, Any]:
+    """Columns shared by an experiment's reference rows (``settings``: how each network trains on real data)."""
     return {
         "sweep": sweep,
         "trial_key": "reference",
@@ -206,7 +205,7 @@ def base_row(sweep: str, dataset: str, config_hash: str, settings: dict[str, Any
         "dataset": dataset,
         "label_mode": "hard",
         "protocol": REFERENCE_PROTOCOL,
-        "eval_settings": settings_json(take(RealTrainSettings, settings).as_eval()),
+        "eval_settings": settings_json(settings.as_eval()),
         "config_hash": config_hash,
         **versions(),
     }

@@ -16,16 +16,16 @@ from typing import Any
 
 import ray
 
-from methods.datasets import DatasetOptions
-from methods.evaluation.options import EvalSettings
+from methods.datasets.options import DatasetOptions
+from methods.evaluation.options import LABEL_MODE_REQUIRES, EvalSettings
 from methods.evaluation.presets import protocol_name, settings_json
 from methods.evaluation.presets import student_settings as regime_settings
 from orchestrator.cluster.compute_thread import on_compute_thread
 from orchestrator.evaluation.jobs import EvalJob, plan_jobs, row_key_of
 from orchestrator.provenance import node_columns
-from orchestrator.storage.artifacts import ArtifactStore, ref_from_dict
-from orchestrator.storage.staging import staged_dataset_options
-from orchestrator.sweep import prerequisites
+from orchestrator.storage.artifacts import ArtifactStore
+from orchestrator.storage.staging import staged
+from orchestrator.sweep.prerequisites import Prerequisites
 
 
 def student_settings(
@@ -73,19 +73,18 @@ def protocol_columns(
 def evaluate_job(
     set_bytes: bytes,
     job: EvalJob,
-    dataset: dict[str, Any],
+    dataset: DatasetOptions,
     settings: dict[str, Any],
     threads: int,
     use_gpu: bool,
-    needs: dict[str, list[dict[str, Any]]] | None = None,
-    blocks: dict[str, Any] | None = None,
+    prerequisites: Prerequisites | None = None,
     store_root: str | None = None,
 ) -> dict[str, Any]:
     """Train one student on the decoded synthetic set; return the row's measured columns.
 
-    ``label_mode: soft`` loads the sweep's teacher: ``needs["teacher"]`` are its artifact
-    references, fetched from the artifact store at ``store_root`` onto this node (never retrained).
-    ``set_bytes`` are the saved set's file (:func:`methods.parameterizations.payload_bytes`).
+    A label mode that requires prerequisites (``soft``: the teacher) loads them from
+    ``prerequisites``, fetched from the artifact store at ``store_root`` onto this node (never
+    produced here). ``set_bytes`` are the saved set's file (:func:`methods.parameterizations.payload_bytes`).
     """
     import torch
 
@@ -99,20 +98,22 @@ def evaluate_job(
     start = time.perf_counter()
     param = from_payload(payload)
     distill_res = param.config.shape.resolution
-    data = cached_eval_data(DatasetOptions(**staged_dataset_options(dataset))).at(job.resolution)
+    data = cached_eval_data(staged(dataset)).at(job.resolution)
     with torch.no_grad():
         images = param.decode(job.resolution).detach()
     ipc = int(param.config.shape.ipc)
-    s = student_settings(settings, job.label_mode, dataset.get("name"), ipc, job.requested or job.arch)
-    teacher = None
-    if job.label_mode == "soft":
-        if not needs or "teacher" not in needs or store_root is None:
-            raise ValueError("label_mode 'soft' needs the sweep's teacher, but none was supplied")
-        refs = {"teacher": [ref_from_dict(r) for r in needs["teacher"]]}
-        teacher = prerequisites.load(refs, blocks or {}, ArtifactStore(store_root), device)["teacher"]
+    s = student_settings(settings, job.label_mode, dataset.name, ipc, job.requested or job.arch)
+    required = LABEL_MODE_REQUIRES.get(job.label_mode, ())
+    loaded: dict[str, Any] = {}
+    if required:
+        given = prerequisites.only(required) if prerequisites is not None else Prerequisites()
+        missing = [n for n in required if n not in given.refs]
+        if missing or store_root is None:
+            raise ValueError(f"label_mode {job.label_mode!r} needs {', '.join(required)}, but none was supplied")
+        loaded = given.load(ArtifactStore(store_root), device)
     out = train_student(
         images, param.labels.clone(), data, job.arch, job.seed, s, device,
-        teacher=teacher, set_lr=learned_lr(payload.get("extra", {})),
+        teacher=loaded.get("teacher"), set_lr=learned_lr(payload.get("extra", {})),
     )  # fmt: skip
     return {
         **node_columns(),
@@ -167,13 +168,12 @@ def task_options(cpus: float, gpus: float, retries: int) -> dict[str, Any]:
 def submit_evaluations(
     set_ref: ray.ObjectRef,
     jobs: list[EvalJob],
-    dataset: dict[str, Any],
+    dataset: DatasetOptions,
     settings: dict[str, Any],
     cpus: float,
     gpus: float,
     retries: int,
-    needs: dict[str, list[dict[str, Any]]] | None = None,
-    blocks: dict[str, Any] | None = None,
+    prerequisites: Prerequisites | None = None,
     store_root: str | None = None,
 ) -> dict[ray.ObjectRef, EvalJob]:
     """Launch one Ray task per job (nothing is awaited); returns task → job."""
@@ -181,7 +181,7 @@ def submit_evaluations(
     threads = max(1, int(cpus))
     return {
         evaluate_remote.options(**options).remote(
-            set_ref, job, dataset, settings, threads, gpus > 0, needs, blocks, store_root
+            set_ref, job, dataset, settings, threads, gpus > 0, prerequisites, store_root
         ): job
         for job in jobs
     }
@@ -207,27 +207,26 @@ def wait_one(
 def run_evaluations(
     set_ref: ray.ObjectRef,
     jobs: list[EvalJob],
-    dataset: dict[str, Any],
+    dataset: DatasetOptions,
     settings: dict[str, Any],
     cpus: float,
     gpus: float,
     retries: int,
     on_result: Callable[[EvalJob, dict[str, Any]], None],
-    needs: dict[str, list[dict[str, Any]]] | None = None,
-    blocks: dict[str, Any] | None = None,
+    prerequisites: Prerequisites | None = None,
     store_root: str | None = None,
     ipc: int | None = None,
 ) -> None:
     """Launch every job, and hand each result (or failure) to ``on_result`` as it completes.
 
-    ``needs`` are the prerequisite references (the teacher that ``soft`` label jobs load),
-    fetched by each task from the artifact store at ``store_root``. Every result carries
+    ``prerequisites``: what the label modes require (the teacher of ``soft`` jobs), fetched by
+    each task from the artifact store at ``store_root``. Every result carries
     :func:`protocol_columns` (``ipc``: the set's, for presets whose batch size follows it).
     """
-    pending = submit_evaluations(set_ref, jobs, dataset, settings, cpus, gpus, retries, needs, blocks, store_root)
+    pending = submit_evaluations(set_ref, jobs, dataset, settings, cpus, gpus, retries, prerequisites, store_root)
     while pending:
         for job, result in wait_one(pending):
-            cols = protocol_columns(settings, job.label_mode, dataset.get("name"), ipc, job.requested or job.arch)
+            cols = protocol_columns(settings, job.label_mode, dataset.name, ipc, job.requested or job.arch)
             on_result(job, {**result, **cols})
 
 

@@ -75,8 +75,8 @@ def writing_now(store: ResultStore) -> str | None:
 def _planned(experiment: str) -> int | None:
     """Evaluations the saved spec plans (trials × evaluations per trial), when it is a grid."""
     try:
+        from orchestrator.spec.model import SweepSpec
         from orchestrator.spec.plan import SPEC_FILE, describe_plan
-        from orchestrator.spec.sweep_file import SweepSpec
 
         saved = json.loads(read_bytes(join(experiment, SPEC_FILE)))
         plan = describe_plan(SweepSpec.model_validate(saved["spec"]))

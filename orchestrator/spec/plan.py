@@ -2,7 +2,7 @@
 
 ``ddx validate`` and ``ddx sweep --dry-run`` print it: the trials Tune will start, the
 **distinct trial keys** (the sets that will really be distilled: trials whose differing
-hyper-parameters no component reads share one key, see :func:`~orchestrator.spec.trial_keys.trial_hyper`),
+hyper-parameters no component reads share one key, see :func:`~orchestrator.spec.trials.trial_key`),
 the evaluations per set and in all, the prerequisites that will be produced, and the
 full-data reference trainings.
 """
@@ -17,8 +17,9 @@ from typing import Any
 
 from orchestrator.errors import UserError
 from orchestrator.evaluation.jobs import plan_jobs
-from orchestrator.spec.sweep_file import EMPTY_LOCATION, SweepBase, distill_resolution, needed_prerequisites
-from orchestrator.spec.trial_keys import REPEAT_KEY, trial_hyper, trial_key
+from orchestrator.spec.checks import distill_resolution
+from orchestrator.spec.model import EMPTY_LOCATION, SweepBase
+from orchestrator.spec.trials import REPEAT_KEY, keys_read, needed_prerequisites, trial_config, trial_key
 
 #: where a sweep's spec is saved in its experiment directory (with its config hash): resume
 #: checks it (:mod:`orchestrator.sweep.preflight`), reports plan from it
@@ -63,12 +64,13 @@ def count_trial_keys(spec: SweepBase) -> KeyCount:
     sampled_read = False
     names = list(grids)
     for index, (combo, repeat) in enumerate(itertools.product(itertools.product(*grids.values()), repeats)):
-        config: dict[str, Any] = dict(zip(names, combo, strict=True))
-        config.update({k: f"<sampled {k} #{index}>" for k in sampled})  # distinct per trial
-        config[REPEAT_KEY] = repeat
-        hp = trial_hyper(spec, config)
-        sampled_read = sampled_read or any(k in hp for k in sampled)
-        keys.add(trial_key(spec, hp))
+        sample: dict[str, Any] = dict(zip(names, combo, strict=True))
+        sample.update({k: spec.search[k].samples()[0] for k in sampled})  # a value of the right type
+        sample[REPEAT_KEY] = repeat
+        config = trial_config(spec, sample)
+        reads_sampled = any(k in keys_read(config) for k in sampled)
+        sampled_read = sampled_read or reads_sampled
+        keys.add(trial_key(config) + (f"#{index}" if reads_sampled else ""))  # a sampled value: its own set
     if sampled_read and any(spec.search[k].kind in ("choice", "randint") for k in sampled):
         return KeyCount(None, len(keys), "sampled choice/randint values may repeat")
     return KeyCount(len(keys), len(keys))

@@ -188,6 +188,23 @@ def block_model(
     return model
 
 
+@functools.cache
+def values_model(cls: type) -> type[OptionsBlock]:
+    """The strict pydantic model of dataclass ``cls``'s fields (what :func:`resolve_options` validates)."""
+    return block_model(cls, f"{cls.__name__}Values", module=__name__)
+
+
+T = typing.TypeVar("T")
+
+
+def resolve_options(cls: type[T], values: typing.Mapping[str, Any]) -> T:
+    """An instance of option dataclass ``cls`` from plain ``values`` — the one rule set: every value
+    checked strictly against its field's type (no coercion but int → float), then ``cls``'s own
+    constructor (its ``__post_init__`` rules). Raises pydantic's ``ValidationError`` or the rule's
+    ``ValueError``."""
+    return values_model(cls).model_validate(dict(values)).options()
+
+
 __all__ = [
     "STRICT",
     "OptionsBlock",
@@ -200,4 +217,6 @@ __all__ = [
     "literal_values",
     "named_kind",
     "pydantic_type",
+    "resolve_options",
+    "values_model",
 ]

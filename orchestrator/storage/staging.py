@@ -11,15 +11,16 @@ local folder.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pyarrow.fs as pafs
 from filelock import FileLock
 
 from methods.artifacts import default_cache_dir
+from methods.datasets.options import DatasetOptions
 from orchestrator.storage.locations import filesystem, is_uri
 
 COMPLETE_MARKER = ".ddx-staged"
@@ -60,12 +61,11 @@ def stage(root: str) -> Path:
     return target
 
 
-def staged_dataset_options(dataset: dict[str, Any]) -> dict[str, Any]:
-    """``dataset`` with a URI ``root`` replaced by this node's staged copy."""
-    root = dataset.get("root")
-    if not root or not is_uri(str(root)):
+def staged(dataset: DatasetOptions) -> DatasetOptions:
+    """``dataset`` with a URI ``root`` replaced by this node's staged copy (what the loaders read)."""
+    if not dataset.root or not is_uri(dataset.root):
         return dataset
-    return {**dataset, "root": str(stage(str(root)))}
+    return dataclasses.replace(dataset, root=str(stage(dataset.root)))
 
 
-__all__ = ["stage", "staged_dataset_options", "staging_dir"]
+__all__ = ["stage", "staged", "staging_dir"]

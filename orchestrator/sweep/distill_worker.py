@@ -1,4 +1,4 @@
-"""The worker side of a trial's distillation (see :mod:`orchestrator.sweep.distill_job`).
+"""The worker side of a trial's distillation (launched by :mod:`orchestrator.sweep.distill_run`).
 
 What runs where the CPUs/GPUs are: the one-worker streaming task's body and the Train
 workers' loop. Imported by those processes only, so that the trial driver (which launches
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from methods.context import DistillContext
-from methods.datasets import DatasetOptions, cached_dataset
+from methods.datasets import cached_dataset
 from methods.distill.pipeline import run_distillation
 from methods.parameterizations import (
     Parameterization,
@@ -25,11 +25,17 @@ from methods.parameterizations import (
     synthetic_payload,
 )
 from orchestrator.cluster import compute_thread
-from orchestrator.storage.artifacts import ArtifactStore, ref_from_dict
+from orchestrator.storage.artifacts import ArtifactStore
 from orchestrator.storage.locations import exists, read_bytes, write_bytes_atomic
-from orchestrator.storage.staging import staged_dataset_options
-from orchestrator.sweep import prerequisites
-from orchestrator.sweep.distill_job import PREREQUISITE_FIELDS, DistillJob, Report, set_card_location
+from orchestrator.storage.staging import staged
+from orchestrator.sweep.distill_job import (
+    JOB_KEY,
+    OBJECTIVE_FIELDS,
+    PREREQUISITE_FIELDS,
+    DistillJob,
+    Report,
+    set_card_location,
+)
 
 
 def load_state(location: str) -> dict[str, Any] | None:
@@ -53,25 +59,26 @@ def distill_body(job: DistillJob, report: Report) -> dict[str, Any]:
     """Distil on this rank (one process of W); rank 0 checkpoints and writes the final set."""
     torch.set_num_threads(max(1, job.threads))
     store = ArtifactStore(job.store_root)
+    config = job.config
     ctx = DistillContext.from_environment(
-        seed=job.seed, progress=lambda info: report(progress_metrics(info)), cache=store
+        seed=config.seed, progress=lambda info: report(progress_metrics(info)), cache=store
     )
-    data = cached_dataset(DatasetOptions(**staged_dataset_options(job.dataset)))
-    refs = {name: [ref_from_dict(r) for r in pieces] for name, pieces in job.needs.items()}
-    needs = prerequisites.load(refs, job.blocks, store, ctx.device)
+    data = cached_dataset(staged(config.dataset))
+    needs = job.prerequisites.load(store, ctx.device)
     resume = load_state(job.state_location)
 
     def on_checkpoint(state: dict[str, Any]) -> None:
         if ctx.is_main:
             write_bytes_atomic(job.state_location, payload_bytes(state))
 
-    param, objective, summary = run_distillation(job.hp, data, ctx, needs, resume, on_checkpoint)
+    param, objective, summary = run_distillation(config, data, ctx, needs, resume, on_checkpoint)
     summary = {**summary, "resumed_from_step": _resumed_step(resume)}
     if ctx.is_main:
-        extra = {**summary, **objective.row_fields(), "world_size": ctx.world_size, **job.extra}
+        resolved = objective.row_fields()
+        extra = {**summary, **resolved, "world_size": ctx.world_size, OBJECTIVE_FIELDS: resolved}
         # the prerequisites' row columns, read here where their files already are (the trial driver
         # would otherwise download every expert onto its node just to describe them)
-        extra[PREREQUISITE_FIELDS] = prerequisites.row_fields(refs, job.blocks, store)
+        extra[PREREQUISITE_FIELDS] = job.prerequisites.row_fields(store)
         extra["class_names"] = list(data.class_names)
         stats = data.display_stats()  # None for ZCA-whitened data: viewers contrast-stretch instead
         if stats is not None:
@@ -88,13 +95,12 @@ def _resumed_step(resume: dict[str, Any] | None) -> int:
 _DONE = object()
 
 
-def stream_body(job_data: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def stream_body(job: DistillJob) -> Iterator[dict[str, Any]]:
     """Streaming task body: yields progress dicts, then ``{"distill_done": 1, **summary}``.
 
     The body runs on the process's compute thread (:mod:`orchestrator.cluster.compute_thread`, where
     every ddx task computes) so that its progress callback can feed this generator.
     """
-    job = DistillJob(**job_data)
     items: queue.Queue[Any] = queue.Queue()
     future = compute_thread.submit(distill_body, job, items.put)
     future.add_done_callback(lambda _: items.put(_DONE))
@@ -107,7 +113,7 @@ def train_worker(config: dict[str, Any]) -> None:
     """``train_loop_per_worker`` of the multi-worker path."""
     import ray.train  # here: the one-worker task never needs Ray Train (0.6 s of imports)
 
-    job = DistillJob(**config)
+    job: DistillJob = config[JOB_KEY]
 
     def report(info: dict[str, Any]) -> None:
         ray.train.report(dict(info))  # every rank reports at the same steps (the loop is in lockstep)

@@ -14,8 +14,8 @@ import json
 from collections.abc import Callable
 
 from orchestrator.cluster import runtime
+from orchestrator.spec.model import SweepSpec
 from orchestrator.spec.plan import SPEC_FILE
-from orchestrator.spec.sweep_file import SweepSpec
 from orchestrator.storage.locations import join, write_bytes_atomic
 from orchestrator.sweep import warm_up
 from orchestrator.sweep.resume import check_resume
@@ -35,7 +35,7 @@ def prepare(spec: SweepSpec, fresh: bool, warn: Callable[[str], None] = print, r
         resumed = check_resume(spec, fresh)  # --fresh deletes the experiment only now
     # the input is good: warm a worker for the first trial's tasks while Tune starts (one machine only)
     if spec.resources.distill_workers == 1 and runtime.one_node_free_for({"CPU": spec.resources.cpus_per_worker}):
-        warm_up.start(spec.dataset.model_dump(), spec.resources.cpus_per_worker)
+        warm_up.start(spec.dataset_options(), spec.resources.cpus_per_worker)
     write_bytes_atomic(
         join(spec.experiment_dir(), SPEC_FILE),
         json.dumps({"config_hash": spec.config_hash(), "spec": spec.model_dump(mode="json")}, indent=2).encode(),

@@ -1,75 +1,100 @@
-"""Producing the prerequisites objectives declare (teacher, experts, …) once, as parallel Ray tasks.
+"""Producing the prerequisites a trial needs (a teacher, expert trajectories, a plugin's …) once, as Ray tasks.
 
-A trial names what it needs (:func:`needed`: its objective's ``requires``, plus the teacher
-when students learn from soft labels). :func:`ensure` looks every piece up in the artifact
-store; for each missing piece the trial driver takes the piece's lease lock and launches one
-Ray task (``scheduling_strategy="DEFAULT"``, the spec's evaluation resources, retried by Ray)
-that produces the piece on whatever node runs it and publishes it to the storage. Pieces
-another trial is producing are waited for, and taken over if that trial dies. What comes
-back are :class:`~orchestrator.storage.artifacts.ArtifactRef` s — storage locations and hashes — which
-the Train workers and evaluation tasks turn into local files with :func:`load`.
+A trial names what it needs (:func:`needed`: its objective's ``requires``, plus what its label
+modes require, e.g. the teacher of soft labels) with the options of each (the sweep's top-level
+blocks, typed). :func:`ensure` looks every piece up in the artifact store; for each missing piece
+the trial driver takes the piece's lease lock and launches one Ray task
+(``scheduling_strategy="DEFAULT"``, the spec's evaluation resources, retried by Ray) that
+produces the piece on whatever node runs it and publishes it to the storage. Pieces another
+trial is producing are waited for, and taken over if that trial dies. What comes back is a
+:class:`Prerequisites`: each one's options and :class:`~orchestrator.storage.artifacts.ArtifactRef` s
+(storage locations and hashes), which the distillation workers and evaluation tasks turn into
+local files and loaded objects with :meth:`Prerequisites.load`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ray
 
-from methods import catalog
 from methods.artifacts import content_key
-from methods.datasets import DatasetOptions, cached_dataset
+from methods.datasets import cached_dataset
+from methods.datasets.options import DatasetOptions
 from methods.evaluation.options import LABEL_MODE_REQUIRES
-from methods.options import take
-from methods.prerequisites import PREREQUISITES, Prerequisite
+from methods.prerequisites import Prerequisite, build_prerequisite
 from orchestrator.cluster.compute_thread import on_compute_thread
 from orchestrator.storage.artifacts import ArtifactRef, ArtifactStore, LeaseLock
-from orchestrator.storage.staging import staged_dataset_options
+from orchestrator.storage.staging import staged
 
 if TYPE_CHECKING:
     import torch
 
 
-def needed(objective: str, label_modes: list[str]) -> list[str]:
-    """The prerequisites a trial of ``objective`` evaluated with ``label_modes`` needs."""
-    names = list(catalog.requires(objective))  # from the catalog: a trial driver need not import the objective
+def needed(requires: Iterable[str], label_modes: Iterable[str]) -> list[str]:
+    """The prerequisites of an objective that ``requires`` these, evaluated with ``label_modes``."""
+    names = list(requires)
     for mode in label_modes:
         names += [p for p in LABEL_MODE_REQUIRES.get(mode, ()) if p not in names]
     return names
 
 
-def options_for(name: str, block: Any) -> Any:
-    """The prerequisite's ``Options`` from the sweep's top-level block of that name (None: defaults)."""
-    data = block.model_dump() if hasattr(block, "model_dump") else dict(block or {})
-    return take(catalog.options_class("prerequisite", name), data)
+@dataclass(frozen=True)
+class Prerequisites:
+    """Produced prerequisites: each one's options and the artifact of each of its pieces (unit order)."""
 
+    options: Mapping[str, Any] = field(default_factory=dict)
+    refs: Mapping[str, tuple[ArtifactRef, ...]] = field(default_factory=dict)
 
-def build(name: str, options: Any) -> Prerequisite:
-    return PREREQUISITES.get(name)(options)
+    def names(self) -> list[str]:
+        return list(self.refs)
+
+    def only(self, names: Iterable[str]) -> Prerequisites:
+        """The subset of these prerequisites named ``names`` (those produced)."""
+        keep = [n for n in names if n in self.refs]
+        return Prerequisites({n: self.options[n] for n in keep}, {n: self.refs[n] for n in keep})
+
+    def build(self, name: str) -> Prerequisite:
+        return build_prerequisite(name, self.options[name])
+
+    def load(self, store: ArtifactStore, device: torch.device) -> dict[str, Any]:
+        """Fetch every piece onto this node and load each prerequisite (name → what methods receive)."""
+        return {name: self.build(name).load([store.fetch(r) for r in refs], device) for name, refs in self.refs.items()}
+
+    def row_fields(self, store: ArtifactStore) -> dict[str, Any]:
+        """Result-row columns describing the prerequisites (e.g. the teacher's accuracy)."""
+        out: dict[str, Any] = {}
+        for name, refs in self.refs.items():
+            prereq = self.build(name)
+            if type(prereq).row_fields is Prerequisite.row_fields:
+                continue  # contributes no columns: fetch nothing (expert buffers can be gigabytes)
+            paths: list[Path] = [store.fetch(r) for r in refs]
+            out.update(prereq.row_fields(paths))
+        return out
 
 
 def produce_piece(
-    name: str, options: dict[str, Any], dataset: dict[str, Any], unit: int, root: str, threads: int, use_gpu: bool
-) -> dict[str, Any]:
+    name: str, options: Any, dataset: DatasetOptions, unit: int, root: str, threads: int, use_gpu: bool
+) -> ArtifactRef:
     """Ray task body: produce one piece and publish it to the artifact store at ``root``."""
     import torch
 
     torch.set_num_threads(max(1, threads))
     device = torch.device("cuda") if use_gpu and torch.cuda.is_available() else torch.device("cpu")
-    prereq = build(name, take(catalog.options_class("prerequisite", name), options))
+    prereq = build_prerequisite(name, options)
     store = ArtifactStore(root)
     description = prereq.describe(dataset, unit)
-    data = cached_dataset(DatasetOptions(**staged_dataset_options(dataset)))
+    data = cached_dataset(staged(dataset))
     key = content_key(description)
     tmp = store.local_dir / name / f".{key}.{unit}.produce.tmp"
     tmp.parent.mkdir(parents=True, exist_ok=True)
     try:
         prereq.produce(data, unit, tmp, device)
-        return asdict(store.publish(name, description, tmp))
+        return store.publish(name, description, tmp)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -77,7 +102,7 @@ def produce_piece(
 produce_remote = ray.remote(on_compute_thread(produce_piece))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Resources:
     cpus: float
     gpus: float
@@ -90,37 +115,33 @@ class _Piece:
     unit: int
     description: dict[str, Any]
     lock: LeaseLock
+    options: Any
     ref: ArtifactRef | None = None
     task: ray.ObjectRef | None = None
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 def ensure(
-    names: list[str],
-    blocks: dict[str, Any],
-    dataset: dict[str, Any],
+    options: Mapping[str, Any],
+    dataset: DatasetOptions,
     store: ArtifactStore,
     resources: Resources,
     poll: float = 1.0,
     on_produced: Callable[[str, int], None] | None = None,
-) -> dict[str, list[ArtifactRef]]:
-    """Every piece of every prerequisite in ``names``, produced (in parallel) where missing.
+) -> Prerequisites:
+    """Every piece of every prerequisite in ``options`` (name → its options), produced (in parallel)
+    where missing.
 
-    ``blocks`` maps a prerequisite name to its sweep block (or None for defaults). Returns
-    ``name → [ref per unit]``. Pieces are produced by Ray tasks launched here; a piece whose
-    lock another process holds is waited for (and produced here if that lease expires).
-    ``on_produced(name, unit)`` is called for every piece a task launched here produced (not
-    for pieces found in the store or made by another process). Raises the task's error if a
-    piece cannot be produced after Ray's retries.
+    Pieces are produced by Ray tasks launched here; a piece whose lock another process holds is
+    waited for (and produced here if that lease expires). ``on_produced(name, unit)`` is called
+    for every piece a task launched here produced (not for pieces found in the store or made by
+    another process). Raises the task's error if a piece cannot be produced after Ray's retries.
     """
     pieces: list[_Piece] = []
-    for name in names:
-        options = options_for(name, blocks.get(name))
-        prereq = build(name, options)
+    for name, opts in options.items():
+        prereq = build_prerequisite(name, opts)
         for unit in range(prereq.units()):
             description = prereq.describe(dataset, unit)
-            key = content_key(description)
-            piece = _Piece(name, unit, description, store.lock(name, key), options=asdict(options))
+            piece = _Piece(name, unit, description, store.lock(name, content_key(description)), opts)
             piece.ref = store.ref(name, description)
             pieces.append(piece)
     task_options = {
@@ -153,7 +174,7 @@ def ensure(
                     p = running[task]
                     p.task = None
                     try:
-                        p.ref = ArtifactRef(**ray.get(task))
+                        p.ref = ray.get(task)
                     finally:
                         p.lock.release()
                     if on_produced is not None:
@@ -165,34 +186,11 @@ def ensure(
             if p.task is not None:
                 ray.cancel(p.task, force=True)
                 p.lock.release()
-    out: dict[str, list[ArtifactRef]] = {name: [] for name in names}
+    refs: dict[str, list[ArtifactRef]] = {name: [] for name in options}
     for p in pieces:
         assert p.ref is not None
-        out[p.name].append(p.ref)
-    return out
+        refs[p.name].append(p.ref)
+    return Prerequisites(dict(options), {name: tuple(r) for name, r in refs.items()})
 
 
-def load(
-    refs: dict[str, list[ArtifactRef]], blocks: dict[str, Any], store: ArtifactStore, device: torch.device
-) -> dict[str, Any]:
-    """Fetch every piece onto this node and load each prerequisite for the objective."""
-    out = {}
-    for name, pieces in refs.items():
-        prereq = build(name, options_for(name, blocks.get(name)))
-        out[name] = prereq.load([store.fetch(r) for r in pieces], device)
-    return out
-
-
-def row_fields(refs: dict[str, list[ArtifactRef]], blocks: dict[str, Any], store: ArtifactStore) -> dict[str, Any]:
-    """Result-row columns describing the prerequisites (e.g. the teacher's accuracy)."""
-    out: dict[str, Any] = {}
-    for name, pieces in refs.items():
-        prereq = build(name, options_for(name, blocks.get(name)))
-        if type(prereq).row_fields is Prerequisite.row_fields:
-            continue  # contributes no columns: fetch nothing (expert buffers can be gigabytes)
-        paths: list[Path] = [store.fetch(r) for r in pieces]
-        out.update(prereq.row_fields(paths))
-    return out
-
-
-__all__ = ["Resources", "ensure", "load", "needed", "options_for", "produce_piece", "row_fields"]
+__all__ = ["Prerequisites", "Resources", "ensure", "needed", "produce_piece"]

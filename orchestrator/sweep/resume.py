@@ -20,8 +20,8 @@ import contextlib
 import time
 
 from orchestrator.errors import UserError
+from orchestrator.spec.model import SweepSpec
 from orchestrator.spec.plan import SPEC_FILE
-from orchestrator.spec.sweep_file import SweepSpec
 from orchestrator.storage.artifacts import LeaseLock
 from orchestrator.storage.locations import (
     delete_all_but,

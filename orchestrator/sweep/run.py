@@ -13,8 +13,8 @@ from rich.console import Console
 from orchestrator.cluster import runtime
 from orchestrator.errors import error_line
 from orchestrator.provenance import versions
+from orchestrator.spec.model import SweepSpec
 from orchestrator.spec.plan import describe_plan, resolve_storage
-from orchestrator.spec.sweep_file import SweepSpec
 from orchestrator.storage.locations import filesystem, is_uri, join
 from orchestrator.storage.results import ResultStore
 from orchestrator.sweep.progress import FINAL_PHASES, ForwardingCallback, SweepProgress

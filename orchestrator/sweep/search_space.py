@@ -1,6 +1,6 @@
 """Map a spec's ``search:`` domains onto a Ray Tune search space and search algorithm.
 
-``trial_hyper``/``trial_key``/``REPEAT_KEY`` are re-exported from :mod:`orchestrator.spec.trial_keys` (Ray-free).
+A trial's typed configuration and key come from its sample through :mod:`orchestrator.spec.trials` (Ray-free).
 """
 
 from __future__ import annotations
@@ -11,13 +11,11 @@ from typing import Any
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
+from orchestrator.spec.model import Domain, SweepSpec
 from orchestrator.spec.plan import count_trials
-from orchestrator.spec.sweep_file import Domain, SweepSpec
+from orchestrator.spec.trials import REPEAT_KEY
 
-# the pure trial functions live in a Ray-free module (the plan uses them); re-exported here
-from orchestrator.spec.trial_keys import REPEAT_KEY, trial_hyper, trial_key
-
-__all__ = ["REPEAT_KEY", "FinalResultOptuna", "SearchPlan", "build_search", "trial_hyper", "trial_key"]
+__all__ = ["FinalResultOptuna", "SearchPlan", "build_search"]
 
 
 @dataclass

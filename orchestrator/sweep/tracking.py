@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.errors import UserError
-from orchestrator.spec.sweep_file import SweepSpec
+from orchestrator.spec.model import SweepSpec
 
 #: the intermediate metric early-stopping schedulers read, and its time axis
 PROBE_METRIC = "probe_val_acc"

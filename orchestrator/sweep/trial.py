@@ -28,37 +28,22 @@ from typing import Any
 import ray
 from ray import tune
 
-from methods.evaluation.options import LEARNED_LR_KEY
+from methods.registry import OBJECTIVES
 from orchestrator.errors import error_line
-from orchestrator.evaluation.tasks import (
-    EvalJob,
-    failed_result,
-    plan_jobs,
-    protocol_columns,
-    row_key_of,
-    run_evaluations,
-)
+from orchestrator.evaluation.jobs import EvalJob, plan_jobs, row_key_of
+from orchestrator.evaluation.tasks import failed_result, protocol_columns, run_evaluations
 from orchestrator.spec.metrics import TRIAL_METRICS
-from orchestrator.spec.sweep_file import SweepSpec
-from orchestrator.storage.artifacts import ArtifactRef, ArtifactStore, LeaseLock, cache_root
+from orchestrator.spec.model import SweepSpec
+from orchestrator.spec.trials import trial_config, trial_key
+from orchestrator.storage.artifacts import ArtifactStore, LeaseLock, cache_root
 from orchestrator.storage.locations import delete, exists, join, read_bytes, read_json, write_bytes_atomic
 from orchestrator.storage.results import ResultStore
 from orchestrator.sweep import prerequisites
-from orchestrator.sweep.distill_job import (
-    PREREQUISITE_FIELDS,
-    DistillJob,
-    run_train,
-    set_card_location,
-    stream_distillation,
-)
-from orchestrator.sweep.search_space import REPEAT_KEY, trial_hyper, trial_key
+from orchestrator.sweep.distill_job import OBJECTIVE_FIELDS, PREREQUISITE_FIELDS, DistillJob, set_card_location
+from orchestrator.sweep.distill_run import run_train, stream_distillation
 
 #: Ray retries of the one-worker distillation task after a lost process or node
 DISTILL_TASK_RETRIES = 3
-
-
-def dataset_options(spec: SweepSpec) -> dict[str, Any]:
-    return spec.dataset.model_dump()
 
 
 def eval_settings(spec: SweepSpec) -> dict[str, Any]:
@@ -69,15 +54,6 @@ def eval_jobs(spec: SweepSpec, distill_resolution: int) -> list[EvalJob]:
     ev = spec.evaluation
     seeds = [spec.seed + i for i in range(ev.seeds)]
     return plan_jobs(ev.archs, ev.resolutions or [distill_resolution], seeds, ev.label_modes)
-
-
-def prerequisite_blocks(spec: SweepSpec, names: list[str]) -> dict[str, Any]:
-    """The sweep's block for each prerequisite (``teacher:``, ``experts:``…; None: defaults), as plain data."""
-    out = {}
-    for name in names:
-        block = getattr(spec, name, None)
-        out[name] = block.model_dump() if hasattr(block, "model_dump") else block
-    return out
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -95,24 +71,23 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 class TrialRun:
-    """One trial's work, given its spec and hyper-parameters (see the module docstring)."""
+    """One trial's work, given its spec and its sample of the search (see the module docstring)."""
 
-    def __init__(self, spec: SweepSpec, config: dict[str, Any], code: dict[str, str], report: Callable) -> None:
+    def __init__(self, spec: SweepSpec, sample: dict[str, Any], code: dict[str, str], report: Callable) -> None:
         self.spec = spec
         self.trial_id = tune.get_context().get_trial_id() or "local"
-        self.hp = trial_hyper(spec, config)
-        self.key = trial_key(spec, self.hp)
+        self.config = trial_config(spec, sample)
+        self.key = trial_key(self.config)
         self.exp = spec.experiment_dir()
         self.store = ResultStore(self.exp)
         self.artifacts = ArtifactStore(cache_root(spec.storage))
         self.code = code
         self._report = report
-        self.distill_seed = spec.seed + int(self.hp.get(REPEAT_KEY, 0))
-        self.names = prerequisites.needed(self.hp["objective"], spec.evaluation.label_modes)
-        self.blocks = prerequisite_blocks(spec, self.names)
-        self.refs: dict[str, list[ArtifactRef]] = {}
+        requires = OBJECTIVES.get(self.config.objective_name).requires
+        self.names = prerequisites.needed(requires, spec.evaluation.label_modes)
+        self.prerequisites = prerequisites.Prerequisites({n: spec.prerequisite_options(n) for n in self.names})
         self.produced = 0  # prerequisite pieces this trial produced (0 when every piece was reused)
-        self.swept = {k: config[k] for k in spec.search if k in config}
+        self.swept = {k: sample[k] for k in spec.search if k in sample}
 
     def record(self, status: str, **fields: Any) -> None:
         """This trial's record (swept values, status, final metric): what a resumed search is told."""
@@ -141,10 +116,9 @@ class TrialRun:
             if self.names:
                 self.report({"phase": "prerequisites", "prerequisites": ",".join(self.names)})
                 res = spec.resources
-                self.refs = prerequisites.ensure(
-                    self.names,
-                    self.blocks,
-                    dataset_options(spec),
+                self.prerequisites = prerequisites.ensure(
+                    self.prerequisites.options,
+                    self.config.dataset,
                     self.artifacts,
                     prerequisites.Resources(res.eval_cpus, res.eval_gpus, res.eval_retries),
                     on_produced=self._count_produced,
@@ -165,15 +139,13 @@ class TrialRun:
         spec, syn = self.spec, self.store.synthetic_path(self.key)
         if not exists(syn):
             res = spec.resources
+            requires = OBJECTIVES.get(self.config.objective_name).requires
             job = DistillJob(
-                dataset=dataset_options(spec),
-                hp=self.hp,
-                seed=self.distill_seed,
+                config=self.config,
                 store_root=self.artifacts.root,
                 state_location=join(self.train_dir, "state.pt"),
                 synthetic_location=syn,
-                needs={name: [vars(r) for r in refs] for name, refs in self.refs.items()},
-                blocks=self.blocks,
+                prerequisites=self.prerequisites.only(requires),
             )
             if res.distill_workers == 1:
                 for item in stream_distillation(job, res.cpus_per_worker, res.gpus_per_worker, DISTILL_TASK_RETRIES):
@@ -200,24 +172,26 @@ class TrialRun:
         return set_card(payload_from_bytes(read_bytes(syn)))
 
     def base_columns(self, card: dict[str, Any] | None) -> dict[str, Any]:
-        spec, hp = self.spec, self.hp
+        """The row's columns of this trial: the swept and fixed hyper-parameters of every option
+        object it ran with, what the distillation resolved (the objective's row fields), the set's
+        description and the prerequisites' columns."""
+        spec, config = self.spec, self.config
         base: dict[str, Any] = {
+            **config.columns(),
             "sweep": spec.name,
             "trial_id": self.trial_id,
             "trial_key": self.key,
-            "objective": hp["objective"],
-            "parameterization": hp.get("parameterization", "pixels"),
-            "dataset": spec.dataset.name,
-            "ipc": int(hp["ipc"]),
-            "distill_arch": hp.get("distill_arch"),
+            "objective": config.objective_name,
+            "parameterization": config.parameterization_name,
+            "dataset": config.dataset.name,
+            "ipc": config.ipc,
             "distill_workers": spec.resources.distill_workers,
-            "distill_seed": self.distill_seed,
+            "distill_seed": config.seed,
             "config_hash": self.key,
             "synthetic_path": self.store.synthetic_path(self.key),
             "prerequisite_pieces_produced": self.produced,
             **self.code,
         }
-        base.update({k: v for k, v in hp.items() if k not in base and k != REPEAT_KEY})
         if card is None:
             return base
         extra = card.get("extra", {})
@@ -232,11 +206,12 @@ class TrialRun:
             distill_workers=int(extra.get("world_size", spec.resources.distill_workers)),
             distill_seconds=float(extra.get("distill_seconds", float("nan"))),
         )
-        row_keys = ("beta", "eta", "beta_schedule", "filter", LEARNED_LR_KEY)  # the objectives' row fields
-        base.update({k: v for k, v in extra.items() if k in row_keys})
+        base.update(extra.get(OBJECTIVE_FIELDS, {}))  # what the objective resolved (e.g. sre2l_stats: bn)
         described = extra.get(PREREQUISITE_FIELDS)  # computed where the distillation had the files
         if described is None:  # a set saved before that key existed
-            described = prerequisites.row_fields(self.refs, self.blocks, self.artifacts)
+            described = self.prerequisites.only(OBJECTIVES.get(config.objective_name).requires).row_fields(
+                self.artifacts
+            )
         base.update(described)
         return base
 
@@ -246,11 +221,11 @@ class TrialRun:
         rows = [r for r in self.store.read_trial_rows(self.key) if r.get("status") == "ok"]
         done = {row_key_of(r) for r in rows}
         error = RuntimeError(message)
-        settings, ipc = eval_settings(self.spec), int(self.hp["ipc"])
+        settings, ipc = eval_settings(self.spec), self.config.ipc
         for job in jobs:
             if job.key not in done:
                 protocol = protocol_columns(
-                    settings, job.label_mode, self.spec.dataset.name, ipc, job.requested or job.arch
+                    settings, job.label_mode, self.config.dataset.name, ipc, job.requested or job.arch
                 )
                 rows.append({**base, **job.columns(), **failed_result(job, error), **protocol})
         self.store.write_trial_rows(self.key, rows)
@@ -278,18 +253,16 @@ class TrialRun:
             self.report({"phase": "evaluate", "evals_done": len(rows), "evals_total": total, **_summary(rows)})
 
         if jobs:
-            teacher = {k: [vars(r) for r in v] for k, v in self.refs.items() if k == "teacher"}
             run_evaluations(
                 ray.put(read_bytes(self.store.synthetic_path(self.key))),  # the saved file: tasks load it
                 jobs,
-                dataset_options(spec),
-                eval_settings(spec),
+                self.config.dataset,
+                settings,
                 spec.resources.eval_cpus,
                 spec.resources.eval_gpus,
                 spec.resources.eval_retries,
                 record,
-                needs=teacher,
-                blocks=self.blocks,
+                prerequisites=self.prerequisites,
                 store_root=self.artifacts.root,
                 ipc=ipc,
             )
@@ -299,10 +272,10 @@ class TrialRun:
         self.record("done", metric=None if math.isnan(metric) else metric, **summary)
 
 
-def run_trial(config: dict[str, Any], spec_json: str, code: dict[str, str]) -> None:
+def run_trial(sample: dict[str, Any], spec_json: str, code: dict[str, str]) -> None:
     """The Tune function trainable."""
     spec = SweepSpec.model_validate_json(spec_json)
-    TrialRun(spec, config, code, tune.report).run()
+    TrialRun(spec, sample, code, tune.report).run()
 
 
 __all__ = ["TrialRun", "error_line", "eval_jobs", "eval_settings", "run_trial"]

@@ -25,6 +25,8 @@ from typing import Any
 
 import ray
 
+from methods.datasets.options import DatasetOptions
+
 #: ``ray.tune.execution.class_cache.DEFAULT_ENV_VARS``: set in every trial process
 TUNE_TRIAL_ENV = {"PL_DISABLE_FORK": "1"}
 
@@ -66,24 +68,24 @@ def trial_task_env() -> dict[str, Any]:
     return {"env_vars": env}
 
 
-def warm(dataset: dict[str, Any], threads: int) -> None:
+def warm(dataset: DatasetOptions, threads: int) -> None:
     """Task body: import what distillation and evaluation tasks import; load the dataset."""
     import torch
     import torch._dynamo  # ~1.3 s: the first torch.optim optimizer of a task imports it
 
-    from methods.datasets import DatasetOptions, cached_dataset
+    from methods.datasets import cached_dataset
     from orchestrator.cluster.compute_thread import on_compute_thread
-    from orchestrator.storage.staging import staged_dataset_options
+    from orchestrator.storage.staging import staged
     from orchestrator.sweep import distill_worker  # noqa: F401  (torch, the methods, the pipeline)
 
     def load() -> None:
         torch.set_num_threads(max(1, threads))
-        cached_dataset(DatasetOptions(**staged_dataset_options(dataset)))
+        cached_dataset(staged(dataset))
 
     on_compute_thread(load)()
 
 
-def start(dataset: dict[str, Any], cpus: float) -> ray.ObjectRef:
+def start(dataset: DatasetOptions, cpus: float) -> ray.ObjectRef:
     """Launch the warm-up (reserving one distillation worker's CPUs, so the task it warms for
     waits for it rather than starting a second fresh process); returns its reference."""
     env = trial_task_env()
