@@ -42,10 +42,13 @@ from methods.artifacts import LocalArtifactCache, content_key, default_cache_dir
 from methods.context import DistillContext
 from methods.datasets import DatasetOptions, cached_dataset
 from methods.distill.pipeline import run_distillation
-from methods.evaluation.presets import PRESETS, build_eval_settings
+from methods.distill.trial import TrialConfig
+from methods.evaluation.protocol import build_eval_settings
 from methods.evaluation.real_training import load_network
 from methods.evaluation.student import train_student
-from methods.teacher.squeeze import Teacher, TeacherOptions
+from methods.prerequisites import build_prerequisite
+from methods.registry import PRESETS
+from methods.teacher.options import TeacherOptions
 
 #: (label, hyper-parameters) of every synthetic set; the last two are CFM's Table 5 ablation
 SETS: list[tuple[str, dict[str, Any]]] = [
@@ -99,7 +102,7 @@ def main() -> None:
     ap.add_argument("--teacher-arch", default="convnet_bn_d3")
     ap.add_argument("--teacher-epochs", type=int, default=15)
     ap.add_argument("--student", default="convnet_d3")
-    ap.add_argument("--preset", default="cfm_paper", choices=sorted(PRESETS))
+    ap.add_argument("--preset", default="cfm_paper", choices=PRESETS.names())
     ap.add_argument("--ipc", type=int, default=10)
     ap.add_argument("--iterations-per-batch", type=int, default=100)
     ap.add_argument("--eval-epochs", type=int, default=80)
@@ -128,7 +131,7 @@ def main() -> None:
     log(data.summary())
 
     # 1. squeeze ------------------------------------------------------------------------
-    prereq = Teacher(TeacherOptions(arch=args.teacher_arch, epochs=args.teacher_epochs))
+    prereq = build_prerequisite("teacher", TeacherOptions(arch=args.teacher_arch, epochs=args.teacher_epochs))
     t_settings = prereq.options.settings()
     description = prereq.describe(dataset, 0)  # the identity a sweep's teacher artifact has
     t0 = time.perf_counter()
@@ -168,7 +171,8 @@ def main() -> None:
             saved = torch.load(syn, map_location="cpu", weights_only=True)
         else:
             start = time.perf_counter()
-            param, objective, summary = run_distillation(full, data, ctx, {"teacher": teacher})
+            trial = TrialConfig.build(**full, dataset=DatasetOptions(**dataset))
+            param, objective, summary = run_distillation(trial, data, ctx, {"teacher": teacher})
             seconds = time.perf_counter() - start
             with torch.no_grad():
                 images = param.decode().detach().cpu()

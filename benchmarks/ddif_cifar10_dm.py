@@ -45,6 +45,7 @@ from methods.context import DistillContext
 from methods.datasets import DatasetOptions, load_dataset
 from methods.distill.loop import resolve_optim
 from methods.distill.pipeline import make_components, run_distillation
+from methods.distill.trial import TrialConfig
 from methods.evaluation.student import EvalSettings, train_student
 from methods.parameterizations import load_synthetic, save_synthetic
 
@@ -129,10 +130,11 @@ def main() -> None:
         if path.exists() and name in result["sets"]:
             params[name], _ = load_synthetic(path)
             continue
-        c = make_components(hp, data)
+        trial = TrialConfig.build(**hp, dataset=opts)
+        c = make_components(trial, data)
         optim = resolve_optim(c.objective, c.param, c.settings)
         t0 = time.perf_counter()
-        param, _, summary = run_distillation(hp, data, ctx)
+        param, _, summary = run_distillation(trial, data, ctx)
         total = time.perf_counter() - t0
         save_synthetic(param, path, extra={"mean": list(data.mean), "std": list(data.std), **summary})
         params[name] = param

@@ -22,9 +22,9 @@ import torch
 from torch import Tensor
 
 from methods.datasets import DatasetOptions, load_dataset
-from methods.distill.pipeline import param_options
-from methods.parameterizations import PARAMETERIZATIONS, SetShape
-from methods.parameterizations.neural_field import fit_fields
+from methods.parameterizations import SetShape
+from methods.parameterizations.neural_field import NeuralField, fit_fields
+from methods.parameterizations.options import NeuralFieldOptions
 from methods.parameterizations.siren import decode_fields, init_siren, parameter_count
 
 ROOT = Path(__file__).resolve().parent
@@ -57,10 +57,7 @@ def main() -> None:
     const_psnr = psnr01(const, ref)
     rows = []
     for width in a.widths:
-        opts = param_options(
-            "neural_field", {"nf_width": width, "nf_depth": a.depth, "warmup_iterations": a.iterations}
-        )
-        o = PARAMETERIZATIONS.get("neural_field").Options(**opts)
+        o = NeuralFieldOptions(nf_width=width, nf_depth=a.depth, warmup_iterations=a.iterations)
         b = parameter_count(2, width, a.depth, 3)
         layers = init_siren(len(target), 2, width, a.depth, 3, o.nf_w0, torch.Generator().manual_seed(0))
         layers = [(w.requires_grad_(), bias.requires_grad_()) for w, bias in layers]
@@ -70,7 +67,7 @@ def main() -> None:
         with torch.no_grad():
             decoded = decode_fields(layers, [32, 32], o.nf_w0_first, o.nf_w0) * std + mean
         p = psnr01(decoded, ref)
-        per_class_at_ipc1 = PARAMETERIZATIONS.get("neural_field").instances_per_class(SetShape(10, 1, 3, 32), opts)
+        per_class_at_ipc1 = NeuralField.instances_per_class(SetShape(10, 1, 3, 32), o)
         rows.append(
             {
                 "nf_width": width,

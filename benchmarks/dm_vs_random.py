@@ -11,6 +11,7 @@ seeds, and writes mean ± std (sample std) per (objective, IPC) and DM − rando
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -23,12 +24,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from methods.context import DistillContext  # noqa: E402
-from methods.datasets import DatasetOptions, load_dataset  # noqa: E402
+from methods.datasets import load_dataset  # noqa: E402
 from methods.distill.pipeline import run_distillation  # noqa: E402
+from methods.distill.trial import TrialConfig, option_classes  # noqa: E402
 from methods.evaluation.student import train_student  # noqa: E402
+from methods.options import field_names  # noqa: E402
 from orchestrator.evaluation.tasks import student_settings  # noqa: E402
 from orchestrator.spec.load import load_spec  # noqa: E402
-from orchestrator.sweep.search_space import trial_hyper  # noqa: E402
+from orchestrator.spec.trials import trial_values  # noqa: E402
 from orchestrator.sweep.trial import eval_settings  # noqa: E402
 
 
@@ -44,18 +47,20 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     spec = load_spec(args.spec)
-    ds = spec.dataset.model_dump()
+    opts = spec.dataset_options()
     if args.root:
-        ds["root"] = args.root
-    data = load_dataset(DatasetOptions(**ds))
+        opts = dataclasses.replace(opts, root=args.root)
+    data = load_dataset(opts)
     settings = student_settings(eval_settings(spec), "hard")  # what the sweep's evaluation tasks use
     cells = []
     for ipc in args.ipcs:
         for objective in ("random", "dm"):
             # the IPC is this benchmark's, whether the spec sweeps it or fixes it in `method`
-            hp = {**trial_hyper(spec, {"objective": objective, "ipc": ipc, "repeat": 0}), "ipc": ipc}
+            values = {**trial_values(spec, {}), "objective": objective, "ipc": ipc}
+            read = {k for c in option_classes(objective, "pixels").values() for k in field_names(c)}
+            trial = TrialConfig.build(**{k: v for k, v in values.items() if k in read}, dataset=opts, seed=spec.seed)
             start = time.perf_counter()
-            param, _, summary = run_distillation(hp, data, DistillContext(seed=spec.seed))
+            param, _, summary = run_distillation(trial, data, DistillContext(seed=spec.seed))
             images = param.decode().detach()
             accs = [
                 train_student(images, param.labels, data, args.arch, spec.seed + s, settings).test_acc

@@ -120,10 +120,11 @@ def make_payload(dataset: dict[str, Any], ipc: int, path: Path) -> None:
 
     from methods.datasets import DatasetOptions, load_dataset
     from methods.parameterizations import ParamConfig, SetShape, build_parameterization, synthetic_payload
+    from methods.parameterizations.options import PixelOptions
 
     data = load_dataset(DatasetOptions(**dataset))
     shape = SetShape(data.num_classes, ipc, data.channels, data.resolution)
-    param = build_parameterization(ParamConfig("pixels", shape, {"resize_mode": "bilinear"}))
+    param = build_parameterization(ParamConfig("pixels", shape, PixelOptions(resize_mode="bilinear")))
     g = torch.Generator().manual_seed(0)
     param.init_from_real(torch.cat([data.sample_class(c, ipc, g) for c in range(data.num_classes)]))
     torch.save(synthetic_payload(param), path)

@@ -95,7 +95,7 @@ def direct_plan(spec: dict) -> dict:
     the loop itself imports no Ray)."""
     from orchestrator.evaluation.tasks import student_settings
     from orchestrator.spec.load import parse_spec
-    from orchestrator.spec.trials import trial_hyper
+    from orchestrator.spec.trials import trial_config
     from orchestrator.sweep.trial import eval_settings
 
     parsed = parse_spec(spec)
@@ -108,21 +108,21 @@ def direct_plan(spec: dict) -> dict:
         for arch in parsed.evaluation.archs
         for seed in range(parsed.evaluation.seeds)
     ]
-    trials = [{"hp": trial_hyper(parsed, {"repeat": r}), "seed": parsed.seed + r} for r in range(parsed.num_samples)]
-    return {"dataset": parsed.dataset.model_dump(), "trials": trials, "evals": evals}
+    trials = [trial_config(parsed, {"repeat": r}) for r in range(parsed.num_samples)]
+    return {"dataset": parsed.dataset_options(), "trials": trials, "evals": evals}
 
 
 def direct_work(plan: dict) -> None:
     """The sweep's work, sequentially in this process (data loading included): torch and the methods only."""
     from methods.context import DistillContext
-    from methods.datasets import DatasetOptions, load_dataset
+    from methods.datasets import load_dataset
     from methods.distill.pipeline import run_distillation
-    from methods.evaluation.presets import settings_from_dict
+    from methods.evaluation.protocol import settings_from_dict
     from methods.evaluation.student import train_student
 
-    data = load_dataset(DatasetOptions(**plan["dataset"]))
+    data = load_dataset(plan["dataset"])
     for trial in plan["trials"]:
-        param, _, _ = run_distillation(trial["hp"], data, DistillContext(seed=trial["seed"]))
+        param, _, _ = run_distillation(trial, data, DistillContext(seed=trial.seed))
         images = param.decode().detach()
         for ev in plan["evals"]:
             train_student(images, param.labels, data, ev["arch"], ev["seed"], settings_from_dict(ev["settings"]))

@@ -31,13 +31,15 @@ import torch
 from methods.context import DistillContext
 from methods.datasets import DatasetOptions, cached_dataset
 from methods.distill.pipeline import run_distillation
+from methods.distill.trial import TrialConfig
 from methods.networks import build_network
 
 
 def timed(hp: dict[str, Any], data: Any, teacher: Any) -> float:
     """CPU seconds (``time.process_time``) of one single-threaded run."""
     start = time.process_time()
-    run_distillation(hp, data, DistillContext(seed=0), {"teacher": teacher})
+    trial = TrialConfig.build(**hp, dataset=DatasetOptions(name=data.name))
+    run_distillation(trial, data, DistillContext(seed=0), {"teacher": teacher})
     return time.process_time() - start
 
 

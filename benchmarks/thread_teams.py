@@ -40,6 +40,7 @@ def one_run(mode: str, iterations: int) -> float:
     from methods.context import DistillContext
     from methods.datasets import DatasetOptions, load_dataset
     from methods.distill.pipeline import run_distillation
+    from methods.distill.trial import TrialConfig
     from orchestrator.cluster.compute_thread import on_compute_thread
 
     hp = {"objective": "dm", "distill_arch": "convnet_d3", "ipc": 2, "iterations": iterations, "batch_real": 64}
@@ -54,7 +55,9 @@ def one_run(mode: str, iterations: int) -> float:
     def steps(data: object) -> float:
         torch.set_num_threads(2)
         start = time.perf_counter()
-        run_distillation(hp, data, DistillContext(seed=0))
+        run_distillation(
+            TrialConfig.build(**hp, dataset=DatasetOptions(name="digits", resolution=8)), data, DistillContext(seed=0)
+        )
         return time.perf_counter() - start
 
     if mode == "compute_thread":

@@ -127,9 +127,7 @@ def trial_of(data: Any, values: dict[str, Any], seed: int = 0) -> Any:
     ``parameterization`` and any option keys) for the loaded dataset ``data`` (the typed object a
     sweep trial builds from its spec)."""
     from methods.datasets.options import DatasetOptions
-    from methods.distill.trial import TrialConfig
-
-    from methods.distill.trial import option_classes
+    from methods.distill.trial import TrialConfig, option_classes
     from methods.options import field_names
 
     rest = dict(values)

@@ -391,7 +391,7 @@ def test_worker_node_killed_mid_evaluation_and_a_nan_trial(env: Env) -> None:
         # took it over at once (a leased worker process gets the next task), so this lands mid-task.
         # Read from the worker's processes, not the state API: its RUNNING lags, and once said so
         # of a student that had finished, so that the kill found nothing to retry
-        return bool(env.rows_written(name)) and worker.executing("evaluate_job")
+        return bool(env.rows_written(name)) and worker.executing("evaluate_group")
 
     _wait_for("an evaluation running on the worker node", evaluating_on_worker, 600, proc, log, 0.1)
     worker.kill()  # at once: a student trains for several seconds
@@ -405,7 +405,7 @@ def test_worker_node_killed_mid_evaluation_and_a_nan_trial(env: Env) -> None:
 
     def evaluations(*filters: tuple[str, str, str]) -> list:
         return list_tasks(
-            address=env.cluster.address, filters=[("name", "=", "evaluate_job"), *filters],
+            address=env.cluster.address, filters=[("name", "=", "evaluate_group"), *filters],
             detail=True, limit=1000, raise_on_missing_output=False,
         )  # fmt: skip
 

@@ -11,7 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from methods.evaluation.options import EvalSettings
-from methods.evaluation.presets import build_eval_settings, preset_values, settings_from_dict
+from methods.evaluation.presets import preset_values
+from methods.evaluation.protocol import build_eval_settings, settings_from_dict
 from methods.registry import PRESETS
 from orchestrator.spec.schema import resolve_options
 

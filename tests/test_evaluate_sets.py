@@ -18,11 +18,31 @@ from helpers import cli, ddx
 from PIL import Image
 
 from methods.datasets import DatasetOptions, cached_dataset
-from methods.evaluation.presets import protocol_name, settings_from_json, student_settings
-from orchestrator.evaluation.external import EvaluateRequest, plan, run
+from methods.evaluation.protocol import protocol_name, settings_from_json, student_settings
+from orchestrator.evaluation.external import EvaluateRequest, plan
+from orchestrator.evaluation.external_run import run
 from tests.helpers import trial_of
 
 DIGITS = DatasetOptions(name="digits")
+
+
+def request(sets: list[Path], *flags: str, **options: object) -> EvaluateRequest:
+    """What ``ddx evaluate SETS --dataset digits FLAGS…`` asks (the command's own parsing)."""
+    from orchestrator.cli.evaluate import FLAG_KEYS, configuration
+
+    values: dict[str, object] = {"--dataset": "digits"}
+    settings: list[str] = []
+    it = iter(flags)
+    for flag in it:
+        value = next(it)
+        if flag == "--set":
+            settings.append(value)
+        elif flag in ("--archs", "--label-modes"):
+            values[flag] = value.split(",")
+        else:
+            values[flag] = int(value) if flag == "--seeds" else value
+    assert set(values) <= set(FLAG_KEYS), values
+    return EvaluateRequest(sets=[str(s) for s in sets], spec=configuration(None, values, settings), **options)
 
 
 @pytest.fixture(scope="module")
@@ -73,25 +93,30 @@ def sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         (["missing.pt", "--preset", "dd_standard"], "no such file or folder"),
         (["{bad_shape}", "--preset", "dd_standard"], "images must be (N, C, H, W)"),
         (["{bad_count}", "--preset", "dd_standard"], "20 images but 19 labels"),
-        (["{dm_pixels}", "--preset", "nope"], "unknown evaluation preset 'nope'"),
+        (["{dm_pixels}", "--preset", "nope"], "--preset: unknown preset 'nope'"),
         (["{normalised_as_pixels}", "--preset", "dd_standard"], "outside [0, 1] pixel space"),
         (["{unbalanced}", "--preset", "dd_standard"], "images per class differ"),
         (["{no_images}", "--preset", "dd_standard"], "the set holds no images"),
         (["{zero_size}", "--preset", "dd_standard"], "images are empty, shape (20, 1, 0, 0)"),
         (["{too_big}", "--preset", "dd_standard"], "fewer than IPC 111; the random-real baseline at this set's IPC"),
         (["{bad_folder}", "--preset", "dd_standard"], "class folder 'cat'"),
-        (["{dm_pixels}", "--preset", "dd_standard", "--setting", "epochs=0"], "epochs"),
-        (["{dm_pixels}", "--preset", "dd_standard", "--setting", "epochs=[3"], "--setting epochs: invalid YAML"),
-        (["{dm_pixels}", "--preset", "dd_standard", "--setting", 'lr="\\0"'], "--setting lr: the value holds"),
-        (["{dm_pixels}", "--preset", "dd_standard", "--archs", "convnet_d1,nonet"], "nonet"),
+        (["{dm_pixels}", "--preset", "dd_standard", "--set", "evaluation.epochs=0"], "evaluation.epochs: must be ≥ 1"),
+        (
+            ["{dm_pixels}", "--preset", "dd_standard", "--set", "evaluation.epochs=[3"],
+            "--set evaluation.epochs: invalid",
+        ),
+        (["{dm_pixels}", "--preset", "dd_standard", "--set", 'evaluation.lr="\\0"'], "--set evaluation.lr: the value"),
+        (["{dm_pixels}", "--preset", "dd_standard", "--set", "evaluation.epoch=3"], "did you mean 'epochs'"),
+        (["{dm_pixels}", "--preset", "dd_standard", "--set", "epochs"], "--set: expected KEY.PATH=VALUE"),
+        (["{dm_pixels}", "--preset", "dd_standard", "--archs", "convnet_d1,nonet"], "--archs: unknown network 'nonet'"),
         (["{dm_pixels}", "--preset", "dd_standard", "--archs", "vgg11"], "--archs: vgg11 needs inputs of at least 32"),
         (["{dm_pixels}", "--preset", "dd_standard", "--archs", "alexnet", "--resolutions", "32,8"], "at least 16"),
         (["{dm_pixels}", "--preset", "dd_standard", "--space", "rgb"], "--space"),
         (["{dm_pixels}", "--preset", "dd_standard", "--resolutions", "8.5"], "list of whole numbers, got '8.5'"),
-        (["{dm_pixels}", "--preset", "dd_standard", "--resolutions", "8,100000"], "100000 px: resolutions must be"),
-        (["{dm_pixels}", "--preset", "dd_standard", "--resolutions", "0"], "0 px: resolutions must be from 1"),
-        (["{dm_pixels}", "--preset", "cfm_paper", "--teacher-arch", "nonet"], "--teacher-arch"),
-        (["{dm_pixels}", "--preset", "cfm_paper", "--setting", "preset=cfm_code"], "--preset"),
+        (["{dm_pixels}", "--preset", "dd_standard", "--resolutions", "8,100000"], "--resolutions: must be ≤ 2048"),
+        (["{dm_pixels}", "--preset", "dd_standard", "--resolutions", "0"], "--resolutions: must be ≥ 1"),
+        (["{dm_pixels}", "--preset", "cfm_paper", "--set", "teacher.arch=nonet"], "teacher.arch: unknown network"),
+        (["{dm_pixels}", "--dataset", "digits"], "evaluation.preset: required: name the protocol (--preset"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(sets: dict[str, Path], args: list[str], says: str, tmp_path: Path) -> None:
@@ -142,8 +167,9 @@ def test_evaluate_a_ddx_set_and_an_image_folder(sets: dict[str, Path], tmp_path:
     # through the real command line (its own Ray), as a user runs it
     proc = ddx(
         "evaluate", str(sets["dm"]), str(sets["folder"]), "--preset", "cfm_paper", "--dataset", "digits",
-        "--archs", "convnet_d1", "--seeds", "2", "--epochs", "2", "--baseline-seed", "5",
-        "--reference-epochs", "1", "--teacher-arch", "convnet_d1", "--teacher-epochs", "2", "--out", str(out),
+        "--archs", "convnet_d1", "--seeds", "2", "--set", "evaluation.epochs=2", "--baseline-seed", "5",
+        "--set", "evaluation.reference.epochs=1", "--set", "teacher.arch=convnet_d1", "--set", "teacher.epochs=2",
+        "--out", str(out),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "HLR (pp)" in proc.stdout and "IOR (pp)" in proc.stdout and "LRS" in proc.stdout
@@ -186,17 +212,10 @@ def test_evaluate_a_ddx_set_and_an_image_folder(sets: dict[str, Path], tmp_path:
 
     # a second protocol into the same folder: dd_standard (hard labels) on the tensor file; rows of both
     # protocols live side by side and the report keeps them apart
-    req2 = EvaluateRequest(
-        sets=[str(sets["dm_pixels"])],
-        preset="dd_standard",
-        dataset={"name": "digits"},
-        out=str(out),
-        archs=["convnet_d1"],
-        seeds=1,
-        overrides={"epochs": 2},
-        baseline_seed=5,
-        reference=False,
-    )
+    req2 = request(
+        [sets["dm_pixels"]], "--preset", "dd_standard", "--archs", "convnet_d1", "--seeds", "1",
+        "--set", "evaluation.epochs=2", "--out", str(out), baseline_seed=5, reference=False,
+    )  # fmt: skip
     run(plan(req2), log=lambda _: None)
     rows = pd.read_parquet(out / "results.parquet")
     assert rows["protocol"].nunique() == 2 and len(rows) == 12 + 2
@@ -216,11 +235,10 @@ def test_a_set_another_ddx_evaluate_holds_waits_for_it_then_runs_only_what_is_mi
     from orchestrator.storage.results import ResultStore
 
     out = tmp_path / "evaluate-dd_standard"
-    common = {"preset": "dd_standard", "dataset": {"name": "digits"}, "out": str(out), "seeds": 1}
-    common |= {"overrides": {"epochs": 2}, "reference": False}
-    run(plan(EvaluateRequest(sets=[str(sets["dm_pixels"])], archs=["convnet_d1"], **common)), log=lambda _: None)
+    common = ("--preset", "dd_standard", "--seeds", "1", "--set", "evaluation.epochs=2", "--out", str(out))
+    run(plan(request([sets["dm_pixels"]], *common, "--archs", "convnet_d1", reference=False)), log=lambda _: None)
     store = ResultStore(str(out))
-    second = plan(EvaluateRequest(sets=[str(sets["folder"])], archs=["convnet_d1", "convnet_d2"], **common))
+    second = plan(request([sets["folder"]], *common, "--archs", "convnet_d1,convnet_d2", reference=False))
     baseline = next(u for u in second.units if u.columns["objective"] == "random")
     (first_row,) = store.read_trial_rows(baseline.key)  # the first evaluation's baseline row
 
@@ -260,7 +278,7 @@ def test_ctrl_c_stops_ddx_evaluate_with_one_line_and_exit_130(sets: dict[str, Pa
     from helpers import ddx_interrupted
 
     args = ["evaluate", str(sets["dm_pixels"]), "--preset", "dd_standard", "--dataset", "digits", "--no-reference"]
-    args += ["--epochs", "100000", "--out", str(tmp_path / "out")]
+    args += ["--set", "evaluation.epochs=100000", "--out", str(tmp_path / "out")]
     # "… evaluations to run": Ray is up and the tasks are submitted
     code, err = ddx_interrupted(*args, when="evaluations to run", stderr_file=tmp_path / "stderr.txt", timeout=120)
     assert code == 130, err

@@ -12,7 +12,7 @@ import pytest
 import typer
 
 from methods.atomic import atomic_path
-from orchestrator.cli import main as cli
+from orchestrator.cli import output as cli
 from orchestrator.cluster.runtime import OneLineRecords
 from orchestrator.errors import UserError
 from orchestrator.storage.locations import check_room, upload_file, write_bytes_atomic

@@ -109,7 +109,8 @@ def test_ddx_up_keeps_a_ray_that_sweeps_use_with_the_embedded_results_until_ddx_
         (synthetic,) = sorted((tmp_path / "kept" / "tiny" / "synthetic").glob("*.pt"))
         evaluated = ddx(
             "evaluate", str(synthetic), "--preset", "dd_standard", "--dataset", "digits", "--archs", "convnet_d1",
-            "--seeds", "1", "--epochs", "1", "--no-reference", "--out", str(tmp_path / "evaluated"), env=env,
+            "--seeds", "1", "--set", "evaluation.epochs=1", "--no-reference", "--out", str(tmp_path / "evaluated"),
+            env=env,
         )  # fmt: skip
         assert evaluated.returncode == 0, evaluated.stdout[-2000:] + evaluated.stderr[-2000:]
         assert "running on the local Ray of `ddx up`" in evaluated.stdout

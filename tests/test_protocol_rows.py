@@ -16,12 +16,8 @@ from methods.evaluation.dd_ranking import (
     improvement_over_random,
     label_robust_score,
 )
-from methods.evaluation.presets import (
-    protocol_name,
-    settings_from_json,
-    student_settings,
-    without_augmentation,
-)
+from methods.evaluation.protocol import augmentation_off as without_augmentation
+from methods.evaluation.protocol import protocol_name, settings_from_json, student_settings
 from methods.registry import PRESETS
 from orchestrator.evaluation.reference import REFERENCE_FILE
 from orchestrator.evaluation.tasks import protocol_columns

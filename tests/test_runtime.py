@@ -257,16 +257,19 @@ def test_a_tracker_that_is_not_installed_is_one_line_before_ray_starts(tmp_path)
 
 
 def test_ddx_evaluate_with_a_task_no_node_holds_is_one_line(tmp_path) -> None:
-    """``--eval-cpus`` beyond the machine (or ``--eval-gpus`` without a GPU) waited for ever on the
-    embedded Ray; now one line naming the flag, before any set is written."""
+    """``resources.eval_cpus`` beyond the machine (or ``eval_gpus`` without a GPU) waited for ever on
+    the embedded Ray; now one line naming the key, before any set is written."""
     import torch
 
     torch.save({"images": torch.rand(10, 1, 8, 8), "labels": torch.arange(10)}, tmp_path / "set.pt")
     cpus = (os.cpu_count() or 1) + 1
     args = ["evaluate", str(tmp_path / "set.pt"), "--preset", "dd_standard", "--dataset", "digits", "--seeds", "1"]
-    out = ddx(*args, "--no-reference", "--out", str(tmp_path / "out"), "--eval-cpus", str(cpus), timeout=120)
+    out = ddx(
+        *args, "--no-reference", "--out", str(tmp_path / "out"), "--set", f"resources.eval_cpus={cpus}", timeout=120
+    )
     assert out.returncode == 2, out.stdout + out.stderr
-    assert out.stderr.strip().startswith(f"error: --eval-cpus: one unit needs CPU {cpus} but no node of this Ray")
+    said = f"error: resources.eval_cpus: one unit needs CPU {cpus} but no node of this Ray"
+    assert out.stderr.strip().startswith(said), out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 

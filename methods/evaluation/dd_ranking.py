@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import math
 
+#: the objective whose sets are DD-Ranking's baseline: real images chosen at random, same IPC
+RANDOM_OBJECTIVE = "random"
+
 #: DD-Ranking's default weights (the leaderboard's w = 0.5; the ARS code's ars_lambda = 0.5)
 DEFAULT_W = 0.5
 DEFAULT_GAMMA = 0.5
@@ -76,6 +79,7 @@ def augmentation_robust_score(gap_with_aug: float, gap_without_aug: float, gamma
 __all__ = [
     "DEFAULT_GAMMA",
     "DEFAULT_W",
+    "RANDOM_OBJECTIVE",
     "augmentation_robust_score",
     "hard_label_recovery",
     "improvement_over_random",

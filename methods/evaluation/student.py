@@ -54,6 +54,7 @@ class EvalOutcome:
     curve: list[tuple[int, float, float | None]] = field(default_factory=list)
     model: Classifier | None = field(default=None, repr=False)
     lr: float | None = None  # the (initial) learning rate the student trained with
+    batched: int = 1  # students trained in one batched computation with this one (1: alone)
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,7 @@ def train_student(
     teacher: Classifier | None = None,
     progress: Callable[[int, int], None] | None = None,
     set_lr: float | None = None,
+    needs: Mapping[str, Any] | None = None,
 ) -> EvalOutcome:
     """Train ``arch`` from scratch (seeded) on ``(images, labels)`` and evaluate on ``data``.
 
@@ -186,8 +188,12 @@ def train_student(
     its validation and test splits are served at the images' resolution, resized batch by batch.
     ``set_lr`` is the learning rate the synthetic set carries (:func:`learned_lr`); with
     ``settings.lr_from_set`` it replaces ``settings.lr`` (the schedule still applies), as MTT
-    evaluates its sets with the learned step size.
+    evaluates its sets with the learned step size. ``needs``: the loaded prerequisites the label
+    mode requires (:data:`~methods.evaluation.options.LABEL_MODE_REQUIRES`: soft labels take the
+    ``teacher`` there when ``teacher`` is not given).
     """
+    if teacher is None and needs is not None:
+        teacher = needs.get("teacher")
     if settings.lr_from_set:
         if set_lr is None:
             raise ValueError("evaluation.lr_from_set needs a synthetic set that carries a learned learning rate "

@@ -24,12 +24,12 @@ import torch
 
 from methods.datasets import cached_dataset
 from methods.datasets.options import DatasetOptions
-from methods.evaluation.presets import settings_json
+from methods.evaluation.protocol import settings_json
 from methods.evaluation.real_training import RealTrainSettings, train_on_real
 from methods.networks import resolve_arch
 from methods.prerequisites import dataset_identity
 from orchestrator.cluster.compute_thread import on_compute_thread
-from orchestrator.evaluation.tasks import task_options
+from orchestrator.evaluation.tasks import TaskResources
 from orchestrator.provenance import node_columns, now, versions
 from orchestrator.spec.model import SweepSpec
 from orchestrator.storage.artifacts import LOCK_SUFFIX, ArtifactStore, LeaseLock, cache_root, content_key
@@ -159,17 +159,14 @@ def launch_references(
     dataset: DatasetOptions,
     settings: RealTrainSettings,
     store_root: str,
-    cpus: float,
-    gpus: float,
-    retries: int,
+    resources: TaskResources,
     experiment_dir: str,
     base: dict[str, Any],
 ) -> PendingReferences:
     """Launch one reference task per job."""
-    options = task_options(cpus, gpus, retries)
-    threads = max(1, int(cpus))
+    options, threads, gpu = resources.options(), resources.threads, resources.gpus > 0
     refs = {
-        reference_remote.options(**options).remote(job, dataset, settings, store_root, threads, gpus > 0): job
+        reference_remote.options(**options).remote(job, dataset, settings, store_root, threads, gpu): job
         for job in jobs
     }
     return PendingReferences(experiment_dir, base, refs)
@@ -187,9 +184,7 @@ def start_references(spec: SweepSpec) -> PendingReferences | None:
         spec.dataset_options(),
         settings,
         cache_root(spec.storage),
-        res.eval_cpus,
-        res.eval_gpus,
-        res.eval_retries,
+        TaskResources(res.eval_cpus, res.eval_gpus, res.eval_retries),
         spec.experiment_dir(),
         base_row(spec.name, spec.dataset.name, spec.config_hash(), settings),
     )

@@ -31,14 +31,15 @@ from typing import Any
 import pandas as pd
 
 from methods.evaluation.dd_ranking import (
+    RANDOM_OBJECTIVE,
     augmentation_robust_score,
     hard_label_recovery,
     improvement_over_random,
     label_robust_score,
 )
-from methods.evaluation.presets import protocol_name, settings_from_json, without_augmentation
+from methods.evaluation.protocol import augmentation_off as without_augmentation
+from methods.evaluation.protocol import protocol_name, settings_from_json
 
-RANDOM_OBJECTIVE = "random"
 #: the ``protocol`` of rows written before rows recorded one
 UNRECORDED = "unrecorded"
 SETTING = ["dataset", "ipc", "eval_arch", "eval_resolution"]

@@ -33,14 +33,14 @@ from orchestrator.storage.results import read_bytes
 class Grid:
     """A synthetic-set grid: RGB ``uint8`` array ``(H, W, 3)`` and how it was made."""
 
-    pixels: np.ndarray
+    image: np.ndarray
     classes: int
     per_class: int
     resolution: int
     note: str
 
     def png(self) -> bytes:
-        return png_bytes(self.pixels)
+        return png_bytes(self.image)
 
 
 def to_display(images: Tensor, mean: list[float] | None = None, std: list[float] | None = None) -> tuple[Tensor, str]:
@@ -82,8 +82,8 @@ def grid_of(
     if scale > 1:
         batch = F.interpolate(batch, scale_factor=scale, mode="nearest")
     grid = make_grid(batch, nrow=cols, padding=max(1, scale // 2), pad_value=1.0)  # 1 channel → 3
-    pixels = (grid.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
-    return Grid(pixels, len(classes), cols, res, note)
+    image = (grid.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+    return Grid(image, len(classes), cols, res, note)
 
 
 def _load_set(path: str | Path) -> tuple[Parameterization, dict[str, Any]]:
@@ -124,18 +124,18 @@ def synthetic_grid(
     return grid_of(images, param.labels, max_classes, per_class, cell, extra.get("mean"), extra.get("std"))
 
 
-def png_bytes(pixels: np.ndarray) -> bytes:
+def png_bytes(image: np.ndarray) -> bytes:
     """Encode an RGB ``uint8`` array as PNG."""
     buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG", optimize=True)
+    Image.fromarray(image).save(buf, format="PNG", optimize=True)
     return buf.getvalue()
 
 
-def save_png(pixels: np.ndarray, path: str | Path) -> Path:
+def save_png(image: np.ndarray, path: str | Path) -> Path:
     """Write an RGB ``uint8`` array as a PNG file (parents created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = png_bytes(pixels)
+    data = png_bytes(image)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return path
@@ -191,6 +191,6 @@ def export_class_grids(
         tmp.write_text(
             f"{param.config.name} set from {path}: {len(written)} classes, {param.per_class} instances per class, "
             f"decoded at {res}px ({'coordinates' if param.resize_mode == 'coordinates' else param.resize_mode} when "
-            f"not {param.config.shape.resolution}px); pixels: {note}\n"
+            f"not {param.config.shape.resolution}px); image: {note}\n"
         )
     return written

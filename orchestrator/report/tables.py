@@ -346,7 +346,7 @@ def scored_best(exp: Experiment, summ: pd.DataFrame) -> pd.DataFrame:
 
 def protocol_table(exp: Experiment) -> pd.DataFrame:
     """One row per (protocol, label mode): rows, sets, and the settings that define the protocol."""
-    from methods.evaluation.presets import protocol_differences, protocol_identity, settings_from_json
+    from methods.evaluation.protocol import protocol_differences, protocol_identity, settings_from_json
 
     cols = ["protocol", "label_mode", "rows", "sets", "preset", "differs_from_preset", "settings"]
     out = []

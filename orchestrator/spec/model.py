@@ -24,9 +24,11 @@ from pydantic import Field, create_model, field_validator, model_validator
 
 from methods.datasets.options import DatasetOptions
 from methods.evaluation.options import EvalSettings, LabelMode
+from methods.evaluation.protocol import Protocol
 from methods.evaluation.real_training_options import RealTrainSettings
 from methods.options import PositiveInt, Resolution, named
 from methods.registry import PREREQUISITES
+from orchestrator.evaluation.jobs import StudentPlan
 from orchestrator.spec.metrics import TrialMetric
 from orchestrator.spec.schema import OptionsBlock, Strict, block_model, pydantic_type
 
@@ -225,6 +227,8 @@ class _EvaluationKeys(OptionsBlock):
     arch_epochs: dict[NetworkName, PositiveInt] = Field(default_factory=dict)
     label_mode: Annotated[list[LabelMode], Len(1)] = Field(default_factory=lambda: ["hard"])
     reference: Reference | None = None  # the full-data upper-bound row (``true`` for defaults)
+    #: also evaluate every set with augmentation off (the first label mode): DD-Ranking's ARS
+    ars: bool = False
 
     @field_validator("reference", mode="before")
     @classmethod
@@ -246,6 +250,22 @@ class _EvaluationKeys(OptionsBlock):
     @property
     def label_modes(self) -> list[str]:
         return list(self.label_mode)
+
+    def protocol(self) -> Protocol:
+        """The settings students train with: the preset and the values the block gives (a preset's
+        values the parse filled in count as given), typed."""
+        given = {k: getattr(self, k) for k in type(self).__option_fields__ if k in self.model_fields_set}
+        return Protocol.of({**given, "preset": getattr(self, "preset", None)})
+
+    def students(self, first_seed: int) -> StudentPlan:
+        """Which students each set gets (seeds ``first_seed``, ``first_seed + 1``, …)."""
+        return StudentPlan(
+            archs=tuple(self.archs),
+            seeds=tuple(first_seed + i for i in range(self.seeds)),
+            label_modes=tuple(self.label_mode),
+            resolutions=tuple(self.resolutions) if self.resolutions else None,
+            arch_epochs=tuple(sorted(self.arch_epochs.items())),
+        )
 
 
 Evaluation = block_model(

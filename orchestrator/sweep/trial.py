@@ -20,6 +20,7 @@ and probe accuracy, then evaluations done; the CLI shows it live and trackers lo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -30,8 +31,9 @@ from ray import tune
 
 from methods.registry import OBJECTIVES
 from orchestrator.errors import error_line
-from orchestrator.evaluation.jobs import EvalJob, plan_jobs, row_key_of
-from orchestrator.evaluation.tasks import failed_result, protocol_columns, run_evaluations
+from orchestrator.evaluation.jobs import EvalJob, row_key_of
+from orchestrator.evaluation.sets import Evaluation, Evaluator, SetUnderEvaluation
+from orchestrator.evaluation.tasks import Row, TaskResources, failed_result, protocol_columns
 from orchestrator.spec.metrics import TRIAL_METRICS
 from orchestrator.spec.model import SweepSpec
 from orchestrator.spec.trials import trial_config, trial_key
@@ -44,16 +46,6 @@ from orchestrator.sweep.distill_run import run_train, stream_distillation
 
 #: Ray retries of the one-worker distillation task after a lost process or node
 DISTILL_TASK_RETRIES = 3
-
-
-def eval_settings(spec: SweepSpec) -> dict[str, Any]:
-    return spec.evaluation.model_dump(exclude={"archs", "resolutions", "seeds", "label_mode", "reference"})
-
-
-def eval_jobs(spec: SweepSpec, distill_resolution: int) -> list[EvalJob]:
-    ev = spec.evaluation
-    seeds = [spec.seed + i for i in range(ev.seeds)]
-    return plan_jobs(ev.archs, ev.resolutions or [distill_resolution], seeds, ev.label_modes)
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -86,6 +78,15 @@ class TrialRun:
         requires = OBJECTIVES.get(self.config.objective_name).requires
         self.names = prerequisites.needed(requires, spec.evaluation.label_modes)
         self.prerequisites = prerequisites.Prerequisites({n: spec.prerequisite_options(n) for n in self.names})
+        res = spec.resources
+        self.evaluation = Evaluation(
+            protocol=spec.evaluation.protocol(),
+            students=spec.evaluation.students(spec.seed),
+            dataset=self.config.dataset,
+            resources=TaskResources(res.eval_cpus, res.eval_gpus, res.eval_retries),
+            store_root=self.artifacts.root,
+            ars=spec.evaluation.ars,
+        )
         self.produced = 0  # prerequisite pieces this trial produced (0 when every piece was reused)
         self.swept = {k: sample[k] for k in spec.search if k in sample}
 
@@ -111,7 +112,7 @@ class TrialRun:
 
     def _run(self) -> None:
         spec = self.spec
-        planned = eval_jobs(spec, spec.dataset.resolution or 0)
+        planned = self.evaluation.students.jobs(spec.dataset.resolution or 0)
         try:
             if self.names:
                 self.report({"phase": "prerequisites", "prerequisites": ",".join(self.names)})
@@ -221,54 +222,36 @@ class TrialRun:
         rows = [r for r in self.store.read_trial_rows(self.key) if r.get("status") == "ok"]
         done = {row_key_of(r) for r in rows}
         error = RuntimeError(message)
-        settings, ipc = eval_settings(self.spec), self.config.ipc
+        protocol, dataset = self.evaluation.protocol, self.config.dataset.name
         for job in jobs:
             if job.key not in done:
-                protocol = protocol_columns(
-                    settings, job.label_mode, self.config.dataset.name, ipc, job.requested or job.arch
-                )
-                rows.append({**base, **job.columns(), **failed_result(job, error), **protocol})
+                cols = protocol_columns(protocol, job, dataset, self.config.ipc)
+                rows.append({**base, **job.columns(), **failed_result(error), **cols})
         self.store.write_trial_rows(self.key, rows)
         self.report({"phase": "failed", "error": message, **_summary(rows)})
 
     def evaluate(self, card: dict[str, Any]) -> None:
-        spec = self.spec
-        base = self.base_columns(card)
-        rows = [r for r in self.store.read_trial_rows(self.key) if r.get("status") == "ok"]
-        # a row of another protocol (the evaluation settings changed since) is not this evaluation
-        ipc = int(card["config"]["shape"]["ipc"])
-        settings = eval_settings(spec)
+        """Evaluate the set (what its row file does not hold yet), writing each row as it finishes."""
+        found = [r for r in self.store.read_trial_rows(self.key) if r.get("status") == "ok"]
+        shape = card["config"]["shape"]
+        ref = ray.put(read_bytes(self.store.synthetic_path(self.key)))  # the saved file: tasks load it
+        s = SetUnderEvaluation(
+            self.key, ref, int(shape["ipc"]), int(shape["resolution"]), self.base_columns(card), found
+        )
+        total = 0
 
-        def current(row: dict[str, Any]) -> str | None:  # this spec's protocol for the row's network
-            arch = row.get("eval_arch_requested") or row.get("eval_arch")
-            return protocol_columns(settings, "hard", spec.dataset.name, ipc, arch)["protocol"]
+        def record(s: SetUnderEvaluation, job: EvalJob, row: Row) -> None:
+            self.store.write_trial_rows(self.key, s.rows)
+            summary = _summary(s.rows)
+            self.report({"phase": "evaluate", "evals_done": len(s.rows), "evals_total": total, **summary})
 
-        done = {row_key_of(r) for r in rows if r.get("protocol") in (None, current(r))}
-        jobs = [j for j in eval_jobs(spec, int(card["config"]["shape"]["resolution"])) if j.key not in done]
-        total = len(jobs) + len(rows)
-
-        def record(job: EvalJob, result: dict[str, Any]) -> None:
-            rows.append({**base, **result, **job.columns()})
-            self.store.write_trial_rows(self.key, rows)
-            self.report({"phase": "evaluate", "evals_done": len(rows), "evals_total": total, **_summary(rows)})
-
-        if jobs:
-            run_evaluations(
-                ray.put(read_bytes(self.store.synthetic_path(self.key))),  # the saved file: tasks load it
-                jobs,
-                self.config.dataset,
-                settings,
-                spec.resources.eval_cpus,
-                spec.resources.eval_gpus,
-                spec.resources.eval_retries,
-                record,
-                prerequisites=self.prerequisites,
-                store_root=self.artifacts.root,
-                ipc=ipc,
-            )
-        summary = _summary(rows)
+        for_students = self.prerequisites.only(prerequisites.needed((), self.evaluation.students.label_modes))
+        evaluator = Evaluator(dataclasses.replace(self.evaluation, prerequisites=for_students), record)
+        total = len(found) + evaluator.submit(s)
+        evaluator.drain()
+        summary = _summary(s.rows)
         self.report({"phase": "done", **summary})
-        metric = summary.get(spec.metric.name, float("nan"))
+        metric = summary.get(self.spec.metric.name, float("nan"))
         self.record("done", metric=None if math.isnan(metric) else metric, **summary)
 
 
@@ -278,4 +261,4 @@ def run_trial(sample: dict[str, Any], spec_json: str, code: dict[str, str]) -> N
     TrialRun(spec, sample, code, tune.report).run()
 
 
-__all__ = ["TrialRun", "error_line", "eval_jobs", "eval_settings", "run_trial"]
+__all__ = ["TrialRun", "run_trial"]
