@@ -28,9 +28,7 @@ sys.path.insert(0, str(REPO))
 from methods.datasets import DatasetOptions, load_dataset  # noqa: E402
 from methods.evaluation.student import accuracy, train_student  # noqa: E402
 from methods.parameterizations import load_synthetic  # noqa: E402
-from orchestrator.evaluation.tasks import student_settings  # noqa: E402
 from orchestrator.spec.load import load_spec  # noqa: E402
-from orchestrator.sweep.trial import eval_settings  # noqa: E402
 
 
 @torch.no_grad()
@@ -58,7 +56,7 @@ def main() -> None:
     torch.set_num_threads(2)
     spec = load_spec(args.spec)
     data = load_dataset(DatasetOptions(**spec.dataset.model_dump()))
-    settings = student_settings(eval_settings(spec), "hard")  # what the sweep's evaluation tasks use
+    settings = spec.evaluation.protocol().settings("hard", spec.dataset.name)  # what the sweep's students use
     rows = pd.read_parquet(args.results / "results.parquet")
     cells = {}
     for objective in ("random", "dm"):

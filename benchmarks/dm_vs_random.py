@@ -29,10 +29,8 @@ from methods.distill.pipeline import run_distillation  # noqa: E402
 from methods.distill.trial import TrialConfig, option_classes  # noqa: E402
 from methods.evaluation.student import train_student  # noqa: E402
 from methods.options import field_names  # noqa: E402
-from orchestrator.evaluation.tasks import student_settings  # noqa: E402
 from orchestrator.spec.load import load_spec  # noqa: E402
 from orchestrator.spec.trials import trial_values  # noqa: E402
-from orchestrator.sweep.trial import eval_settings  # noqa: E402
 
 
 def main() -> None:
@@ -51,7 +49,7 @@ def main() -> None:
     if args.root:
         opts = dataclasses.replace(opts, root=args.root)
     data = load_dataset(opts)
-    settings = student_settings(eval_settings(spec), "hard")  # what the sweep's evaluation tasks use
+    settings = spec.evaluation.protocol().settings("hard", spec.dataset.name)  # what the sweep's students use
     cells = []
     for ipc in args.ipcs:
         for objective in ("random", "dm"):

@@ -28,26 +28,36 @@ import ray
 import torch
 
 from methods.datasets import DatasetOptions, cached_dataset
-from methods.parameterizations import ParamConfig, SetShape, build_parameterization, synthetic_payload
-from orchestrator.evaluation.tasks import EvalJob, run_evaluations
+from methods.evaluation.protocol import Protocol
+from methods.parameterizations import ParamConfig, SetShape, build_parameterization, payload_bytes, synthetic_payload
+from orchestrator.evaluation.jobs import EvalJob
+from orchestrator.evaluation.tasks import TaskResources, evaluate_remote
 from orchestrator.provenance import versions
 
 
-def make_payload(dataset: dict[str, Any], ipc: int) -> dict[str, Any]:
+def make_payload(dataset: dict[str, Any], ipc: int) -> bytes:
     """A random-real pixel set: ``ipc`` seeded real training images per class."""
     data = cached_dataset(DatasetOptions(**dataset))
     shape = SetShape(data.num_classes, ipc, data.channels, data.resolution)
     param = build_parameterization(ParamConfig("pixels", shape))
     g = torch.Generator().manual_seed(0)
     param.init_from_real(torch.cat([data.sample_class(c, ipc, g) for c in range(data.num_classes)]))
-    return synthetic_payload(param)
+    return payload_bytes(synthetic_payload(param))  # what evaluation tasks receive: the saved file
 
 
 def run_batch(payload_ref: Any, jobs: list[EvalJob], dataset: dict, settings: dict, cpus: float) -> dict[str, Any]:
-    """Run ``jobs`` with ``cpus`` CPUs per task; wall time and per-job results."""
-    results: list[dict[str, Any]] = []
+    """Run ``jobs``, one evaluation task each (one student: no seeds batched), with ``cpus`` CPUs
+    per task; wall time and per-job results."""
+    resources = TaskResources(cpus, 0.0, 0)
+    options = DatasetOptions(**dataset)
     start = time.perf_counter()
-    run_evaluations(payload_ref, jobs, dataset, settings, cpus, 0.0, 0, lambda j, r: results.append(r))
+    tasks = [
+        evaluate_remote.options(**resources.options()).remote(
+            payload_ref, [job], options, Protocol.of(settings), resources.threads, False
+        )
+        for job in jobs
+    ]
+    results: list[dict[str, Any]] = [row for task in ray.get(tasks) for row in task]
     wall = time.perf_counter() - start
     failed = [r["error"] for r in results if r["status"] != "ok"]
     if failed:

@@ -93,17 +93,17 @@ def direct_plan(spec: dict) -> dict:
     """What the direct loop needs, as JSON: dataset options, each trial's hyper-parameters and seed,
     and each evaluation's student settings (what the sweep's tasks use; computed here, so that
     the loop itself imports no Ray)."""
-    from orchestrator.evaluation.tasks import student_settings
     from orchestrator.spec.load import parse_spec
     from orchestrator.spec.trials import trial_config
-    from orchestrator.sweep.trial import eval_settings
 
     parsed = parse_spec(spec)
     evals = [
         {
             "arch": arch,
             "seed": parsed.seed + seed,
-            "settings": student_settings(eval_settings(parsed), "hard", arch=arch).to_dict(),
+            "settings": parsed.evaluation.protocol()
+            .settings("hard", parsed.dataset.name, epochs=parsed.evaluation.arch_epochs.get(arch))
+            .to_dict(),
         }
         for arch in parsed.evaluation.archs
         for seed in range(parsed.evaluation.seeds)

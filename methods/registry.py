@@ -8,14 +8,17 @@ prerequisites an objective requires, a network's smallest input, a dataset's sha
 own components and a researcher's package declare their entries the same way, as Python
 entry points in their ``pyproject.toml`` (docs/extending.md)::
 
-    [project.entry-points."ddx.objectives"]
-    my_method = "my_package:OBJECTIVE"
+    [project.entry-points."ddx.plugins"]
+    my_package = "my_package:ENTRIES"
 
-An entry point names one entry or a sequence of entries. The registries read entry points
-lazily: looking a name up loads the entry point of that name first, and every entry point of
-the kind only to list the names or to explain an unknown one. So a sweep of built-ins imports
-no one else's code, and nothing here imports torch (``ddx validate`` stays torch-free as long
-as the entries' modules are).
+An entry point names one entry or a sequence of entries. A kind's own group (``ddx.objectives``,
+``ddx.networks``, …) holds entries of that kind; the group ``ddx.plugins`` may hold entries of
+every kind at once (one line for a package that adds an objective, its prerequisite and a
+network). The registries read entry points lazily: looking a name up loads the entry point of
+that name in the kind's group first, then the whole group, then ``ddx.plugins`` (only to list
+the names or to explain an unknown one, or for a name not found before). So a sweep of built-ins
+imports no one else's code, and nothing here imports torch (``ddx validate`` stays torch-free as
+long as the entries' modules are).
 """
 
 from __future__ import annotations
@@ -248,32 +251,46 @@ class Registry(Generic[E]):
     def _points(self) -> list[importlib.metadata.EntryPoint]:
         return _entry_points(self.group)
 
-    def _load(self, ep: importlib.metadata.EntryPoint) -> None:
-        key = f"{ep.name}={ep.value}"
+    def _load(self, ep: importlib.metadata.EntryPoint, mixed: bool = False) -> None:
+        """Load one entry point; ``mixed``: from ``ddx.plugins``, whose entries of other kinds are skipped."""
+        key = f"{ep.group}:{ep.name}={ep.value}"
         if key in self._loaded:
             return
         self._loaded.add(key)
         dist = getattr(getattr(ep, "dist", None), "name", None) or "an installed package"
-        origin = f"{dist} ({self.group}: {ep.name} = {ep.value})"
-        try:
-            value = ep.load()
-        except Exception as err:
-            line = (str(err).strip().splitlines() or [type(err).__name__])[-1]
-            raise PluginError(f"{self.kind} plugin {origin} cannot be loaded: {type(err).__name__}: {line}") from err
+        origin = f"{dist} ({ep.group}: {ep.name} = {ep.value})"
+        value = load_entry_point(ep, origin)
         for entry in value if isinstance(value, (list, tuple)) else [value]:
-            self._add(entry, origin)
+            if not mixed or isinstance(entry, self._type()):
+                self._add(entry, origin)
 
     def _load_all(self) -> None:
         if self._all:
             return
         for ep in self._points():
             self._load(ep)
+        for ep in _entry_points(PLUGINS_GROUP):
+            self._load(ep, mixed=True)
         self._all = True
         if not self._entries:
             raise PluginError(
                 f"no {self.kind} is registered (entry-point group {self.group!r} is empty): ddx is not "
                 "installed in this environment; install it (pip install -e .)"
             )
+
+
+#: the entry-point group whose entries may be of any kind (a package's components in one line)
+PLUGINS_GROUP = "ddx.plugins"
+
+
+@cache
+def load_entry_point(ep: importlib.metadata.EntryPoint, origin: str) -> Any:
+    """What an entry point names, loaded once per process; a failure is one :class:`PluginError` line."""
+    try:
+        return ep.load()
+    except Exception as err:
+        line = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+        raise PluginError(f"plugin {origin} cannot be loaded: {type(err).__name__}: {line}") from err
 
 
 @cache
@@ -310,6 +327,7 @@ __all__ = [
     "NETWORKS",
     "OBJECTIVES",
     "PARAMETERIZATIONS",
+    "PLUGINS_GROUP",
     "PREREQUISITES",
     "PRESETS",
     "REGISTRIES",

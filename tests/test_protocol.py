@@ -14,13 +14,15 @@ import torch
 
 from methods.augment.options import DSA_DEFAULT, DSA_OPS, parse_strategy
 from methods.datasets import DatasetOptions, cached_dataset
+from methods.evaluation.protocol import Protocol
 from methods.evaluation.real_training_options import RealTrainSettings
 from methods.evaluation.student import EvalSettings, soft_label_loss, train_student
 from methods.networks import NetworkError, build_network
 from methods.parameterizations import ParamConfig, SetShape, build_parameterization, payload_bytes, synthetic_payload
 from methods.parameterizations.options import PixelOptions
+from orchestrator.evaluation.jobs import EvalJob, StudentPlan, plan_jobs
 from orchestrator.evaluation.reference import ReferenceJob, reference_job, reference_jobs
-from orchestrator.evaluation.tasks import EvalJob, evaluate_job, plan_jobs
+from orchestrator.evaluation.tasks import evaluate_group
 from orchestrator.spec.load import parse_spec
 
 DIGITS = DatasetOptions(name="digits", resolution=8)
@@ -115,20 +117,23 @@ def test_convnet_depth_follows_each_resolution_in_the_plan() -> None:
     assert len(jobs) == len({j.key for j in jobs}) == (3 * 3 - 1) * 2
 
 
+def _one(payload: bytes, job: EvalJob, protocol: Protocol) -> dict:
+    (row,) = evaluate_group(payload, [job], DIGITS, protocol, 1, False)
+    return row
+
+
 def test_cross_resolution_decode_and_matching_test_set(pixel_payload) -> None:
-    settings = {"epochs": 2, "batch_size": 20, "check_every": 1}
-    out = evaluate_job(pixel_payload, EvalJob("convnet_d2", 16, 0, "hard"), DIGITS, settings, 1, False)
+    protocol = Protocol.of({"epochs": 2, "batch_size": 20, "check_every": 1})
+    out = _one(pixel_payload, EvalJob("convnet_d2", 16, 0, "hard"), protocol)
     assert out["status"] == "ok"
     assert out["resize_mode"] == "bicubic"
     assert len(json.loads(out["curve"])) == 2
-    same = evaluate_job(pixel_payload, EvalJob("convnet_d2", 8, 0, "hard"), DIGITS, settings, 1, False)
+    same = _one(pixel_payload, EvalJob("convnet_d2", 8, 0, "hard"), protocol)
     assert same["resize_mode"] == "none"
     # ConvNet-D4 needs ≥ 16 px: it trains on the 16 px decode, and refuses the 8 px set
-    assert (
-        evaluate_job(pixel_payload, EvalJob("convnet_d4", 16, 0, "hard"), DIGITS, settings, 1, False)["status"] == "ok"
-    )
+    assert _one(pixel_payload, EvalJob("convnet_d4", 16, 0, "hard"), protocol)["status"] == "ok"
     with pytest.raises(NetworkError, match="8px"):
-        evaluate_job(pixel_payload, EvalJob("convnet_d4", 8, 0, "hard"), DIGITS, settings, 1, False)
+        _one(pixel_payload, EvalJob("convnet_d4", 8, 0, "hard"), protocol)
 
 
 def test_reference_jobs_follow_the_spec() -> None:
@@ -180,21 +185,21 @@ def test_fractional_gpu_spec_is_accepted() -> None:
 def test_failed_evaluation_becomes_a_failed_row(ray_session, pixel_payload) -> None:
     import ray
 
-    from orchestrator.evaluation.tasks import run_evaluations
+    from orchestrator.evaluation.sets import Evaluation, Evaluator, SetUnderEvaluation
+    from orchestrator.evaluation.tasks import TaskResources
 
     results: list[tuple[EvalJob, dict]] = []
-    jobs = [EvalJob("vgg11", 8, 0, "hard"), EvalJob("convnet_d1", 8, 0, "hard")]
-    run_evaluations(
-        ray.put(pixel_payload),
-        jobs,
+    evaluation = Evaluation(
+        Protocol.of({"epochs": 1, "batch_size": 20}),
+        StudentPlan(archs=("vgg11", "convnet_d1"), seeds=(0,)),
         DIGITS,
-        {"epochs": 1, "batch_size": 20},
-        cpus=1,
-        gpus=0,
-        retries=1,
-        on_result=lambda j, r: results.append((j, r)),
+        TaskResources(cpus=1, gpus=0, retries=1),
     )
+    evaluator = Evaluator(evaluation, lambda s, j, r: results.append((j, r)))
+    assert evaluator.submit(SetUnderEvaluation("set", ray.put(pixel_payload), 2, 8, {"objective": "x"})) == 2
+    evaluator.drain()
     by = {j.arch: r for j, r in results}
+    assert all(r["objective"] == "x" and r["protocol"].startswith("custom-") for r in by.values())
     assert set(by) == {"vgg11", "convnet_d1"}
     assert by["convnet_d1"]["status"] == "ok"
     assert by["vgg11"]["status"] == "failed"
@@ -208,17 +213,23 @@ PACKING_SCRIPT = textwrap.dedent(
     from methods.datasets import DatasetOptions, cached_dataset
     from methods.parameterizations import ParamConfig, SetShape, build_parameterization
     from methods.parameterizations import payload_bytes, synthetic_payload
-    from orchestrator.evaluation.tasks import EvalJob, run_evaluations
+    from methods.evaluation.protocol import Protocol
+    from orchestrator.evaluation.jobs import StudentPlan
+    from orchestrator.evaluation.sets import Evaluation, Evaluator, SetUnderEvaluation
+    from orchestrator.evaluation.tasks import TaskResources
 
     ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     data = cached_dataset(DatasetOptions(name="digits", resolution=8))
     param = build_parameterization(ParamConfig("pixels", SetShape(10, 1, 1, 8)))
     param.init_from_real(torch.cat([data.sample_class(c, 1) for c in range(10)]))
-    jobs = [EvalJob("convnet_d1", 8, s, "hard") for s in range(4)]
+    # four groups (one task each): four networks, one seed each
+    plan = StudentPlan(archs=("convnet_d1", "convnet_d2", "convnet_d3", "convnet_bn_d1"), seeds=(0,))
+    protocol = Protocol.of({"epochs": 150, "batch_size": 10, "check_every": 150})
+    evaluation = Evaluation(protocol, plan, DatasetOptions(name="digits", resolution=8), TaskResources(0.5, 0.25, 0))
     rows, seen = [], []
-    t = threading.Thread(target=run_evaluations, args=(ray.put(payload_bytes(synthetic_payload(param))), jobs,
-        DatasetOptions(name="digits", resolution=8), {"epochs": 150, "batch_size": 10, "check_every": 150},
-        0.5, 0.25, 0, lambda j, r: rows.append(r["status"])))
+    evaluator = Evaluator(evaluation, lambda s, j, r: rows.append(r["status"]))
+    evaluator.submit(SetUnderEvaluation("set", ray.put(payload_bytes(synthetic_payload(param))), 1, 8, {}))
+    t = threading.Thread(target=evaluator.drain)
     t.start()
     while t.is_alive():
         seen.append(ray.available_resources().get("GPU", 0.0))

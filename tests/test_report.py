@@ -19,7 +19,7 @@ from methods.parameterizations import ParamConfig, SetShape, build_parameterizat
 from orchestrator.cli.main import app
 from orchestrator.evaluation.reference import REFERENCE_FILE
 from orchestrator.report import write_report
-from orchestrator.report.tables import load_experiment
+from orchestrator.report.experiment import load_experiment
 from orchestrator.storage.results import ResultStore, rows_to_table, table_bytes, write_bytes_atomic
 
 ARCHS = ["convnet_d1", "resnet18"]
@@ -342,7 +342,7 @@ def test_report_of_a_running_or_interrupted_sweep_says_it_is_partial(experiment:
     import json
     import shutil
 
-    from orchestrator.report.tables import load_experiment
+    from orchestrator.report.experiment import load_experiment
     from orchestrator.spec.load import parse_spec
     from orchestrator.spec.plan import SPEC_FILE
     from tests.helpers import cli, tiny_digits_spec

@@ -96,20 +96,22 @@ def test_teacher_is_trained_once_and_reused(tmp_path: Path, ray_session) -> None
     from methods.datasets import cached_dataset
     from methods.distill.loop import init_from_real
     from methods.distill.pipeline import make_components
+    from methods.evaluation.protocol import Protocol
     from methods.parameterizations import payload_bytes, synthetic_payload
-    from orchestrator.evaluation.tasks import EvalJob, evaluate_job
+    from orchestrator.evaluation.jobs import EvalJob
+    from orchestrator.evaluation.tasks import evaluate_group
 
     data = cached_dataset(spec.dataset_options())
     param = make_components(trial_of(data, {"objective": "random", "ipc": 2}), data).param
     init_from_real(param, data, DistillContext())
     payload = payload_bytes(synthetic_payload(param))
-    settings = {"epochs": 2, "batch_size": 64, "temperature": 30.0}
+    settings = Protocol.of({"epochs": 2, "batch_size": 64, "temperature": 30.0})
     job = EvalJob("convnet_d2", 8, 0, "soft")
-    row = evaluate_job(payload, job, spec.dataset_options(), settings, 1, False, produced, store.root)
+    (row,) = evaluate_group(payload, [job], spec.dataset_options(), settings, 1, False, produced, store.root)
     assert row["status"] == "ok" and 0.0 <= row["test_acc"] <= 1.0
     assert row["hostname"] and row["node_id"]  # where the evaluation ran
     with pytest.raises(ValueError, match="label_mode 'soft' needs teacher"):
-        evaluate_job(payload, job, spec.dataset_options(), settings, 1, False, None)
+        evaluate_group(payload, [job], spec.dataset_options(), settings, 1, False, None)
     del model
 
 

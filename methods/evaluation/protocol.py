@@ -152,8 +152,6 @@ def protocol_differences(
     return {k: v for k, v in ident.items() if ref.get(k) != v}
 
 
-
-
 @dataclass(frozen=True)
 class Protocol:
     """How every student of an evaluation trains: ``preset`` and the settings ``values`` over it

@@ -146,7 +146,8 @@ def show_scores(experiment: str) -> None:
 
     from orchestrator.report.dd_metrics import fmt_points, fmt_score
     from orchestrator.report.document import acc
-    from orchestrator.report.tables import load_experiment, scored_best, summary
+    from orchestrator.report.experiment import load_experiment
+    from orchestrator.report.tables import scored_best, summary
 
     exp = load_experiment(experiment)
     best = scored_best(exp, summary(exp))

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.report.document import Document, build_document
+from orchestrator.report.experiment import Experiment, load_experiment
 from orchestrator.report.html import render_html
 from orchestrator.report.markdown import render_markdown
-from orchestrator.report.tables import Experiment, load_experiment
 
 FORMATS = ("md", "html", "all")
 

@@ -128,11 +128,11 @@ def add_scores(best: pd.DataFrame, summ: pd.DataFrame, rows: pd.DataFrame, ref: 
     noaug = noaug_protocols(rows)
     values: dict[str, list[float]] = {c: [] for c in SCORE_COLUMNS}
 
-    def pick(r: pd.Series, protocol: str, label_mode: str, random: bool) -> pd.Series | None:
+    def pick(r: pd.Series, protocol: str, label_mode: str, baseline: bool) -> pd.Series | None:
         m = (summ["protocol"] == protocol) & (summ["label_mode"] == label_mode)
         for c in SETTING:
             m &= summ[c] == r[c]
-        if random:
+        if baseline:
             return _best(summ[m & (summ["objective"] == RANDOM_OBJECTIVE)])
         hit = summ[m & (summ["trial_key"] == r["trial_key"])]
         return None if hit.empty else hit.iloc[0]
@@ -144,14 +144,14 @@ def add_scores(best: pd.DataFrame, summ: pd.DataFrame, rows: pd.DataFrame, ref: 
         protocol, mode = str(r["protocol"]), str(r["label_mode"])
         acc_syn = float(r["test_mean"])
         acc_real = real.get((str(r["dataset"]), str(r["eval_arch"]), int(r["eval_resolution"])), math.nan)
-        acc_syn_hard = acc_syn if mode == "hard" else mean_of(pick(r, protocol, "hard", random=False))
-        acc_random = mean_of(pick(r, protocol, mode, random=True))
+        acc_syn_hard = acc_syn if mode == "hard" else mean_of(pick(r, protocol, "hard", baseline=False))
+        acc_random = mean_of(pick(r, protocol, mode, baseline=True))
         hlr = hard_label_recovery(acc_real, acc_syn_hard)
         ior = improvement_over_random(acc_syn, acc_random)
         partner = noaug.get((str(r["dataset"]), int(r["ipc"]), protocol))
         if partner is not None and partner != protocol:
-            acc_syn_na = mean_of(pick(r, partner, mode, random=False))
-            acc_random_na = mean_of(pick(r, partner, mode, random=True))
+            acc_syn_na = mean_of(pick(r, partner, mode, baseline=False))
+            acc_random_na = mean_of(pick(r, partner, mode, baseline=True))
         else:
             acc_syn_na = acc_random_na = math.nan
         ars = augmentation_robust_score(ior, improvement_over_random(acc_syn_na, acc_random_na))

@@ -38,7 +38,8 @@ from orchestrator.report.dd_metrics import (
     protocol_note,
     with_protocol,
 )
-from orchestrator.report.tables import config_labels, load_experiment
+from orchestrator.report.experiment import load_experiment
+from orchestrator.report.tables import config_labels
 from orchestrator.storage.results import row_key
 
 #: one ranking; ``protocol`` last, so a setting's protocols sit next to each other
