@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from methods.artifacts import ArtifactCache
+from methods.records import Progress
 
-ProgressFn = Callable[[dict[str, Any]], None]
+ProgressFn = Callable[[Progress], None]
 
 
-def _no_progress(_: dict[str, Any]) -> None:
+def _no_progress(_: Progress) -> None:
     return None
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from methods.datasets.options import DatasetOptions
+from methods.records import Description, RowFields
 from methods.registry import PREREQUISITES
 
 if TYPE_CHECKING:  # the base class is imported where no torch is (trial drivers)
@@ -36,7 +37,7 @@ if TYPE_CHECKING:  # the base class is imported where no torch is (trial drivers
     from methods.datasets import RealData
 
 
-def dataset_identity(dataset: DatasetOptions) -> dict[str, Any]:
+def dataset_identity(dataset: DatasetOptions) -> Description:
     """The dataset options that determine the data (:meth:`DatasetOptions.identity`)."""
     return dataset.identity()
 
@@ -60,7 +61,7 @@ class Prerequisite(ABC):
         return 1
 
     @abstractmethod
-    def describe(self, dataset: DatasetOptions, unit: int) -> dict[str, Any]:
+    def describe(self, dataset: DatasetOptions, unit: int) -> Description:
         """Everything that determines piece ``unit`` (JSON-able): its artifact identity.
 
         ``dataset`` are the dataset options as the sweep gives them; use :func:`dataset_identity`.
@@ -74,7 +75,7 @@ class Prerequisite(ABC):
     def load(self, paths: list[Path], device: torch.device) -> Any:
         """What the objective receives, from the local files of every piece (in unit order)."""
 
-    def row_fields(self, paths: list[Path]) -> dict[str, Any]:
+    def row_fields(self, paths: list[Path]) -> RowFields:
         """Result-row columns describing the produced prerequisite (e.g. the teacher's accuracy)."""
         return {}
 

@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
 
 from orchestrator import __version__
 
@@ -47,7 +46,7 @@ def versions() -> dict[str, str]:
     }
 
 
-def node_columns() -> dict[str, Any]:
+def node_columns() -> dict[str, str | None]:
     """Where this process runs (row provenance): the Ray node id and the hostname."""
     import ray
 

@@ -5,6 +5,8 @@
 # Other arguments go to pytest.
 set -euo pipefail
 source "$(dirname "$0")/env.sh" dev
+# a researcher's own plugin package, outside ddx (tests/test_plugins.py): installed like any plugin
+python -m pip install -q -e tests/plugins/ddx_toy
 marker="not slow"
 if [ "${1:-}" = "--slow" ]; then
   marker="slow"

@@ -25,8 +25,9 @@ from methods.datasets import RealData
 from methods.distill.objective import Objective, OptimDefaults, Phase
 from methods.distill.options import DistillSettings
 from methods.parameterizations import Parameterization
+from methods.records import Progress, State
 
-CheckpointFn = Callable[[dict[str, Any]], None]
+CheckpointFn = Callable[[State], None]
 
 
 class DivergedError(RuntimeError):
@@ -176,7 +177,7 @@ def distill(
     ctx: DistillContext,
     settings: DistillSettings,
     needs: Mapping[str, Any] | None = None,
-    resume: dict[str, Any] | None = None,
+    resume: State | None = None,
     on_checkpoint: CheckpointFn | None = None,
 ) -> dict[str, float]:
     """Run ``objective`` on ``param`` and leave the full synthetic set on every rank.
@@ -249,7 +250,7 @@ def distill(
             done += 1
             probe = settings.probe_every and done % settings.probe_every == 0 and done < total_steps
             if (settings.progress_every and done % settings.progress_every == 0) or probe:
-                info: dict[str, Any] = {"step": done, "total_steps": total_steps, "loss": last_loss}
+                info: Progress = {"step": done, "total_steps": total_steps, "loss": last_loss}
                 if probe:
                     full = gather_rows(param.state_dict(), owner, ctx)
                     info["probe_val_acc"] = probe_accuracy(param, full, data, ctx, settings)

@@ -15,6 +15,7 @@ from methods.context import DistillContext
 from methods.datasets import RealData
 from methods.networks import Classifier
 from methods.parameterizations import Parameterization
+from methods.records import RowFields
 from methods.registry import OBJECTIVES
 from methods.seeding import seeded
 
@@ -125,7 +126,7 @@ class Objective(ABC):
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         return None
 
-    def row_fields(self) -> dict[str, Any]:
+    def row_fields(self) -> RowFields:
         """Result-row columns of what really ran, where it differs from the options as given (e.g. a
         setting resolved from ``auto``); they replace the option columns of the same name."""
         return {}

@@ -19,6 +19,7 @@ from methods.distill.loop import CheckpointFn, DistillSettings, distill, init_fr
 from methods.distill.objective import Objective, build_objective
 from methods.distill.trial import TrialConfig
 from methods.parameterizations import ParamConfig, Parameterization, SetShape, build_parameterization
+from methods.records import State
 
 
 @dataclass
@@ -47,7 +48,7 @@ def run_distillation(
     data: RealData,
     ctx: DistillContext,
     needs: Mapping[str, Any] | None = None,
-    resume: dict[str, Any] | None = None,
+    resume: State | None = None,
     on_checkpoint: CheckpointFn | None = None,
 ) -> tuple[Parameterization, Objective, dict[str, float]]:
     """Initialise from real images and distil; the full set ends up on every rank.

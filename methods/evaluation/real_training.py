@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -18,6 +17,7 @@ from methods.datasets import RealData
 from methods.evaluation.real_training_options import RealTrainSettings
 from methods.evaluation.student import EvalOutcome, train_student
 from methods.networks import Classifier, build_network
+from methods.records import Meta
 
 
 def train_on_real(
@@ -32,12 +32,12 @@ def train_on_real(
     return train_student(data.train_x, data.train_y, data, arch, seed, settings.as_eval(), device, None, progress)
 
 
-def save_network(model: Classifier, path: str | Path, meta: dict[str, Any]) -> None:
+def save_network(model: Classifier, path: str | Path, meta: Meta) -> None:
     """Save a trained network's weights with the metadata needed to rebuild it."""
     torch.save({"state": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "meta": meta}, Path(path))
 
 
-def load_network(path: str | Path, device: torch.device | None = None) -> tuple[Classifier, dict[str, Any]]:
+def load_network(path: str | Path, device: torch.device | None = None) -> tuple[Classifier, Meta]:
     """Rebuild a network saved by :func:`save_network` (``weights_only=True``), in eval mode."""
     payload = torch.load(Path(path), map_location="cpu", weights_only=True)
     meta = payload["meta"]

@@ -26,6 +26,7 @@ __all__ = [
     "BudgetError",
     "ParamConfig",
     "Parameterization",
+    "Payload",
     "SetShape",
     "build_parameterization",
     "check_budget",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,10 @@ from methods.artifacts import ArtifactCache
 from methods.atomic import atomic_path
 from methods.parameterizations.options import SetShape, instances_per_class
 from methods.registry import PARAMETERIZATIONS
+
+#: a synthetic set as plain data: ``config`` (:meth:`ParamConfig.to_dict`), ``state`` (CPU tensors) and
+#: ``extra`` (metadata: the distillation's summary, the objective's row fields, display statistics…)
+Payload = dict[str, Any]
 
 
 class BudgetError(ValueError):
@@ -91,7 +96,7 @@ class Parameterization(nn.Module, ABC):
     def init_from_real(self, images: Tensor) -> None:
         """Initialise every instance from one real image each (``images`` is ``(N, C, H, W)``)."""
 
-    def optim_defaults(self, objective: str) -> dict[str, Any]:
+    def optim_defaults(self, objective: str) -> dict[str, str | float]:
         """Optimiser settings this parameterization needs whatever the objective recommends.
 
         Keys are :class:`methods.distill.objective.OptimDefaults` fields; they override the
@@ -115,7 +120,7 @@ class Parameterization(nn.Module, ABC):
         """State tensors with one row per instance (what sharding masks and gathers)."""
         return {k: v for k, v in self.state_dict().items() if k != "labels"}
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, str | int]:
         """Columns for a result row."""
         return {
             "parameterization": self.config.name,
@@ -146,7 +151,7 @@ def build_parameterization(config: ParamConfig) -> Parameterization:
     return PARAMETERIZATIONS.get(config.name).implementation()(config)
 
 
-def synthetic_payload(param: Parameterization, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def synthetic_payload(param: Parameterization, extra: Mapping[str, Any] | None = None) -> Payload:
     """A synthetic set as plain data: config, CPU tensors and metadata (what is saved)."""
     return {
         "config": param.config.to_dict(),
@@ -155,7 +160,7 @@ def synthetic_payload(param: Parameterization, extra: dict[str, Any] | None = No
     }
 
 
-def save_synthetic(param: Parameterization, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+def save_synthetic(param: Parameterization, path: str | Path, extra: Mapping[str, Any] | None = None) -> None:
     """Write a synthetic set atomically (temp file + rename); loadable with ``weights_only=True``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +169,7 @@ def save_synthetic(param: Parameterization, path: str | Path, extra: dict[str, A
         tmp.write_bytes(data)
 
 
-def payload_bytes(payload: dict[str, Any]) -> bytes:
+def payload_bytes(payload: Payload) -> bytes:
     """A payload (a set from :func:`synthetic_payload`, or any dict of tensors and plain data) as
     the bytes of a ``torch.save`` file, for storage URIs and Ray's object store."""
     buf = io.BytesIO()
@@ -172,18 +177,18 @@ def payload_bytes(payload: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-def payload_from_bytes(data: bytes) -> dict[str, Any]:
+def payload_from_bytes(data: bytes) -> Payload:
     """The inverse of :func:`payload_bytes` (``torch.load(weights_only=True)``, on the CPU)."""
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
-def from_payload(payload: dict[str, Any]) -> Parameterization:
+def from_payload(payload: Payload) -> Parameterization:
     param = build_parameterization(ParamConfig.from_dict(payload["config"]))
     param.load_state_dict(payload["state"])
     return param
 
 
-def load_synthetic(path: str | Path) -> tuple[Parameterization, dict[str, Any]]:
+def load_synthetic(path: str | Path) -> tuple[Parameterization, Payload]:
     """Load a set written by :func:`save_synthetic` (``torch.load(weights_only=True)``)."""
     payload = payload_from_bytes(Path(path).read_bytes())
     return from_payload(payload), payload.get("extra", {})

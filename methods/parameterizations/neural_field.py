@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -105,7 +104,7 @@ class NeuralField(Parameterization):
         size = [r] * self.config.shape.dims
         return decode_fields(self.layers(index), size, self.opts.nf_w0_first, self.opts.nf_w0)
 
-    def optim_defaults(self, objective: str) -> dict[str, Any]:
+    def optim_defaults(self, objective: str) -> dict[str, str | float]:
         """Adam at DDiF's field learning rates (Table 9, :func:`field_lr`: 5e-5 for DM/DC; TM 1e-3 on
         CIFAR-10 IPC 1/10 and CIFAR-100, 1e-4 otherwise).
 

@@ -12,7 +12,6 @@ settings, validation/test accuracy), so any process can rebuild it with
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,10 @@ from typing import Any
 import torch
 
 from methods.datasets import RealData
+from methods.datasets.options import DatasetOptions
 from methods.evaluation.real_training import RealTrainSettings, load_network, save_network, train_on_real
 from methods.prerequisites import Prerequisite, dataset_identity
+from methods.records import Description, Meta, RowFields
 from methods.teacher.options import SQUEEZE_PRESETS, TeacherOptions, preset_settings
 
 
@@ -32,7 +33,7 @@ def squeeze(
     settings: RealTrainSettings,
     path: str | Path,
     device: torch.device | None = None,
-) -> dict[str, Any]:
+) -> Meta:
     """Train ``arch`` on ``data`` and save it to ``path``; returns the saved metadata."""
     start = time.perf_counter()
     out = train_on_real(data, arch, seed, settings, device)
@@ -56,7 +57,7 @@ def squeeze(
 class Teacher(Prerequisite):
     """The squeeze step as a prerequisite: one network trained on the real training split."""
 
-    def describe(self, dataset: Mapping[str, Any], unit: int) -> dict[str, Any]:
+    def describe(self, dataset: DatasetOptions, unit: int) -> Description:
         o = self.options
         return {
             "dataset": dataset_identity(dataset),
@@ -71,7 +72,7 @@ class Teacher(Prerequisite):
     def load(self, paths: list[Path], device: torch.device) -> Any:
         return load_network(paths[0], device)[0]
 
-    def row_fields(self, paths: list[Path]) -> dict[str, Any]:
+    def row_fields(self, paths: list[Path]) -> RowFields:
         meta = torch.load(paths[0], map_location="cpu", weights_only=True)["meta"]
         return {
             "teacher_arch": meta["arch"],

@@ -36,10 +36,12 @@ from torch import Tensor
 from methods.augment.ops import DSA
 from methods.context import seed_from
 from methods.datasets import RealData
+from methods.datasets.options import DatasetOptions
 from methods.evaluation.student import accuracy
 from methods.functional import FunctionalNet
 from methods.networks import build_network, resolve_arch
 from methods.prerequisites import Prerequisite, dataset_identity
+from methods.records import Description, Meta, RowFields
 from methods.seeding import seeded
 from methods.tm.options import ExpertOptions
 
@@ -53,7 +55,7 @@ def expert_seed(options: ExpertOptions, unit: int) -> int:
 
 def train_expert(
     data: RealData, options: ExpertOptions, unit: int, device: torch.device | None = None
-) -> tuple[Tensor, dict[str, Any]]:
+) -> tuple[Tensor, Meta]:
     """Train expert ``unit`` on ``data.train_x``; return its snapshots ``(K, P)`` (CPU, float32) and metadata.
 
     SGD(lr, momentum, weight_decay) on shuffled minibatches of ``batch_size`` with DSA
@@ -117,7 +119,7 @@ def save_expert(path: str | Path, snapshots: Tensor, meta: Mapping[str, Any]) ->
     torch.save(payload, Path(path))
 
 
-def load_expert(path: str | Path, mmap: bool = True) -> dict[str, Any]:
+def load_expert(path: str | Path, mmap: bool = True) -> Meta:
     """Open an expert file (``weights_only=True``; memory-mapped: snapshots are read when indexed)."""
     payload = torch.load(Path(path), map_location="cpu", weights_only=True, mmap=mmap)
     if payload.get("format") != EXPERT_FORMAT:
@@ -141,9 +143,9 @@ class ExpertBuffer:
         self.mmap = mmap
         self.loads = 0
         self.max_held = 0
-        self._held: tuple[int, dict[str, Any]] | None = None
+        self._held: tuple[int, Meta] | None = None
         first = self._open(0)
-        self.meta: dict[str, Any] = dict(first["meta"])
+        self.meta: Meta = dict(first["meta"])
         self.last_epoch = int(first["snapshots"].shape[0]) - 1
 
     def __len__(self) -> int:
@@ -165,7 +167,7 @@ class ExpertBuffer:
     def held(self) -> list[int]:
         return [] if self._held is None else [self._held[0]]
 
-    def _open(self, expert: int) -> dict[str, Any]:
+    def _open(self, expert: int) -> Meta:
         if self._held is not None and self._held[0] == expert:
             return self._held[1]
         self._held = None  # drop the current expert before opening the next: never two at once
@@ -192,7 +194,7 @@ class Experts(Prerequisite):
     def units(self) -> int:
         return int(self.options.num_experts)
 
-    def describe(self, dataset: Mapping[str, Any], unit: int) -> dict[str, Any]:
+    def describe(self, dataset: DatasetOptions, unit: int) -> Description:
         """Content identity of expert ``unit``. ``num_experts`` is not part of it (a sweep asking
         for more experts reuses the ones already made); ``train_epochs``/``keep_epochs`` enter as
         the epochs actually trained."""
@@ -218,7 +220,7 @@ class Experts(Prerequisite):
     def load(self, paths: list[Path], device: torch.device) -> ExpertBuffer:
         return ExpertBuffer(list(paths), device)
 
-    def row_fields(self, paths: list[Path]) -> dict[str, Any]:
+    def row_fields(self, paths: list[Path]) -> RowFields:
         accs = [float(load_expert(p)["meta"].get("val_acc", float("nan"))) for p in paths]
         return {
             "expert_arch": self.options.arch,

@@ -38,6 +38,7 @@ from methods.evaluation.student import LEARNED_LR_KEY
 from methods.functional import FunctionalNet
 from methods.networks import build_network
 from methods.parameterizations import Parameterization
+from methods.records import RowFields
 from methods.tm.options import MTT_PIXEL_LR, MTT_PIXEL_MOMENTUM, TMOptions
 from methods.tm.trajectory import TrajectoryPlan, match_trajectory, plan_batches
 
@@ -145,5 +146,5 @@ class TrajectoryMatching(Objective):
         if "syn_lr_momentum" in state:
             self.lr_opt.state[self.syn_lr]["momentum_buffer"] = state["syn_lr_momentum"].to(self.syn_lr).clone()
 
-    def row_fields(self) -> dict[str, Any]:
+    def row_fields(self) -> RowFields:
         return {LEARNED_LR_KEY: float(self.syn_lr.detach())}

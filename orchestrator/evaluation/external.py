@@ -28,16 +28,17 @@ from methods.evaluation.dd_ranking import RANDOM_OBJECTIVE
 from methods.evaluation.external_sets import SPACES, LoadedSet, SetError, load_set, random_subset_payload
 from methods.evaluation.protocol import Protocol
 from methods.evaluation.real_training_options import RealTrainSettings
+from methods.parameterizations.base import Payload
 from methods.prerequisites import dataset_identity
 from methods.registry import PRESETS
 from orchestrator.errors import UserError
 from orchestrator.evaluation.jobs import StudentPlan
-from orchestrator.evaluation.tasks import Row, TaskResources
+from orchestrator.evaluation.tasks import TaskResources
 from orchestrator.provenance import versions
 from orchestrator.spec.checks import arch_problem
 from orchestrator.storage.artifacts import content_key
 from orchestrator.storage.locations import is_uri, join
-from orchestrator.storage.results import ResultStore
+from orchestrator.storage.results import ResultStore, Row
 from orchestrator.storage.staging import staged
 
 #: evaluation seeds when neither the command nor the preset says
@@ -140,7 +141,7 @@ class Unit:
     """One set to evaluate (a loaded set or a random baseline), its row columns and resolutions."""
 
     key: str
-    payload: dict[str, Any]
+    payload: Payload
     columns: Row
     resolutions: tuple[int, ...]
 
@@ -168,7 +169,7 @@ def _user(err: Exception, **where: str) -> UserError:
     return UserError(text[-1] if text else type(err).__name__, **where)
 
 
-def payload_key(payload: dict[str, Any]) -> str:
+def payload_key(payload: Payload) -> str:
     """A content hash of a set: its configuration and every tensor's bytes."""
     h = hashlib.sha256(json.dumps(payload["config"], sort_keys=True).encode())
     for name in sorted(payload["state"]):
@@ -244,7 +245,7 @@ def plan(req: EvaluateRequest) -> Plan:
     return Plan(req, req.protocol(), students, units, data.summary(), every)
 
 
-def _common(req: EvaluateRequest, key: str, payload: dict[str, Any]) -> Row:
+def _common(req: EvaluateRequest, key: str, payload: Payload) -> Row:
     shape = payload["config"]["shape"]
     from methods.parameterizations import from_payload
 
@@ -281,7 +282,7 @@ def _set_unit(loaded: LoadedSet, resolutions: tuple[int, ...], req: EvaluateRequ
     return Unit(key, loaded.payload, cols, resolutions)
 
 
-def _baseline_unit(payload: dict[str, Any], ipc: int, resolutions: tuple[int, ...], req: EvaluateRequest) -> Unit:
+def _baseline_unit(payload: Payload, ipc: int, resolutions: tuple[int, ...], req: EvaluateRequest) -> Unit:
     identity = {"random_subset": dataset_identity(req.dataset_options()), "ipc": ipc, "seed": req.baseline_seed}
     key = "random-" + content_key(identity)[:12]
     cols = {

@@ -24,10 +24,9 @@ from orchestrator.evaluation.external import Plan, Unit
 from orchestrator.evaluation.jobs import EvalJob
 from orchestrator.evaluation.reference import ReferenceJob, base_row, finish_references, launch_references
 from orchestrator.evaluation.sets import Evaluation, Evaluator, SetUnderEvaluation
-from orchestrator.evaluation.tasks import Row
 from orchestrator.storage.artifacts import ArtifactStore, cache_root, content_key
 from orchestrator.storage.locations import join, write_bytes_atomic
-from orchestrator.storage.results import REQUEST_FILE, ResultStore
+from orchestrator.storage.results import REQUEST_FILE, ResultStore, Row
 from orchestrator.sweep import prerequisites
 from orchestrator.sweep.resume import describe_holder
 

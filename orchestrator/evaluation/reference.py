@@ -16,7 +16,6 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import ray
@@ -28,12 +27,21 @@ from methods.evaluation.protocol import settings_json
 from methods.evaluation.real_training import RealTrainSettings, train_on_real
 from methods.networks import resolve_arch
 from methods.prerequisites import dataset_identity
+from methods.records import Description
 from orchestrator.cluster.compute_thread import on_compute_thread
 from orchestrator.evaluation.tasks import TaskResources
 from orchestrator.provenance import node_columns, now, versions
 from orchestrator.spec.model import SweepSpec
 from orchestrator.storage.artifacts import LOCK_SUFFIX, ArtifactStore, LeaseLock, cache_root, content_key
-from orchestrator.storage.results import exists, join, read_table_file, rows_to_table, table_bytes, write_bytes_atomic
+from orchestrator.storage.results import (
+    Row,
+    exists,
+    join,
+    read_table_file,
+    rows_to_table,
+    table_bytes,
+    write_bytes_atomic,
+)
 from orchestrator.storage.staging import staged
 
 REFERENCE_FILE = "reference.parquet"
@@ -75,7 +83,7 @@ def reference_settings(spec: SweepSpec) -> RealTrainSettings:
 
 def reference_description(
     dataset: DatasetOptions, arch: str, resolution: int, seed: int, settings: RealTrainSettings
-) -> dict[str, Any]:
+) -> Description:
     """Everything that determines a reference accuracy (the cache key's content)."""
     return {
         "kind": "full_data_reference",
@@ -95,7 +103,7 @@ def reference_job(
     store_root: str,
     threads: int,
     use_gpu: bool,
-) -> dict[str, Any]:
+) -> Row:
     """Train (or fetch from the artifact store) one full-data reference; return the row's measured columns."""
     torch.set_num_threads(max(1, threads))
     device = torch.device("cuda") if use_gpu and torch.cuda.is_available() else torch.device("cpu")
@@ -150,7 +158,7 @@ class PendingReferences:
     """Reference tasks launched (they run alongside the sweep's trials or ``ddx evaluate``'s sets)."""
 
     experiment_dir: str
-    base: dict[str, Any]  # the columns every reference row of this experiment shares
+    base: Row  # the columns every reference row of this experiment shares
     refs: dict[ray.ObjectRef, ReferenceJob]
 
 
@@ -161,7 +169,7 @@ def launch_references(
     store_root: str,
     resources: TaskResources,
     experiment_dir: str,
-    base: dict[str, Any],
+    base: Row,
 ) -> PendingReferences:
     """Launch one reference task per job."""
     options, threads, gpu = resources.options(), resources.threads, resources.gpus > 0
@@ -190,7 +198,7 @@ def start_references(spec: SweepSpec) -> PendingReferences | None:
     )
 
 
-def base_row(sweep: str, dataset: str, config_hash: str, settings: RealTrainSettings) -> dict[str, Any]:
+def base_row(sweep: str, dataset: str, config_hash: str, settings: RealTrainSettings) -> Row:
     """Columns shared by an experiment's reference rows (``settings``: how each network trains on real data)."""
     return {
         "sweep": sweep,
@@ -209,7 +217,7 @@ def base_row(sweep: str, dataset: str, config_hash: str, settings: RealTrainSett
 def finish_references(pending: PendingReferences) -> pd.DataFrame:
     """Wait for every reference task; write and return ``reference.parquet`` (failed rows included)."""
     base = pending.base
-    rows: list[dict[str, Any]] = []
+    rows: list[Row] = []
     refs = dict(pending.refs)
     while refs:
         done, _ = ray.wait(list(refs), num_returns=1)

@@ -20,7 +20,8 @@ import ray
 from methods.datasets.options import DatasetOptions
 from methods.evaluation.protocol import Protocol
 from orchestrator.evaluation.jobs import EvalJob, StudentPlan, groups, row_key_of
-from orchestrator.evaluation.tasks import Row, TaskResources, evaluate_remote, failed_result, protocol_columns
+from orchestrator.evaluation.tasks import TaskResources, evaluate_remote, failed_result, protocol_columns
+from orchestrator.storage.results import Row
 from orchestrator.sweep.prerequisites import Prerequisites
 
 

@@ -24,11 +24,9 @@ from orchestrator.cluster.compute_thread import on_compute_thread
 from orchestrator.evaluation.jobs import EvalJob
 from orchestrator.provenance import node_columns
 from orchestrator.storage.artifacts import ArtifactStore
+from orchestrator.storage.results import Row
 from orchestrator.storage.staging import staged
 from orchestrator.sweep.prerequisites import Prerequisites
-
-#: a result row's columns
-Row = dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +23,7 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from methods.atomic import atomic_path
-from methods.parameterizations import Parameterization, from_payload, payload_from_bytes
+from methods.parameterizations import Parameterization, Payload, from_payload, payload_from_bytes
 from orchestrator.errors import UserError
 from orchestrator.storage.results import read_bytes
 
@@ -86,7 +85,7 @@ def grid_of(
     return Grid(image, len(classes), cols, res, note)
 
 
-def _load_set(path: str | Path) -> tuple[Parameterization, dict[str, Any]]:
+def _load_set(path: str | Path) -> tuple[Parameterization, Payload]:
     """The set saved at ``path`` (a file or a URI) and its ``extra`` metadata; a file that is not a
     ddx set is a :class:`UserError` naming it."""
     data = read_bytes(str(path))  # a missing file: FileNotFoundError, as from any reader

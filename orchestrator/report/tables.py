@@ -18,6 +18,7 @@ from methods.networks import resolve_arch
 from orchestrator.report.aggregate import seed_summary
 from orchestrator.report.dd_metrics import add_scores
 from orchestrator.report.experiment import REFERENCE_KEY, REFERENCE_LABEL, Experiment
+from orchestrator.storage.results import Row
 
 
 def _is_number(v: Any) -> bool:
@@ -134,7 +135,7 @@ def cross_resolution(exp: Experiment, summ: pd.DataFrame, ref: pd.DataFrame | No
     if summ["eval_resolution"].nunique() < 2:
         return pd.DataFrame(columns=columns)
     modes = exp.rows.groupby(["trial_key", "eval_resolution"])["resize_mode"].first().to_dict()
-    out: list[dict[str, Any]] = []
+    out: list[Row] = []
     resolutions = sorted(summ["eval_resolution"].unique())
     families = arch_families(exp)
     for (mode, protocol, key), group in summ.groupby(["label_mode", "protocol", "trial_key"], sort=True):
@@ -158,7 +159,7 @@ def cross_resolution(exp: Experiment, summ: pd.DataFrame, ref: pd.DataFrame | No
     return pd.DataFrame(out)[columns]
 
 
-def _resolution_drop(frame: pd.DataFrame, family: str, r0: int, resolutions: list[int]) -> list[dict[str, Any]]:
+def _resolution_drop(frame: pd.DataFrame, family: str, r0: int, resolutions: list[int]) -> list[Row]:
     """One row per evaluated resolution of ``family`` in ``frame`` (one configuration's summary):
     its accuracies, ``acc_org`` (at ``r0``), ``diff = acc_org − acc`` and ``ratio = diff / acc_org``
     (DDiF Table 13)."""

@@ -26,7 +26,7 @@ from orchestrator.spec.model import (
     Resources,
 )
 from orchestrator.spec.schema import Strict
-from orchestrator.spec.yaml_input import parse_value, read_yaml
+from orchestrator.spec.yaml_input import Document, parse_value, read_yaml
 
 
 class EvaluateBase(Strict):
@@ -49,7 +49,7 @@ EvaluateSpec = create_model(
 )
 
 
-def set_path(data: dict[str, Any], path: str, value: Any, where: str = "--set") -> None:
+def set_path(data: Document, path: str, value: Any, where: str = "--set") -> None:
     """Write ``value`` at the dotted key ``path`` of ``data`` (``evaluation.reference.epochs``)."""
     keys = [k for k in path.split(".") if k]
     if not keys or any(not k.replace("_", "").isalnum() for k in keys):
@@ -79,7 +79,7 @@ def parse_set(pair: str) -> tuple[str, Any]:
         raise SpecError(err.message, key=f"--set {path.strip()}") from None
 
 
-def parse_evaluate(data: dict[str, Any], where: str = "ddx evaluate") -> Any:
+def parse_evaluate(data: Document, where: str = "ddx evaluate") -> Any:
     """Validate an evaluation configuration; one :class:`SpecError` (key path, fix) for any mistake."""
     ev = data.get("evaluation")
     if not isinstance(ev, dict) or not ev.get("preset"):
@@ -94,7 +94,7 @@ def parse_evaluate(data: dict[str, Any], where: str = "ddx evaluate") -> Any:
         raise SpecError(msg, where=where, key=key_path(*loc) or None) from None
 
 
-def load_evaluate(config: Path | None) -> dict[str, Any]:
+def load_evaluate(config: Path | None) -> Document:
     """The data of an evaluation YAML (safe, duplicate keys refused), or an empty configuration."""
     if config is None:
         return {}

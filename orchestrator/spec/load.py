@@ -12,9 +12,10 @@ from orchestrator.errors import SpecError
 from orchestrator.spec.checks import validate_spec
 from orchestrator.spec.messages import describe_error, key_path, show
 from orchestrator.spec.model import DatasetBlock, SweepBase, SweepSpec
+from orchestrator.spec.yaml_input import Document
 
 
-def apply_eval_preset(data: dict[str, Any]) -> None:
+def apply_eval_preset(data: Document) -> None:
     """``evaluation.preset`` fills every evaluation key the file does not give (:mod:`methods.evaluation.presets`).
 
     Values for the sweep's dataset (and its ``ipc`` when fixed) are taken; the preset's student
@@ -48,7 +49,7 @@ def apply_eval_preset(data: dict[str, Any]) -> None:
     data["evaluation"] = {**ev, **filled}
 
 
-def _resolve_root(data: dict[str, Any], base_dir: Path) -> None:
+def _resolve_root(data: Document, base_dir: Path) -> None:
     """A relative local ``dataset.root`` is relative to the spec file's folder (made absolute here)."""
     ds = data.get("dataset")
     if isinstance(ds, dict) and isinstance(ds.get("root"), str) and ds["root"] and "://" not in ds["root"]:

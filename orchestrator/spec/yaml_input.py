@@ -25,6 +25,10 @@ class SweepLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` (a subclass, so the global loader is untouched)."""
 
 
+#: a YAML mapping as read, before any validation (a sweep file, an evaluation configuration)
+Document = dict[str, Any]
+
+
 def _key_label(loader: SweepLoader, node: yaml.Node) -> Any:
     """The constructed key of a mapping entry (hashable), or its source text."""
     if isinstance(node, yaml.ScalarNode):
@@ -168,4 +172,4 @@ def read_yaml(path: Path) -> Any:
         raise SpecError(err.message, where=where, key=err.key) from None
 
 
-__all__ = ["SweepLoader", "check_duplicate_keys", "check_strings", "parse_value", "parse_yaml", "read_yaml"]
+__all__ = ["Document", "SweepLoader", "check_duplicate_keys", "check_strings", "parse_value", "parse_yaml", "read_yaml"]

@@ -39,6 +39,9 @@ from orchestrator.storage.locations import (
     write_bytes_atomic,
 )
 
+#: one result row: column → value (the schema: :data:`CORE_COLUMNS`, plus the trial's hyper-parameters)
+Row = dict[str, Any]
+
 #: the end of a row file's lock name (``rows/<key>.parquet.lock``)
 ROW_LOCK_SUFFIX = f".parquet{LOCK_SUFFIX}"
 #: per-trial records (what a resumed search is told)
@@ -115,7 +118,7 @@ CORE_COLUMNS: dict[str, pa.DataType] = {
 }
 
 
-def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
+def rows_to_table(rows: list[Row]) -> pa.Table:
     """Rows → Arrow table with the core schema's types; other columns inferred."""
     df = pd.DataFrame(rows)
     for col in CORE_COLUMNS:
@@ -164,13 +167,13 @@ class ResultStore:
     def results_path(self) -> str:
         return join(self.root, "results.parquet")
 
-    def read_trial_rows(self, trial_key: str) -> list[dict[str, Any]]:
+    def read_trial_rows(self, trial_key: str) -> list[Row]:
         path = self.rows_path(trial_key)
         if not exists(path):
             return []
         return read_table_file(path).to_dict("records")
 
-    def write_trial_rows(self, trial_key: str, rows: list[dict[str, Any]]) -> None:
+    def write_trial_rows(self, trial_key: str, rows: list[Row]) -> None:
         """Atomically replace a trial's row file with ``rows`` (de-duplicated on the row key)."""
         df = pd.DataFrame(rows)
         if not df.empty:

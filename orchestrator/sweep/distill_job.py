@@ -15,7 +15,11 @@ from methods.distill.trial import TrialConfig
 from orchestrator.storage.locations import add_suffix
 from orchestrator.sweep.prerequisites import Prerequisites
 
-Report = Callable[[dict[str, Any]], None]
+#: what a trial reports to Tune: its phase, the distillation's step, loss and probe accuracy, its rows' summary
+Metrics = dict[str, Any]
+Report = Callable[[Metrics], None]
+#: what the trial driver knows of a set without loading it: its config, ``extra`` metadata and row columns
+Card = dict[str, Any]
 
 #: key of the synthetic set's ``extra`` holding the prerequisites' result-row columns
 PREREQUISITE_FIELDS = "prerequisite_fields"
@@ -43,4 +47,13 @@ def set_card_location(synthetic_location: str) -> str:
     return add_suffix(synthetic_location, ".card.json")  # a URI's query string stays at its end
 
 
-__all__ = ["JOB_KEY", "OBJECTIVE_FIELDS", "PREREQUISITE_FIELDS", "DistillJob", "Report", "set_card_location"]
+__all__ = [
+    "JOB_KEY",
+    "OBJECTIVE_FIELDS",
+    "PREREQUISITE_FIELDS",
+    "Card",
+    "DistillJob",
+    "Metrics",
+    "Report",
+    "set_card_location",
+]

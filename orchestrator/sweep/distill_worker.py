@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import queue
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -19,6 +19,7 @@ from methods.datasets import cached_dataset
 from methods.distill.pipeline import run_distillation
 from methods.parameterizations import (
     Parameterization,
+    Payload,
     from_payload,
     payload_bytes,
     payload_from_bytes,
@@ -32,19 +33,21 @@ from orchestrator.sweep.distill_job import (
     JOB_KEY,
     OBJECTIVE_FIELDS,
     PREREQUISITE_FIELDS,
+    Card,
     DistillJob,
+    Metrics,
     Report,
     set_card_location,
 )
 
 
-def load_state(location: str) -> dict[str, Any] | None:
+def load_state(location: str) -> Payload | None:
     return payload_from_bytes(read_bytes(location)) if exists(location) else None
 
 
-def progress_metrics(info: dict[str, Any]) -> dict[str, Any]:
+def progress_metrics(info: Mapping[str, Any]) -> Metrics:
     """The distillation loop's progress as the metrics a trial reports to Tune."""
-    metrics: dict[str, Any] = {
+    metrics: Metrics = {
         "phase": "distill",
         "distill_step": int(info["step"]),
         "distill_steps": int(info["total_steps"]),
@@ -55,7 +58,7 @@ def progress_metrics(info: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
-def distill_body(job: DistillJob, report: Report) -> dict[str, Any]:
+def distill_body(job: DistillJob, report: Report) -> dict[str, float]:
     """Distil on this rank (one process of W); rank 0 checkpoints and writes the final set."""
     torch.set_num_threads(max(1, job.threads))
     store = ArtifactStore(job.store_root)
@@ -67,7 +70,7 @@ def distill_body(job: DistillJob, report: Report) -> dict[str, Any]:
     needs = job.prerequisites.load(store, ctx.device)
     resume = load_state(job.state_location)
 
-    def on_checkpoint(state: dict[str, Any]) -> None:
+    def on_checkpoint(state: Payload) -> None:
         if ctx.is_main:
             write_bytes_atomic(job.state_location, payload_bytes(state))
 
@@ -87,7 +90,7 @@ def distill_body(job: DistillJob, report: Report) -> dict[str, Any]:
     return summary
 
 
-def _resumed_step(resume: dict[str, Any] | None) -> int:
+def _resumed_step(resume: Payload | None) -> int:
     """Steps already done by the state the run resumed from (-1: it started from scratch)."""
     return -1 if resume is None else int(resume["done"])
 
@@ -95,7 +98,7 @@ def _resumed_step(resume: dict[str, Any] | None) -> int:
 _DONE = object()
 
 
-def stream_body(job: DistillJob) -> Iterator[dict[str, Any]]:
+def stream_body(job: DistillJob) -> Iterator[Metrics]:
     """Streaming task body: yields progress dicts, then ``{"distill_done": 1, **summary}``.
 
     The body runs on the process's compute thread (:mod:`orchestrator.cluster.compute_thread`, where
@@ -115,7 +118,7 @@ def train_worker(config: dict[str, Any]) -> None:
 
     job: DistillJob = config[JOB_KEY]
 
-    def report(info: dict[str, Any]) -> None:
+    def report(info: Metrics) -> None:
         ray.train.report(dict(info))  # every rank reports at the same steps (the loop is in lockstep)
 
     summary = distill_body(job, report)
@@ -123,7 +126,7 @@ def train_worker(config: dict[str, Any]) -> None:
     ray.train.report({"phase": "distill", "distill_done": 1, **summary})
 
 
-def set_card(payload: dict[str, Any], param: Parameterization | None = None) -> dict[str, Any]:
+def set_card(payload: Payload, param: Parameterization | None = None) -> Card:
     """What the trial driver needs to know of a set without loading its tensors (JSON-able):
     its config, its ``extra`` metadata and its row columns (:meth:`Parameterization.describe`
     of ``param``, rebuilt from the payload when not given)."""
@@ -131,7 +134,7 @@ def set_card(payload: dict[str, Any], param: Parameterization | None = None) -> 
     return {"config": payload["config"], "extra": payload.get("extra", {}), "describe": described}
 
 
-def write_set(location: str, param: Parameterization, extra: dict[str, Any]) -> None:
+def write_set(location: str, param: Parameterization, extra: Mapping[str, Any]) -> None:
     """Save the set, then its card next to it (a set without a card is described from its tensors)."""
     payload = synthetic_payload(param, extra)
     write_bytes_atomic(location, payload_bytes(payload))

@@ -33,22 +33,29 @@ from methods.registry import OBJECTIVES
 from orchestrator.errors import error_line
 from orchestrator.evaluation.jobs import EvalJob, row_key_of
 from orchestrator.evaluation.sets import Evaluation, Evaluator, SetUnderEvaluation
-from orchestrator.evaluation.tasks import Row, TaskResources, failed_result, protocol_columns
+from orchestrator.evaluation.tasks import TaskResources, failed_result, protocol_columns
 from orchestrator.spec.metrics import TRIAL_METRICS
 from orchestrator.spec.model import SweepSpec
 from orchestrator.spec.trials import trial_config, trial_key
 from orchestrator.storage.artifacts import ArtifactStore, LeaseLock, cache_root
 from orchestrator.storage.locations import delete, exists, join, read_bytes, read_json, write_bytes_atomic
-from orchestrator.storage.results import ResultStore
+from orchestrator.storage.results import ResultStore, Row
 from orchestrator.sweep import prerequisites
-from orchestrator.sweep.distill_job import OBJECTIVE_FIELDS, PREREQUISITE_FIELDS, DistillJob, set_card_location
+from orchestrator.sweep.distill_job import (
+    OBJECTIVE_FIELDS,
+    PREREQUISITE_FIELDS,
+    Card,
+    DistillJob,
+    Metrics,
+    set_card_location,
+)
 from orchestrator.sweep.distill_run import run_train, stream_distillation
 
 #: Ray retries of the one-worker distillation task after a lost process or node
 DISTILL_TASK_RETRIES = 3
 
 
-def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
+def _summary(rows: list[Row]) -> dict[str, float]:
     ok = [r for r in rows if r.get("status") == "ok"]
 
     def mean(col: str) -> float:
@@ -96,7 +103,7 @@ class TrialRun:
         write_bytes_atomic(self.store.trial_record_path(self.key), json.dumps(body, default=str).encode())
 
     # --- reporting ---------------------------------------------------------------------------
-    def report(self, metrics: dict[str, Any]) -> None:
+    def report(self, metrics: Metrics) -> None:
         self._report({**metrics, "trial_key": self.key})
 
     # --- the pieces ------------------------------------------------------------------------
@@ -135,7 +142,7 @@ class TrialRun:
     def _count_produced(self, name: str, unit: int) -> None:
         self.produced += 1
 
-    def distill(self) -> dict[str, Any]:
+    def distill(self) -> Card:
         """Distil the set unless it is saved already; return its card (config, extra, row columns)."""
         spec, syn = self.spec, self.store.synthetic_path(self.key)
         if not exists(syn):
@@ -172,12 +179,12 @@ class TrialRun:
 
         return set_card(payload_from_bytes(read_bytes(syn)))
 
-    def base_columns(self, card: dict[str, Any] | None) -> dict[str, Any]:
+    def base_columns(self, card: Card | None) -> Row:
         """The row's columns of this trial: the swept and fixed hyper-parameters of every option
         object it ran with, what the distillation resolved (the objective's row fields), the set's
         description and the prerequisites' columns."""
         spec, config = self.spec, self.config
-        base: dict[str, Any] = {
+        base: Row = {
             **config.columns(),
             "sweep": spec.name,
             "trial_id": self.trial_id,
@@ -230,7 +237,7 @@ class TrialRun:
         self.store.write_trial_rows(self.key, rows)
         self.report({"phase": "failed", "error": message, **_summary(rows)})
 
-    def evaluate(self, card: dict[str, Any]) -> None:
+    def evaluate(self, card: Card) -> None:
         """Evaluate the set (what its row file does not hold yet), writing each row as it finishes."""
         found = [r for r in self.store.read_trial_rows(self.key) if r.get("status") == "ok"]
         shape = card["config"]["shape"]
