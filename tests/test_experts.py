@@ -86,14 +86,14 @@ def test_training_is_deterministic_and_units_differ(digits, expert_files: list[P
 
 
 def test_identity_is_content_not_count() -> None:
-    dataset = {"name": "digits", "cache_dir": "/somewhere"}
+    dataset = DatasetOptions(name="digits", cache_dir="/somewhere")
     a = Experts(OPTS).describe(dataset, 1)
     assert a["unit"] == 1 and a["epochs"] == 3 and "cache_dir" not in a["dataset"]
     assert Experts(replace(OPTS, num_experts=50)).describe(dataset, 1) == a  # more experts reuse these
     assert Experts(replace(OPTS, train_epochs=9)).describe(dataset, 1) == a  # still 3 epochs trained
     assert Experts(OPTS).describe(dataset, 2) != a
     assert Experts(replace(OPTS, keep_epochs=4)).describe(dataset, 1) != a
-    assert Experts(OPTS).describe({**dataset, "zca": True}, 1) != a
+    assert Experts(OPTS).describe(replace(dataset, zca=True), 1) != a
 
 
 def test_buffer_streams_one_expert_at_a_time(expert_files: list[Path]) -> None:

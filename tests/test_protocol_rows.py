@@ -17,9 +17,10 @@ from methods.evaluation.dd_ranking import (
     label_robust_score,
 )
 from methods.evaluation.protocol import augmentation_off as without_augmentation
-from methods.evaluation.protocol import protocol_name, settings_from_json, student_settings
+from methods.evaluation.protocol import Protocol, protocol_name, settings_from_json, student_settings
 from methods.registry import PRESETS
 from orchestrator.evaluation.reference import REFERENCE_FILE
+from orchestrator.evaluation.jobs import EvalJob
 from orchestrator.evaluation.tasks import protocol_columns
 from orchestrator.report import write_report
 from orchestrator.report.leaderboard import leaderboard, load_references, load_rows, to_markdown
@@ -32,12 +33,17 @@ def f(x: float) -> float:
 
 
 # --- protocol names and the row round trip ---------------------------------------------------------
+def _columns(values: dict, mode: str) -> dict:
+    """The protocol columns a row of ``mode`` gets on CIFAR-10 at IPC 10 under ``values``."""
+    return protocol_columns(Protocol.of(values), EvalJob("convnet_d3", 32, 0, mode), "cifar10", 10)
+
+
 @pytest.mark.parametrize("name", PRESETS.names())
 @pytest.mark.parametrize("mode", ["hard", "soft"])
 def test_presets_round_trip_into_rows(name: str, mode: str, tmp_path: Path) -> None:
     values = {"preset": name}
     expected = student_settings(values, mode, "cifar10", 10)
-    cols = protocol_columns(values, mode, "cifar10", 10)
+    cols = _columns(values, mode)
     assert cols["protocol"] == name
     store = ResultStore(str(tmp_path / "exp"))
     store.write_trial_rows("t", [{"trial_key": "t", "eval_arch": "a", "eval_resolution": 32, "seed": 0,
@@ -72,7 +78,7 @@ def test_protocol_names_follow_the_settings() -> None:
     # a hard-label student of a mixing protocol trains without CutMix, yet belongs to that protocol
     hard = student_settings({"preset": "cfm_code"}, "hard", "cifar10", 10)
     assert hard.mix == "none" and hard.label_mode == "hard"
-    assert protocol_columns({"preset": "cfm_code"}, "hard", "cifar10", 10)["protocol"] == "cfm_code"
+    assert _columns({"preset": "cfm_code"}, "hard")["protocol"] == "cfm_code"
 
 
 # --- DD-Ranking's formulas ------------------------------------------------------------------------------
@@ -99,7 +105,7 @@ NOAUG = "cfm_paper:noaug"
 
 def _settings(protocol: str, mode: str) -> str:
     values = without_augmentation({"preset": SOFT}) if protocol == NOAUG else {"preset": protocol}
-    return protocol_columns(values, mode, "cifar10", 10)["eval_settings"]
+    return _columns(values, mode)["eval_settings"]
 
 
 def _rows(key: str, objective: str, protocol: str, mode: str, accs: list[tuple[float, float]]) -> list[dict]:

@@ -59,9 +59,11 @@ def test_every_shipped_sweep_file_validates(path: Path, tmp_path: Path) -> None:
 def test_the_blocks_are_the_option_dataclasses() -> None:
     """One source of truth: every field of the methods' dataclasses is a key of its block, same default."""
     spec = parse_spec(tiny_digits_spec(Path("/tmp/never")))
-    ev = spec.evaluation.model_dump(exclude={"archs", "arch_epochs", "resolutions", "seeds", "label_mode", "reference"})
+    orchestration = {"archs", "arch_epochs", "resolutions", "seeds", "label_mode", "reference", "ars"}
+    ev = spec.evaluation.model_dump(exclude=orchestration)
     assert set(ev) == {f.name for f in fields(EvalSettings)} - {"label_mode"}
-    EvalSettings(**ev)  # what orchestrator.sweep.trial.eval_settings hands the workers
+    EvalSettings(**ev)
+    assert spec.evaluation.protocol().settings("hard") == EvalSettings(**ev)  # what the students train with
     assert DatasetOptions(**spec.dataset.model_dump()).name == "digits"
     with_ref = parse_spec(tiny_digits_spec(Path("/tmp/never"), evaluation={"reference": True}))
     ref = with_ref.evaluation.reference.model_dump(exclude={"seeds"})
@@ -596,14 +598,12 @@ def test_a_scheduler_needs_probes(tmp_path: Path) -> None:
 
 
 def test_arch_epochs_size_students_per_network(tmp_path: Path) -> None:
-    from orchestrator.evaluation.tasks import student_settings
-    from orchestrator.sweep.trial import eval_settings
-
     data = tiny_digits_spec(tmp_path / "r", evaluation={"epochs": 30, "arch_epochs": {"resnet18": 5}})
     spec = parse_spec(data)
-    settings = eval_settings(spec)
-    assert student_settings(settings, "hard", arch="resnet18").epochs == 5
-    assert student_settings(settings, "hard", arch="convnet_d3").epochs == 30
+    jobs = {j.arch: j for j in spec.evaluation.students(spec.seed).jobs(8)}
+    protocol = spec.evaluation.protocol()
+    assert protocol.settings("hard", epochs=jobs["resnet18"].epochs).epochs == 5
+    assert protocol.settings("hard", epochs=jobs["convnet_d3"].epochs).epochs == 30
     data["evaluation"]["arch_epochs"] = {"vgg11": 5}
     with pytest.raises(SpecError, match=r"not one of evaluation\.archs") as err:
         parse_spec(data)

@@ -31,9 +31,11 @@ def test_the_trial_driver_imports_no_torch() -> None:
     code = (
         "import sys\n"
         f"for m in {DRIVER_MODULES!r}: __import__(m)\n"
-        "from orchestrator.sweep.prerequisites import needed, options_for\n"
-        "assert needed('cfm', ['hard', 'soft']) == ['teacher'] and needed('dm', ['hard']) == []\n"
-        "options_for('teacher', None)\n"
+        "from orchestrator.sweep.prerequisites import Prerequisites, needed\n"
+        "from methods.registry import OBJECTIVES, PREREQUISITES\n"
+        "assert needed(OBJECTIVES.get('cfm').requires, ['hard', 'soft']) == ['teacher']\n"
+        "assert needed(OBJECTIVES.get('dm').requires, ['hard']) == []\n"
+        "Prerequisites({'teacher': PREREQUISITES.get('teacher').options()})\n"
         "print(sorted(m for m in ('torch', 'torchvision', 'methods.evaluation.student') if m in sys.modules))\n"
     )
     assert fresh_output(code) == "[]"
@@ -154,7 +156,8 @@ def test_the_warm_up_imports_what_a_tasks_first_optimizer_would() -> None:
     code = (
         "import sys, torch\n"
         "from orchestrator.sweep.warm_up import warm\n"
-        "warm({'name': 'digits', 'resolution': 8}, 1)\n"
+        "from methods.datasets.options import DatasetOptions\n"
+        "warm(DatasetOptions(name='digits', resolution=8), 1)\n"
         "from methods.networks import build_network\n"
         "before = set(sys.modules)\n"
         "torch.optim.SGD(build_network('convnet_d3', 1, 10, 8).parameters(), lr=0.1)\n"
