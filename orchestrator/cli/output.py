@@ -17,7 +17,7 @@ from orchestrator.errors import UserError
 console = Console()
 err_console = Console(stderr=True)
 
-#: exit codes of ``ddx sweep`` (README, "Exit codes")
+#: exit codes of ``ddx sweep`` (docs/operations.md, "Exit codes")
 EXIT_FAILED = 1  # the sweep ran, but a trial errored or an evaluation row is ``failed``
 EXIT_BAD_INPUT = 2  # nothing ran: the spec, a flag, the storage or the cluster is unusable
 EXIT_INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT) before every trial finished: 128 + SIGINT, as shells do
@@ -61,7 +61,7 @@ def one_line_errors(out: object = None) -> Iterator[None]:
         fail(os_error(err, out))
 
 
-#: exit codes of ``ddx sweep`` (README, "Exit codes")
+#: exit codes of ``ddx sweep`` (docs/operations.md, "Exit codes")
 
 
 def stopped(err: Exception, what: str, location: str, key: str, fix: str, verbose: bool) -> NoReturn:

@@ -352,13 +352,13 @@ class SweepBase(Strict):
         return join_storage(self.storage, self.name)
 
 
-#: A whole sweep file (README, "The sweep file"): :class:`SweepBase` plus one optional block per
+#: A whole sweep file (docs/sweep-file.md): :class:`SweepBase` plus one optional block per
 #: prerequisite (None: its defaults, produced only when a trial needs it).
 SweepSpec = create_model(
     "SweepSpec",
     __base__=SweepBase,
     __module__=__name__,
-    __doc__='A whole sweep file (see README, "The sweep file", for every key).',
+    __doc__="A whole sweep file (see docs/sweep-file.md for every key).",
     **{name: (block | None, None) for name, block in PREREQUISITE_BLOCKS.items()},  # type: ignore[dict-item]
 )
 

@@ -129,7 +129,7 @@ def parse_yaml(text: str) -> Any:
         loader = SweepLoader(text)  # the reader rejects non-printable characters here
         node = loader.get_single_node()
         if node is None:
-            raise SpecError("the file is empty; a sweep needs at least name, method and search (see README)")
+            raise SpecError("the file is empty; a sweep needs at least a name and an objective (docs/sweep-file.md)")
         check_duplicate_keys(loader, node)
         data = loader.construct_document(node)
         check_strings(data)
