@@ -16,11 +16,11 @@ from methods.evaluation.dd_ranking import (
     improvement_over_random,
     label_robust_score,
 )
-from methods.evaluation.protocol import augmentation_off as without_augmentation
 from methods.evaluation.protocol import Protocol, protocol_name, settings_from_json, student_settings
+from methods.evaluation.protocol import augmentation_off as without_augmentation
 from methods.registry import PRESETS
-from orchestrator.evaluation.reference import REFERENCE_FILE
 from orchestrator.evaluation.jobs import EvalJob
+from orchestrator.evaluation.reference import REFERENCE_FILE
 from orchestrator.evaluation.tasks import protocol_columns
 from orchestrator.report import write_report
 from orchestrator.report.leaderboard import leaderboard, load_references, load_rows, to_markdown
