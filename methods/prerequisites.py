@@ -1,12 +1,13 @@
 """Prerequisites: what an objective (or an evaluation) needs produced once from real data.
 
-A distillation objective declares the prerequisites it needs by name
-(:attr:`methods.distill.objective.Objective.requires`, e.g. ``("teacher",)`` for CFM/SRe²L,
-``("experts",)`` for trajectory matching). Each name is a :class:`Prerequisite` in
-:data:`PREREQUISITES`: it knows
+An objective's entry declares the prerequisites it needs by name
+(:attr:`methods.registry.ObjectiveEntry.requires`, e.g. ``("teacher",)`` for CFM/SRe²L,
+``("experts",)`` for trajectory matching); a label mode may need one too (soft labels: the
+teacher). Each name is a registered :class:`~methods.registry.PrerequisiteEntry` whose
+implementation is a :class:`Prerequisite`: it knows
 
-* its settings (``Options``, a dataclass in a torch-free module: the sweep file's top-level
-  block of the same name, validated by ``ddx validate`` with no spec change),
+* its settings (its entry's ``options`` dataclass, torch-free: the sweep file's top-level block
+  of the same name, validated by ``ddx validate`` with no spec change),
 * how many independent pieces it is made of (:meth:`~Prerequisite.units`: one teacher, N
   expert trajectories — the orchestrator produces the pieces in parallel),
 * the content identity of each piece (:meth:`~Prerequisite.describe`: the artifact key),
@@ -16,9 +17,8 @@ A distillation objective declares the prerequisites it needs by name
 The orchestrator produces every piece once per content (artifact store, under a lock),
 fetches the files onto the node that needs them, loads them, and hands the objective a
 mapping ``name → loaded object`` in :meth:`~methods.distill.objective.Objective.prepare`.
-A new objective with a new prerequisite is therefore one file plus its catalog entry
-(:mod:`methods.catalog`: name, implementation module, ``Options``), which also gives the
-sweep file its top-level block.
+A new objective with a new prerequisite is therefore a package of its own with one
+entry-point line (docs/extending.md).
 """
 
 from __future__ import annotations
