@@ -68,11 +68,28 @@ class DistillContext:
         """The units in ``range(units)`` this rank owns."""
         return [u for u in range(units) if self.owns(u)]
 
-    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Sum ``tensor`` over all workers in place and return it (identity on one worker)."""
+    def all_reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+        """Reduce ``tensor`` over all workers in place (``op``: ``sum`` or ``max``) and return it
+        (identity on one worker)."""
         if self.distributed:
-            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+            dist.all_reduce(tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
         return tensor
+
+    def same_keys(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``tensors`` with every key any worker has: a key this worker lacks (state it never
+        created, e.g. the optimiser state of a rank that owns no row) is a zero tensor shaped like
+        the others'. Every worker then makes the same collective calls over the same keys."""
+        if not self.distributed:
+            return tensors
+        mine = {k: (tuple(t.shape), str(t.dtype).removeprefix("torch.")) for k, t in tensors.items()}
+        everyone: list[dict[str, tuple[tuple[int, ...], str]]] = [{} for _ in range(self.world_size)]
+        dist.all_gather_object(everyone, mine)
+        out = dict(tensors)
+        for seen in everyone:
+            for k, (shape, dtype) in seen.items():
+                if k not in out:
+                    out[k] = torch.zeros(shape, dtype=getattr(torch, dtype), device=self.device)
+        return dict(sorted(out.items()))
 
     def broadcast(self, tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
         if self.distributed:

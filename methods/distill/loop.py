@@ -119,12 +119,21 @@ def row_owner(phases: list[Phase], num_instances: int, world: int) -> Tensor:
 
 
 def gather_rows(tensors: dict[str, Tensor], owner: Tensor, ctx: DistillContext) -> dict[str, Tensor]:
-    """Assemble full tensors from every rank's owned rows with a masked all-reduce."""
+    """Assemble full tensors from every rank's owned rows with a masked all-reduce.
+
+    Every rank makes the same collective calls whatever it holds: the keys are first made the
+    same on every rank (a rank that owns no row has no optimiser state; its missing entries are
+    zeros), per-row tensors are summed under each rank's mask, and others (an optimiser's step
+    count) take their largest value over the ranks."""
     out = {}
     n = owner.numel()
+    tensors = ctx.same_keys(tensors)
     for k, t in tensors.items():
-        if t.dim() == 0 or t.shape[0] != n or not ctx.distributed:
+        if not ctx.distributed:
             out[k] = t.detach().clone()
+            continue
+        if t.dim() == 0 or t.shape[0] != n:
+            out[k] = ctx.all_reduce(t.detach().clone(), op="max")
             continue
         mask = (owner.to(t.device) == ctx.rank).view(-1, *([1] * (t.dim() - 1))).to(t.dtype)
         out[k] = ctx.all_reduce(t.detach() * mask)
