@@ -27,7 +27,9 @@ import pytest
 import torch
 import yaml
 
+from methods.artifacts import MANIFEST_SUFFIX, content_key
 from orchestrator.storage.locations import exists, filesystem, join, read_bytes, upload_file
+from orchestrator.storage.staging import STAGING_KIND, staging_description
 from tests.cluster import BIN, CLUSTER_ENV, LocalCluster, Node, S3Server, isolation_available, stop_group
 from tests.conftest import TEST_CACHE
 from tests.helpers import REPO
@@ -258,10 +260,12 @@ def test_ddif_sweep_on_a_dataset_staged_from_s3(env: Env, cifar10_root: Path) ->
     assert set(rows["hostname"]) == {env.head.hostname, env.worker.hostname}, rows["hostname"]
     unpacked = list(env.worker.temp_dir.glob("session_*/runtime_resources/working_dir_files/*/orchestrator/trial.py"))
     assert unpacked, "the job's code did not reach the worker node through Ray"
-    staged = hashlib.sha256(data_root.encode()).hexdigest()[:20]
+    staged = content_key(staging_description(data_root))
     for node in (env.head, env.worker):
-        tree = node.cache / "datasets" / staged
-        assert (tree / ".ddx-staged").read_text() == data_root, f"not staged on {node.name}"
+        tree = node.cache / STAGING_KIND / staged
+        manifest = json.loads(Path(str(tree) + MANIFEST_SUFFIX).read_text())  # written once the copy is complete
+        assert manifest["description"] == {"root": data_root}, f"not staged on {node.name}"
+        assert len(manifest["files"]) == 170
         assert len(list((tree / "train").glob("*/*.jpg"))) == 120 and len(list((tree / "test").glob("*/*.jpg"))) == 50
 
 

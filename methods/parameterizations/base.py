@@ -65,6 +65,8 @@ class Parameterization(nn.Module, ABC):
     #: how :meth:`decode` reaches a resolution other than the stored one
     resize_mode: str = "none"
     #: where initialisations that are worth reusing (e.g. field warm-ups) are cached; set by the pipeline
+    #: (the distillation context's cache); None: a parameterization that caches uses this node's
+    #: artifact cache, :func:`methods.artifacts.node_cache`
     cache: ArtifactCache | None = None
 
     def __init__(self, config: ParamConfig) -> None:

@@ -8,10 +8,13 @@ written after the data, so an artifact exists exactly when its manifest does.
 
 A process that needs an artifact calls :meth:`ArtifactStore.fetch` (or the
 :class:`methods.artifacts.ArtifactCache` protocol methods ``find`` / ``get_or_create``):
-the file is copied into a node-local directory (``$DDX_CACHE/artifacts``) on first use and
-its SHA-256 checked against the manifest, so a remote task, a Train worker or another node
-only ever needs the storage URI — never a path on another machine. With local storage the
-file is used in place (after the same check).
+the file is copied into this node's cache (``$DDX_CACHE/artifacts``,
+:func:`methods.artifacts.node_cache`) on first use — one download per node, under the node
+cache's file lock, checked against the store's SHA-256 and kept with the same manifest — so a
+remote task, a Train worker or another node only ever needs the storage URI, never a path on
+another machine. With local storage the file is used in place (after the same check). A node
+copy that no longer matches is removed and downloaded again; a stored artifact that does not
+match its manifest is an error naming it, never used.
 
 Production is guarded by a :class:`LeaseLock`: a small lock object next to the artifact,
 holding its owner and an expiry that the owner renews while it works. Two trials (on any
@@ -24,9 +27,9 @@ provide).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
+import shutil
 import socket
 import threading
 import time
@@ -36,8 +39,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from methods.artifacts import Produce, content_key, default_cache_dir
-from methods.atomic import atomic_path
+from methods.artifacts import (
+    LOCK_SUFFIX,
+    MANIFEST_SUFFIX,
+    CacheError,
+    LocalArtifactCache,
+    Produce,
+    content_key,
+    file_manifest,
+    file_sha256,
+    node_cache,
+)
 from orchestrator.cluster.processes import process_start
 from orchestrator.storage.locations import (
     delete,
@@ -50,21 +62,10 @@ from orchestrator.storage.locations import (
     write_bytes_atomic,
 )
 
-MANIFEST_SUFFIX = ".manifest.json"
-LOCK_SUFFIX = ".lock"
-
 
 def cache_root(storage: str) -> str:
     """``<storage>/cache``: the artifact store of every sweep on that storage."""
     return join(storage, "cache")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -227,14 +228,15 @@ class ArtifactStore:
     """Content-addressed artifacts under ``root`` (a path or URI), fetched into ``local_dir``.
 
     Implements :class:`methods.artifacts.ArtifactCache`, so methods cache statistics and
-    warm-ups through it without knowing where the storage is.
+    warm-ups through it without knowing where the storage is. ``local_dir`` (default: this
+    node's cache, ``$DDX_CACHE/artifacts``) is a :class:`~methods.artifacts.LocalArtifactCache`.
     """
 
     def __init__(self, root: str, local_dir: str | Path | None = None, lock_ttl: float = 120.0) -> None:
         self.root = root
-        self.local_dir = Path(local_dir) if local_dir is not None else default_cache_dir() / "artifacts"
+        self.local = LocalArtifactCache(local_dir) if local_dir is not None else node_cache()
+        self.local_dir = self.local.root
         self.lock_ttl = lock_ttl
-        self._verified: dict[str, tuple[float, int]] = {}
 
     # --- names -----------------------------------------------------------------------------
     def location(self, kind: str, key: str, suffix: str = ".pt") -> str:
@@ -247,45 +249,54 @@ class ArtifactStore:
         return LeaseLock(join(self.root, kind, f"{key}{suffix}{LOCK_SUFFIX}"), ttl=self.lock_ttl)
 
     # --- lookup ----------------------------------------------------------------------------
-    def ref(self, kind: str, description: Mapping[str, Any], suffix: str = ".pt") -> ArtifactRef | None:
-        """The artifact's reference if it has been produced (its manifest exists), else None."""
-        key = content_key(description)
+    def _manifest(self, kind: str, key: str, suffix: str) -> dict[str, Any] | None:
         manifest = self.manifest_location(kind, key, suffix)
         try:
-            body = json.loads(read_bytes(manifest))
+            return json.loads(read_bytes(manifest))
         except (FileNotFoundError, json.JSONDecodeError):
             return None
         except OSError:
             if not exists(manifest):
                 return None
             raise
+
+    def ref(self, kind: str, description: Mapping[str, Any], suffix: str = ".pt") -> ArtifactRef | None:
+        """The artifact's reference if it has been produced (its manifest exists), else None."""
+        key = content_key(description)
+        body = self._manifest(kind, key, suffix)
+        if body is None:
+            return None
         return ArtifactRef(kind, key, suffix, self.location(kind, key, suffix), body["sha256"], int(body["size"]))
 
     def fetch(self, ref: ArtifactRef) -> Path:
         """A verified local copy of ``ref`` (downloaded into the node-local cache on first use)."""
         in_place = local_path(ref.location)
         if in_place is not None:
-            self._verify(in_place, ref)
+            problem = self.local.file_problem(in_place, ref.sha256, ref.size)
+            if problem is not None:
+                raise ArtifactError(
+                    f"artifact {ref.kind}/{ref.key} at {in_place} does not match its manifest ({problem}); "
+                    "delete it and its manifest to have it produced again"
+                )
             return in_place
-        target = self.local_dir / ref.kind / f"{ref.key}{ref.suffix}"
-        if target.exists():
-            with contextlib.suppress(ArtifactError):
-                self._verify(target, ref)
-                return target
-        with atomic_path(target) as tmp:  # a copy that fails to download or to verify leaves nothing
-            download_file(ref.location, tmp)
-            self._verify(tmp, ref)
-        self._verified[str(target)] = self._verified.pop(str(tmp))  # a rename keeps mtime and size
-        return target
-
-    def _verify(self, path: Path, ref: ArtifactRef) -> None:
-        stat = path.stat()
-        stamp = (stat.st_mtime, stat.st_size)
-        if self._verified.get(str(path)) == stamp:
-            return
-        if stat.st_size != ref.size or file_sha256(path) != ref.sha256:
-            raise ArtifactError(f"artifact {ref.kind}/{ref.key} at {path} does not match its manifest (corrupt copy)")
-        self._verified[str(path)] = stamp
+        found = self.local.lookup(ref.kind, ref.key, ref.suffix, sha256=ref.sha256)
+        if found is not None:
+            return found
+        body = self._manifest(ref.kind, ref.key, ref.suffix) or {}
+        try:
+            return self.local.ensure(
+                ref.kind,
+                ref.key,
+                lambda tmp: download_file(ref.location, tmp),
+                description=body.get("description") or {},
+                suffix=ref.suffix,
+                sha256=ref.sha256,
+            )
+        except CacheError as e:
+            raise ArtifactError(
+                f"artifact {ref.kind}/{ref.key} at {ref.location} does not match its manifest; "
+                "delete it and its manifest to have it produced again"
+            ) from e
 
     # --- the methods.artifacts.ArtifactCache protocol --------------------------------------
     def find(self, kind: str, description: Mapping[str, Any], suffix: str = ".pt") -> Path | None:
@@ -329,25 +340,31 @@ class ArtifactStore:
                 lock.release()
 
     def publish(self, kind: str, description: Mapping[str, Any], source: Path, suffix: str = ".pt") -> ArtifactRef:
-        """Upload ``source`` as the artifact, then its manifest (which makes it exist)."""
+        """Upload ``source`` as the artifact, then its manifest (which makes it exist); with remote
+        storage, keep ``source`` as this node's verified copy too."""
         key = content_key(description)
-        location = self.location(kind, key, suffix)
-        ref = ArtifactRef(kind, key, suffix, location, file_sha256(source), source.stat().st_size)
+        manifest = file_manifest(description, source)
+        ref = ArtifactRef(kind, key, suffix, self.location(kind, key, suffix), manifest["sha256"], manifest["size"])
         upload_file(source, ref.location)
-        manifest = {
-            "description": dict(description),
-            "sha256": ref.sha256,
-            "size": ref.size,
-            "created_at": time.time(),
-            "producer": socket.gethostname(),
-        }
         write_bytes_atomic(self.manifest_location(kind, key, suffix), json.dumps(manifest, default=str).encode())
-        target = self.local_dir / kind / f"{key}{suffix}"
-        if local_path(ref.location) is None and not target.exists():  # keep the node-local copy just made
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(OSError):
-                os.link(source, target)
+        if local_path(ref.location) is None:
+            with contextlib.suppress(OSError, CacheError):  # the artifact is stored; a copy can be fetched later
+                self.local.ensure(
+                    kind,
+                    key,
+                    lambda tmp: _link_or_copy(source, tmp),
+                    description=description,
+                    suffix=suffix,
+                    sha256=ref.sha256,
+                )
         return ref
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def ref_to_dict(ref: ArtifactRef) -> dict[str, Any]:
