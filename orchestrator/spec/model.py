@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -31,6 +32,7 @@ from methods.registry import PREREQUISITES
 from orchestrator.evaluation.jobs import StudentPlan
 from orchestrator.spec.metrics import TrialMetric
 from orchestrator.spec.schema import OptionsBlock, Strict, block_model, pydantic_type
+from orchestrator.storage.uris import uri_problem
 
 DOMAIN_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 #: combinations of swept values beyond which per-combination checks are skipped
@@ -117,6 +119,10 @@ class Metric(Strict):
     mode: Literal["max", "min"] = "max"
 
 
+#: the resources Ray defines itself (custom ones are any other name a node declares)
+RAY_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
+
+
 class Resources(Strict):
     """``resources:`` — what each piece of work reserves from the Ray cluster."""
 
@@ -136,6 +142,17 @@ class Resources(Strict):
     def _token(cls, v: dict[str, float] | None) -> dict[str, float] | None:
         if v is None:
             return v
+        for name, amount in v.items():
+            builtin = next((b for b in RAY_RESOURCES if b.lower() == name.lower()), None)
+            if builtin is not None and builtin != name:
+                raise ValueError(
+                    f"{name!r} is not Ray's {builtin!r}: resource names are case-sensitive ({name!r} would be a "
+                    f"custom resource, which no node declares); write {builtin}"
+                )
+            if not name.strip():
+                raise ValueError("a resource needs a name (e.g. {CPU: 0.01})")
+            if not (math.isfinite(amount) and amount >= 0):
+                raise ValueError(f"{name}: must be a finite number ≥ 0 (got {amount:g})")
         if not v or all(x <= 0 for x in v.values()):
             raise ValueError("needs a positive token resource, e.g. {CPU: 0.01} ({CPU: 0} is rejected by Ray)")
         return v
@@ -297,6 +314,17 @@ PREREQUISITE_BLOCKS: dict[str, type[OptionsBlock]] = _prerequisite_blocks()
 EMPTY_LOCATION = "empty; give a folder or a URI (e.g. ./ddx_results or s3://bucket/prefix)"
 
 
+def check_location(v: str) -> str:
+    """A storage location as a validator takes it: not blank, and a URI pyarrow can open (its scheme and
+    query keys, judged offline: :func:`orchestrator.storage.uris.uri_problem`); ValueError otherwise."""
+    if not v.strip():
+        raise ValueError(EMPTY_LOCATION)
+    problem = uri_problem(v)
+    if problem is not None:
+        raise ValueError(problem)
+    return v
+
+
 class SweepBase(Strict):
     """The keys of a sweep file other than the prerequisite blocks (see :data:`SweepSpec`)."""
 
@@ -317,9 +345,7 @@ class SweepBase(Strict):
     @field_validator("storage")
     @classmethod
     def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError(EMPTY_LOCATION)
-        return v
+        return check_location(v)
 
     # --- derived views -------------------------------------------------------------------
     def hyper_values(self, key: str) -> list[Any]:
@@ -387,5 +413,6 @@ __all__ = [
     "SweepBase",
     "SweepSpec",
     "Tracking",
+    "check_location",
     "join_storage",
 ]
