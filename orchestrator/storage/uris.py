@@ -173,35 +173,37 @@ def endpoint(location: str) -> tuple[str, int] | None:
     return host, port or (80 if protocol == "http" else 443)
 
 
-def refused(location: str, timeout: float = 2.0) -> str | None:
-    """Why the endpoint of ``location`` (see :func:`endpoint`) cannot be connected to at all — nothing
-    listens there (connection refused) or its host name does not exist — or None (connected, no
-    endpoint given, or no answer within ``timeout`` s: the store's own check then decides).
-
-    A refused connection is final, but the S3 client retries it for ~14 s before it reports.
-    """
-    target = endpoint(location)
-    if target is None:
-        return None
-    host, port = target
+def unreachable(host: str, port: int, timeout: float = 2.0) -> str | None:
+    """Why ``host:port`` cannot be connected to at all — nothing listens there (connection refused) or
+    the host name does not exist — or None (connected, or no answer within ``timeout`` s: whoever asks
+    the server next decides). One TCP connect, no request."""
 
     def connect() -> str | None:
         try:
             with socket.create_connection((host, port), timeout=timeout):
                 return None
         except ConnectionRefusedError:
-            return f"nothing listens at {host}:{port} (connection refused); start the server or fix the endpoint"
+            return f"nothing listens at {host}:{port} (connection refused)"
         except socket.gaierror as err:
-            if err.errno == socket.EAI_NONAME:
-                return f"no such host {host!r}; fix the endpoint"
-            return None
-        except OSError:  # unreachable, timed out: the store's own check answers
+            return f"no such host {host!r}" if err.errno == socket.EAI_NONAME else None
+        except OSError:  # unreachable, timed out: the server's own check answers
             return None
 
     try:
         return time_limit.within(timeout + 1.0, connect, name="ddx-endpoint-probe")
     except time_limit.NoAnswer:  # a name lookup that does not answer
         return None
+
+
+def refused(location: str, timeout: float = 2.0) -> str | None:
+    """Why the endpoint of ``location`` (see :func:`endpoint`) cannot be connected to at all, with what
+    to fix, or None (:func:`unreachable`; also None when no endpoint is given).
+
+    A refused connection is final, but the S3 client retries it for ~14 s before it reports.
+    """
+    target = endpoint(location)
+    problem = None if target is None else unreachable(*target, timeout=timeout)
+    return None if problem is None else f"{problem}; start the server or fix the endpoint"
 
 
 __all__ = [
@@ -212,5 +214,6 @@ __all__ = [
     "S3_QUERY_KEYS",
     "endpoint",
     "refused",
+    "unreachable",
     "uri_problem",
 ]
