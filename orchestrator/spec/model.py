@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,10 +28,11 @@ from methods.evaluation.protocol import Protocol
 from methods.evaluation.real_training_options import RealTrainSettings
 from methods.options import PositiveInt, Resolution, named
 from methods.registry import PREREQUISITES
+from orchestrator.cluster.ray_config import token_problem
 from orchestrator.evaluation.jobs import StudentPlan
 from orchestrator.spec.metrics import TrialMetric
 from orchestrator.spec.schema import OptionsBlock, Strict, block_model, pydantic_type
-from orchestrator.storage.uris import uri_problem
+from orchestrator.storage.uris import EMPTY_LOCATION, check_location
 
 DOMAIN_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 #: combinations of swept values beyond which per-combination checks are skipped
@@ -119,10 +119,6 @@ class Metric(Strict):
     mode: Literal["max", "min"] = "max"
 
 
-#: the resources Ray defines itself (custom ones are any other name a node declares)
-RAY_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
-
-
 class Resources(Strict):
     """``resources:`` — what each piece of work reserves from the Ray cluster."""
 
@@ -140,21 +136,9 @@ class Resources(Strict):
     @field_validator("trial_resources")
     @classmethod
     def _token(cls, v: dict[str, float] | None) -> dict[str, float] | None:
-        if v is None:
-            return v
-        for name, amount in v.items():
-            builtin = next((b for b in RAY_RESOURCES if b.lower() == name.lower()), None)
-            if builtin is not None and builtin != name:
-                raise ValueError(
-                    f"{name!r} is not Ray's {builtin!r}: resource names are case-sensitive ({name!r} would be a "
-                    f"custom resource, which no node declares); write {builtin}"
-                )
-            if not name.strip():
-                raise ValueError("a resource needs a name (e.g. {CPU: 0.01})")
-            if not (math.isfinite(amount) and amount >= 0):
-                raise ValueError(f"{name}: must be a finite number ≥ 0 (got {amount:g})")
-        if not v or all(x <= 0 for x in v.values()):
-            raise ValueError("needs a positive token resource, e.g. {CPU: 0.01} ({CPU: 0} is rejected by Ray)")
+        problem = None if v is None else token_problem(v)
+        if problem is not None:
+            raise ValueError(problem)
         return v
 
 
@@ -308,21 +292,6 @@ def _prerequisite_blocks() -> dict[str, type[OptionsBlock]]:
 
 #: prerequisite name → its top-level block model (``experts`` → ``ExpertsBlock``)
 PREREQUISITE_BLOCKS: dict[str, type[OptionsBlock]] = _prerequisite_blocks()
-
-
-#: what an empty storage location (in a sweep file or on the command line) is told
-EMPTY_LOCATION = "empty; give a folder or a URI (e.g. ./ddx_results or s3://bucket/prefix)"
-
-
-def check_location(v: str) -> str:
-    """A storage location as a validator takes it: not blank, and a URI pyarrow can open (its scheme and
-    query keys, judged offline: :func:`orchestrator.storage.uris.uri_problem`); ValueError otherwise."""
-    if not v.strip():
-        raise ValueError(EMPTY_LOCATION)
-    problem = uri_problem(v)
-    if problem is not None:
-        raise ValueError(problem)
-    return v
 
 
 class SweepBase(Strict):

@@ -89,6 +89,21 @@ _S3_COMPATIBLE = "an S3-compatible server is s3://BUCKET/PREFIX?endpoint_overrid
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")
 
 
+#: what an empty storage location (in a sweep file or on the command line) is told
+EMPTY_LOCATION = "empty; give a folder or a URI (e.g. ./ddx_results or s3://bucket/prefix)"
+
+
+def check_location(location: str) -> str:
+    """``location`` as a validator takes it: not blank, and when a URI one pyarrow can open (its scheme
+    and query keys: :func:`uri_problem`); a ValueError saying why otherwise."""
+    if not location.strip():
+        raise ValueError(EMPTY_LOCATION)
+    problem = uri_problem(location)
+    if problem is not None:
+        raise ValueError(problem)
+    return location
+
+
 def _unknown_scheme(scheme: str) -> str:
     """The line for a scheme pyarrow does not read: a did-you-mean for one close to a known scheme
     (any case: pyarrow's are lower-case), the known ones, and for an http look-alike what to write."""
@@ -209,9 +224,11 @@ def refused(location: str, timeout: float = 2.0) -> str | None:
 __all__ = [
     "AZURE_QUERY_KEYS",
     "AZURE_SAS_KEYS",
+    "EMPTY_LOCATION",
     "GCS_QUERY_KEYS",
     "QUERY_KEYS",
     "S3_QUERY_KEYS",
+    "check_location",
     "endpoint",
     "refused",
     "unreachable",
