@@ -36,6 +36,7 @@ from torch import Tensor
 
 from methods.datasets import RealData
 from methods.parameterizations import ParamConfig, SetShape, build_parameterization, synthetic_payload
+from methods.torch_files import NotATorchFile, load_torch
 
 SPACES = ("pixels", "normalized")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -239,9 +240,11 @@ def load_set(path: str | Path, data: RealData, space: str | None = None, name: s
         payload, used = load_image_folder(p, data)
         return LoadedSet(stem, str(p), "imagefolder", used, payload)
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise SetError(f"cannot read it with torch.load(weights_only=True): {type(err).__name__}") from None
+        obj = load_torch(p)
+    except NotATorchFile as err:  # what the file is instead (text, cut short, another format)
+        raise SetError(f"{err}; give a .pt of images and labels, an image folder or a ddx set") from None
+    except OSError as err:
+        raise SetError(f"cannot read it ({err.strerror or type(err).__name__})") from None
     if isinstance(obj, dict) and "config" in obj and "state" in obj:
         if space not in (None, "normalized"):
             raise SetError("a ddx set is stored normalised; --space pixels does not apply")

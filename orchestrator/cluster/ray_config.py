@@ -7,6 +7,7 @@ Ray is imported (Ray reads ``RAY_AUTH_MODE`` once, at import).
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 
@@ -126,4 +127,28 @@ def _grpc_problem(host: str, port: int, timeout: float) -> str | None:
                 return f"no gRPC answer within {timeout:g} s"
             if code == grpc.StatusCode.UNAVAILABLE:
                 return " ".join(str(err.details() or code.name).split())[:200]
+    return None
+
+
+#: the resources Ray defines itself (custom ones are any other name a node declares)
+RAY_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
+
+
+def token_problem(token: dict[str, float]) -> str | None:
+    """Why ``resources.trial_resources`` (the token a trial driver holds) cannot be Ray's, or None:
+    a built-in resource in the wrong case (``cpu`` would be a custom resource no node declares), a
+    blank name, an amount that is negative or not finite, or no positive amount."""
+    for name, amount in token.items():
+        builtin = next((b for b in RAY_RESOURCES if b.lower() == name.lower()), None)
+        if builtin is not None and builtin != name:
+            return (
+                f"{name!r} is not Ray's {builtin!r}: resource names are case-sensitive ({name!r} would be a "
+                f"custom resource, which no node declares); write {builtin}"
+            )
+        if not name.strip():
+            return "a resource needs a name (e.g. {CPU: 0.01})"
+        if not (math.isfinite(amount) and amount >= 0):
+            return f"{name}: must be a finite number ≥ 0 (got {amount:g})"
+    if not token or all(x <= 0 for x in token.values()):
+        return "needs a positive token resource, e.g. {CPU: 0.01} ({CPU: 0} is rejected by Ray)"
     return None

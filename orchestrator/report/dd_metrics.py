@@ -11,8 +11,9 @@ label mode, objective × parameterization) whose configuration was selected on v
   network, resolution, protocol and label mode, itself selected on validation;
 * ``Acc(real, hard)``: the full-data reference rows (``reference.parquet``: the network
   trained on the whole real training split under its own real-data settings) of the same
-  dataset, network and resolution; if several reference settings exist, the one with the
-  most seeds, then the highest validation mean;
+  dataset, network and resolution, one per reference run (a cached run several experiment
+  folders hold counts once); if several reference settings exist, the one with the most
+  seeds, then the highest validation mean;
 * ARS's ``no aug`` terms: the same configuration and the random entry under the protocol
   whose settings are this protocol's with every augmentation switched off
   (:func:`methods.evaluation.presets.without_augmentation`; ``<preset>:noaug``).
@@ -39,6 +40,7 @@ from methods.evaluation.dd_ranking import (
 )
 from methods.evaluation.protocol import augmentation_off as without_augmentation
 from methods.evaluation.protocol import protocol_name, settings_from_json
+from orchestrator.storage.results import distinct_references
 
 #: the ``protocol`` of rows written before rows recorded one
 UNRECORDED = "unrecorded"
@@ -90,7 +92,9 @@ def _best(cands: pd.DataFrame) -> pd.Series | None:
 
 
 def reference_accuracy(ref: pd.DataFrame | None) -> dict[tuple[str, str, int], float]:
-    """(dataset, eval_arch, eval_resolution) → the full-data reference's test mean (see module doc)."""
+    """(dataset, eval_arch, eval_resolution) → the full-data reference's test mean over distinct
+    reference runs (:func:`~orchestrator.storage.results.distinct_references`; see the module doc)."""
+    ref = distinct_references(ref)
     if ref is None or ref.empty:
         return {}
     keys = ["dataset", "eval_arch", "eval_resolution"]

@@ -24,6 +24,7 @@ from torchvision.utils import make_grid
 
 from methods.atomic import atomic_path
 from methods.parameterizations import Parameterization, Payload, from_payload, payload_from_bytes
+from methods.torch_files import NotATorchFile
 from orchestrator.errors import UserError
 from orchestrator.storage.results import read_bytes
 
@@ -91,11 +92,9 @@ def _load_set(path: str | Path) -> tuple[Parameterization, Payload]:
     data = read_bytes(str(path))  # a missing file: FileNotFoundError, as from any reader
     try:
         payload = payload_from_bytes(data)
-    except Exception as err:  # torch.load's errors vary with what the bytes are (pickle, zip, KeyError…)
+    except NotATorchFile as err:  # what the file is instead (text, cut short, another format)
         raise UserError(
-            f"cannot read it with torch.load(weights_only=True) ({type(err).__name__}); give a synthetic set a "
-            "sweep wrote (<experiment>/synthetic/<key>.pt)",
-            where=str(path),
+            f"{err}; give a synthetic set a sweep wrote (<experiment>/synthetic/<key>.pt)", where=str(path)
         ) from None
     if not (isinstance(payload, dict) and "config" in payload and "state" in payload):
         raise UserError(

@@ -40,7 +40,7 @@ from orchestrator.report.dd_metrics import (
 )
 from orchestrator.report.experiment import load_experiment
 from orchestrator.report.tables import config_labels
-from orchestrator.storage.results import row_key
+from orchestrator.storage.results import distinct_references, row_key
 
 #: one ranking; ``protocol`` last, so a setting's protocols sit next to each other
 SETTING = ["dataset", "eval_resolution", "ipc", "eval_arch", "label_mode"]
@@ -97,13 +97,15 @@ def load_rows(paths: list[str]) -> pd.DataFrame:
 
 
 def load_references(paths: list[str]) -> pd.DataFrame | None:
-    """The experiments' full-data reference rows (``reference.parquet``; HLR's real-data term), or None."""
+    """The experiments' full-data reference rows (``reference.parquet``; HLR's real-data term), one per
+    reference run: a cached run every folder holds is counted once (:func:`distinct_references`), as
+    ``ddx report`` of one folder counts it — or None."""
     refs = []
     for p in paths:
         ref = read_reference(p)
         if ref is not None and not ref.empty:
             refs.append(ref.assign(source=p))
-    return with_protocol(pd.concat(refs, ignore_index=True)) if refs else None
+    return with_protocol(distinct_references(pd.concat(refs, ignore_index=True))) if refs else None
 
 
 def _fmt_pub(r: pd.Series) -> str:
