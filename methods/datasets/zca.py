@@ -1,12 +1,17 @@
 """ZCA whitening as a dataset transform (kornia's ``ZCAWhitening``), fitted once per training split.
 
-MTT, DDiF and the trajectory-matching literature whiten CIFAR with ZCA after the per-channel
-normalisation (kornia, regularisation ε = 0.1 added to the covariance's eigenvalues):
+MTT, DDiF and the trajectory-matching literature whiten CIFAR with ZCA applied to the **raw
+[0, 1] pixels**: with ``--zca`` MTT's CIFAR transform is ``ToTensor()`` alone, without
+``Normalize`` (mtt-distillation ``utils.py`` ``get_dataset``), and kornia's ``ZCAWhitening``
+with regularisation ε = 0.1 is fitted on those images and applied to the training and test sets:
 x ↦ U diag((λ + ε)^{-1/2}) Uᵀ (x − μ) over flattened images, with U, λ the eigenvectors and
-eigenvalues of the training images' covariance. ddx fits it on the training split it trains
-on — after the ``train_per_class`` subset and the validation carve, so no validation or test
-image shapes it (MTT, which has no validation split, fits on the full training set) — and
-applies the same transform to train, validation and test.
+eigenvalues of the training images' (unbiased) covariance. ε is absolute, so the space matters:
+on per-channel normalised CIFAR (variances ~16× larger) the same ε regularises ~16× less.
+ddx fits it on the training split it trains on — after the ``train_per_class`` subset and the
+validation carve, so no validation or test image shapes it (MTT, which has no validation
+split, fits on the full training set) — and applies the same transform to train, validation
+and test (:func:`methods.datasets.loaders.load_dataset`; ``DatasetOptions.zca_space`` chooses
+pixels, the default, or the normalised images).
 
 The fit (mean, transform and its inverse) is cached under ``<cache>/zca/<key>.pt`` (a
 :class:`~methods.artifacts.LocalArtifactCache` entry: locked, verified), described by the

@@ -6,8 +6,10 @@ Three inputs are accepted (:func:`load_set` tells them apart):
   ``{"images": (N, C, H, W) float, "labels": (N,) integer}`` and optionally
   ``"space": "pixels" | "normalized"``. ``pixels`` (the default) means values in [0, 1]
   (RGB/grey intensities); ddx normalises them with the dataset's mean and std (those ddx
-  computes from the training split as loaded). ``normalized`` means the images are already
-  ``(x − mean) / std`` with that same mean and std, and are used as they are. A ``pixels``
+  computes from the training split as loaded) and, on ZCA-whitened data, whitens them with the
+  transform fitted on the training split (:meth:`~methods.datasets.RealData.from_pixels`).
+  ``normalized`` means the images are already in the dataset's space (``(x − mean) / std``
+  with that same mean and std, whitened too for ZCA data), and are used as they are. A ``pixels``
   tensor with values outside [−0.01, 1.01] is refused (it is almost certainly normalised);
 * **an image folder**: ``<folder>/<class>/<image>`` (PNG, JPEG…), one sub-folder per class,
   named by the dataset's class name (``airplane``…) or by the class index (``0``, ``1``,
@@ -75,15 +77,19 @@ class LoadedSet:
         return str(self.payload["config"]["name"])
 
 
-def _stats(data: RealData) -> tuple[Tensor, Tensor]:
-    c = data.channels
-    return torch.tensor(data.mean).view(1, c, 1, 1), torch.tensor(data.std).view(1, c, 1, 1)
-
-
 def normalise(images: Tensor, data: RealData) -> Tensor:
-    """[0, 1] pixels → ``(x − mean) / std`` with the dataset's constants."""
-    mean, std = _stats(data)
-    return (images.float() - mean) / std
+    """[0, 1] pixels → the dataset's space: ``(x − mean) / std`` with its constants, then its ZCA
+    whitening when the data is whitened (:meth:`RealData.from_pixels`; the whitening is fitted at the
+    data's resolution, so such a set must have that resolution)."""
+    if data.zca:
+        if images.dim() == 4 and images.shape[-1] != data.resolution:
+            raise SetError(
+                f"{data.name!r} is ZCA-whitened at {data.resolution} px; a {images.shape[-1]} px pixel set cannot "
+                "be whitened with it (resize the set, or store it already whitened with 'space': 'normalized')"
+            )
+        if data.whitening is None:
+            raise SetError(f"{data.name!r} is ZCA-whitened but its fitted whitening is not at hand")
+    return data.from_pixels(images)
 
 
 def pixels_payload(images: Tensor, labels: Tensor, data: RealData, extra: dict[str, Any] | None = None) -> dict:

@@ -192,10 +192,11 @@ BUILTIN: tuple[ProtocolPreset, ...] = (
         name="sre2l_soft",
         summary="SRe2L relabel on CIFAR: AdamW 1e-3, cosine, T=30, random crop+flip, Mixup(0.8), 400 epochs",
         source=(
-            "VILA-Lab/SRe2L SRe2L/*small_dataset/relabel_cifar.py (RandomCrop(32, padding=4)+RandomHorizontalFlip, "
-            "mixup alpha 0.8 on every batch, teacher(inputs) on the mixed batch, AdamW(lr 1e-3, weight_decay "
-            "0.01), CosineAnnealingLR(T_max=epochs), temperature 30, ResNet-18 student) and relabel_cifar.sh "
-            "(epochs 400, batch 128)"
+            "VILA-Lab/SRe2L SRe2L/*small_dataset/relabel_cifar.py (RandomCrop(32, padding=4)+RandomHorizontalFlip "
+            "on [0, 1] images, then Normalize; mixup alpha 0.8 with torch.randperm partners on every batch, "
+            "teacher(inputs) on the mixed batch with the teacher never put in eval mode; AdamW(lr 1e-3, "
+            "weight_decay 0.01), CosineAnnealingLR(T_max=epochs), temperature 30, ResNet-18 student) and "
+            "relabel_cifar.sh (epochs 400, batch 128)"
         ),
         settings={
             "epochs": 400,
@@ -211,11 +212,17 @@ BUILTIN: tuple[ProtocolPreset, ...] = (
             "mix": "mixup",
             "mix_prob": 1.0,
             "mix_alpha": 0.8,
+            "soft_crop_fill": "black",
+            "teacher_mode": "train",
         },
         archs=("resnet18",),
         notes=(
-            "The code is written for CIFAR-100. Its padding fills black pixels before normalisation; ddx's "
-            "crop fills zeros in normalised space (the dataset mean), as DSA does."
+            "The code is written for CIFAR-100. Its padding fills black pixels before normalisation: "
+            "soft_crop_fill 'black' shifts in (0 - mean)/std per channel (the other presets fill zeros in "
+            "normalised space, the dataset mean, as DSA does). Its teacher relabels in train mode, so "
+            "BatchNorm normalises each mixed batch with its own statistics: teacher_mode 'train'; the running "
+            "statistics that the reference's passes also update are never read in that mode, and ddx leaves "
+            "the teacher's unchanged."
         ),
     ),
     ProtocolPreset(

@@ -21,6 +21,7 @@ Settings are :class:`~methods.evaluation.options.EvalSettings` (presets: :mod:`m
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -152,21 +153,60 @@ def soft_label_loss(student_logits: Tensor, teacher_logits: Tensor, temperature:
     ) * (t * t)
 
 
-class StudentView(nn.Module):
-    """The batch a student trains on: DSA for hard labels; joint ops then CutMix/Mixup for soft labels."""
+def black_fill(data: RealData | EvalData) -> Tensor:
+    """A black pixel in ``data``'s normalised space: (0 − mean)/std per channel (SRe²L's crop padding)."""
+    if data.zca:
+        raise ValueError(
+            "soft_crop_fill 'black' needs per-channel normalised data: on ZCA-whitened data no per-channel "
+            "value is a black pixel (use soft_crop_fill: zero)"
+        )
+    return -torch.tensor(data.mean, dtype=torch.float32) / torch.tensor(data.std, dtype=torch.float32)
 
-    def __init__(self, settings: EvalSettings, num_classes: int) -> None:
+
+class StudentView(nn.Module):
+    """The batch a student trains on: DSA for hard labels; joint ops then CutMix/Mixup for soft labels.
+
+    ``crop_fill``: the per-channel value the soft-label ``crop`` shifts in (None: zeros), for
+    ``soft_crop_fill: black`` (:func:`black_fill`). ``labels`` are not read (the mixes pair images
+    only; the teacher relabels the view).
+    """
+
+    def __init__(self, settings: EvalSettings, num_classes: int, crop_fill: Tensor | None = None) -> None:
         super().__init__()
         s = settings
         if s.label_mode == "hard":
             self.aug = DSA(s.augment, same_on_batch=False, mode=s.augment_mode)
             self.mix = BatchMix("none")
         else:
-            self.aug = DSA(s.soft_augment, same_on_batch=False, mode="all", rrc_min_scale=s.rrc_min_scale)
-            self.mix = BatchMix(s.mix, s.mix_prob, s.mix_alpha, num_classes)
+            self.aug = DSA(
+                s.soft_augment, same_on_batch=False, mode="all", rrc_min_scale=s.rrc_min_scale, crop_fill=crop_fill
+            )
+            self.mix = BatchMix(s.mix, s.mix_prob, s.mix_alpha)
 
-    def forward(self, x: Tensor, labels: Tensor) -> Tensor:
-        return self.mix(self.aug(x), labels)
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.mix(self.aug(x))
+
+
+def relabelling_teacher(teacher: nn.Module, mode: str) -> nn.Module:
+    """The teacher as it relabels the students' views (``EvalSettings.teacher_mode``).
+
+    ``eval``: BatchNorm normalises with the running statistics (``teacher.eval()``, as UniDD's
+    ``generate_soft_label_online.py`` and SRe²L's ImageNet ``generate_soft_label.py`` do). ``train``:
+    every relabelled batch is normalised with its own statistics, as in SRe²L's ``relabel_cifar.py``,
+    whose ``model_teacher`` is never put in eval mode. There the train-mode passes also move the
+    running statistics, which train mode never reads again, so they change no soft label; ddx
+    relabels with a copy whose BatchNorm layers do not track them, and the teacher itself (shared by
+    later students and other steps) is left as it was.
+    """
+    if mode == "eval":
+        return teacher.eval()
+    if mode != "train":
+        raise ValueError(f"teacher_mode must be eval or train, got {mode!r}")
+    relabeller = copy.deepcopy(teacher).train()
+    for m in relabeller.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.track_running_stats = False  # batch statistics, and the (copied) running ones untouched
+    return relabeller
 
 
 def train_student(
@@ -210,9 +250,10 @@ def train_student(
     with seeded(seed, device):
         model = build_network(arch, view.channels, view.num_classes, images.shape[-1]).to(device)
         model = ex.prepare_model(model)
-        student_view = StudentView(settings, view.num_classes)
+        fill = black_fill(view) if settings.label_mode == "soft" and settings.soft_crop_fill == "black" else None
+        student_view = StudentView(settings, view.num_classes, fill)
         if teacher is not None:
-            teacher = ex.prepare_model(teacher.to(device).eval())
+            teacher = ex.prepare_model(relabelling_teacher(teacher.to(device), settings.teacher_mode))
         opt = _optimizer(model, settings)
         x_all, y_all = images.detach().to(device), labels.to(device)
         n = len(y_all)
@@ -226,7 +267,7 @@ def train_student(
             perm = torch.randperm(n, device=device)
             for i in range(0, n, settings.batch_size):
                 idx = perm[i : i + settings.batch_size]
-                x = ex.prepare_input(student_view(x_all[idx], y_all[idx]))
+                x = ex.prepare_input(student_view(x_all[idx]))
                 with ex.autocast(device):
                     logits = model(x)
                     if settings.label_mode == "soft":
@@ -269,7 +310,9 @@ __all__ = [
     "Execution",
     "StudentView",
     "accuracy",
+    "black_fill",
     "lr_at",
+    "relabelling_teacher",
     "soft_label_loss",
     "split_accuracy",
     "train_student",
