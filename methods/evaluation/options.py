@@ -27,6 +27,37 @@ LABEL_MODE_REQUIRES: dict[str, tuple[str, ...]] = {"hard": (), "soft": ("teacher
 #: the key under which a synthetic set carries a learned student learning rate (TM's step size α),
 #: in the set's ``extra`` metadata (written from :meth:`methods.distill.objective.Objective.row_fields`)
 LEARNED_LR_KEY = "syn_lr"
+#: the key under which a synthetic set carries **learned soft labels** (DATM: an ``(N, C)`` matrix of
+#: logits, one row per instance in the set's order) in its ``extra`` metadata; a hard-label student
+#: trains on ``softmax`` of them (:func:`methods.evaluation.student.soft_target_loss`)
+LEARNED_LABELS_KEY = "soft_labels"
+
+#: where a student's training targets come from (a row's ``label_source``): the set's class labels
+#: (``hard``), the set's learned soft labels (``learned_soft``), or a teacher relabelling every view
+#: (``teacher``: ``label_mode: soft``). Rows of different sources are never ranked together.
+LabelSource = Literal["hard", "learned_soft", "teacher"]
+LABEL_SOURCES: tuple[str, ...] = get_args(LabelSource)
+#: what a set's own labels are (``LoadedSet.labels``): class labels, or learned soft labels
+SetLabels = Literal["hard", "learned_soft"]
+LEARNED_SOFT = "learned_soft"
+
+
+def relabelled(label_mode: str) -> bool:
+    """Whether students of ``label_mode`` train on a teacher's labels of every view (``soft``) rather
+    than on the set's own labels."""
+    return "teacher" in LABEL_MODE_REQUIRES.get(label_mode, ())
+
+
+def label_source(label_mode: str, set_labels: str = "hard") -> str:
+    """The row's ``label_source``: ``teacher`` for a label mode that relabels with a teacher (``soft``),
+    otherwise what the set's own labels are (``hard`` or ``learned_soft``)."""
+    if relabelled(label_mode):
+        return "teacher"
+    if set_labels not in ("hard", "learned_soft"):
+        raise ValueError(f"a set's labels are hard or learned_soft, got {set_labels!r}")
+    return set_labels
+
+
 Optimizer = Literal["sgd", "adam", "adamw"]
 Schedule = Literal["step", "cosine", "cosine_half", "constant"]
 Mix = Literal["none", "cutmix", "mixup"]
@@ -123,11 +154,19 @@ class EvalSettings:
 __all__ = [
     "LABEL_MODES",
     "LABEL_MODE_REQUIRES",
+    "LABEL_SOURCES",
+    "LEARNED_LABELS_KEY",
+    "LEARNED_LR_KEY",
+    "LEARNED_SOFT",
     "CropFill",
     "EvalSettings",
     "LabelMode",
+    "LabelSource",
     "Optimizer",
     "PresetName",
     "Schedule",
+    "SetLabels",
     "TeacherMode",
+    "label_source",
+    "relabelled",
 ]

@@ -19,6 +19,9 @@ Sources read for these presets (the values below were taken from these texts onl
 * SRe²L code — VILA-Lab/SRe2L ``SRe2L/*small_dataset/relabel_cifar.py`` / ``relabel_cifar.sh``
   (CIFAR-100) and ``SRe2L/validate/train_FKD.py`` / ``train_FKD.sh`` (ImageNet-1K).
 * DDiF — Shin et al., *Distilling Dataset into Neural Field* (ICLR 2025), Appendix B.2/B.4.
+* MTT evaluation — GeorgeCazenavette/mtt-distillation ``distill.py`` (``args.lr_net = syn_lr.item()``
+  before ``evaluate_synset``; ``num_eval`` 5, ``batch_train`` 256, ``epoch_eval_train`` 1000) and
+  ``utils.py`` (``evaluate_synset``: SGD momentum 0.9, weight decay 5e-4, lr ×0.1 at E/2 + 1, DSA).
 """
 
 from __future__ import annotations
@@ -104,6 +107,24 @@ BUILTIN: tuple[ProtocolPreset, ...] = (
             "learned step size: a set distilled with tm carries it, evaluation.lr_from_set uses it). "
             "Cross-architecture (Table 3): AlexNet, "
             "VGG11, ResNet18 and ViT students (ViT size not stated)."
+        ),
+    ),
+    ProtocolPreset(
+        name="mtt_paper",
+        summary="MTT/DATM student evaluation: dd_standard with the learned step size as the student's lr",
+        source=(
+            "GeorgeCazenavette/mtt-distillation distill.py (args.lr_net = syn_lr.item() before evaluate_synset; "
+            "num_eval=5, batch_train=256, epoch_eval_train=1000) and utils.py (evaluate_synset: SGD momentum 0.9, "
+            "weight decay 5e-4, lr x0.1 at epoch E/2+1, DSA)"
+        ),
+        settings={**_DD_STANDARD, "lr_from_set": True},
+        archs=("convnet",),
+        seeds=5,
+        notes=(
+            "The learned lr is part of the protocol: every set must carry one (MTT/DATM's syn_lr_best.pt, a set "
+            "distilled with tm), and ddx evaluate trains the random baseline with the rate of the sets it is "
+            "compared with. DATM's evaluation (distill/evaluation.py) trains on its learned soft labels with "
+            "batch_train 128 (--set evaluation.batch_size=128). The reference decays the lr at E/2+1; ddx at E/2."
         ),
     ),
     ProtocolPreset(

@@ -11,7 +11,10 @@ Label modes: ``hard`` trains with cross-entropy on the synthetic labels under DS
 augmentation (:mod:`methods.augment.ops`; one op group per batch by default); ``soft`` trains
 with the KL divergence to a teacher's temperature-scaled predictions on **the view the
 student sees** — the ``soft_augment`` ops applied jointly, then CutMix/Mixup if asked — which
-is SRe²L/CFM/RDED's relabel step (FKD-style, computed online).
+is SRe²L/CFM/RDED's relabel step (FKD-style, computed online). A set that carries **learned soft
+labels** (an ``(N, C)`` matrix, DATM) trains its ``hard``-mode students on them instead of class
+indices: cross-entropy against ``softmax`` of each row (:func:`soft_target_loss`, DATM's
+``SoftCrossEntropy``), under the same DSA view.
 
 The real validation/test images are resized to the synthetic images' resolution one batch at
 a time (:class:`~methods.datasets.EvalData`); the training split is never touched.
@@ -163,6 +166,28 @@ def black_fill(data: RealData | EvalData) -> Tensor:
     return -torch.tensor(data.mean, dtype=torch.float32) / torch.tensor(data.std, dtype=torch.float32)
 
 
+def soft_target_loss(student_logits: Tensor, target_logits: Tensor) -> Tensor:
+    """Cross-entropy against learned soft labels: −Σ_c softmax(t)_c · log softmax(z)_c, averaged over
+    the batch (DATM's ``SoftCrossEntropy``: the labels are logits, temperature 1)."""
+    target = F.softmax(target_logits.float(), dim=1)
+    return -(target * F.log_softmax(student_logits.float(), dim=1)).sum(dim=1).mean()
+
+
+def check_targets(labels: Tensor, n: int, num_classes: int, label_mode: str) -> bool:
+    """Whether ``labels`` are learned soft labels (``(n, num_classes)`` float) rather than class indices
+    (``(n,)``); a :class:`ValueError` for anything else, or for soft labels under a teacher's label mode."""
+    if labels.dim() == 1 and not labels.dtype.is_floating_point:
+        return False
+    if labels.dim() != 2 or not labels.dtype.is_floating_point or tuple(labels.shape) != (n, num_classes):
+        raise ValueError(
+            f"labels must be ({n},) class indices or ({n}, {num_classes}) learned soft labels, got "
+            f"{labels.dtype} of shape {tuple(labels.shape)}"
+        )
+    if label_mode != "hard":
+        raise ValueError(f"learned soft labels train hard-mode students (the set's own labels), not {label_mode!r}")
+    return True
+
+
 class StudentView(nn.Module):
     """The batch a student trains on: DSA for hard labels; joint ops then CutMix/Mixup for soft labels.
 
@@ -245,6 +270,7 @@ def train_student(
         raise ValueError("label_mode 'soft' needs a teacher network")
     device = device or torch.device("cpu")
     view = as_eval_data(data, int(images.shape[-1]))
+    learned = check_targets(labels, int(images.shape[0]), view.num_classes, settings.label_mode)
     ex = Execution.resolve(settings, device)
     start = time.perf_counter()
     with seeded(seed, device):
@@ -275,6 +301,8 @@ def train_student(
                             target = teacher(x)  # type: ignore[misc]  # the teacher relabels this very view
                 if settings.label_mode == "soft":
                     loss = soft_label_loss(logits, target, settings.temperature)
+                elif learned:
+                    loss = soft_target_loss(logits, y_all[idx])
                 else:
                     loss = F.cross_entropy(logits.float(), y_all[idx])
                 opt.zero_grad(set_to_none=True)
@@ -311,9 +339,11 @@ __all__ = [
     "StudentView",
     "accuracy",
     "black_fill",
+    "check_targets",
     "lr_at",
     "relabelling_teacher",
     "soft_label_loss",
+    "soft_target_loss",
     "split_accuracy",
     "train_student",
 ]

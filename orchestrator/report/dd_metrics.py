@@ -38,6 +38,7 @@ from methods.evaluation.dd_ranking import (
     improvement_over_random,
     label_robust_score,
 )
+from methods.evaluation.options import LEARNED_SOFT
 from methods.evaluation.protocol import augmentation_off as without_augmentation
 from methods.evaluation.protocol import protocol_name, settings_from_json
 from orchestrator.storage.results import distinct_references
@@ -64,6 +65,24 @@ def with_protocol(rows: pd.DataFrame) -> pd.DataFrame:
     if "protocol" not in rows.columns:
         rows["protocol"] = UNRECORDED
     rows["protocol"] = rows["protocol"].fillna(UNRECORDED).astype(str)
+    return rows
+
+
+def with_label_regime(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` whose students trained on a set's **learned soft labels** (``label_source:
+    learned_soft``, DATM) shown under their own label regime: ``label_mode`` becomes ``learned_soft``.
+
+    Every view groups by ``label_mode`` and ``protocol``, so such rows are never ranked or averaged
+    with class-label (``hard``) or teacher-relabelled (``soft``) rows of the same protocol, and
+    DD-Ranking's terms find no partner of another regime (their IOR/HLR stay empty: no random
+    baseline carries learned soft labels)."""
+    if "label_source" not in rows.columns:
+        return rows
+    learned = rows["label_source"] == LEARNED_SOFT
+    if not learned.any():
+        return rows
+    rows = rows.copy()
+    rows.loc[learned, "label_mode"] = LEARNED_SOFT
     return rows
 
 
@@ -209,5 +228,6 @@ __all__ = [
     "noaug_protocols",
     "protocol_note",
     "reference_accuracy",
+    "with_label_regime",
     "with_protocol",
 ]

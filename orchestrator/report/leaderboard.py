@@ -36,6 +36,7 @@ from orchestrator.report.dd_metrics import (
     fmt_points,
     fmt_score,
     protocol_note,
+    with_label_regime,
     with_protocol,
 )
 from orchestrator.report.experiment import load_experiment
@@ -93,7 +94,8 @@ def load_rows(paths: list[str]) -> pd.DataFrame:
     rows = pd.concat(frames, ignore_index=True)
     if "created_at" in rows.columns:
         rows = rows.sort_values("created_at")
-    return with_protocol(rows.drop_duplicates(subset=row_key(rows), keep="last").reset_index(drop=True))
+    rows = rows.drop_duplicates(subset=row_key(rows), keep="last").reset_index(drop=True)
+    return with_label_regime(with_protocol(rows))
 
 
 def load_references(paths: list[str]) -> pd.DataFrame | None:

@@ -119,6 +119,7 @@ CORE_COLUMNS: dict[str, pa.DataType] = {
     "eval_resolution": pa.int64(),
     "resize_mode": pa.string(),
     "label_mode": pa.string(),
+    "label_source": pa.string(),  # hard, learned_soft or teacher (methods.evaluation.options.label_source)
     "protocol": pa.string(),
     "eval_settings": pa.string(),
     "seed": pa.int64(),
@@ -142,6 +143,7 @@ CORE_COLUMNS: dict[str, pa.DataType] = {
     "set_source": pa.string(),
     "set_format": pa.string(),
     "set_space": pa.string(),
+    "set_lr": pa.float64(),  # the learned student learning rate the set carries (MTT/DATM/tm), if any
     "baseline_seed": pa.int64(),
 }
 
