@@ -55,7 +55,8 @@ def test_sweep_scales_workers_up_from_zero_and_idle_ones_are_removed(tmp_path: P
         storage = join(s3.bucket("ddx-autoscale"), "results")
         name = "autoscale"
         spec = tmp_path / "autoscale.yaml"
-        seeds = 4
+        # two evaluation tasks (one per network, each training its seeds together) on one-CPU workers
+        archs, seeds = ["convnet_d2", "convnet_d1"], 2
         spec.write_text(
             yaml.safe_dump(
                 {
@@ -63,7 +64,7 @@ def test_sweep_scales_workers_up_from_zero_and_idle_ones_are_removed(tmp_path: P
                     "dataset": {"name": "digits", "resolution": 8},
                     "method": {"objective": "dm", "ipc": 1, "iterations": 10, "batch_real": 32},
                     "resources": {"distill_workers": 1, "eval_cpus": 1, "max_concurrent_trials": 1},
-                    "evaluation": {"archs": ["convnet_d2"], "seeds": seeds, "epochs": 300, "batch_size": 64},
+                    "evaluation": {"archs": archs, "seeds": seeds, "epochs": 300, "batch_size": 64},
                 }
             )
         )
@@ -93,7 +94,7 @@ def test_sweep_scales_workers_up_from_zero_and_idle_ones_are_removed(tmp_path: P
         assert "succeeded" in out, out[-3000:]
 
         rows = pd.read_parquet(io.BytesIO(read_bytes(join(storage, name, "results.parquet"))))
-        assert len(rows) == seeds and (rows["status"] == "ok").all(), rows[["status", "error"]]
+        assert len(rows) == len(archs) * seeds and (rows["status"] == "ok").all(), rows[["status", "error"]]
         assert set(rows["node_id"]) <= workers_seen  # the head (no CPU) ran none of it
         assert most_at_once == worker_type["max_workers"], (most_at_once, workers_seen)
 
