@@ -170,7 +170,7 @@ def ray_floor(dataset_file: Path) -> None:
     from orchestrator.sweep import warm_up
 
     runtime.connect(None)
-    ray.get(warm_up.start(json.loads(dataset_file.read_text()), 2))
+    ray.get(warm_up.start(json.loads(dataset_file.read_text()), 2, warm_up.trial_task_env() or {}))
     runtime.shutdown()
     sys.stdout.flush()
     os._exit(0)
