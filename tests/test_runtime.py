@@ -234,16 +234,26 @@ def test_the_autoscaler_monitor_is_told_by_its_command_line() -> None:
     assert not runtime.is_autoscaler_monitor([])
 
 
-def test_shutdown_stops_an_embedded_rays_monitor_before_ray_shutdown(monkeypatch) -> None:
-    calls: list[str] = []
+def test_shutdown_stops_an_embedded_rays_monitor_before_ray_shutdown_and_what_outlives_it_after(monkeypatch) -> None:
+    """The monitor first; after ``ray.shutdown``, what was below this process before it and still runs
+    (an idle worker whose raylet is gone) is stopped, and a process id reused meanwhile is left alone."""
+    calls: list[object] = []
+    starts = {101: 5, 102: 6, 103: 7}  # 101 ends with ray.shutdown, 102 outlives it, 103's id is reused
+    after = {102: 6, 103: 99}
     monkeypatch.setattr(runtime.ray, "is_initialized", lambda: True)
     monkeypatch.setattr(runtime.ray, "shutdown", lambda: calls.append("ray.shutdown"))
     monkeypatch.setattr(runtime, "stop_autoscaler_monitor", lambda: calls.append("monitor") or True)
+    monkeypatch.setattr(runtime.processes, "descendants", lambda: set(starts))
+    monkeypatch.setattr(
+        runtime.processes, "process_start", lambda pid: (after if "ray.shutdown" in calls else starts).get(pid)
+    )
+    monkeypatch.setattr(runtime.processes, "stop", lambda pids, grace: calls.append(("stop", sorted(pids))))
     monkeypatch.setattr(runtime, "_embedded", True)
     runtime.shutdown()
-    assert calls == ["monitor", "ray.shutdown"] and not runtime.is_embedded()
+    assert calls == ["monitor", "ray.shutdown", ("stop", [102])] and not runtime.is_embedded()
+    calls.clear()
     runtime.shutdown()  # connected to a cluster (not embedded): only disconnects
-    assert calls == ["monitor", "ray.shutdown", "ray.shutdown"]
+    assert calls == ["ray.shutdown", ("stop", [])]
 
 
 def test_stopping_the_monitor_without_a_ray_started_here_does_nothing() -> None:

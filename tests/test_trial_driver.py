@@ -192,8 +192,11 @@ def test_a_task_of_a_trial_reuses_the_worker_warmed_in_the_recorded_environment(
 ) -> None:
     """Ray reuses a worker only for tasks of the same runtime environment: a first trial records
     its environment (through Ray's public runtime context), a warm-up task runs in the
-    environment recorded, and the task a second trial launches lands on that warm worker. A
-    variable only this test sets keeps other tests' idle workers out; its value is never written."""
+    environment recorded, and the task a second trial launches lands on that warm worker. As in a
+    sweep, the warm-up holds the CPUs the task needs until the trial launches it (an idle worker
+    may be stopped by Ray meanwhile). A variable only this test sets keeps other tests' idle
+    workers out; its value is never written."""
+    import time
     import uuid
 
     import ray
@@ -205,9 +208,15 @@ def test_a_task_of_a_trial_reuses_the_worker_warmed_in_the_recorded_environment(
     monkeypatch.setenv("AWS_SESSION_TOKEN", token)  # one of the variables Tune copies into its trials
     path = tmp_path / "trial-env.json"
     recorder = warm_up.EnvRecorder(str(path), frozenset(os.environ))
-    seen = tmp_path / "seen.json"  # one machine: the trial writes what its task saw
+    seen, go = tmp_path / "seen.json", tmp_path / "go"  # one machine: the trial writes what its task saw
 
     def pid() -> int:
+        return os.getpid()
+
+    def warm_until_go() -> int:
+        deadline = time.monotonic() + 300
+        while not go.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
         return os.getpid()
 
     def recording(config: dict[str, Any]) -> None:
@@ -216,6 +225,7 @@ def test_a_task_of_a_trial_reuses_the_worker_warmed_in_the_recorded_environment(
 
     def launching(config: dict[str, Any]) -> None:
         task = ray.remote(pid).options(num_cpus=1, scheduling_strategy="DEFAULT")  # as ddx launches its tasks
+        go.touch()
         seen.write_text(json.dumps(ray.get(task.remote())))
         tune.report({"done": 1})
 
@@ -226,6 +236,7 @@ def test_a_task_of_a_trial_reuses_the_worker_warmed_in_the_recorded_environment(
     fit(recording, "record")
     env = warm_up.trial_task_env(path)
     assert env is not None and token not in path.read_text()
-    warmed = ray.get(ray.remote(pid).options(num_cpus=1, runtime_env=env).remote())
+    cpus = ray.cluster_resources()["CPU"] - 0.01  # all but the trial driver's: the task waits for the warm-up
+    warming = ray.remote(warm_until_go).options(num_cpus=cpus, runtime_env=env).remote()
     fit(launching, "launch")
-    assert json.loads(seen.read_text()) == warmed
+    assert json.loads(seen.read_text()) == ray.get(warming)

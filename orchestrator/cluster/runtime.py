@@ -309,10 +309,19 @@ def stop_autoscaler_monitor() -> bool:
 
 def shutdown() -> None:
     """Disconnect from Ray; an embedded Ray's processes are stopped (its autoscaler monitor at once),
-    a Ray of ``ddx up`` or a cluster keeps running."""
+    a Ray of ``ddx up`` or a cluster keeps running.
+
+    ``ray.shutdown`` stops the embedded Ray's own processes; its idle workers end on their own once
+    their raylet is gone, which on a busy machine can take seconds. Any process that was below this
+    one before ``ray.shutdown`` and still runs after it (the same process: same start time) is
+    stopped too, so that nothing outlives the command."""
     global _embedded, _kept_up
     if ray.is_initialized():
+        started: dict[int, int | None] = {}
         if _embedded:
             stop_autoscaler_monitor()
+            started = {pid: processes.process_start(pid) for pid in processes.descendants()}
         ray.shutdown()
+        left = [pid for pid, at in started.items() if at is not None and processes.process_start(pid) == at]
+        processes.stop(left, grace=1.0)
     _embedded = _kept_up = False
