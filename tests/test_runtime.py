@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -187,15 +189,13 @@ def test_one_node_free_for_needs_a_single_node_with_the_demand_free_now(ray_sess
 
 STOP_SCRIPT = """
 import json, os
-from orchestrator.cluster import runtime
+from pathlib import Path
+from orchestrator.cluster import processes, runtime
 runtime.connect(None, num_cpus=1)
-from ray._private import worker
-procs = [(kind, i.process.pid) for kind, infos in worker._global_node.all_processes.items() for i in infos]
-monitor = [pid for kind, pid in procs if kind == "monitor"]
-popen = worker._global_node.all_processes["monitor"][0].process
+procs = {pid: processes.command_line(pid) for pid in processes.descendants()}
+names = sorted({Path(args[0]).name for args in procs.values() if args})
+monitor = [pid for pid, args in procs.items() if any(a.endswith(os.sep + "monitor.py") for a in args)]
 stopped = runtime.stop_autoscaler_monitor()
-rc_before_shutdown = popen.poll()
-runtime.shutdown()
 
 def alive(pid):
     try:
@@ -204,9 +204,11 @@ def alive(pid):
     except FileNotFoundError:
         return False
 
+monitor_alive = [p for p in monitor if alive(p)]
+runtime.shutdown()
 print(json.dumps({
-    "monitor": monitor, "stopped": stopped, "rc_before_shutdown": rc_before_shutdown,
-    "alive": [p for _, p in procs if alive(p)], "kinds": sorted({k for k, _ in procs}),
+    "monitor": monitor, "stopped": stopped, "monitor_alive_before_shutdown": monitor_alive,
+    "alive": [p for p in procs if alive(p)], "names": names,
 }))
 """
 
@@ -218,21 +220,40 @@ def test_shutdown_of_an_embedded_ray_stops_the_monitor_first_and_leaves_no_proce
     # Ray's own default would, and then refuses the embedded Ray's size and resources
     out = fresh_output(STOP_SCRIPT, env={"RAY_ADDRESS": f"127.0.0.1:{closed_port()}"})
     got = json.loads(out.splitlines()[-1])
-    assert len(got["monitor"]) == 1 and {"gcs_server", "raylet"} <= set(got["kinds"])
+    assert len(got["monitor"]) == 1 and {"gcs_server", "raylet"} <= set(got["names"])
+    assert got["stopped"] is True and got["monitor_alive_before_shutdown"] == []  # killed at once, before ray.shutdown
     assert got["alive"] == []  # every process the embedded Ray started is gone
-    assert got["stopped"] is True and got["rc_before_shutdown"] == -9  # killed at once, before ray.shutdown
 
 
-def test_shutdown_stops_an_embedded_rays_monitor_before_ray_shutdown(monkeypatch) -> None:
-    calls: list[str] = []
+def test_the_autoscaler_monitor_is_told_by_its_command_line() -> None:
+    py = "/venv/bin/python"
+    site = "/venv/lib/python3.11/site-packages/ray"
+    assert runtime.is_autoscaler_monitor([py, "-u", f"{site}/autoscaler/_private/monitor.py", "--logs-dir=/tmp/x"])
+    assert not runtime.is_autoscaler_monitor([py, "-u", f"{site}/_private/log_monitor.py", "--logs-dir=/tmp/x"])
+    assert not runtime.is_autoscaler_monitor([py, f"{site}/dashboard/dashboard.py", "--monitor.py"])
+    assert not runtime.is_autoscaler_monitor([])
+
+
+def test_shutdown_stops_an_embedded_rays_monitor_before_ray_shutdown_and_what_outlives_it_after(monkeypatch) -> None:
+    """The monitor first; after ``ray.shutdown``, what was below this process before it and still runs
+    (an idle worker whose raylet is gone) is stopped, and a process id reused meanwhile is left alone."""
+    calls: list[object] = []
+    starts = {101: 5, 102: 6, 103: 7}  # 101 ends with ray.shutdown, 102 outlives it, 103's id is reused
+    after = {102: 6, 103: 99}
     monkeypatch.setattr(runtime.ray, "is_initialized", lambda: True)
     monkeypatch.setattr(runtime.ray, "shutdown", lambda: calls.append("ray.shutdown"))
     monkeypatch.setattr(runtime, "stop_autoscaler_monitor", lambda: calls.append("monitor") or True)
+    monkeypatch.setattr(runtime.processes, "descendants", lambda: set(starts))
+    monkeypatch.setattr(
+        runtime.processes, "process_start", lambda pid: (after if "ray.shutdown" in calls else starts).get(pid)
+    )
+    monkeypatch.setattr(runtime.processes, "stop", lambda pids, grace: calls.append(("stop", sorted(pids))))
     monkeypatch.setattr(runtime, "_embedded", True)
     runtime.shutdown()
-    assert calls == ["monitor", "ray.shutdown"] and not runtime.is_embedded()
+    assert calls == ["monitor", "ray.shutdown", ("stop", [102])] and not runtime.is_embedded()
+    calls.clear()
     runtime.shutdown()  # connected to a cluster (not embedded): only disconnects
-    assert calls == ["monitor", "ray.shutdown", "ray.shutdown"]
+    assert calls == ["ray.shutdown", ("stop", [])]
 
 
 def test_stopping_the_monitor_without_a_ray_started_here_does_nothing() -> None:
@@ -314,3 +335,98 @@ def test_a_start_of_ray_cut_short_stops_what_it_started(monkeypatch) -> None:
         runtime.connect(None)
     started[0].wait(timeout=10)
     assert processes.descendants() - before == set()  # the daemon and its grandchild are gone
+
+
+def _one_shot_server(reply: bytes | None) -> tuple[socket.socket, threading.Thread]:
+    """A loopback server that answers its first connection with ``reply`` and closes it (None:
+    closes it without a word)."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        for _ in range(2):  # the TCP check's connection, then the HTTP/2 one
+            try:
+                conn, _ = server.accept()
+                with conn:
+                    if reply is not None:
+                        conn.sendall(reply)
+            except OSError:  # the TCP check's client has gone already, or the server was closed
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server, thread
+
+
+@pytest.mark.parametrize(
+    ("reply", "why"),
+    [
+        (b"SSH-2.0-OpenSSH_9.6\r\n", "it answered 'SSH-2.0-OpenSSH_9.6'"),
+        (None, "closed the connection without a word"),
+        (bytes([0, 0, 0, 0x1, 0x4, 0, 0, 0, 1]), "it answered '000000010400000001'"),  # HTTP/2, but not SETTINGS
+    ],
+)
+def test_a_server_that_does_not_answer_as_http2_is_not_ray(reply: bytes | None, why: str) -> None:
+    server, thread = _one_shot_server(reply)
+    port = server.getsockname()[1]
+    try:
+        with pytest.raises(UserError) as err:
+            runtime.check_reachable(f"127.0.0.1:{port}", timeout=2.0)
+        line = err.value.line()
+        assert f"127.0.0.1:{port} answers, but not as Ray (" in line and why in line and "\n" not in line, line
+    finally:
+        server.close()
+        thread.join(timeout=5)
+
+
+def test_a_server_that_answers_the_http2_preface_with_settings_passes() -> None:
+    """What every gRPC server (a Ray GCS, a Ray Client server) sends first: a SETTINGS frame on stream 0."""
+    settings = bytes([0, 0, 6, 0x4, 0, 0, 0, 0, 0]) + bytes([0, 3, 0, 0, 0, 100])  # MAX_CONCURRENT_STREAMS 100
+    server, thread = _one_shot_server(settings)
+    try:
+        runtime.check_reachable(f"127.0.0.1:{server.getsockname()[1]}", timeout=2.0)
+    finally:
+        server.close()
+        thread.join(timeout=5)
+
+
+SIGTERM_IN_INIT = """
+import os, signal, sys, time
+import typer
+from orchestrator.cli.stopping import ctrl_c_says
+
+def init_like_ray(code):
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(code))  # what ray.init installs first
+    if code is not None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+    sys.exit(3)  # no signal: a SystemExit of the command's own
+
+@ctrl_c_says("rerun the same command")
+def command(code):
+    init_like_ray(code)
+
+try:
+    command(None if sys.argv[1] == "none" else int(sys.argv[1]))
+except typer.Exit as err:
+    print("exit", err.exit_code)
+except SystemExit as err:
+    print("SystemExit", err.code)
+"""
+
+
+@pytest.mark.parametrize(("handler_code", "said", "printed"), [
+    ("15", "terminated (SIGTERM): rerun the same command", "exit 143"),
+    ("1", "terminated (SIGTERM): rerun the same command", "exit 143"),  # Ray's handler's code does not matter
+    ("none", "", "SystemExit 3"),  # a SystemExit without SIGTERM is left as it is
+])  # fmt: skip
+def test_sigterm_while_ray_init_holds_the_handler_is_exit_143_whatever_rays_handler_does(
+    tmp_path, handler_code: str, said: str, printed: str
+) -> None:
+    script = tmp_path / "s.py"
+    script.write_text(SIGTERM_IN_INIT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.run(
+        [sys.executable, str(script), handler_code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == printed and proc.stderr.strip() == said, (proc.stdout, proc.stderr)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import ray
 
@@ -13,7 +15,6 @@ from orchestrator.cluster import processes
 from orchestrator.cluster.ray_config import (
     ADDRESS_FORMS,
     DRIVER_RESOURCE,
-    EMBEDDED_SYSTEM_CONFIG,
     LOCAL_DRIVER_SLOTS,
     RAY_DEFAULT_ENV,
     check_reachable,
@@ -235,7 +236,6 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
                 dashboard_host="127.0.0.1",
                 num_cpus=num_cpus,
                 resources={DRIVER_RESOURCE: LOCAL_DRIVER_SLOTS},
-                _system_config=EMBEDDED_SYSTEM_CONFIG,
                 **kwargs,
             )
         except BaseException:  # cut short (Ctrl-C, SIGTERM): stop what it started, or its agents outlive us
@@ -278,40 +278,50 @@ def one_line_ray_logs() -> None:
             handler.addFilter(OneLineRecords())
 
 
+def is_autoscaler_monitor(args: list[str]) -> bool:
+    """Whether a command line (:func:`~orchestrator.cluster.processes.command_line`) runs Ray's
+    autoscaler monitor: a Python script ``monitor.py`` in Ray's ``autoscaler`` package."""
+    return any(Path(arg).name == "monitor.py" and "autoscaler" in Path(arg).parts for arg in args)
+
+
 def stop_autoscaler_monitor() -> bool:
     """Kill the embedded Ray's autoscaler monitor process now; True when one was stopped.
 
     ``ray.init`` starts the autoscaler's monitor on the head it creates, though a local Ray of a
-    fixed size never scales. ``ray.shutdown`` stops its processes one after another, each with
-    SIGTERM and up to 1 s of grace, and the monitor alone uses all of it (it reports its own
-    termination first): about 1 s of the ~1.4 s that shutting down takes. Killing it first makes
-    ``ray.shutdown`` skip it (it stops only processes still alive). Reads Ray's process table
-    (``ray._private.worker._global_node``); where that moves, nothing is done and the usual
+    fixed size never scales, and Ray offers no public way to start a head without it.
+    ``ray.shutdown`` stops its processes one after another, each with SIGTERM and up to 1 s of
+    grace, and the monitor alone uses all of it (it reports its own termination first): about
+    1 s of every shutdown (``benchmarks/shutdown_time.py``). Killing it first makes
+    ``ray.shutdown`` skip it (it stops only processes still alive). The monitor is found among
+    this process's children by its command line (:func:`is_autoscaler_monitor`), read from
+    ``/proc``; where there is none, or Ray starts it otherwise, nothing is done and the usual
     shutdown follows.
     """
-    try:
-        from ray._private import worker
-
-        node = worker._global_node
-        infos = list(node.all_processes.get("monitor", [])) if node is not None else []
-    except Exception:
-        return False
-    stopped = False
-    for info in infos:
-        proc = getattr(info, "process", None)
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-            stopped = True
-    return stopped
+    me = os.getpid()
+    found = [
+        pid
+        for pid in processes.descendants()
+        if processes.parent(pid) == me and is_autoscaler_monitor(processes.command_line(pid))
+    ]
+    processes.stop(found, grace=0.0, signals=(signal.SIGKILL,))
+    return bool(found)
 
 
 def shutdown() -> None:
     """Disconnect from Ray; an embedded Ray's processes are stopped (its autoscaler monitor at once),
-    a Ray of ``ddx up`` or a cluster keeps running."""
+    a Ray of ``ddx up`` or a cluster keeps running.
+
+    ``ray.shutdown`` stops the embedded Ray's own processes; its idle workers end on their own once
+    their raylet is gone, which on a busy machine can take seconds. Any process that was below this
+    one before ``ray.shutdown`` and still runs after it (the same process: same start time) is
+    stopped too, so that nothing outlives the command."""
     global _embedded, _kept_up
     if ray.is_initialized():
+        started: dict[int, int | None] = {}
         if _embedded:
             stop_autoscaler_monitor()
+            started = {pid: processes.process_start(pid) for pid in processes.descendants()}
         ray.shutdown()
+        left = [pid for pid, at in started.items() if at is not None and processes.process_start(pid) == at]
+        processes.stop(left, grace=1.0)
     _embedded = _kept_up = False
