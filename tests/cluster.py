@@ -457,7 +457,9 @@ class LocalCluster:
 
 
 class S3Server:
-    """moto's S3 API in its own process on 127.0.0.1 (its own process group, stopped by :meth:`stop`).
+    """moto's S3 API in its own process on 127.0.0.1 (its own process group, stopped by :meth:`stop`),
+    answering one request at a time so that conditional writes are atomic, as on S3
+    (``tests/moto_serial.py``).
 
     A separate process rather than a thread of the caller: the caller (a test or benchmark that
     watches the cluster) then never competes with the server for its interpreter.
@@ -467,7 +469,14 @@ class S3Server:
         (self.port,) = free_ports(1)
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                [
+                    sys.executable,
+                    str(Path(__file__).with_name("moto_serial.py")),
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                ],
                 env={**os.environ, **CLUSTER_ENV},
                 stdout=out,
                 stderr=subprocess.STDOUT,
