@@ -115,38 +115,53 @@ def check_fits(demands: dict[str, dict[str, float]], groups: dict[str, dict[str,
         raise UserError(f"{what}; lower it or run on a bigger cluster (--address)", key=key)
 
 
-def misfit_warnings(
-    demands: dict[str, dict[str, float]],
-    token: dict[str, float],
-    groups: dict[str, dict[str, float]] | None = None,
-) -> list[str]:
-    """On a cluster ddx joined, one line per piece of work it cannot hold now.
-
-    Such a cluster may autoscale (the work waits for a node that fits) or not (it would wait
-    for ever): ddx cannot tell which, so it says what waits and how to fix a fixed cluster.
-    """
-    hint = f" or add the {DRIVER_RESOURCE!r} resource to the head node (cluster.yaml)" if "CPU" in token else ""
-    return [
-        f"{key}: {what} now; the sweep waits until an autoscaler adds such a node (on a cluster that does not "
-        f"autoscale it would wait for ever: stop it and lower {key}{hint})"
-        for key, what in misfits(demands, groups)
-    ]
-
-
 def check_placement(
     demands: dict[str, dict[str, float]],
     token: dict[str, float],
     warn: Callable[[str], None],
     groups: dict[str, dict[str, float]] | None = None,
 ) -> None:
-    """Work this Ray cannot hold: on a fixed-size local Ray (embedded, ``ddx up``) a
-    :class:`UserError` (it would wait for ever); on a cluster ddx joined, a ``warn`` line each
-    (an autoscaler may add the node). See :func:`misfits` for ``demands`` and ``groups``."""
+    """Work this Ray cannot hold now (:func:`misfits`: ``demands`` one node must hold, ``groups``
+    the nodes must hold at once): a :class:`UserError` (one line, exit 2) where it would wait for
+    ever, a ``warn`` line where an autoscaler may add the node.
+
+    On a fixed-size local Ray (embedded, ``ddx up``) and on a joined cluster without an
+    autoscaler, any misfit is an error. With an autoscaler, a unit of work that none of its node
+    types holds is an error too (:func:`orchestrator.cluster.autoscaler.node_type_verdicts` asks
+    it, with a probe task per unit); one that a node type holds is a line saying the sweep waits
+    for that node. Where Ray does not tell, the line says what to do if the cluster does not
+    autoscale.
+    """
     if is_fixed_local():
         check_fits(demands, groups)
-    else:
-        for line in misfit_warnings(demands, token, groups):
-            warn(line)
+        return
+    found = misfits(demands, groups)
+    if not found:
+        return
+    from orchestrator.cluster import autoscaler
+
+    scaling = autoscaler.has_autoscaler()
+    if scaling is False:
+        key, what = found[0]
+        raise UserError(f"{what}, and this cluster has no autoscaler to add one; lower it or add such a node", key=key)
+    units = {key: demands[key] for key, _ in found if key in demands}
+    verdicts = autoscaler.node_type_verdicts(units) if scaling and units else {}
+    for key, what in found:
+        if verdicts.get(key) is False:
+            raise UserError(
+                f"{what}, and no node type of the cluster's autoscaler has it either (Ray: {autoscaler.INFEASIBLE} "
+                "this request); lower it or add a node type that holds it",
+                key=key,
+            )
+    hint = f" or add the {DRIVER_RESOURCE!r} resource to the head node (cluster.yaml)" if "CPU" in token else ""
+    for key, what in found:
+        if verdicts.get(key):
+            warn(f"{key}: {what} now; the sweep waits until the autoscaler adds such a node (a node type holds it)")
+        else:
+            warn(
+                f"{key}: {what} now; the sweep waits until an autoscaler adds such a node (on a cluster that does "
+                f"not autoscale it would wait for ever: stop it and lower {key}{hint})"
+            )
 
 
 def one_node_free_for(demand: dict[str, float]) -> bool:
