@@ -131,9 +131,26 @@ def test_work_no_node_of_a_joined_cluster_without_an_autoscaler_holds_is_one_lin
     assert time.monotonic() - start < 10 and lines == []
     assert err.value.key == "resources.cpus_per_worker"  # the 1-CPU evaluations fit the 2-CPU node
     line = err.value.line()
-    assert line.startswith("resources.cpus_per_worker: one unit needs CPU 3.01") and "largest: CPU 2" in line
+    assert line.startswith("resources.cpus_per_worker: one unit needs CPU 3 but") and "largest: CPU 2" in line
     assert line.endswith("and this cluster has no autoscaler to add one; lower it or add such a node"), line
     assert not (tmp_path / "store" / "tiny" / "spec.json").exists()  # nothing written: the sweep did not start
+
+
+def test_a_worker_that_misfits_only_with_its_cpu_token_driver_is_a_warning_on_a_joined_cluster(
+    ray_session, tmp_path
+) -> None:
+    """2 CPUs per worker on the 2-CPU node: with the driver's 0.01 CPU it does not fit one node,
+    but on a cluster the driver may sit on another node, so the sweep goes on with the fix named."""
+    from orchestrator.spec.load import parse_spec
+    from orchestrator.sweep import preflight
+
+    spec = tiny_digits_spec(tmp_path / "store")
+    spec["resources"].update(cpus_per_worker=2, eval_cpus=1)
+    lines: list[str] = []
+    preflight.prepare(parse_spec(spec), fresh=True, warn=lines.append)
+    (line,) = lines
+    assert line.startswith("resources.cpus_per_worker: one unit needs CPU 2.01") and "'ddx_driver'" in line
+    assert (tmp_path / "store" / "tiny" / "spec.json").exists()  # a warning, not an error: the sweep goes on
 
 
 def test_ddx_sweep_on_a_joined_cluster_no_node_of_which_holds_a_worker_is_one_line_exit_2(
@@ -149,7 +166,7 @@ def test_ddx_sweep_on_a_joined_cluster_no_node_of_which_holds_a_worker_is_one_li
     out = ddx("sweep", str(path), "--address", address, timeout=120)
     assert out.returncode == 2, out.stdout + out.stderr
     assert out.stderr.strip().splitlines() == [
-        "error: resources.cpus_per_worker: one unit needs CPU 3.01 but no node of this Ray has that (largest: CPU 2), "
+        "error: resources.cpus_per_worker: one unit needs CPU 3 but no node of this Ray has that (largest: CPU 2), "
         "and this cluster has no autoscaler to add one; lower it or add such a node"
     ]
     assert time.monotonic() - start < 60

@@ -115,6 +115,19 @@ def check_fits(demands: dict[str, dict[str, float]], groups: dict[str, dict[str,
         raise UserError(f"{what}; lower it or run on a bigger cluster (--address)", key=key)
 
 
+#: the spec keys whose demand :func:`unit_demands` and :func:`group_demand` add a CPU token to
+_SHARES_THE_TOKEN = ("resources.cpus_per_worker", "resources.distill_workers")
+
+
+def _without_token(demands: dict[str, dict[str, float]], token: dict[str, float]) -> dict[str, dict[str, float]]:
+    """``demands`` less the CPU token added to a worker's (which matters where driver and worker
+    must share one node: a single-node Ray)."""
+    return {
+        key: {r: a - token.get(r, 0.0) if key in _SHARES_THE_TOKEN and r == "CPU" else a for r, a in demand.items()}
+        for key, demand in demands.items()
+    }
+
+
 def check_placement(
     demands: dict[str, dict[str, float]],
     token: dict[str, float],
@@ -125,12 +138,12 @@ def check_placement(
     the nodes must hold at once): a :class:`UserError` (one line, exit 2) where it would wait for
     ever, a ``warn`` line where an autoscaler may add the node.
 
-    On a fixed-size local Ray (embedded, ``ddx up``) and on a joined cluster without an
-    autoscaler, any misfit is an error. With an autoscaler, a unit of work that none of its node
-    types holds is an error too (:func:`orchestrator.cluster.autoscaler.node_type_verdicts` asks
-    it, with a probe task per unit); one that a node type holds is a line saying the sweep waits
-    for that node. Where Ray does not tell, the line says what to do if the cluster does not
-    autoscale.
+    On a fixed-size local Ray (embedded, ``ddx up``) any misfit is an error. On a joined cluster,
+    a unit of work no node holds (its CPU-token driver aside, which may sit on another node) is an
+    error when the cluster has no autoscaler, or when none of its autoscaler's node types holds
+    it either (:func:`orchestrator.cluster.autoscaler.node_type_verdicts` asks, with a probe task
+    per unit); one that a node type holds is a line saying the sweep waits for that node. Where
+    Ray does not tell, the line says what to do if the cluster does not autoscale.
     """
     if is_fixed_local():
         check_fits(demands, groups)
@@ -140,13 +153,15 @@ def check_placement(
         return
     from orchestrator.cluster import autoscaler
 
-    scaling = autoscaler.has_autoscaler()
+    # what waits for ever whatever the nodes: the unit itself (a CPU-token driver need not share its node)
+    certain = dict(misfits(_without_token(demands, token), _without_token(groups or {}, token)))
+    scaling = autoscaler.has_autoscaler() if certain else None
     if scaling is False:
-        key, what = found[0]
+        key, what = next(iter(certain.items()))
         raise UserError(f"{what}, and this cluster has no autoscaler to add one; lower it or add such a node", key=key)
-    units = {key: demands[key] for key, _ in found if key in demands}
+    units = {key: bare for key, bare in _without_token(demands, token).items() if key in certain}
     verdicts = autoscaler.node_type_verdicts(units) if scaling and units else {}
-    for key, what in found:
+    for key, what in certain.items():
         if verdicts.get(key) is False:
             raise UserError(
                 f"{what}, and no node type of the cluster's autoscaler has it either (Ray: {autoscaler.INFEASIBLE} "
