@@ -194,6 +194,22 @@ return {{"host": socket.gethostname(), "cache": os.environ.get("DDX_CACHE"),
     assert env.head.hostname != "ddx-w1"
 
 
+def test_a_worker_no_node_holds_is_one_line_and_exit_2_before_any_trial(env: Env) -> None:
+    """Two CPUs per worker on this cluster of 1-CPU nodes, which has no autoscaler (Ray runs its
+    read-only one): the sweep waited for ever; now one line, exit 2, and nothing written."""
+    name = "too_big"
+    start = time.monotonic()
+    rc, out = env.sweep(_digits(name, resources={"cpus_per_worker": 2}))
+    took = time.monotonic() - start
+    errors = [line for line in out.splitlines() if line.startswith("error")]
+    assert rc == 2 and errors == [
+        "error: resources.cpus_per_worker: one unit needs CPU 2 but no node of this Ray has that (largest: CPU 1), "
+        "and this cluster has no autoscaler to add one; lower it or add such a node"
+    ], out[-3000:]
+    assert took < 120 and " : started" not in out  # no trial started
+    assert not exists(join(env.exp(name), "spec.json"))
+
+
 def test_teacher_sweep_soft_labels_and_cfm_on_two_nodes(env: Env) -> None:
     """Soft labels and a CFM trial need the teacher: produced once, in S3, loaded on both nodes."""
     env.revive()

@@ -114,20 +114,65 @@ def test_check_fits_passes_what_a_node_holds_and_names_the_key_of_what_none_does
     assert err.value.key == "resources.eval_cpus" and "GPU 1" in str(err.value)
 
 
-def test_work_no_node_of_a_joined_cluster_holds_is_a_warning_naming_key_and_fix(ray_session, tmp_path) -> None:
+def test_work_no_node_of_a_joined_cluster_without_an_autoscaler_holds_is_one_line_naming_key(
+    ray_session, tmp_path
+) -> None:
+    """The session's Ray was started by the test, as a cluster ddx joins: Ray runs its read-only
+    autoscaler there, which adds no node, so the 3-CPU worker would wait for ever."""
+    from orchestrator.cluster import autoscaler
     from orchestrator.spec.load import parse_spec
     from orchestrator.sweep import preflight
 
     spec = tiny_digits_spec(tmp_path / "store")
     spec["resources"].update(cpus_per_worker=3, eval_cpus=1)
     lines: list[str] = []
-    assert not runtime.is_fixed_local()  # the session's Ray was started by the test, as a cluster ddx joins
+    assert not runtime.is_fixed_local() and autoscaler.has_autoscaler() is False
+    start = time.monotonic()
+    with pytest.raises(UserError) as err:
+        preflight.prepare(parse_spec(spec), fresh=True, warn=lines.append)
+    assert time.monotonic() - start < 10 and lines == []
+    assert err.value.key == "resources.cpus_per_worker"  # the 1-CPU evaluations fit the 2-CPU node
+    line = err.value.line()
+    assert line.startswith("resources.cpus_per_worker: one unit needs CPU 3 but") and "largest: CPU 2" in line
+    assert line.endswith("and this cluster has no autoscaler to add one; lower it or add such a node"), line
+    assert not (tmp_path / "store" / "tiny" / "spec.json").exists()  # nothing written: the sweep did not start
+
+
+def test_a_worker_that_misfits_only_with_its_cpu_token_driver_is_a_warning_on_a_joined_cluster(
+    ray_session, tmp_path
+) -> None:
+    """2 CPUs per worker on the 2-CPU node: with the driver's 0.01 CPU it does not fit one node,
+    but on a cluster the driver may sit on another node, so the sweep goes on with the fix named."""
+    from orchestrator.spec.load import parse_spec
+    from orchestrator.sweep import preflight
+
+    spec = tiny_digits_spec(tmp_path / "store")
+    spec["resources"].update(cpus_per_worker=2, eval_cpus=1)
+    lines: list[str] = []
     preflight.prepare(parse_spec(spec), fresh=True, warn=lines.append)
-    assert len(lines) == 1  # the 1-CPU evaluations fit the 2-CPU node; the 3-CPU worker does not
-    line = lines[0]
-    assert line.startswith("resources.cpus_per_worker: one unit needs CPU 3.01") and "largest: CPU 2" in line
-    assert "autoscaler" in line and "'ddx_driver'" in line  # the CPU-token driver: the resource is the other fix
+    (line,) = lines
+    assert line.startswith("resources.cpus_per_worker: one unit needs CPU 2.01") and "'ddx_driver'" in line
     assert (tmp_path / "store" / "tiny" / "spec.json").exists()  # a warning, not an error: the sweep goes on
+
+
+def test_ddx_sweep_on_a_joined_cluster_no_node_of_which_holds_a_worker_is_one_line_exit_2(
+    ray_session, tmp_path
+) -> None:
+    """``ddx sweep --address`` of the session's Ray (2 CPUs, no autoscaler) asking 3 CPUs per
+    worker waited for ever; now one line and exit 2, before any trial (no spec is saved)."""
+    spec = tiny_digits_spec(tmp_path / "store")
+    spec["resources"].update(cpus_per_worker=3, eval_cpus=1)
+    path = write_spec(tmp_path / "s.yaml", spec)
+    address = ray_session.get_runtime_context().gcs_address
+    start = time.monotonic()
+    out = ddx("sweep", str(path), "--address", address, timeout=120)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "error: resources.cpus_per_worker: one unit needs CPU 3 but no node of this Ray has that (largest: CPU 2), "
+        "and this cluster has no autoscaler to add one; lower it or add such a node"
+    ]
+    assert time.monotonic() - start < 60
+    assert not (tmp_path / "store" / "tiny").exists()  # not even the lease is left
 
 
 def test_a_missing_token_resource_is_a_user_error(ray_session) -> None:

@@ -116,22 +116,17 @@ def check_fits(demands: dict[str, dict[str, float]], groups: dict[str, dict[str,
         raise UserError(f"{what}; lower it or run on a bigger cluster (--address)", key=key)
 
 
-def misfit_warnings(
-    demands: dict[str, dict[str, float]],
-    token: dict[str, float],
-    groups: dict[str, dict[str, float]] | None = None,
-) -> list[str]:
-    """On a cluster ddx joined, one line per piece of work it cannot hold now.
+#: the spec keys whose demand :func:`unit_demands` and :func:`group_demand` add a CPU token to
+_SHARES_THE_TOKEN = ("resources.cpus_per_worker", "resources.distill_workers")
 
-    Such a cluster may autoscale (the work waits for a node that fits) or not (it would wait
-    for ever): ddx cannot tell which, so it says what waits and how to fix a fixed cluster.
-    """
-    hint = f" or add the {DRIVER_RESOURCE!r} resource to the head node (cluster.yaml)" if "CPU" in token else ""
-    return [
-        f"{key}: {what} now; the sweep waits until an autoscaler adds such a node (on a cluster that does not "
-        f"autoscale it would wait for ever: stop it and lower {key}{hint})"
-        for key, what in misfits(demands, groups)
-    ]
+
+def _without_token(demands: dict[str, dict[str, float]], token: dict[str, float]) -> dict[str, dict[str, float]]:
+    """``demands`` less the CPU token added to a worker's (which matters where driver and worker
+    must share one node: a single-node Ray)."""
+    return {
+        key: {r: a - token.get(r, 0.0) if key in _SHARES_THE_TOKEN and r == "CPU" else a for r, a in demand.items()}
+        for key, demand in demands.items()
+    }
 
 
 def check_placement(
@@ -140,14 +135,49 @@ def check_placement(
     warn: Callable[[str], None],
     groups: dict[str, dict[str, float]] | None = None,
 ) -> None:
-    """Work this Ray cannot hold: on a fixed-size local Ray (embedded, ``ddx up``) a
-    :class:`UserError` (it would wait for ever); on a cluster ddx joined, a ``warn`` line each
-    (an autoscaler may add the node). See :func:`misfits` for ``demands`` and ``groups``."""
+    """Work this Ray cannot hold now (:func:`misfits`: ``demands`` one node must hold, ``groups``
+    the nodes must hold at once): a :class:`UserError` (one line, exit 2) where it would wait for
+    ever, a ``warn`` line where an autoscaler may add the node.
+
+    On a fixed-size local Ray (embedded, ``ddx up``) any misfit is an error. On a joined cluster,
+    a unit of work no node holds (its CPU-token driver aside, which may sit on another node) is an
+    error when the cluster has no autoscaler, or when none of its autoscaler's node types holds
+    it either (:func:`orchestrator.cluster.autoscaler.node_type_verdicts` asks, with a probe task
+    per unit); one that a node type holds is a line saying the sweep waits for that node. Where
+    Ray does not tell, the line says what to do if the cluster does not autoscale.
+    """
     if is_fixed_local():
         check_fits(demands, groups)
-    else:
-        for line in misfit_warnings(demands, token, groups):
-            warn(line)
+        return
+    found = misfits(demands, groups)
+    if not found:
+        return
+    from orchestrator.cluster import autoscaler
+
+    # what waits for ever whatever the nodes: the unit itself (a CPU-token driver need not share its node)
+    certain = dict(misfits(_without_token(demands, token), _without_token(groups or {}, token)))
+    scaling = autoscaler.has_autoscaler() if certain else None
+    if scaling is False:
+        key, what = next(iter(certain.items()))
+        raise UserError(f"{what}, and this cluster has no autoscaler to add one; lower it or add such a node", key=key)
+    units = {key: bare for key, bare in _without_token(demands, token).items() if key in certain}
+    verdicts = autoscaler.node_type_verdicts(units) if scaling and units else {}
+    for key, what in certain.items():
+        if verdicts.get(key) is False:
+            raise UserError(
+                f"{what}, and no node type of the cluster's autoscaler has it either (Ray: {autoscaler.INFEASIBLE} "
+                "this request); lower it or add a node type that holds it",
+                key=key,
+            )
+    hint = f" or add the {DRIVER_RESOURCE!r} resource to the head node (cluster.yaml)" if "CPU" in token else ""
+    for key, what in found:
+        if verdicts.get(key):
+            warn(f"{key}: {what} now; the sweep waits until the autoscaler adds such a node (a node type holds it)")
+        else:
+            warn(
+                f"{key}: {what} now; the sweep waits until an autoscaler adds such a node (on a cluster that does "
+                f"not autoscale it would wait for ever: stop it and lower {key}{hint})"
+            )
 
 
 def one_node_free_for(demand: dict[str, float]) -> bool:

@@ -16,12 +16,12 @@ another machine. With local storage the file is used in place (after the same ch
 copy that no longer matches is removed and downloaded again; a stored artifact that does not
 match its manifest is an error naming it, never used.
 
-Production is guarded by a :class:`LeaseLock`: a small lock object next to the artifact,
-holding its owner and an expiry that the owner renews while it works. Two trials (on any
-nodes) that need the same artifact produce it once; the other waits for the manifest; if the
-owner dies, its lease expires and a waiter takes over. The lock works the same on a local
-disk and on object storage (it needs only read-after-write consistency, which S3 and GCS
-provide).
+Production is guarded by a :class:`~orchestrator.storage.leases.LeaseLock`: a small lock
+object next to the artifact, holding its owner and an expiry that the owner renews while it
+works. Two trials (on any nodes) that need the same artifact produce it once; the other waits
+for the manifest; if the owner dies, its lease expires and a waiter takes over. The lock is
+taken with a conditional write where the store has one (a local file's ``flock``, S3's
+``If-None-Match``), so of two processes taking it at once exactly one wins.
 """
 
 from __future__ import annotations
@@ -30,11 +30,8 @@ import contextlib
 import json
 import os
 import shutil
-import socket
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -50,9 +47,8 @@ from methods.artifacts import (
     file_sha256,
     node_cache,
 )
-from orchestrator.cluster.processes import process_start
+from orchestrator.storage.leases import LeaseLock
 from orchestrator.storage.locations import (
-    delete,
     download_file,
     exists,
     join,
@@ -82,146 +78,6 @@ class ArtifactRef:
 
 class ArtifactError(RuntimeError):
     """An artifact is corrupt, missing, or could not be produced."""
-
-
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _owner_is_dead(owner: str, pid_start: int | None = None) -> bool:
-    """True when ``owner`` is a process of this host that no longer exists (its lease is stale):
-    its pid is gone, or (``pid_start``, when it was recorded) now belongs to a later process."""
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False  # another machine: only the lease's expiry can tell
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    now = process_start(int(pid))
-    return pid_start is not None and now is not None and now != pid_start
-
-
-class LeaseLock:
-    """A lock object at ``location`` owned by one process at a time, with an expiring lease.
-
-    ``acquire`` writes ``{owner, expires}`` unless a live lease of another owner is there, then
-    reads it back after ``settle`` seconds: when two processes race, the object store keeps the
-    last write and only that writer finds its own name (the other backs off). While held, a
-    daemon thread renews the lease every ``ttl / 3`` seconds; a holder that dies stops renewing
-    and its lease expires after ``ttl`` seconds — at once when the dead holder was a process of
-    the same host (its pid is gone). Clocks of the nodes are assumed to agree to well within ``ttl``.
-    """
-
-    def __init__(self, location: str, ttl: float = 120.0, settle: float | None = None, poll: float = 1.0) -> None:
-        self.location = location
-        self.ttl = ttl
-        # a local rename is visible at once; object stores get time for a racing writer's PUT to land
-        self.settle = settle if settle is not None else (0.02 if local_path(location) is not None else 0.5)
-        self.poll = poll
-        self.owner = _owner()
-        self._pid_start = process_start(os.getpid())
-        self._since: float | None = None  # when this process took the lock (set by try_acquire)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def _read(self) -> dict[str, Any] | None:
-        try:
-            return json.loads(read_bytes(self.location))
-        except (FileNotFoundError, ValueError):  # not JSON (nor UTF-8): nobody's lease
-            return None
-        except OSError:
-            if not exists(self.location):
-                return None
-            raise
-
-    def _write(self) -> None:
-        body = {
-            "owner": self.owner,  # host:pid:random
-            "pid_start": self._pid_start,
-            "since": self._since,
-            "expires": time.time() + self.ttl,
-        }
-        write_bytes_atomic(self.location, json.dumps(body).encode())
-
-    def holder(self) -> dict[str, Any] | None:
-        """The live lease of another owner (``owner``, ``since``, ``expires``), or None: expired
-        leases, dead local owners and unreadable lock objects do not count."""
-        lease = self._read()
-        if not isinstance(lease, dict) or lease.get("owner") == self.owner:
-            return None
-        try:
-            if float(lease.get("expires", 0)) <= time.time():
-                return None
-            pid_start = lease.get("pid_start")
-            dead = _owner_is_dead(str(lease.get("owner", "")), int(pid_start) if pid_start is not None else None)
-        except (TypeError, ValueError):  # not a lease ddx wrote
-            return None
-        return None if dead else lease
-
-    def held_by_other(self) -> bool:
-        """A live lease of another owner is there (expired leases and dead local owners do not count)."""
-        return self.holder() is not None
-
-    def try_acquire(self) -> bool:
-        """Take the lock if it is free or expired; True when this process now holds it."""
-        if self.held_by_other():
-            return False
-        self._since = time.time()
-        self._write()
-        time.sleep(self.settle)
-        lease = self._read()
-        if not isinstance(lease, dict) or lease.get("owner") != self.owner:
-            return False
-        self._start_renewing()
-        return True
-
-    def _start_renewing(self) -> None:
-        self._stop.clear()
-
-        def renew() -> None:
-            while not self._stop.wait(self.ttl / 3):
-                with contextlib.suppress(OSError):
-                    self._write()
-
-        self._thread = threading.Thread(target=renew, name="ddx-lease", daemon=True)
-        self._thread.start()
-
-    def release(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        with contextlib.suppress(OSError):  # a store gone: the lease lapses ``ttl`` after its last renewal
-            lease = self._read()
-            if isinstance(lease, dict) and lease.get("owner") == self.owner:
-                delete(self.location)
-
-    def __enter__(self) -> LeaseLock:
-        """``with LeaseLock(location):`` waits until this process holds the lock, releases it at exit."""
-        self.wait_or_acquire(lambda: False)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-    def wait_or_acquire(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
-        """Block until ``done()`` (returns False) or until this process holds the lock (True)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if done():
-                return False
-            if self.try_acquire():
-                if done():  # finished by another owner between our check and our lease
-                    self.release()
-                    return False
-                return True
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"waited {timeout:.0f} s for the lock {self.location}")
-            time.sleep(self.poll)
 
 
 class ArtifactStore:
