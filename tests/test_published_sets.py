@@ -129,8 +129,8 @@ def test_reference_normalisation_constants_are_converted_to_ddx_s() -> None:
     """A DC CIFAR-10 file holds (x − DC's mean) / DC's std (std 0.2023…); ddx normalises with the
     training split's own statistics: the reader maps one onto the other exactly."""
     from methods.datasets.base import RealData
-    from methods.evaluation.external_sets import to_data_space
     from methods.evaluation.published_sets import REFERENCE_STATS
+    from methods.evaluation.set_spaces import to_data_space
 
     stats = REFERENCE_STATS["dc"]["cifar10"]
     assert stats == ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))  # DatasetCondensation utils.py

@@ -26,9 +26,9 @@ from methods.dc.objective import GradientMatching
 from methods.dc.options import DCOptions
 from methods.dm.objective import DistributionMatching
 from methods.dm.options import DMOptions
-from methods.evaluation.external_sets import SetError, normalise
 from methods.evaluation.presets import BUILTIN
 from methods.evaluation.protocol import build_eval_settings, settings_json
+from methods.evaluation.set_spaces import SetError, normalise
 from methods.evaluation.student import StudentView, black_fill, relabelling_teacher, train_student
 from methods.networks import build_network
 from methods.teacher.options import TeacherOptions

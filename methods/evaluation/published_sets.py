@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +41,17 @@ import torch
 from torch import Tensor
 
 from methods.datasets import RealData
-from methods.evaluation.external_sets import (
-    LoadedSet,
+from methods.evaluation.ddif_fields import field_state, fold_output, ipc_of, siren_shape, source_values
+from methods.evaluation.external_sets import LoadedSet, load_set, pixels_payload, set_from_object
+from methods.evaluation.options import LEARNED_LR_KEY
+from methods.evaluation.set_spaces import (
     SetError,
     Stats,
     check_soft_labels,
     check_space,
-    load_set,
-    pixels_payload,
     require_data_space,
-    set_from_object,
     to_data_space,
 )
-from methods.evaluation.options import LEARNED_LR_KEY
 from methods.parameterizations import ParamConfig, SetShape, build_parameterization, synthetic_payload
 from methods.parameterizations.options import NeuralFieldOptions, field_scalars
 from methods.torch_files import NotATorchFile, load_torch
@@ -258,7 +255,7 @@ def read_ddif(path: Path, data: RealData, space: str | None = None, name: str | 
         raise SetError("'nf' must be a non-empty list of state dicts, one per field")
     if len(fields) != len(labels):
         raise SetError(f"{len(fields)} fields but {len(labels)} labels")
-    depth, width, dims = _siren_shape(fields[0])
+    depth, width, dims = siren_shape(fields[0])
     if dims != 2:
         raise SetError(f"fields of {dims}-D coordinates; ddx evaluates image fields (2-D)")
     out_ch = int(fields[0]["last_layer.linear.weight"].shape[0])
@@ -278,21 +275,21 @@ def read_ddif(path: Path, data: RealData, space: str | None = None, name: str | 
         w0 = (DDIF_W0_LARGE if res >= 128 else DDIF_W0) if w0 is None else w0
         notes.append(f"ω not in the file: DDiF's defaults for {res} px (w0_initial {w0_first:g}, w0 {w0:g})")
     options = NeuralFieldOptions(nf_width=width, nf_depth=depth, nf_w0=float(w0), nf_w0_first=float(w0_first))
-    ipc = _ipc_of(per_class, field_scalars(SetShape(k, 1, out_ch, res), options), out_ch * res * res)
+    ipc = ipc_of(per_class, field_scalars(SetShape(k, 1, out_ch, res), options), out_ch * res * res)
     shape = SetShape(k, ipc, out_ch, res, dims=2, dataset=data.name)
     param = build_parameterization(ParamConfig("neural_field", shape, options))
     order = torch.sort(labels, stable=True).indices
-    state = _field_state(fields, [int(i) for i in order], depth, width)
+    state = field_state(fields, [int(i) for i in order], depth, width)
     used = space or "normalized"
     stats, more = _stats("ddif", data) if used == "normalized" else (None, ())
-    _fold_output(state, depth, used, data, stats)
+    fold_output(state, depth, used, data, stats)
     param.load_state_dict({**state, "labels": param.labels})
     with torch.no_grad():
         decoded = param.decode()
     if not torch.isfinite(decoded).all():
         raise SetError("the fields decode to NaN or infinite values")
     require_data_space(used, data)
-    check_space(_source_values(decoded, used, data, stats), used, path.name)
+    check_space(source_values(decoded, used, data, stats), used, path.name)
     extra: dict[str, Any] = {"source_space": used, "zca": True} if used == "zca" else {"source_space": used}
     if used != "zca":
         extra.update(mean=list(data.mean), std=list(data.std))
@@ -300,78 +297,6 @@ def read_ddif(path: Path, data: RealData, space: str | None = None, name: str | 
         extra[LEARNED_LR_KEY] = _learned_lr(obj["syn_lr"], "syn_lr")
     payload = synthetic_payload(param, {**extra, "class_names": list(data.class_names)})
     return LoadedSet(name or path.stem, str(path), "ddif", used, payload, notes=(*notes, *more))
-
-
-def _siren_shape(field: dict[str, Any]) -> tuple[int, int, int]:
-    """(sine layers L, width d, coordinate dims n) of one DDiF field's state dict."""
-    depth = 0
-    while f"net.{depth}.linear.weight" in field:
-        depth += 1
-    needed = [f"net.{i}.linear.{p}" for i in range(depth) for p in ("weight", "bias")]
-    needed += ["last_layer.linear.weight", "last_layer.linear.bias"]
-    missing = [key for key in needed if key not in field]
-    if depth == 0 or missing:
-        raise SetError(f"a field's state dict lacks {missing or ['net.0.linear.weight']} (DDiF's Siren layers)")
-    width, dims = (int(v) for v in field["net.0.linear.weight"].shape)
-    return depth, width, dims
-
-
-def _field_state(fields: Sequence[dict[str, Any]], order: list[int], depth: int, width: int) -> dict[str, Tensor]:
-    """ddx's stacked ``weight_k``/``bias_k`` from DDiF's per-field state dicts, in ``order``."""
-    names = [f"net.{i}.linear" for i in range(depth)] + ["last_layer.linear"]
-    ref = {f"{n}.{p}": tuple(fields[0][f"{n}.{p}"].shape) for n in names for p in ("weight", "bias")}
-    state: dict[str, Tensor] = {}
-    for k, n in enumerate(names):
-        for p, key in (("weight", f"weight_{k}"), ("bias", f"bias_{k}")):
-            rows = []
-            for j in order:
-                t = fields[j].get(f"{n}.{p}")
-                if not isinstance(t, Tensor) or tuple(t.shape) != ref[f"{n}.{p}"]:
-                    raise SetError(f"field {j}: {n}.{p} differs in shape from field 0's {ref[f'{n}.{p}']}")
-                rows.append(t.detach().float())
-            state[key] = torch.stack(rows)
-    return state
-
-
-def _ipc_of(per_class: int, scalars: int, per_image: int) -> int:
-    """The IPC whose budget holds exactly ``per_class`` fields of ``scalars`` (⌊IPC·per_image/scalars⌋)."""
-    ipc = max(1, math.ceil(per_class * scalars / per_image))
-    if ipc * per_image // scalars != per_class:
-        raise SetError(
-            f"{per_class} fields per class of {scalars} scalars match no IPC budget (IPC {ipc} holds "
-            f"{ipc * per_image // scalars}); ddx counts fields by the budget (DDiF's dipc is not supported)"
-        )
-    return ipc
-
-
-def _affine(used: str, data: RealData, stats: Stats | None) -> tuple[Tensor, Tensor] | None:
-    """Per-channel (a, c) with x_ddx = a·x + c for values held in ``used`` (None: used as they are)."""
-    d_mean, d_std = torch.tensor(data.mean), torch.tensor(data.std)
-    if used == "pixels":
-        return 1.0 / d_std, -d_mean / d_std
-    if used == "normalized" and stats is not None:
-        s_mean, s_std = torch.tensor(stats[0]), torch.tensor(stats[1])
-        return s_std / d_std, (s_mean - d_mean) / d_std
-    return None
-
-
-def _fold_output(state: dict[str, Tensor], depth: int, used: str, data: RealData, stats: Stats | None) -> None:
-    """Fold the space conversion into the fields' linear output layer (exact: the layer is affine)."""
-    ac = _affine(used, data, stats)
-    if ac is None:
-        return
-    a, c = ac
-    state[f"weight_{depth}"] = state[f"weight_{depth}"] * a.view(1, -1, 1)
-    state[f"bias_{depth}"] = state[f"bias_{depth}"] * a.view(1, -1) + c.view(1, -1)
-
-
-def _source_values(decoded: Tensor, used: str, data: RealData, stats: Stats | None) -> Tensor:
-    """The decoded images back in the space the file declared (for :func:`check_space`)."""
-    ac = _affine(used, data, stats)
-    if ac is None:
-        return decoded
-    a, c = ac
-    return (decoded - c.view(1, -1, 1, 1)) / a.view(1, -1, 1, 1)
 
 
 # --- any format ------------------------------------------------------------------------------------

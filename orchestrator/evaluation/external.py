@@ -32,11 +32,12 @@ from typing import Any
 from methods.datasets import DatasetError, cached_dataset
 from methods.datasets.options import DatasetOptions
 from methods.evaluation.dd_ranking import RANDOM_OBJECTIVE
-from methods.evaluation.external_sets import SPACES, LoadedSet, SetError, random_subset_payload
+from methods.evaluation.external_sets import LoadedSet, random_subset_payload
 from methods.evaluation.options import LEARNED_LABELS_KEY, LEARNED_LR_KEY, relabelled
 from methods.evaluation.protocol import Protocol
 from methods.evaluation.published_sets import EXPERIMENT_FORMATS, FORMATS, load_sets
 from methods.evaluation.real_training_options import RealTrainSettings
+from methods.evaluation.set_spaces import SPACES, SetError
 from methods.parameterizations.base import Payload
 from methods.prerequisites import dataset_identity
 from methods.registry import PRESETS
