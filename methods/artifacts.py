@@ -42,6 +42,7 @@ from typing import Any, Protocol
 from filelock import FileLock
 
 from methods.atomic import atomic_path, atomic_tree
+from methods.records import Manifest
 
 Produce = Callable[[Path], None]
 
@@ -67,7 +68,7 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def file_manifest(description: Mapping[str, Any], path: Path, sha256: str | None = None) -> dict[str, Any]:
+def file_manifest(description: Mapping[str, Any], path: Path, sha256: str | None = None) -> Manifest:
     """The manifest of a file entry: its description, SHA-256, size in bytes, when and where it was made."""
     return {
         "description": dict(description),
@@ -78,7 +79,7 @@ def file_manifest(description: Mapping[str, Any], path: Path, sha256: str | None
     }
 
 
-def tree_manifest(description: Mapping[str, Any], root: Path) -> dict[str, Any]:
+def tree_manifest(description: Mapping[str, Any], root: Path) -> Manifest:
     """The manifest of a tree entry: its description, every file's size (relative POSIX path →
     bytes; large trees are not hashed), their total, when and where it was made."""
     files: dict[str, int] = {}
@@ -226,7 +227,7 @@ class LocalArtifactCache:
                 tmp.write_text(json.dumps(manifest, default=str))
         return entry
 
-    def read_manifest(self, entry: Path) -> dict[str, Any] | None:
+    def read_manifest(self, entry: Path) -> Manifest | None:
         """The entry's manifest, or None when it is missing or not a manifest."""
         try:
             body = json.loads(self.manifest_path(entry).read_text())

@@ -28,6 +28,8 @@ from typing import Annotated, Any
 
 from annotated_types import Ge, Gt, Le, Lt
 
+from methods.records import OptionValues
+
 #: common bounded types (``annotated_types`` constraints, enforced by the sweep validator)
 PositiveInt = Annotated[int, Ge(1)]
 NonNegativeInt = Annotated[int, Ge(0)]
@@ -82,7 +84,7 @@ def field_names(cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
-def option_values(options: Any) -> dict[str, Any]:
+def option_values(options: Any) -> OptionValues:
     """An options instance's fields as plain values (its own fields only; nested dataclasses as dicts)."""
     return dataclasses.asdict(options)
 

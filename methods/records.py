@@ -7,15 +7,23 @@ from __future__ import annotations
 
 from typing import Any
 
+#: a JSON-compatible mapping read from or written to a file, a log or an API (a manifest, a lease,
+#: a plan, a record); the names below say which
+JsonObject = dict[str, Any]
 #: what determines an artifact (a prerequisite's piece, a cached statistic), as canonical JSON
-Description = dict[str, Any]
+Description = JsonObject
 #: result-row columns a component contributes (an objective's resolved settings, a teacher's accuracy)
-RowFields = dict[str, Any]
+RowFields = JsonObject
 #: a distillation loop's progress at a step (``step``, ``total_steps``, ``loss``, ``probe_val_acc``)
-Progress = dict[str, Any]
+Progress = JsonObject
 #: a resumable distillation state (phase, step, gathered rows, objective and optimiser state)
-State = dict[str, Any]
+State = JsonObject
 #: a saved network's or trajectory's metadata (architecture, shape, settings, accuracies)
-Meta = dict[str, Any]
+Meta = JsonObject
+#: an entry's manifest (description, ``sha256`` or ``files``, ``size``, ``created_at``, ``producer``)
+Manifest = JsonObject
+#: option values as a sweep file or a preset writes them (name → value), before validation makes
+#: them an options object (the form a sweep file, a preset and a trial key's hash hold)
+OptionValues = dict[str, Any]
 
-__all__ = ["Description", "Meta", "Progress", "RowFields", "State"]
+__all__ = ["Description", "JsonObject", "Manifest", "Meta", "OptionValues", "Progress", "RowFields", "State"]

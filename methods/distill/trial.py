@@ -24,6 +24,7 @@ from typing import Annotated, Any
 from methods.datasets.options import DatasetOptions
 from methods.distill.options import DistillSettings
 from methods.options import OptionError, PositiveInt, field_names, named
+from methods.records import OptionValues
 from methods.registry import OBJECTIVES, PARAMETERIZATIONS, PREREQUISITES
 
 
@@ -161,7 +162,7 @@ class TrialConfig:
         return config
 
 
-def _plain(values: dict[str, Any]) -> dict[str, object]:
+def _plain(values: OptionValues) -> dict[str, object]:
     """Option values as JSON-able scalars (tuples as lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 

@@ -65,6 +65,8 @@ from methods.evaluation.set_spaces import (
     to_data_space,
 )
 from methods.parameterizations import ParamConfig, SetShape, build_parameterization, synthetic_payload
+from methods.parameterizations.base import Payload
+from methods.records import JsonObject, Meta
 from methods.torch_files import NotATorchFile, load_torch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -85,13 +87,13 @@ class LoadedSet:
     source: str
     format: str
     space: str
-    payload: dict[str, Any] = field(repr=False)
+    payload: Payload = field(repr=False)
     labels: str = "hard"
     layout: str | None = None
     notes: tuple[str, ...] = ()
 
     @property
-    def shape(self) -> dict[str, Any]:
+    def shape(self) -> JsonObject:
         return dict(self.payload["config"]["shape"])
 
     @property
@@ -117,7 +119,7 @@ def pixels_payload(
     images: Tensor,
     labels: Tensor,
     data: RealData,
-    extra: dict[str, Any] | None = None,
+    extra: Meta | None = None,
     soft_labels: Tensor | None = None,
     zca: bool = False,
 ) -> dict:
@@ -169,7 +171,7 @@ def pixels_payload(
     shape = SetShape(num_classes=k, ipc=int(counts[0]), channels=c, resolution=h)
     param = build_parameterization(ParamConfig("pixels", shape))
     param.init_from_real(images[order].float())
-    meta: dict[str, Any] = {"zca": True} if zca else {"mean": list(data.mean), "std": list(data.std)}
+    meta: Meta = {"zca": True} if zca else {"mean": list(data.mean), "std": list(data.std)}
     meta.update(extra or {})
     if soft_labels is not None:
         meta[LEARNED_LABELS_KEY] = check_soft_labels(soft_labels, n, k)[order].contiguous()
@@ -335,7 +337,7 @@ def random_subset_payload(data: RealData, ipc: int, seed: int, lr: float | None 
         pick = idx[torch.randperm(len(idx), generator=g)[:ipc]]
         xs.append(data.train_x[pick])
         ys.append(torch.full((ipc,), c, dtype=torch.long))
-    extra: dict[str, Any] = {"random_seed": int(seed)}
+    extra: Meta = {"random_seed": int(seed)}
     if lr is not None:
         extra[LEARNED_LR_KEY] = float(lr)
     return pixels_payload(torch.cat(xs), torch.cat(ys), data, extra, zca=data.zca)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Literal, get_args
 
 from annotated_types import Ge, Gt, Le, Lt
 
 from methods.augment.options import DSA_DEFAULT, AugmentMode, AugmentStrategy, parse_groups
 from methods.options import named
+from methods.records import OptionValues
 
 #: ``hard``: cross-entropy on the synthetic labels; ``soft``: KL to a teacher's predictions
 LabelMode = Literal["hard", "soft"]
@@ -147,7 +148,7 @@ class EvalSettings:
         if problems:
             raise ValueError("invalid evaluation settings: " + "; ".join(problems))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> OptionValues:
         return dataclasses.asdict(self)
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from methods.augment.options import DSA_DEFAULT
+from methods.records import OptionValues
 from methods.registry import PRESETS
 
 
@@ -287,7 +288,7 @@ def get_preset(name: str) -> ProtocolPreset:
     return PRESETS.get(name)
 
 
-def preset_values(name: str, dataset: str | None = None, ipc: int | None = None) -> dict[str, Any]:
+def preset_values(name: str, dataset: str | None = None, ipc: int | None = None) -> OptionValues:
     """The settings values of preset ``name`` for ``dataset`` and ``ipc`` (with ``preset`` set)."""
     p = get_preset(name)
     values = {**p.settings}

@@ -20,6 +20,7 @@ from typing import Any
 
 from methods.evaluation.options import EvalSettings
 from methods.evaluation.presets import preset_values
+from methods.records import OptionValues
 from methods.registry import PRESETS
 
 _FIELDS = {f.name for f in dataclasses.fields(EvalSettings)}
@@ -88,7 +89,7 @@ def student_settings(
     return build_eval_settings(v, dataset=dataset, ipc=ipc)
 
 
-def protocol_identity(values: Mapping[str, Any], dataset: str | None = None, ipc: int | None = None) -> dict[str, Any]:
+def protocol_identity(values: Mapping[str, Any], dataset: str | None = None, ipc: int | None = None) -> OptionValues:
     """The values that define a protocol: resolved settings (preset + overrides, for ``dataset``
     and ``ipc``) without :data:`NOT_PROTOCOL`. Two rows are comparable exactly when these agree."""
     # resolved under soft labels, where every field (mix included) is valid; label_mode is not compared
@@ -96,7 +97,7 @@ def protocol_identity(values: Mapping[str, Any], dataset: str | None = None, ipc
     return {k: val for k, val in s.to_dict().items() if k not in NOT_PROTOCOL}
 
 
-def augmentation_off(values: Mapping[str, Any]) -> dict[str, Any]:
+def augmentation_off(values: Mapping[str, Any]) -> OptionValues:
     """``values`` with every augmentation switched off (DSA, soft-label crops, CutMix/Mixup)."""
     return {**dict(values), **AUGMENTATION_FIELDS}
 
@@ -140,9 +141,7 @@ def settings_from_json(text: str) -> EvalSettings:
     return settings_from_dict(json.loads(text))
 
 
-def protocol_differences(
-    values: Mapping[str, Any], dataset: str | None = None, ipc: int | None = None
-) -> dict[str, Any]:
+def protocol_differences(values: Mapping[str, Any], dataset: str | None = None, ipc: int | None = None) -> OptionValues:
     """For settings built from a preset: the identity values that differ from it (what made it custom)."""
     name = dict(values).get("preset")
     if not name or name not in PRESETS:
@@ -172,9 +171,9 @@ class Protocol:
         rest = {k: v for k, v in values.items() if k not in ("preset", "label_mode")}
         return cls(values.get("preset"), tuple(sorted(rest.items())))
 
-    def as_values(self, epochs: int | None = None) -> dict[str, Any]:
+    def as_values(self, epochs: int | None = None) -> OptionValues:
         """The settings as :func:`build_eval_settings` reads them (``epochs``: a network's own)."""
-        out: dict[str, Any] = dict(self.values)
+        out: OptionValues = dict(self.values)
         if self.preset is not None:
             out["preset"] = self.preset
         if epochs is not None:

@@ -54,6 +54,7 @@ from methods.evaluation.set_spaces import (
 )
 from methods.parameterizations import ParamConfig, SetShape, build_parameterization, synthetic_payload
 from methods.parameterizations.options import NeuralFieldOptions, field_scalars
+from methods.records import Meta
 from methods.torch_files import NotATorchFile, load_torch
 
 #: ``--format`` values; ``auto`` detects the format from the folder or file
@@ -219,7 +220,7 @@ def read_mtt(path: Path, data: RealData, space: str | None = None, name: str | N
         hard = _class_labels(labels)
         if isinstance(labels, Tensor) and len(labels) != n:
             raise SetError(f"{n} images in {image_file.name} but {len(labels)} labels in {label_file.name}")
-    extra: dict[str, Any] = {}
+    extra: Meta = {}
     notes: list[str] = []
     if lr_file is not None:
         extra[LEARNED_LR_KEY] = _learned_lr(read_torch(lr_file), lr_file.name)
@@ -290,7 +291,7 @@ def read_ddif(path: Path, data: RealData, space: str | None = None, name: str | 
         raise SetError("the fields decode to NaN or infinite values")
     require_data_space(used, data)
     check_space(source_values(decoded, used, data, stats), used, path.name)
-    extra: dict[str, Any] = {"source_space": used, "zca": True} if used == "zca" else {"source_space": used}
+    extra: Meta = {"source_space": used, "zca": True} if used == "zca" else {"source_space": used}
     if used != "zca":
         extra.update(mean=list(data.mean), std=list(data.std))
     if obj.get("syn_lr") is not None:

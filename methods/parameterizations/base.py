@@ -21,12 +21,13 @@ from torch import Tensor, nn
 from methods.artifacts import ArtifactCache
 from methods.atomic import atomic_path
 from methods.parameterizations.options import SetShape, instances_per_class
+from methods.records import JsonObject
 from methods.registry import PARAMETERIZATIONS
 from methods.torch_files import load_torch
 
 #: a synthetic set as plain data: ``config`` (:meth:`ParamConfig.to_dict`), ``state`` (CPU tensors) and
 #: ``extra`` (metadata: the distillation's summary, the objective's row fields, display statistics…)
-Payload = dict[str, Any]
+Payload = JsonObject
 
 
 class BudgetError(ValueError):
@@ -49,12 +50,12 @@ class ParamConfig:
         if self.options is None:
             object.__setattr__(self, "options", PARAMETERIZATIONS.get(self.name).options())
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """Plain data (what a saved set holds, loadable with ``weights_only=True``)."""
         return {"name": self.name, "shape": asdict(self.shape), "options": asdict(self.options)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ParamConfig:
+    def from_dict(cls, d: JsonObject) -> ParamConfig:
         """The inverse of :meth:`to_dict`; options a set saved before a field existed take its default."""
         options = PARAMETERIZATIONS.get(d["name"]).options(**d.get("options", {}))
         return cls(d["name"], SetShape(**d["shape"]), options)

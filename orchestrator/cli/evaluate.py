@@ -13,6 +13,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
+from methods.records import OptionValues
 from orchestrator.cli.app import ADDRESS_HELP, connect, prepare_local_client
 from orchestrator.cli.output import EVALUATE_FINISHES, EXIT_FAILED, console, err_console, fail, stopped, warn
 from orchestrator.cli.stopping import ctrl_c_says
@@ -46,7 +47,7 @@ def _split(text: str | None, key: str, cast: type = str) -> list[Any] | None:
     return items
 
 
-def configuration(config: Path | None, flags: dict[str, Any], settings: list[str]) -> Any:
+def configuration(config: Path | None, flags: OptionValues, settings: list[str]) -> Any:
     """The validated configuration: the YAML, then the flags given, then each ``--set`` (later wins)."""
     from orchestrator.spec.evaluate_file import load_evaluate, parse_evaluate, parse_set, set_path
 

@@ -28,9 +28,10 @@ import json
 import re
 import time
 from datetime import datetime
-from typing import Any
 
 import ray
+
+from methods.records import JsonObject
 
 #: the GCS key the monitor writes its status to (``ray._private.ray_constants.DEBUG_AUTOSCALING_STATUS``)
 STATUS_KEY = "__autoscaling_status"
@@ -38,7 +39,7 @@ STATUS_KEY = "__autoscaling_status"
 INFEASIBLE = "No available node types can fulfill"
 
 
-def status() -> dict[str, Any] | None:
+def status() -> JsonObject | None:
     """The monitor's last status report (what ``ray status`` shows), or None when unreadable."""
     try:
         from ray.experimental.internal_kv import _internal_kv_get
@@ -49,7 +50,7 @@ def status() -> dict[str, Any] | None:
         return None
 
 
-def _read_only(report: dict[str, Any]) -> bool:
+def _read_only(report: JsonObject) -> bool:
     """Whether the report is of Ray's read-only autoscaler, which a head started without an
     autoscaling config runs: it only mirrors the nodes started by hand, each a node type of its
     own named after the node (``node_<node id>``), and never adds one."""
@@ -88,14 +89,14 @@ def _positive(demand: dict[str, float]) -> dict[str, float]:
     return {r: float(a) for r, a in demand.items() if a > 0}
 
 
-def _same(a: dict[str, float], b: dict[str, Any]) -> bool:
+def _same(a: dict[str, float], b: JsonObject) -> bool:
     try:
         return {r: float(v) for r, v in b.items() if float(v) > 0} == a
     except (TypeError, ValueError):
         return False
 
 
-def _infeasible_events() -> list[tuple[str, float | None, list[dict[str, Any]]]]:
+def _infeasible_events() -> list[tuple[str, float | None, list[JsonObject]]]:
     """The autoscaler's events that name demands no node type holds: (id, when, demands)."""
     from ray.util.state import list_cluster_events
 
@@ -126,9 +127,9 @@ def _probe() -> None:
     """Nothing: a demand for the autoscaler to judge."""
 
 
-def _probe_options(demand: dict[str, float]) -> dict[str, Any]:
+def _probe_options(demand: dict[str, float]) -> JsonObject:
     others = {r: a for r, a in _positive(demand).items() if r not in ("CPU", "GPU")}
-    options: dict[str, Any] = {"num_cpus": demand.get("CPU", 0), "num_gpus": demand.get("GPU", 0)}
+    options: JsonObject = {"num_cpus": demand.get("CPU", 0), "num_gpus": demand.get("GPU", 0)}
     if others:
         options["resources"] = others
     return {**options, "scheduling_strategy": "DEFAULT", "max_retries": 0}

@@ -40,6 +40,7 @@ from methods.evaluation.real_training_options import RealTrainSettings
 from methods.evaluation.set_spaces import SPACES, SetError
 from methods.parameterizations.base import Payload
 from methods.prerequisites import dataset_identity
+from methods.records import JsonObject
 from methods.registry import PRESETS
 from orchestrator.errors import UserError
 from orchestrator.evaluation.jobs import StudentPlan
@@ -139,7 +140,7 @@ class EvaluateRequest:
         block = self.spec.evaluation.reference
         return block.options() if block is not None else RealTrainSettings()
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> JsonObject:
         """What ``evaluate.json`` holds."""
         return {
             "sets": self.sets,
@@ -369,7 +370,7 @@ def _set_unit(loaded: LoadedSet, resolutions: tuple[int, ...], req: EvaluateRequ
 def _baseline_unit(
     payload: Payload, ipc: int, lr: float | None, resolutions: tuple[int, ...], req: EvaluateRequest
 ) -> Unit:
-    identity: dict[str, Any] = {
+    identity: JsonObject = {
         "random_subset": dataset_identity(req.dataset_options()),
         "ipc": ipc,
         "seed": req.baseline_seed,

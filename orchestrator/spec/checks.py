@@ -13,13 +13,13 @@ import dataclasses
 import itertools
 import math
 from pathlib import Path
-from typing import Any
 
 from methods.datasets.options import train_images_left
 from methods.distill.trial import option_classes
 from methods.evaluation.options import EvalSettings
 from methods.networks.info import resolve_arch
 from methods.parameterizations.options import SetShape, instances_per_class
+from methods.records import OptionValues
 from methods.registry import DATASETS, NETWORKS, PARAMETERIZATIONS
 from orchestrator.errors import SpecError
 from orchestrator.spec.messages import key_path
@@ -181,12 +181,12 @@ def _check_budget(spec: SweepBase, params: list[str]) -> None:
 
 
 def _check_one_budget(
-    spec: SweepBase, pname: str, ipc: int, chosen: dict[str, Any], channels: int, resolution: int
+    spec: SweepBase, pname: str, ipc: int, chosen: OptionValues, channels: int, resolution: int
 ) -> None:
     entry = PARAMETERIZATIONS.get(pname)
     shape = SetShape(num_classes=1, ipc=ipc, channels=channels, resolution=resolution)
 
-    def need_of(values: dict[str, Any]) -> int:
+    def need_of(values: OptionValues) -> int:
         return entry.scalars(shape, resolve_options(entry.options, values))
 
     try:

@@ -13,8 +13,8 @@ import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from methods.records import JsonObject, OptionValues
 from orchestrator.errors import UserError
 from orchestrator.evaluation.jobs import plan_jobs
 from orchestrator.spec.checks import distill_resolution
@@ -64,7 +64,7 @@ def count_trial_keys(spec: SweepBase) -> KeyCount:
     sampled_read = False
     names = list(grids)
     for index, (combo, repeat) in enumerate(itertools.product(itertools.product(*grids.values()), repeats)):
-        sample: dict[str, Any] = dict(zip(names, combo, strict=True))
+        sample: OptionValues = dict(zip(names, combo, strict=True))
         sample.update({k: spec.search[k].samples()[0] for k in sampled})  # a value of the right type
         sample[REPEAT_KEY] = repeat
         config = trial_config(spec, sample)
@@ -143,7 +143,7 @@ def make_plan(spec: SweepBase) -> Plan:
     )
 
 
-def describe_plan(spec: SweepBase) -> dict[str, Any]:
+def describe_plan(spec: SweepBase) -> JsonObject:
     """The plan as a dict (``trials``, ``evaluations_per_trial``, ``distinct_keys``, …)."""
     plan = make_plan(spec)
     return {
@@ -171,7 +171,7 @@ def resolve_storage(spec: SweepBase, storage: str | None) -> SweepBase:
     target = storage or spec.storage
     if "://" not in target:
         target = str(Path(target).expanduser().resolve())
-    update: dict[str, Any] = {"storage": target}
+    update: JsonObject = {"storage": target}
     if spec.dataset.root and "://" not in spec.dataset.root:
         root = str(Path(spec.dataset.root).expanduser().resolve())
         update["dataset"] = spec.dataset.model_copy(update={"root": root})

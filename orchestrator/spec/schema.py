@@ -23,6 +23,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origi
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
 from methods.options import Checked, Named
+from methods.records import OptionValues
 
 #: every spec model and every value check: unknown keys rejected, no coercion, finite floats
 STRICT = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
@@ -153,7 +154,7 @@ def block_model(
     *,
     base: type[OptionsBlock] = OptionsBlock,
     exclude: typing.Iterable[str] = (),
-    defaults: dict[str, Any] | None = None,
+    defaults: OptionValues | None = None,
     doc: str | None = None,
     module: str | None = None,
 ) -> type[OptionsBlock]:

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from methods.distill.trial import ROLES, TrialConfig, TrialOptions, option_classes, owners, split_values
 from methods.evaluation.options import LABEL_MODE_REQUIRES
 from methods.options import OptionError
+from methods.records import OptionValues
 from methods.registry import OBJECTIVES, PARAMETERIZATIONS
 from orchestrator.errors import SpecError
 from orchestrator.spec.messages import describe_error, did_you_mean, key_path, show
@@ -110,7 +111,7 @@ def _check_one_value(cls: type, key: str, value: Any, at: str, kind: str | None)
         raise SpecError(msg, key=key_path(at, *loc)) from None
 
 
-def trial_values(spec: SweepBase, sample: Mapping[str, Any]) -> dict[str, Any]:
+def trial_values(spec: SweepBase, sample: Mapping[str, Any]) -> OptionValues:
     """A trial's flat hyper-parameters: the fixed ``method`` values and its sample of ``search``."""
     return {**dict(spec.method), **{k: v for k, v in sample.items() if k in spec.search}}
 
@@ -123,7 +124,7 @@ def trial_config(spec: SweepBase, sample: Mapping[str, Any]) -> TrialConfig:
     parameterization = values.get("parameterization", TrialOptions.parameterization)
     classes = option_classes(str(objective), str(parameterization))
     parts = split_values(values, classes)
-    built: dict[str, Any] = {}
+    built: OptionValues = {}
     for role in ROLES:
         try:
             built[role] = resolve_options(classes[role], parts[role])
@@ -159,7 +160,7 @@ def _rule_error(spec: SweepBase, err: Exception, values: Mapping[str, Any]) -> S
     return SpecError(message, key=where(spec, blame) if blame else "method")
 
 
-def grid_samples(spec: SweepBase) -> list[dict[str, Any]] | None:
+def grid_samples(spec: SweepBase) -> list[OptionValues] | None:
     """One sample per combination of every key's candidate values (grid values, a sampled domain's
     bounds), or None when there are more than :data:`MAX_COMBINATIONS`."""
     keys = list(spec.search)

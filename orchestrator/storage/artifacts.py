@@ -47,6 +47,7 @@ from methods.artifacts import (
     file_sha256,
     node_cache,
 )
+from methods.records import JsonObject, Manifest
 from orchestrator.storage.leases import LeaseLock
 from orchestrator.storage.locations import (
     download_file,
@@ -105,7 +106,7 @@ class ArtifactStore:
         return LeaseLock(join(self.root, kind, f"{key}{suffix}{LOCK_SUFFIX}"), ttl=self.lock_ttl)
 
     # --- lookup ----------------------------------------------------------------------------
-    def _manifest(self, kind: str, key: str, suffix: str) -> dict[str, Any] | None:
+    def _manifest(self, kind: str, key: str, suffix: str) -> Manifest | None:
         manifest = self.manifest_location(kind, key, suffix)
         try:
             return json.loads(read_bytes(manifest))
@@ -223,7 +224,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def ref_to_dict(ref: ArtifactRef) -> dict[str, Any]:
+def ref_to_dict(ref: ArtifactRef) -> JsonObject:
     return asdict(ref)
 
 

@@ -26,11 +26,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
+from methods.records import JsonObject
 from orchestrator.cluster.processes import process_start
 from orchestrator.storage.conditional import ConditionalStore, Current, LocalFiles, ReadBack, fcntl
 from orchestrator.storage.locations import filesystem, is_uri, local_path
@@ -104,7 +104,7 @@ def _owner_is_dead(owner: str, pid_start: int | None = None) -> bool:
     return pid_start is not None and now is not None and now != pid_start
 
 
-def _parse(current: Current | None) -> dict[str, Any] | None:
+def _parse(current: Current | None) -> JsonObject | None:
     if current is None:
         return None
     try:
@@ -150,7 +150,7 @@ class LeaseLock:
         }
         return json.dumps(body).encode()
 
-    def _live_other(self, lease: dict[str, Any] | None) -> bool:
+    def _live_other(self, lease: JsonObject | None) -> bool:
         """Whether ``lease`` is a live lease of another owner: expired leases, dead local owners
         and objects ddx did not write do not count."""
         if lease is None or lease.get("owner") == self.owner:
@@ -171,7 +171,7 @@ class LeaseLock:
         mine = current is not None and lease is not None and lease.get("owner") == self.owner
         return current.version if mine and current is not None else None
 
-    def holder(self) -> dict[str, Any] | None:
+    def holder(self) -> JsonObject | None:
         """The live lease of another owner (``owner``, ``since``, ``expires``), or None: expired
         leases, dead local owners and unreadable lock objects do not count."""
         lease = _parse(self.store.read(self.location))

@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from methods.records import JsonObject
 from orchestrator.storage.conditional import Current, StoreError
 from orchestrator.storage.locations import filesystem
 
@@ -94,7 +95,7 @@ class S3Objects:
     def __init__(self, conditional_delete: bool = True) -> None:
         self.conditional_delete = conditional_delete
 
-    def _call(self, location: str, op: str, **kw: Any) -> dict[str, Any] | None:
+    def _call(self, location: str, op: str, **kw: Any) -> JsonObject | None:
         """``op`` on the location's object; None when its condition failed (or it is gone)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
