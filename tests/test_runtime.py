@@ -475,3 +475,40 @@ def test_sigterm_while_ray_init_holds_the_handler_is_exit_143_whatever_rays_hand
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == printed and proc.stderr.strip() == said, (proc.stdout, proc.stderr)
+
+
+def test_ray_status_text_is_read_for_node_types_and_demands() -> None:
+    """``ray status``'s text (Ray 2.60's layout): the node types of active and idle nodes, whether
+    the round had the load, and the pending demands; the read-only autoscaler's ``node_<id>`` types."""
+    from orchestrator.cluster.autoscaler import _read_only, parse_status
+
+    text = """======== Autoscaler status: 2026-12-07 21:00:00 ========
+Node status
+---------------------------------------------------------------
+Active:
+ 1 head
+ 2 cpu_worker
+Idle:
+ 1 gpu_worker
+Pending:
+ (no pending nodes)
+Recent failures:
+ (no failures)
+
+Resources
+---------------------------------------------------------------
+Total Usage:
+ 1.0/6.0 CPU
+ 0B/10.00GiB memory
+
+Total Demands:
+ {'CPU': 2.0}: 1+ pending tasks/actors
+ {'CPU': 1.0, 'GPU': 1.0} * 1 (PACK): 1+ pending placement groups
+"""
+    report = parse_status(text)
+    assert report is not None and report.node_types == ("head", "cpu_worker", "gpu_worker") and report.has_load
+    assert report.demands == ({"CPU": 2.0}, {"CPU": 1.0, "GPU": 1.0}) and not _read_only(report)
+    started_by_hand = text.replace(" 1 head\n 2 cpu_worker", " 1 node_" + "ab12" * 14).replace(" 1 gpu_worker", "")
+    by_hand = parse_status(started_by_hand)
+    assert by_hand is not None and _read_only(by_hand)
+    assert parse_status("No cluster status. It may take a few seconds for the Ray services to start up.") is None

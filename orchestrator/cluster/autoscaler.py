@@ -3,8 +3,8 @@
 The driver never sees the cluster's YAML, and Ray has no API that lists an autoscaler's node
 types. What Ray does expose:
 
-* the autoscaler's status, which ``ray status`` prints: the monitor of every head writes it to
-  the GCS key-value store each round, with the node types of its nodes (a head started without
+* the autoscaler's status, which ``ray status`` (Ray's public command, run here) prints: the
+  monitor of every head writes it each round, with the node types of its nodes (a head started without
   ``--autoscaling-config`` runs a read-only autoscaler that names each node's type after the
   node and adds none); an autoscaler v2 (KubeRay) sets its own flag instead;
 * the autoscaler's verdict on a demand: every round it reads the cluster's pending demand, and
@@ -24,48 +24,100 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import json
 import re
+import shutil
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import ray
 
 from methods.records import JsonObject
 
-#: the GCS key the monitor writes its status to (``ray._private.ray_constants.DEBUG_AUTOSCALING_STATUS``)
-STATUS_KEY = "__autoscaling_status"
 #: how the autoscalers (v1 and v2) word a demand that no node type holds
 INFEASIBLE = "No available node types can fulfill"
+#: the node type Ray's read-only autoscaler gives a node started by hand: ``node_<node id>``
+READ_ONLY_TYPE = re.compile(r"node_[0-9a-f]{16,}")
+#: a line of ``ray status``'s demands: ``{'CPU': 2.0}: 1+ pending tasks/actors``
+DEMAND_LINE = re.compile(r"^\s*(\{[^{}]*\})\s*[:*]")
 
 
-def status() -> JsonObject | None:
-    """The monitor's last status report (what ``ray status`` shows), or None when unreadable."""
-    try:
-        from ray.experimental.internal_kv import _internal_kv_get
+@dataclass(frozen=True)
+class StatusReport:
+    """What ``ray status`` shows of the autoscaler's last round: the node types of the cluster's
+    nodes (active and idle), whether it had the nodes' load yet, and the pending demands."""
 
-        raw = _internal_kv_get(STATUS_KEY)
-        return json.loads(raw) if raw else None
-    except Exception:  # a Ray Client session, a Ray that moved the key: unknown
+    node_types: tuple[str, ...]
+    has_load: bool
+    demands: tuple[dict[str, float], ...]
+
+
+def _ray_cli() -> str:
+    """The ``ray`` command of this Python's Ray (beside the interpreter), else the one on PATH."""
+    beside = Path(sys.executable).with_name("ray")
+    return str(beside) if beside.exists() else (shutil.which("ray") or "ray")
+
+
+def parse_status(text: str) -> StatusReport | None:
+    """``ray status``'s text as a :class:`StatusReport`; None before the monitor's first report
+    (``No cluster status``) or for text that is not a status."""
+    if "Node status" not in text:
         return None
+    section, types, load, demands = "", [], False, []
+    for line in text.splitlines():
+        head = line.strip().rstrip(":").lower()
+        if line.strip().endswith(":") and not line.startswith("  "):
+            section = head
+            continue
+        entry = line.strip()
+        if not entry or entry.startswith("("):
+            continue
+        if section in ("active", "idle"):
+            parts = entry.split(maxsplit=1)
+            if len(parts) == 2 and parts[0].isdigit():
+                types.append(parts[1])
+        elif section.endswith("usage") and "/" in entry:
+            load = True
+        elif section.endswith("demands"):
+            match = DEMAND_LINE.match(line)
+            if match:
+                with contextlib.suppress(ValueError, SyntaxError):
+                    value = ast.literal_eval(match.group(1))
+                    if isinstance(value, dict):
+                        demands.append(value)
+    return StatusReport(tuple(types), load, tuple(demands))
 
 
-def _read_only(report: JsonObject) -> bool:
+def status(timeout: float = 30.0) -> StatusReport | None:
+    """The autoscaler's last status as ``ray status`` (Ray's public command) prints it for the
+    connected cluster, or None when it has none yet or cannot be read (a Ray Client session)."""
+    try:
+        address = ray.get_runtime_context().gcs_address
+        done = subprocess.run(
+            [_ray_cli(), "status", "--address", address], capture_output=True, text=True, timeout=timeout
+        )
+    except Exception:
+        return None
+    return parse_status(done.stdout) if done.returncode == 0 else None
+
+
+def _read_only(report: StatusReport) -> bool:
     """Whether the report is of Ray's read-only autoscaler, which a head started without an
     autoscaling config runs: it only mirrors the nodes started by hand, each a node type of its
     own named after the node (``node_<node id>``), and never adds one."""
-    mapping = report.get("node_type_mapping") or {}
-    return bool(mapping) and all(node_type == f"node_{node}" for node, node_type in mapping.items())
+    return bool(report.node_types) and all(READ_ONLY_TYPE.fullmatch(t) for t in report.node_types)
 
 
 def has_autoscaler(wait_s: float = 15.0, poll: float = 0.5) -> bool | None:
     """Whether an autoscaler that can add nodes runs for this cluster; None when Ray does not say
     within ``wait_s``.
 
-    The monitor reports ``autoscaler_report`` in every round once it has the nodes' load: of
+    The monitor's report names the node types of the cluster's nodes once it has their load: of
     the cluster's autoscaler, or of the read-only one of a cluster started by hand
-    (:func:`_read_only`); a round that has the load (``usage``) but no report is a monitor
-    without either. A head started seconds ago has no load yet: wait for a round that has."""
+    (:func:`_read_only`). A head started seconds ago has no report yet: wait for one."""
     with contextlib.suppress(Exception):
         from ray.autoscaler.v2.utils import is_autoscaler_v2
 
@@ -74,12 +126,8 @@ def has_autoscaler(wait_s: float = 15.0, poll: float = 0.5) -> bool | None:
     deadline = time.monotonic() + wait_s
     while True:
         report = status()
-        if report is None:
-            return None
-        if "autoscaler_report" in report:
-            return not _read_only(report["autoscaler_report"] or {})
-        if (report.get("load_metrics_report") or {}).get("usage"):
-            return False
+        if report is not None and report.node_types:
+            return not _read_only(report)
         if time.monotonic() > deadline:
             return None
         time.sleep(poll)
@@ -158,7 +206,8 @@ def node_type_verdicts(
                 events = []
             # a new event, or one the autoscaler raised shortly before (it repeats one only every 30 s)
             infeasible = [d for i, when, ds in events if i not in before or (when or 0) > start - 60 for d in ds]
-            shown = [d for d, _ in ((status() or {}).get("load_metrics_report") or {}).get("resource_demand", [])]
+            report = status()
+            shown = list(report.demands) if report is not None else []
             for key, demand in demands.items():
                 if verdicts[key] is not None:
                     continue
@@ -179,4 +228,4 @@ def node_type_verdicts(
     return verdicts
 
 
-__all__ = ["INFEASIBLE", "STATUS_KEY", "has_autoscaler", "node_type_verdicts", "status"]
+__all__ = ["INFEASIBLE", "StatusReport", "has_autoscaler", "node_type_verdicts", "parse_status", "status"]
