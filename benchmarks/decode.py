@@ -18,6 +18,11 @@ measured in the same run (``matmul_plus_sine_bound_fraction``).
 ``hot_path``: the same comparison for the distillation step's decode (32², 370 fields, forward +
 backward), where batching matters most.
 
+On ``--device cuda`` the times are wall seconds with the device synchronised around each call
+(CPU time means nothing for GPU kernels), the roofline GEMM runs on the GPU too, and the fields
+live there. ``--hot-fields`` shrinks the hot path and ``--fields`` caps the fields per resolution
+(tiny runs: ``--resolutions 32 --fields 8 --hot-fields 8 --min-seconds 0.05``).
+
 Run: ``python benchmarks/decode.py`` (JSON to ``benchmarks/results/decode.json``).
 """
 
@@ -42,6 +47,17 @@ CASES = {32: (6, 2, 370), 128: (20, 3, 510), 256: (40, 3, 110)}
 W0_FIRST, W0 = 30.0, 10.0
 
 
+DEVICE = torch.device("cpu")
+
+
+def _clock() -> float:
+    """CPU seconds of this process on CPU; wall seconds after draining the device on CUDA."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+        return time.perf_counter()
+    return time.process_time()
+
+
 def timeit(fn: Callable[[], object], min_seconds: float, min_reps: int = 2) -> float:
     """Median CPU seconds of this process per call (≥ ``min_reps`` calls, ≥ ``min_seconds`` in total).
 
@@ -52,11 +68,11 @@ def timeit(fn: Callable[[], object], min_seconds: float, min_reps: int = 2) -> f
     fn()  # warm-up
     times: list[float] = []
     walls: list[float] = []
-    start = time.process_time()
-    while len(times) < min_reps or time.process_time() - start < min_seconds:
-        t, w = time.process_time(), time.perf_counter()
+    start = _clock()
+    while len(times) < min_reps or _clock() - start < min_seconds:
+        t, w = _clock(), time.perf_counter()
         fn()
-        times.append(time.process_time() - t)
+        times.append(_clock() - t)
         walls.append(time.perf_counter() - w)
     times.sort()
     walls.sort()
@@ -68,24 +84,25 @@ WALL: list[float] = []
 
 
 def gemm_flops(size: int, min_seconds: float) -> float:
-    a = torch.randn(size, size)
-    b = torch.randn(size, size)
+    a = torch.randn(size, size, device=DEVICE)
+    b = torch.randn(size, size, device=DEVICE)
     sec = timeit(lambda: torch.mm(a, b), min_seconds, min_reps=3)
     return 2.0 * size**3 / sec
 
 
 def sine_rate(elements: int, min_seconds: float) -> float:
     """Sines per CPU second of ``torch.sin`` on a large contiguous fp32 tensor (the other decode cost)."""
-    x = torch.randn(elements)
+    x = torch.randn(elements, device=DEVICE)
     out = torch.empty_like(x)
     return elements / timeit(lambda: torch.sin(x, out=out), min_seconds, min_reps=3)
 
 
-def hot_path(min_seconds: float) -> dict[str, float]:
+def hot_path(min_seconds: float, fields: int | None = None) -> dict[str, float]:
     """The distillation step's decode: 32², 370 fields (CIFAR-10 IPC=1, d=6), forward + backward."""
     width, depth, n_fields = CASES[32]
+    n_fields = min(n_fields, fields or n_fields)
     layers = [
-        (w.requires_grad_(), b.requires_grad_())
+        (w.to(DEVICE).requires_grad_(), b.to(DEVICE).requires_grad_())
         for w, b in init_siren(n_fields, 2, width, depth, 3, W0, torch.Generator().manual_seed(0))
     ]
 
@@ -115,15 +132,24 @@ def main() -> None:
     ap.add_argument("--min-seconds", type=float, default=2.0)
     ap.add_argument("--gemm-size", type=int, default=1024)
     ap.add_argument("--resolutions", type=int, nargs="+", default=sorted(CASES))
+    ap.add_argument("--fields", type=int, default=None, help="at most this many fields per resolution")
+    ap.add_argument("--hot-fields", type=int, default=None, help="fields of the hot path (default 370)")
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=str(ROOT / "results" / "decode.json"))
     a = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(a.device)
     torch.set_num_threads(a.threads)
     gemm_before = gemm_flops(a.gemm_size, a.min_seconds)
     sines_per_s = sine_rate(1 << 22, a.min_seconds)
     rows = []
     for res in a.resolutions:
         width, depth, n_fields = CASES[res]
-        layers = init_siren(n_fields, 2, width, depth, 3, W0, torch.Generator().manual_seed(0))
+        n_fields = min(n_fields, a.fields or n_fields)
+        layers = [
+            (w.to(DEVICE), b.to(DEVICE))
+            for w, b in init_siren(n_fields, 2, width, depth, 3, W0, torch.Generator().manual_seed(0))
+        ]
         size = [res, res]
         with torch.no_grad():
             batched = timeit(lambda layers=layers, size=size: decode_fields(layers, size, W0_FIRST, W0), a.min_seconds)
@@ -161,7 +187,7 @@ def main() -> None:
             }
         )
         print(rows[-1], flush=True)
-    hot = hot_path(a.min_seconds)
+    hot = hot_path(a.min_seconds, a.hot_fields)
     print(hot, flush=True)
     gemm_after = gemm_flops(a.gemm_size, a.min_seconds)
     gemm = max(gemm_before, gemm_after)
@@ -175,6 +201,9 @@ def main() -> None:
     out = {
         "benchmark": "decode",
         "threads": a.threads,
+        "device": str(DEVICE),
+        "device_name": torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else None,
+        "timing": "wall seconds, device synchronised" if DEVICE.type == "cuda" else "CPU seconds of the process",
         "gemm": {"size": a.gemm_size, "gflops_before": gemm_before / 1e9, "gflops_after": gemm_after / 1e9},
         "sines_per_second": sines_per_s,
         "machine": {

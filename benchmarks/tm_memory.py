@@ -14,8 +14,13 @@ added at its peak. The same subprocess also reports the step's wall time and sav
 gradient; the run records how far the two paths' float32 gradients are apart and, on a smaller
 case, how both compare with float64 (``precision_check``).
 
-Usage: ``python benchmarks/tm_memory.py [--steps 10 20 40] [--threads 2]``
-(writes ``benchmarks/results/tm_memory.json``).
+On ``--device cuda`` the peak is the CUDA allocator's (``torch.cuda.max_memory_allocated`` after
+``reset_peak_memory_stats``, minus what was allocated before the step) and the time is wall time
+with the device synchronised. ``--ipcs`` runs several set sizes (IPC × 10 images, ``batch_syn`` =
+all of them); ``--no-precision-check`` skips the float64 comparison (tiny and GPU runs).
+
+Usage: ``python benchmarks/tm_memory.py [--steps 10 20 40] [--threads 2] [--ipcs 10] [--device cpu]
+[--out benchmarks/results/tm_memory.json]``.
 """
 
 from __future__ import annotations
@@ -40,7 +45,9 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def child(mode: str, syn_steps: int, threads: int, grad_out: str | None) -> dict[str, float]:
+def child(
+    mode: str, syn_steps: int, threads: int, grad_out: str | None, ipc: int = 10, device_name: str = "cpu"
+) -> dict[str, float]:
     import torch
 
     from methods.augment.ops import DSA, DSA_DEFAULT
@@ -48,30 +55,40 @@ def child(mode: str, syn_steps: int, threads: int, grad_out: str | None) -> dict
     from methods.networks import build_network
     from methods.tm.trajectory import TrajectoryPlan, match_trajectory, plan_batches
 
+    device = torch.device(device_name)
+    cuda = device.type == "cuda"
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    net = build_network("convnet_d3", 3, 10, 32)
+    n = 10 * ipc
+    net = build_network("convnet_d3", 3, 10, 32).to(device)
     fnet = FunctionalNet(net)
     start = fnet.flatten()
-    target = start + 0.01 * torch.randn(start.shape)
-    images = torch.randn(100, 3, 32, 32)
-    labels = torch.arange(10).repeat_interleave(10)
-    lr = torch.tensor(0.01)
+    target = start + 0.01 * torch.randn(start.shape, device=device)
+    images = torch.randn(n, 3, 32, 32, device=device)
+    labels = torch.arange(10, device=device).repeat_interleave(ipc)
+    lr = torch.tensor(0.01, device=device)
     aug = DSA(DSA_DEFAULT)
 
-    def plan(n: int) -> TrajectoryPlan:
-        return TrajectoryPlan(plan_batches(100, 100, n, torch.Generator().manual_seed(1)), list(range(n)))
+    def plan(k: int) -> TrajectoryPlan:
+        return TrajectoryPlan(plan_batches(n, n, k, torch.Generator().manual_seed(1)), list(range(k)))
 
     match_trajectory(fnet, aug, images, labels, lr, start, target, plan(1), mode=mode)  # warm-up
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    before = _status_kib("VmRSS")
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        before = _status_kib("VmRSS") * 1024
     t0 = time.perf_counter()
     out = match_trajectory(fnet, aug, images, labels, lr, start, target, plan(syn_steps), mode=mode)
+    if cuda:
+        torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
-    peak = _status_kib("VmHWM")
+    peak = torch.cuda.max_memory_allocated(device) if cuda else _status_kib("VmHWM") * 1024
     if grad_out:
-        torch.save({"images": out.images, "lr": out.lr, "loss": out.loss}, grad_out)
-    return {"peak_mib": (peak - before) / 1024.0, "rss_before_mib": before / 1024.0, "seconds": seconds}
+        torch.save({"images": out.images.cpu(), "lr": out.lr.cpu(), "loss": out.loss}, grad_out)
+    return {"peak_mib": (peak - before) / 2**20, "rss_before_mib": before / 2**20, "seconds": seconds}
 
 
 def precision_check(threads: int, images: int = 20, steps: int = 10) -> dict[str, float]:
@@ -119,8 +136,11 @@ def precision_check(threads: int, images: int = 20, steps: int = 10) -> dict[str
     }
 
 
-def run_child(mode: str, steps: int, threads: int, grad_out: str | None) -> dict[str, float]:
+def run_child(
+    mode: str, steps: int, threads: int, grad_out: str | None, ipc: int = 10, device: str = "cpu"
+) -> dict[str, float]:
     cmd = [sys.executable, __file__, "--child", mode, str(steps), "--threads", str(threads)]
+    cmd += ["--ipcs", str(ipc), "--device", device]
     if grad_out:
         cmd += ["--grad-out", grad_out]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
@@ -133,11 +153,16 @@ def main() -> None:
     p.add_argument("--steps", type=int, nargs="+", default=[10, 20, 40])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--child", nargs=2, metavar=("MODE", "SYN_STEPS"))
+    p.add_argument("--ipcs", type=int, nargs="+", default=[10], help="images per class (× 10, one batch)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-precision-check", action="store_true", help="skip the float64 comparison")
+    p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--grad-out")
     p.add_argument("--precision", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(child(args.child[0], int(args.child[1]), args.threads, args.grad_out)))
+        ipc = args.ipcs[0]
+        print(json.dumps(child(args.child[0], int(args.child[1]), args.threads, args.grad_out, ipc, args.device)))
         return
     if args.precision:
         print(json.dumps(precision_check(args.threads)))
@@ -147,35 +172,56 @@ def main() -> None:
 
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"tm_memory_{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
-    rows: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
-    agreement = []
+    per_ipc = {}
     load_before = os.getloadavg()
     start = time.perf_counter()
-    for steps in args.steps:
-        for mode in MODES:
-            grad = str(tmp / f"{mode}_{steps}.pt")
-            r = run_child(mode, steps, args.threads, grad)
-            rows[mode].append(r)
-            print(f"syn_steps {steps:3d}  {mode:16s} peak +{r['peak_mib']:8.1f} MiB  {r['seconds']:6.1f} s", flush=True)
-        u = torch.load(tmp / f"unrolled_{steps}.pt", weights_only=True)
-        c = torch.load(tmp / f"constant_memory_{steps}.pt", weights_only=True)
-        agreement.append({
-            "syn_steps": steps,
-            "images_rel_diff": float((u["images"] - c["images"]).norm() / u["images"].norm()),
-            "lr_rel_diff": float((u["lr"] - c["lr"]).abs() / u["lr"].abs()),
-        })  # fmt: skip
-    cmd = [sys.executable, __file__, "--precision", "--threads", str(args.threads)]
-    precision = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
-    print(f"precision check: {precision}", flush=True)
+    for ipc in args.ipcs:
+        rows: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
+        agreement = []
+        for steps in args.steps:
+            for mode in MODES:
+                grad = str(tmp / f"{mode}_{ipc}_{steps}.pt")
+                r = run_child(mode, steps, args.threads, grad, ipc, args.device)
+                rows[mode].append(r)
+                print(
+                    f"ipc {ipc:3d} syn_steps {steps:3d}  {mode:16s} peak +{r['peak_mib']:8.1f} MiB  "
+                    f"{r['seconds']:6.2f} s",
+                    flush=True,
+                )
+            u = torch.load(tmp / f"unrolled_{ipc}_{steps}.pt", weights_only=True)
+            c = torch.load(tmp / f"constant_memory_{ipc}_{steps}.pt", weights_only=True)
+            agreement.append({
+                "syn_steps": steps,
+                "images_rel_diff": float((u["images"] - c["images"]).norm() / u["images"].norm()),
+                "lr_rel_diff": float((u["lr"] - c["lr"]).abs() / u["lr"].abs()),
+            })  # fmt: skip
+        per_ipc[ipc] = {
+            "unrolled_peak_mib": [round(r["peak_mib"], 1) for r in rows["unrolled"]],
+            "constant_peak_mib": [round(r["peak_mib"], 1) for r in rows["constant_memory"]],
+            "unrolled_seconds": [round(r["seconds"], 3) for r in rows["unrolled"]],
+            "constant_seconds": [round(r["seconds"], 3) for r in rows["constant_memory"]],
+            "memory_before_mib": {m: [round(r["rss_before_mib"], 1) for r in rows[m]] for m in MODES},
+            "gradient_agreement": agreement,
+        }
+    precision = None
+    if not args.no_precision_check:
+        cmd = [sys.executable, __file__, "--precision", "--threads", str(args.threads)]
+        precision = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+        print(f"precision check: {precision}", flush=True)
+    cuda = args.device.startswith("cuda")
+    first = per_ipc[args.ipcs[0]]
     result = {
         "benchmark": "peak memory of one TM step (forward + backward) vs syn_steps",
         "syn_steps": list(args.steps),
-        "unrolled_peak_mib": [round(r["peak_mib"], 1) for r in rows["unrolled"]],
-        "constant_peak_mib": [round(r["peak_mib"], 1) for r in rows["constant_memory"]],
-        "unrolled_seconds": [round(r["seconds"], 2) for r in rows["unrolled"]],
-        "constant_seconds": [round(r["seconds"], 2) for r in rows["constant_memory"]],
-        "rss_before_mib": {m: [round(r["rss_before_mib"], 1) for r in rows[m]] for m in MODES},
-        "gradient_agreement": agreement,
+        "ipcs": list(args.ipcs),
+        # the first IPC's numbers at the top level, as before (--ipcs 10 by default)
+        "unrolled_peak_mib": first["unrolled_peak_mib"],
+        "constant_peak_mib": first["constant_peak_mib"],
+        "unrolled_seconds": first["unrolled_seconds"],
+        "constant_seconds": first["constant_seconds"],
+        "rss_before_mib": first["memory_before_mib"],
+        "gradient_agreement": first["gradient_agreement"],
+        "by_ipc": {f"ipc{ipc}": v for ipc, v in per_ipc.items()},
         "gradient_agreement_note": (
             "float32 results of the two paths at the benchmark's size; the loss's image gradient is "
             "ill-conditioned in float32 here (random images, L near 1), see precision_check: in float64 the "
@@ -184,26 +230,33 @@ def main() -> None:
         "precision_check": precision,
         "settings": {
             "network": "convnet_d3 (width 128, instance norm), 320010 parameters",
-            "images": "100 × 3×32×32 (CIFAR-10 shape, IPC 10), random normal",
-            "batch_syn": 100,
+            "images": "IPC × 10 images of 3×32×32 (CIFAR-10 shape), random normal",
+            "batch_syn": "all the images",
             "augment": "DSA color_crop_cutout_flip_scale_rotate (one op per step, seeded)",
             "dtype": "float32",
-            "device": "cpu",
+            "device": args.device,
+            "device_name": torch.cuda.get_device_name(args.device) if cuda else None,
             "threads": args.threads,
         },
         "method": (
-            "each configuration in a fresh subprocess: inputs built, one warm-up TM step with syn_steps=1, "
-            "then the peak-RSS counter is reset (/proc/self/clear_refs <- 5) and peak_mib = VmHWM after the "
-            "measured step − VmRSS just before it (PyTorch CPU allocations are not visible to tracemalloc)"
+            "each configuration in a fresh subprocess: inputs built, one warm-up TM step with syn_steps=1, then "
+            + (
+                "the CUDA allocator's peak is reset; peak_mib = max_memory_allocated after the measured step − "
+                "memory_allocated just before it; seconds: wall time, device synchronised"
+                if cuda
+                else "the peak-RSS counter is reset (/proc/self/clear_refs <- 5) and peak_mib = VmHWM after the "
+                "measured step − VmRSS just before it (PyTorch CPU allocations are not visible to tracemalloc)"
+            )
         ),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
         "load_average_1m": {"start": round(load_before[0], 2), "end": round(os.getloadavg()[0], 2)},
         "timing_note": "wall times are indicative: the machine is shared (see load_average_1m); memory is per process",
         "wall_seconds": round(time.perf_counter() - start, 1),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -47,13 +47,15 @@ def versions() -> dict[str, str]:
 
 
 def node_columns() -> dict[str, str | None]:
-    """Where this process runs (row provenance): the Ray node id and the hostname."""
+    """Where this process runs (row provenance): the Ray node id (None outside Ray) and the hostname."""
     import ray
 
-    try:
-        node_id = ray.get_runtime_context().get_node_id()
-    except Exception:  # not inside a Ray worker
-        node_id = None
+    node_id = None
+    if ray.is_initialized():  # outside Ray, asking would start one (or join another user's, found in /tmp/ray)
+        try:
+            node_id = ray.get_runtime_context().get_node_id()
+        except Exception:  # not inside a Ray worker
+            node_id = None
     return {"node_id": node_id, "hostname": socket.gethostname()}
 
 

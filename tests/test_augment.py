@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from methods.augment.draws import apply, apply_each, draw, splittable
 from methods.augment.ops import DSA, BatchMix, integer_shift, scale_grid, siamese
 from methods.augment.options import DSA_DEFAULT, DSA_OPS, OPS, parse_groups, parse_strategy
 from methods.evaluation.real_training import RealTrainSettings
@@ -210,3 +211,54 @@ def test_old_behaviours_are_gone() -> None:
     assert expected_copied_fraction(32) > 0.8 > 0.087
     assert expected_erased_fraction(32) < 0.25
     assert math.isclose(expected_erased_fraction(32), (456 / 33 / 32) ** 2)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "mode", "fill"),
+    [
+        (DSA_DEFAULT, "single", None),
+        (DSA_DEFAULT, "all", None),
+        ("crop_flip", "all", None),
+        ("color+crop_flip", "single", None),
+        ("crop_flip", "all", (-1.9, -2.0, -1.7)),  # soft labels' black crop fill (soft_crop_fill: black)
+    ],
+)
+def test_draws_apart_from_their_application_give_the_same_views(strategy: str, mode: str, fill) -> None:
+    aug = DSA(strategy, mode=mode, crop_fill=None if fill is None else torch.tensor(fill))
+    assert splittable(aug) and not splittable(DSA("rrc_flip", mode="all"))
+    xs = [torch.randn(5, 3, 16, 16, generator=torch.Generator().manual_seed(i)) for i in range(10)]
+    views, drawn = [], []
+    for i, x in enumerate(xs):
+        torch.manual_seed(100 + i)
+        views.append(aug(x))
+        torch.manual_seed(100 + i)
+        drawn.append(draw(aug, x))
+    assert all(torch.equal(apply(aug, x, d), v) for x, d, v in zip(xs, drawn, views, strict=True))
+    # all ten batches in one call per op group: each view to the bit
+    assert torch.equal(apply_each(aug, torch.stack(xs), drawn), torch.stack(views))
+    if mode == "single":
+        assert len({d.pick for d in drawn}) > 1  # the batches picked different groups
+    if fill is not None:  # the fill really was shifted in
+        assert any(bool((v == fill[0]).any()) for v in views)
+
+
+@pytest.mark.parametrize("n", [1, 6])
+def test_rotation_and_scaling_matrices_are_kornias_rotate_and_scale(n: int) -> None:
+    from kornia.geometry.transform import rotate as k_rotate
+
+    torch.manual_seed(8)
+    x = torch.randn(n, 3, 16, 12)
+    rot, scale = DSA("rotate"), DSA("scale")
+    d_rot, d_scale = draw(rot, x), draw(scale, x)
+    assert torch.equal(apply(rot, x, d_rot), k_rotate(x, d_rot.params[0][0], align_corners=False))
+    assert torch.equal(apply(scale, x, d_scale), scale_grid(x, *d_scale.params[0]))
+
+
+def test_integer_shift_gives_the_same_output_under_any_pad_bound() -> None:
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 3, 9, 9, generator=g)
+    dy, dx = torch.tensor([0, 2, -1, -2]), torch.tensor([1, -2, 0, 2])
+    fill = torch.tensor([5.0, 6.0, 7.0])
+    for f in (None, fill):
+        want = integer_shift(x, dy, dx, f)
+        assert all(torch.equal(integer_shift(x, dy, dx, f, pad=p), want) for p in (2, 3, 8))

@@ -1,5 +1,6 @@
 """Differentiable Siamese Augmentation (DSA; Zhao & Bilen, ICML 2021) as the reference code
-defines it, on normalised tensors, plus the soft-label views (RandomResizedCrop, CutMix, Mixup).
+defines it, on normalised tensors, plus the soft-label views' RandomResizedCrop (their CutMix and
+Mixup: :mod:`methods.augment.mix`, re-exported here).
 
 Every op is differentiable with respect to its input (synthetic images get gradients through
 all of them) and draws its parameters from torch's global generator, so a forked, seeded
@@ -35,15 +36,14 @@ Strategies and modes (one group per call, or all groups) are described in
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import kornia.augmentation as K
 import torch
-from kornia.geometry.transform import rotate as k_rotate
+from kornia.geometry.transform import affine as k_affine
+from kornia.geometry.transform import get_rotation_matrix2d
 from kornia.geometry.transform import scale as k_scale
 from torch import Tensor, nn
 
+from methods.augment.mix import BatchMix, MixDraw, apply_mix, cutmix_box  # re-exported: their former home
 from methods.augment.options import (
     DSA_BRIGHTNESS,
     DSA_CONTRAST,
@@ -77,13 +77,16 @@ def half_width(side: int, ratio: float) -> int:
     return int(side * ratio + 0.5)
 
 
-def integer_shift(x: Tensor, dy: Tensor, dx: Tensor, fill: Tensor | None = None) -> Tensor:
+def integer_shift(x: Tensor, dy: Tensor, dx: Tensor, fill: Tensor | None = None, pad: int | None = None) -> Tensor:
     """Translate image ``i`` so output pixel (r, c) is input pixel (r + dy[i], c + dx[i]).
 
-    Pixels from outside the image are zeros, or ``fill`` (one value per channel).
+    Pixels from outside the image are zeros, or ``fill`` (one value per channel). ``pad`` is a
+    bound on |dy| and |dx| (default: their maximum, read from the device); any bound gives the
+    same output, and a known one spares that read (a GPU synchronisation).
     """
     n, c, h, w = x.shape
-    pad = int(max(dy.abs().max().item(), dx.abs().max().item(), 0))
+    if pad is None:
+        pad = int(max(dy.abs().max().item(), dx.abs().max().item(), 0))
     if fill is None:
         xp = nn.functional.pad(x, (pad, pad, pad, pad))
     else:  # the input's values copied into a canvas of the fill (exact: no arithmetic on them)
@@ -104,12 +107,21 @@ class DSACrop(nn.Module):
         self.same_on_batch, self.ratio = same_on_batch, ratio
         self.fill = None if fill is None else torch.as_tensor(fill, dtype=torch.float32).flatten()
 
-    def forward(self, x: Tensor) -> Tensor:
+    def draw(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The shifts (dy, dx) of every image of ``x``."""
         n, _, h, w = x.shape
         sh, sw = half_width(h, self.ratio), half_width(w, self.ratio)
         dy = _draw(n, self.same_on_batch, torch.randint(-sh, sh + 1, (n,), device=x.device))
         dx = _draw(n, self.same_on_batch, torch.randint(-sw, sw + 1, (n,), device=x.device))
-        return integer_shift(x, dy, dx, self.fill)
+        return dy, dx
+
+    def apply(self, x: Tensor, params: tuple[Tensor, Tensor]) -> Tensor:
+        _, _, h, w = x.shape
+        bound = max(half_width(h, self.ratio), half_width(w, self.ratio))
+        return integer_shift(x, *params, fill=self.fill, pad=bound)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.apply(x, self.draw(x))
 
 
 def cutout_span(side: int, ratio: float, centre: Tensor) -> tuple[Tensor, Tensor]:
@@ -126,17 +138,27 @@ class DSACutout(nn.Module):
         super().__init__()
         self.same_on_batch, self.ratio = same_on_batch, ratio
 
-    def forward(self, x: Tensor) -> Tensor:
+    def draw(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The square's centre (row, column) in every image of ``x``."""
         n, _, h, w = x.shape
-        masks = []
+        centres = []
         for side in (h, w):
             size = half_width(side, self.ratio)
-            centre = _draw(n, self.same_on_batch, torch.randint(0, side + 1 - size % 2, (n,), device=x.device))
+            centres.append(_draw(n, self.same_on_batch, torch.randint(0, side + 1 - size % 2, (n,), device=x.device)))
+        return centres[0], centres[1]
+
+    def apply(self, x: Tensor, params: tuple[Tensor, Tensor]) -> Tensor:
+        _, _, h, w = x.shape
+        masks = []
+        for side, centre in zip((h, w), params, strict=True):
             lo, hi = cutout_span(side, self.ratio, centre)
             pos = torch.arange(side, device=x.device)[None, :]
             masks.append((pos >= lo[:, None]) & (pos < hi[:, None]))  # (n, side)
         erased = masks[0][:, :, None] & masks[1][:, None, :]
         return x * (~erased).to(x.dtype)[:, None]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.apply(x, self.draw(x))
 
 
 class DSAScale(nn.Module):
@@ -146,11 +168,39 @@ class DSAScale(nn.Module):
         super().__init__()
         self.same_on_batch, self.ratio = same_on_batch, ratio
 
-    def forward(self, x: Tensor) -> Tensor:
+    def draw(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The scale factors (sx, sy) of every image of ``x``."""
         n = x.shape[0]
         sx = _uniform(n, 1.0 / self.ratio, self.ratio, self.same_on_batch, x)
         sy = _uniform(n, 1.0 / self.ratio, self.ratio, self.same_on_batch, x)
-        return scale_grid(x, sx, sy)
+        return sx, sy
+
+    def matrix(self, x: Tensor, params: tuple[Tensor, Tensor]) -> Tensor:
+        """The (n, 2, 3) pixel affine matrices :func:`scale_grid` warps ``x`` by (kornia ``scale``'s)."""
+        sx, sy = params
+        zoom = torch.stack([1.0 / sx, 1.0 / sy], dim=1).to(x.dtype)
+        centre = _centre(x, zoom.dtype).expand(x.shape[0], -1)
+        angle = torch.zeros(x.shape[:1], device=zoom.device, dtype=zoom.dtype)
+        return get_rotation_matrix2d(centre, angle, zoom.expand(x.shape[0], 2))[..., :2, :3]
+
+    def apply(self, x: Tensor, params: tuple[Tensor, Tensor]) -> Tensor:
+        return warp(x, self.matrix(x, params))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.apply(x, self.draw(x))
+
+
+def _centre(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """The image centre ((W − 1)/2, (H − 1)/2) in pixels, kornia's default rotation/scaling centre."""
+    h, w = x.shape[-2:]
+    # built on the host and copied without waiting for the device's queue (a blocking copy would)
+    return torch.tensor([(w - 1) / 2, (h - 1) / 2], dtype=dtype).to(x.device, non_blocking=True)
+
+
+def warp(x: Tensor, matrix: Tensor) -> Tensor:
+    """Bilinear resampling of ``x`` by pixel affine ``matrix`` (n, 2, 3), zero padding: kornia ``affine``,
+    what its ``rotate`` and ``scale`` end in (so ``warp(x, op.matrix(x, p))`` is ``op.apply(x, p)``)."""
+    return k_affine(x, matrix, "bilinear", "zeros", align_corners=False)
 
 
 def scale_grid(x: Tensor, sx: Tensor, sy: Tensor) -> Tensor:
@@ -166,9 +216,21 @@ class DSARotate(nn.Module):
         super().__init__()
         self.same_on_batch, self.degrees = same_on_batch, degrees
 
+    def draw(self, x: Tensor) -> tuple[Tensor]:
+        """The rotation angle of every image of ``x``."""
+        return (_uniform(x.shape[0], -self.degrees, self.degrees, self.same_on_batch, x),)
+
+    def matrix(self, x: Tensor, params: tuple[Tensor]) -> Tensor:
+        """The (n, 2, 3) pixel affine matrices of the rotations (kornia ``rotate``'s)."""
+        angle = params[0].to(x.dtype)
+        centre = _centre(x, angle.dtype).expand(x.shape[0], -1)
+        return get_rotation_matrix2d(centre, angle.expand(x.shape[0]), torch.ones_like(centre))[..., :2, :3]
+
+    def apply(self, x: Tensor, params: tuple[Tensor]) -> Tensor:
+        return warp(x, self.matrix(x, params))
+
     def forward(self, x: Tensor) -> Tensor:
-        angle = _uniform(x.shape[0], -self.degrees, self.degrees, self.same_on_batch, x)
-        return k_rotate(x, angle.to(x.dtype), align_corners=False)
+        return self.apply(x, self.draw(x))
 
 
 class DSAColor(nn.Module):
@@ -182,12 +244,20 @@ class DSAColor(nn.Module):
         n = x.shape[0]
         return _draw(n, self.same_on_batch, torch.rand(n, 1, 1, 1, device=x.device, dtype=x.dtype))
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + (self._rand(x) - 0.5) * DSA_BRIGHTNESS
+    def draw(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The brightness, saturation and contrast draws of every image of ``x`` (in that order)."""
+        return self._rand(x), self._rand(x), self._rand(x)
+
+    def apply(self, x: Tensor, params: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+        brightness, saturation, contrast = params
+        x = x + (brightness - 0.5) * DSA_BRIGHTNESS
         mean = x.mean(dim=1, keepdim=True)
-        x = (x - mean) * (self._rand(x) * DSA_SATURATION) + mean
+        x = (x - mean) * (saturation * DSA_SATURATION) + mean
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        return (x - mean) * (self._rand(x) + DSA_CONTRAST) + mean
+        return (x - mean) * (contrast + DSA_CONTRAST) + mean
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.apply(x, self.draw(x))
 
 
 def resized_crop(size: tuple[int, int], min_scale: float, same_on_batch: bool = False) -> nn.Module:
@@ -298,78 +368,6 @@ def siamese(aug: DSA, seed: int, *batches: Tensor) -> list[Tensor]:
     return list(out.split([b.shape[0] for b in batches]))
 
 
-@dataclass(frozen=True)
-class MixDraw:
-    """One batch's CutMix/Mixup draw: partner ``perm[i]`` of image i, λ, and CutMix's box [x1, x2) × [y1, y2)
-    along dims 2 and 3 (``None`` for Mixup)."""
-
-    perm: Tensor
-    lam: float
-    box: tuple[int, int, int, int] | None = None
-
-
-def cutmix_box(size_2: int, size_3: int, lam: float) -> tuple[int, int, int, int]:
-    """The references' ``rand_bbox`` (SRe²L ``relabel/utils_fkd.py``, UniDD ``generate_soft_label_online.py``).
-
-    Side int(size·√(1 − λ)) per axis, centre uniform on each axis, the box [c − side//2,
-    c + side//2) clipped to the image: (x1, y1, x2, y2) with x along dim 2, y along dim 3.
-    """
-    rat = math.sqrt(1.0 - lam)
-    cut_x, cut_y = int(size_2 * rat), int(size_3 * rat)
-    cx = int(torch.randint(size_2, ()).item())
-    cy = int(torch.randint(size_3, ()).item())
-
-    def clip(v: int, hi: int) -> int:
-        return min(max(v, 0), hi)
-
-    return (clip(cx - cut_x // 2, size_2), clip(cy - cut_y // 2, size_3),
-            clip(cx + cut_x // 2, size_2), clip(cy + cut_y // 2, size_3))  # fmt: skip
-
-
-def apply_mix(x: Tensor, kind: str, draw: MixDraw) -> Tensor:
-    """Mixup: λ·x + (1 − λ)·x[perm]; CutMix: ``x`` with the box pasted from x[perm] (the references' formulas)."""
-    partner = x[draw.perm.to(x.device)]
-    if kind == "mixup":
-        return draw.lam * x + (1.0 - draw.lam) * partner
-    assert draw.box is not None
-    x1, y1, x2, y2 = draw.box
-    out = x.clone()
-    out[:, :, x1:x2, y1:y2] = partner[:, :, x1:x2, y1:y2]
-    return out
-
-
-class BatchMix(nn.Module):
-    """CutMix or Mixup of a batch with a random permutation of itself, as the reference code does.
-
-    SRe²L ``relabel_cifar.py`` (``mixup_data``) and ``relabel/utils_fkd.py`` (``cutmix``,
-    ``mixup``), UniDD ``generate_soft_label_online.py`` (``cutmix``, ``mixup``): the partner
-    of image i is ``torch.randperm(n)[i]`` — an image may be paired with itself — and
-    λ ~ Beta(``alpha``, ``alpha``); CutMix pastes :func:`cutmix_box` from the partner. Applied
-    to a batch with probability ``prob``. Only the images are returned: under soft labels the
-    teacher relabels the mixed view, so a mixed label is not needed. Every draw uses torch's
-    global generator (the references' λ and box come from NumPy's).
-    """
-
-    def __init__(self, kind: str, prob: float = 1.0, alpha: float = 1.0) -> None:
-        super().__init__()
-        if kind not in ("none", "cutmix", "mixup"):
-            raise ValueError(f"mix must be none, cutmix or mixup, got {kind!r}")
-        self.kind, self.prob, self.alpha = kind, prob, alpha
-
-    def draw(self, x: Tensor) -> MixDraw:
-        """Partner permutation, λ and (CutMix) box for batch ``x``, in that order."""
-        perm = torch.randperm(x.shape[0])
-        a = torch.tensor(float(self.alpha), dtype=torch.float64)
-        lam = float(torch.distributions.Beta(a, a).sample())
-        box = cutmix_box(int(x.shape[2]), int(x.shape[3]), lam) if self.kind == "cutmix" else None
-        return MixDraw(perm, lam, box)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.kind == "none" or x.shape[0] < 2 or float(torch.rand(())) >= self.prob:
-            return x
-        return apply_mix(x, self.kind, self.draw(x))
-
-
 __all__ = [
     "DSA",
     "DSA_DEFAULT",
@@ -384,4 +382,5 @@ __all__ = [
     "parse_strategy",
     "resized_crop",
     "siamese",
+    "warp",
 ]

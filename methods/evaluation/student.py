@@ -119,13 +119,14 @@ def split_accuracy(model: nn.Module, data: EvalData, split: str, device: torch.d
     return accuracy(model, data.batches(split), None, device, execution=ex)
 
 
-def _optimizer(model: nn.Module, s: EvalSettings) -> torch.optim.Optimizer:
+def make_optimizer(params: Iterable[Tensor], s: EvalSettings) -> torch.optim.Optimizer:
+    """The evaluation optimiser (``s.optimizer``: SGD with momentum, Adam or AdamW) over ``params``."""
     if s.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
     if s.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        return torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay)
     if s.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
     raise ValueError(f"evaluation.optimizer must be sgd, adam or adamw, got {s.optimizer!r}")
 
 
@@ -234,6 +235,21 @@ def relabelling_teacher(teacher: nn.Module, mode: str) -> nn.Module:
     return relabeller
 
 
+def checked_settings(settings: EvalSettings, teacher: nn.Module | None, set_lr: float | None) -> EvalSettings:
+    """``settings`` as a student trains with them: ``lr_from_set`` takes ``set_lr``; a
+    :class:`ValueError` for a missing learned rate, an unknown label mode or soft labels without a teacher."""
+    if settings.lr_from_set:
+        if set_lr is None:
+            raise ValueError("evaluation.lr_from_set needs a synthetic set that carries a learned learning rate "
+                             f"(extra[{LEARNED_LR_KEY!r}], written by the tm objective)")  # fmt: skip
+        settings = replace(settings, lr=float(set_lr))
+    if settings.label_mode not in LABEL_MODES:
+        raise ValueError(f"label_mode must be one of {LABEL_MODES}, got {settings.label_mode!r}")
+    if settings.label_mode == "soft" and teacher is None:
+        raise ValueError("label_mode 'soft' needs a teacher network")
+    return settings
+
+
 def train_student(
     images: Tensor,
     labels: Tensor,
@@ -246,6 +262,7 @@ def train_student(
     progress: Callable[[int, int], None] | None = None,
     set_lr: float | None = None,
     needs: Mapping[str, Any] | None = None,
+    on_step: Callable[[int, Tensor], None] | None = None,
 ) -> EvalOutcome:
     """Train ``arch`` from scratch (seeded) on ``(images, labels)`` and evaluate on ``data``.
 
@@ -255,19 +272,16 @@ def train_student(
     ``settings.lr_from_set`` it replaces ``settings.lr`` (the schedule still applies), as MTT
     evaluates its sets with the learned step size. ``needs``: the loaded prerequisites the label
     mode requires (:data:`~methods.evaluation.options.LABEL_MODE_REQUIRES`: soft labels take the
-    ``teacher`` there when ``teacher`` is not given).
+    ``teacher`` there when ``teacher`` is not given). ``on_step(step, losses)`` gets each optimiser
+    step's loss as a (1,) tensor.
+
+    Every random draw (initialisation, each epoch's permutation, augmentation, mixing) comes from
+    the seed's own stream, which is what lets :func:`methods.evaluation.student_batch.train_students`
+    train several seeds as one computation, each making exactly the draws it makes here.
     """
     if teacher is None and needs is not None:
         teacher = needs.get("teacher")
-    if settings.lr_from_set:
-        if set_lr is None:
-            raise ValueError("evaluation.lr_from_set needs a synthetic set that carries a learned learning rate "
-                             f"(extra[{LEARNED_LR_KEY!r}], written by the tm objective)")  # fmt: skip
-        settings = replace(settings, lr=float(set_lr))
-    if settings.label_mode not in LABEL_MODES:
-        raise ValueError(f"label_mode must be one of {LABEL_MODES}, got {settings.label_mode!r}")
-    if settings.label_mode == "soft" and teacher is None:
-        raise ValueError("label_mode 'soft' needs a teacher network")
+    settings = checked_settings(settings, teacher, set_lr)
     device = device or torch.device("cpu")
     view = as_eval_data(data, int(images.shape[-1]))
     learned = check_targets(labels, int(images.shape[0]), view.num_classes, settings.label_mode)
@@ -280,13 +294,14 @@ def train_student(
         student_view = StudentView(settings, view.num_classes, fill)
         if teacher is not None:
             teacher = ex.prepare_model(relabelling_teacher(teacher.to(device), settings.teacher_mode))
-        opt = _optimizer(model, settings)
+        opt = make_optimizer(model.parameters(), settings)
         x_all, y_all = images.detach().to(device), labels.to(device)
         n = len(y_all)
         every = settings.check_every or max(1, settings.epochs // 10)
         curve: list[tuple[int, float, float | None]] = []
         best_test: float | None = None
         model.train()
+        step = 0
         for epoch in range(settings.epochs):
             for g in opt.param_groups:
                 g["lr"] = lr_at(settings, epoch)
@@ -308,6 +323,9 @@ def train_student(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if on_step is not None:
+                    on_step(step, loss.detach()[None])
+                step += 1
             last = epoch + 1 == settings.epochs
             if (epoch + 1) % every == 0 or last:
                 val = split_accuracy(model, view, "val", device, ex)
@@ -340,7 +358,9 @@ __all__ = [
     "accuracy",
     "black_fill",
     "check_targets",
+    "checked_settings",
     "lr_at",
+    "make_optimizer",
     "relabelling_teacher",
     "soft_label_loss",
     "soft_target_loss",
