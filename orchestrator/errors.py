@@ -31,11 +31,56 @@ class SpecError(UserError):
     """A sweep file that does not validate."""
 
 
+def from_ray(err: BaseException) -> bool:
+    """Whether ``err`` is one of Ray's own errors (a task's wrapper, a dead actor or worker process, a
+    failed Train run) rather than one the code it ran raised."""
+    return type(err).__module__.split(".")[0] == "ray"
+
+
+#: what a collective says when another rank is gone (gloo, NCCL): the effect of a failure, not its cause
+_PEER_LOST = re.compile(
+    r"(closed|reset) by peer|remote (worker|process|peer)|ncclRemoteError|communicator was aborted", re.IGNORECASE
+)
+
+
+def _blame(err: BaseException) -> int:
+    """How much a Train worker's error says about what failed: 0 its code raised it; 1 its process
+    died (only Ray's error is left); 2 a collective lost its peer (another rank failed first)."""
+    if _PEER_LOST.search(str(err)):
+        return 2
+    return 1 if from_ray(err) else 0
+
+
+def failed_cause(err: BaseException) -> tuple[BaseException, int | None]:
+    """The error under Ray's wrappers, and the Ray Train rank it came from (None: not a Train worker's).
+
+    A remote task's error carries the task's own as ``cause``; a Train run's ``WorkerGroupError``
+    maps each failed worker's rank to its error (``worker_failures``): a rank whose code raised
+    its error wins, then one whose process died (Ray's error), then one whose collective lost
+    its peer (gloo's ``Connection closed by peer`` on rank 0 when rank 1 crashed), the lowest
+    rank first; a ``ControllerError`` holds the controller's (``controller_failure``). Read by
+    attribute: no Ray import."""
+    rank = None
+    for _ in range(8):  # wrappers nest a few deep at most
+        cause = getattr(err, "cause", None)
+        failures = getattr(err, "worker_failures", None)
+        controller = getattr(err, "controller_failure", None)
+        if isinstance(cause, BaseException) and cause is not err:
+            err = cause
+        elif isinstance(failures, dict) and failures:
+            rank = min(failures, key=lambda r: (_blame(failures[r]), r))
+            err = failures[rank]
+        elif isinstance(controller, BaseException) and controller is not err:
+            err = controller
+        else:
+            break
+    return err, rank
+
+
 def error_line(err: BaseException) -> str:
-    """The last line of an error (Ray wraps remote errors with their traceback)."""
-    cause = getattr(err, "cause", None)
-    if isinstance(cause, BaseException):
-        err = cause
+    """The last line of an error, under Ray's wrappers (:func:`failed_cause`): ``DivergedError: dm loss
+    became nan at step 3 of 20``, not Ray's ``WorkerGroupError: …``."""
+    err, _ = failed_cause(err)
     text = [line for line in str(err).strip().splitlines() if line.strip()]
     line = text[-1].strip() if text else ""
     return f"{type(err).__name__}: {line}"[:2000] if line else type(err).__name__

@@ -1,20 +1,30 @@
-"""The processes this one started, and stopping them: for a start of Ray cut short.
+"""The processes this one started, and stopping them: what an embedded Ray leaves behind.
 
 ``ray.init`` starts Ray's processes one after another (GCS, dashboard head, raylet; the raylet
-starts its dashboard and runtime-env agents). Interrupted part-way — Ctrl-C, SIGTERM — it
-neither finishes nor cleans up, and the agents of a raylet that is gone outlive the command,
-for good (measured: two Python processes per interrupted start). :func:`descendants`, read
-before and after, tells which processes appeared below this one; :func:`stop` ends them. Linux
-reads ``/proc``; elsewhere nothing is found and nothing is stopped.
+starts its dashboard and runtime-env agents, then the worker processes). Interrupted part-way —
+Ctrl-C, SIGTERM — it neither finishes nor cleans up, and the agents of a raylet that is gone
+outlive the command, for good (measured: two Python processes per interrupted start). And
+``ray.shutdown`` stops the raylet, which tells its workers to exit, but does not wait for them:
+a worker that does not end (measured: evaluation workers of a sweep stopped by Ctrl-C, each
+holding GBs, as orphaned ``ray::IDLE`` processes) outlives the command. :func:`descendants`,
+read before and after, tells which processes appeared below this one; :func:`stop` ends them;
+:func:`adopt_orphans` makes the processes below this one that lose their parent (a worker
+whose raylet died first) stay below it, so that they are found too. Linux reads ``/proc``;
+elsewhere nothing is found and nothing is stopped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterable
+
+#: ``prctl`` option that makes a process the reaper of its orphaned descendants (linux/prctl.h)
+PR_SET_CHILD_SUBREAPER = 36
 
 
 def descendants(pid: int | None = None) -> set[int]:
@@ -45,7 +55,31 @@ def descendants(pid: int | None = None) -> set[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
+def adopt_orphans() -> bool:
+    """Make this process the parent of every process below it that loses its own (Linux 3.4+).
+
+    Without it an orphan is re-parented to init (pid 1) and :func:`descendants` no longer sees
+    it: Ray's workers whose raylet has died — a job scheduler's SIGTERM to the whole process
+    group, a crashed raylet — were missed. Returns whether it took effect (False elsewhere). An
+    adopted process that ends stays a zombie until :func:`stop` (or this process's exit) reaps it.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _reap(pid: int) -> None:
+    """Collect ``pid``'s exit status when it is an ended child of this process (an adopted orphan)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie has ended)."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
@@ -55,18 +89,21 @@ def _alive(pid: int) -> bool:
 
 def stop(pids: Iterable[int], grace: float = 2.0) -> None:
     """SIGTERM each process, SIGKILL those still running after ``grace`` seconds."""
-    pending = set(pids)
+    pids = set(pids)
+    pending = {p for p in pids if alive(p)}
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
         for pid in pending:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + wait
         while pending and time.monotonic() < deadline:
-            pending = {p for p in pending if _alive(p)}
+            pending = {p for p in pending if alive(p)}
             if pending:
                 time.sleep(0.05)
         if not pending:
-            return
+            break
+    for pid in pids:
+        _reap(pid)
 
 
 def process_start(pid: int) -> int | None:
@@ -81,4 +118,4 @@ def process_start(pid: int) -> int | None:
     return int(fields[19]) if len(fields) > 19 else None
 
 
-__all__ = ["descendants", "process_start", "stop"]
+__all__ = ["adopt_orphans", "alive", "descendants", "process_start", "stop"]

@@ -28,6 +28,9 @@ AUTH_MODE_AT_IMPORT = os.environ.get("RAY_AUTH_MODE")
 _embedded = False
 #: whether this process uses the local Ray of ``ddx up`` (one machine, a fixed size too)
 _kept_up = False
+#: the processes below this one before it started its embedded Ray (None: it started none): those
+#: that appeared since are Ray's
+_before_embedded: set[int] | None = None
 
 
 def is_embedded() -> bool:
@@ -185,7 +188,7 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
     reads ``RAY_ADDRESS`` as ``--address`` instead. An address (``auto``, ``HOST:PORT`` or
     ``ray://HOST:PORT``): connect to that cluster.
     """
-    global _embedded, _kept_up
+    global _embedded, _kept_up, _before_embedded
     apply_default_env()
     if ray.is_initialized():
         return "existing Ray session"
@@ -227,7 +230,8 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
             except ValueError as err:  # Ray's parse of the address ("Invalid address format: …")
                 raise UserError(f"not a Ray address: {address!r} ({err}); {ADDRESS_FORMS}", key="--address") from None
             return f"Ray cluster at {address}"
-        before = processes.descendants()
+        processes.adopt_orphans()  # a Ray process that loses its parent stays below this one (found at shutdown)
+        before = _before_embedded = processes.descendants()
         try:
             info = ray.init(
                 address="local",
@@ -239,6 +243,7 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
                 **kwargs,
             )
         except BaseException:  # cut short (Ctrl-C, SIGTERM): stop what it started, or its agents outlive us
+            _before_embedded = None
             processes.stop(processes.descendants() - before)
             raise
     except ConnectionError as err:
@@ -308,10 +313,22 @@ def stop_autoscaler_monitor() -> bool:
 
 def shutdown() -> None:
     """Disconnect from Ray; an embedded Ray's processes are stopped (its autoscaler monitor at once),
-    a Ray of ``ddx up`` or a cluster keeps running."""
-    global _embedded, _kept_up
+    a Ray of ``ddx up`` or a cluster keeps running.
+
+    An embedded Ray leaves no process behind, whatever the exit: ``ray.shutdown`` stops the
+    raylet, which tells its workers to exit but does not wait for them, so every process that
+    appeared below this one since the embedded Ray started (Ray's own, every worker — the orphans
+    included, see :func:`orchestrator.cluster.processes.adopt_orphans`) and still runs after it
+    is stopped (SIGTERM, then SIGKILL)."""
+    global _embedded, _kept_up, _before_embedded
+    before, _before_embedded = _before_embedded, None
     if ray.is_initialized():
+        started: set[int] = set()
+        if _embedded and before is not None:
+            started = processes.descendants() - before  # while the raylet still holds its workers
         if _embedded:
             stop_autoscaler_monitor()
         ray.shutdown()
+        if before is not None:
+            processes.stop(started | (processes.descendants() - before), grace=1.0)
     _embedded = _kept_up = False
