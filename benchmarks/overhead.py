@@ -53,6 +53,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import platform
 import statistics
 import subprocess
@@ -145,13 +146,13 @@ def run_direct(spec: dict, threads: int) -> float:
 def plain_loop(plan_file: Path) -> None:
     """:func:`direct_work` as a script of its own (``--plain-loop PLAN``)."""
     torch.set_num_threads(2)
-    direct_work(json.loads(plan_file.read_text()))
+    direct_work(pickle.loads(plan_file.read_bytes()))
 
 
 def run_plain_loop(spec: dict, workdir: Path) -> float:
     """Wall time of the plain loop as a whole process (``python benchmarks/overhead.py --plain-loop``)."""
-    plan_file = workdir / f"{spec['name']}.plan.json"
-    plan_file.write_text(json.dumps(direct_plan(spec)))
+    plan_file = workdir / f"{spec['name']}.plan.pickle"  # typed options: pickled, not JSON
+    plan_file.write_bytes(pickle.dumps(direct_plan(spec)))
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, __file__, "--plain-loop", str(plan_file)], capture_output=True, text=True)
     elapsed = time.perf_counter() - start
@@ -170,7 +171,7 @@ def ray_floor(dataset_file: Path) -> None:
     from orchestrator.sweep import warm_up
 
     runtime.connect(None)
-    ray.get(warm_up.start(json.loads(dataset_file.read_text()), 2))
+    ray.get(warm_up.start(pickle.loads(dataset_file.read_bytes()), 2, warm_up.trial_task_env() or {}))
     runtime.shutdown()
     sys.stdout.flush()
     os._exit(0)
@@ -178,8 +179,10 @@ def ray_floor(dataset_file: Path) -> None:
 
 def run_ray_floor(spec: dict, workdir: Path) -> float:
     """Wall time of :func:`ray_floor` as a whole process (the benchmark's own ``$DDX_CACHE``)."""
-    dataset_file = workdir / "floor_dataset.json"
-    dataset_file.write_text(json.dumps(spec["dataset"]))
+    from orchestrator.spec.load import parse_spec
+
+    dataset_file = workdir / "floor_dataset.pickle"
+    dataset_file.write_bytes(pickle.dumps(parse_spec(spec).dataset_options()))
     env = {**os.environ, "DDX_CACHE": str(workdir / "cache")}
     start = time.perf_counter()
     proc = subprocess.run(

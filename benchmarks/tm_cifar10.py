@@ -4,7 +4,8 @@ What it does (JSON to ``benchmarks/results/tm_cifar10.json``):
 
 1. **data**: a seeded CIFAR-10 subset (``train_per_class`` images per class, of which
    ``val_per_class`` are carved off as the validation split; ``test_per_class`` test images
-   per class), ZCA-whitened as MTT/DDiF do for CIFAR (fitted on the training split only).
+   per class), ZCA-whitened as MTT/DDiF do for CIFAR: the [0, 1] pixels, fitted on the training
+   split only (``--zca-space normalized``: normalise first, ddx's former space).
    Every set is distilled from, and every student evaluated on, this same data.
 2. **experts**: ``num_experts`` ConvNet-D3 trajectories produced through the ``experts``
    prerequisite (:class:`methods.tm.experts.Experts`, the object a sweep's ``experts:`` block
@@ -53,8 +54,10 @@ import torch
 from methods.artifacts import LocalArtifactCache, content_key, default_cache_dir
 from methods.context import DistillContext
 from methods.datasets import DatasetOptions, RealData, cached_dataset
+from methods.datasets.options import ZCA_SPACES
 from methods.distill.loop import resolve_optim
 from methods.distill.pipeline import make_components, run_distillation
+from methods.distill.trial import TrialConfig
 from methods.evaluation.student import EvalSettings, train_student
 from methods.tm.experts import Experts, load_expert
 from methods.tm.options import ExpertOptions
@@ -86,6 +89,8 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--eval-batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sets", default="random,dm,tm_pixels,tm_field")
+    ap.add_argument("--zca-space", default="pixels", choices=ZCA_SPACES,
+                    help="what ZCA whitens: pixels (MTT) or normalized (ddx before it matched MTT)")  # fmt: skip
     ap.add_argument("--out", default=str(ROOT / "results" / "tm_cifar10.json"))
     return ap.parse_args()
 
@@ -94,41 +99,54 @@ def mean_std(xs: list[float]) -> dict[str, float]:
     return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0, "n": len(xs)}
 
 
-def set_specs(a: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """Hyper-parameters of every set (flat, as a sweep trial holds them)."""
-    common = {"ipc": 1, "iterations": a.iterations, "checkpoint_every": a.checkpoint_every, "progress_every": 1}
+def expert_options(a: argparse.Namespace) -> ExpertOptions:
+    """The ``experts`` prerequisite's options (a sweep's ``experts:`` block)."""
+    return ExpertOptions(num_experts=a.num_experts, train_epochs=a.expert_epochs_trained, batch_size=a.expert_batch)
+
+
+def set_specs(a: argparse.Namespace, dataset: DatasetOptions) -> dict[str, TrialConfig]:
+    """The typed configuration of every set (what a sweep trial with these hyper-parameters receives)."""
+    common = {"iterations": a.iterations, "checkpoint_every": a.checkpoint_every, "progress_every": 1}
     tm = {
-        "objective": "tm",
         "syn_steps": a.syn_steps,
         "expert_epochs": a.expert_epochs,
         "max_start_epoch": a.max_start_epoch,
         "tm_gradient": "unrolled",
     }
+    experts = {"experts": expert_options(a)}
     return {
-        "random": {"objective": "random", "ipc": 1, "iterations": 0},
-        "dm": {**common, "objective": "dm", "batch_real": a.dm_batch_real},
+        "random": TrialConfig.build("random", 1, dataset, iterations=0),
+        "dm": TrialConfig.build("dm", 1, dataset, **common, batch_real=a.dm_batch_real),
         # MTT CIFAR-10 IPC 1: whole set per inner step, lr_lr 1e-7 (TMOptions defaults), images SGD 1000
-        "tm_pixels": {**common, **tm},
+        "tm_pixels": TrialConfig.build("tm", 1, dataset, prerequisites=experts, **common, **tm),
         # DDiF Table 9(c) CIFAR-10 IPC 1: lr_lr 1e-5, field lr 1e-3 (Adam, the neural field's TM default)
-        "tm_field": {
+        "tm_field": TrialConfig.build(
+            "tm",
+            1,
+            dataset,
+            parameterization="neural_field",
+            prerequisites=experts,
             **common,
             **tm,
-            "parameterization": "neural_field",
-            "nf_width": 6,
-            "nf_depth": 2,
-            "warmup_iterations": a.warmup_iterations,
-            "batch_syn": a.field_batch_syn,
-            "syn_lr_lr": 1e-5,
-        },
+            nf_width=6,
+            nf_depth=2,
+            warmup_iterations=a.warmup_iterations,
+            batch_syn=a.field_batch_syn,
+            syn_lr_lr=1e-5,
+        ),
     }
 
 
+def hyper(config: TrialConfig) -> dict[str, Any]:
+    """A set's flat hyper-parameters as the result JSON holds them (every option, defaults included)."""
+    return json.loads(json.dumps(config.columns(), default=str))
+
+
 def train_experts(
-    a: argparse.Namespace, dataset: dict[str, Any], data: RealData, store: LocalArtifactCache
+    a: argparse.Namespace, dataset: DatasetOptions, data: RealData, store: LocalArtifactCache
 ) -> tuple[list[Path], list[dict[str, Any]]]:
     """Every expert through the ``experts`` prerequisite, produced once per content (cached)."""
-    options = ExpertOptions(num_experts=a.num_experts, train_epochs=a.expert_epochs_trained, batch_size=a.expert_batch)
-    prereq = Experts(options)
+    prereq = Experts(expert_options(a))
     paths, info = [], []
     for unit in range(prereq.units()):
         description = prereq.describe(dataset, unit)
@@ -152,9 +170,10 @@ def train_experts(
 class SetRun:
     """One set's distillation with resumable checkpoints under ``<cache>/tm_bench/<label>-<key>/``."""
 
-    def __init__(self, label: str, hp: dict[str, Any], dataset: dict[str, Any], experts: list[str]) -> None:
-        self.label, self.hp = label, hp
-        key = content_key({"hp": hp, "dataset": dataset, "experts": experts if hp["objective"] == "tm" else []})
+    def __init__(self, label: str, config: TrialConfig, experts: list[str]) -> None:
+        self.label, self.config = label, config
+        # the config's identity holds the dataset's (zca_space included) and the experts' options
+        key = content_key({"config": config.identity(), "experts": experts if config.objective_name == "tm" else []})
         self.dir = default_cache_dir() / "tm_bench" / f"{label}-{key}"
         self.dir.mkdir(parents=True, exist_ok=True)
 
@@ -168,7 +187,7 @@ class SetRun:
         """Distil (resuming from the latest state) unless the final checkpoint exists; return timing info."""
         info_path = self.dir / "info.json"
         info = json.loads(info_path.read_text()) if info_path.exists() else {"sessions": []}
-        total = int(self.hp.get("iterations", 0))
+        total = self.config.loop.iterations
         if total in self.checkpoints():
             return info
         latest = self.dir / "latest.pt"
@@ -191,11 +210,11 @@ class SetRun:
 
         ctx = DistillContext(seed=0, progress=progress, cache=cache)
         t0 = time.perf_counter()
-        param, objective, summary = run_distillation(self.hp, data, ctx, needs, resume, on_checkpoint)
+        param, objective, summary = run_distillation(self.config, data, ctx, needs, resume, on_checkpoint)
         wall = time.perf_counter() - t0
         self.save_point(total, param.state_dict(), objective.state_dict())
         latest.unlink(missing_ok=True)
-        c = make_components(self.hp, data)
+        c = make_components(self.config, data)
         optim = resolve_optim(c.objective, c.param, c.settings)
         info["sessions"].append({
             "resumed_from": int(resume["done"]) if resume else 0, "wall_seconds": wall,
@@ -217,7 +236,7 @@ class SetRun:
     def images_at(self, done: int, data: RealData) -> tuple[torch.Tensor, torch.Tensor, float | None, int]:
         """Decoded images, labels, learned α (TM) and instances per class of checkpoint ``done``."""
         saved = torch.load(self.checkpoint_path(done), map_location="cpu", weights_only=True)
-        param = make_components(self.hp, data).param
+        param = make_components(self.config, data).param
         param.load_state_dict(saved["param"])
         with torch.no_grad():
             images = param.decode().detach()
@@ -260,41 +279,40 @@ def main() -> None:
         tmp.write_text(json.dumps(result, indent=2, default=str))
         tmp.replace(out_path)
 
-    dataset = asdict(DatasetOptions(
+    dataset = DatasetOptions(
         name="cifar10", root=a.root, train_per_class=a.train_per_class, val_per_class=a.val_per_class,
-        test_per_class=a.test_per_class, zca=True,
-    ))  # fmt: skip
+        test_per_class=a.test_per_class, zca=True, zca_space=a.zca_space,
+    )  # fmt: skip
     t0 = time.perf_counter()
-    data = cached_dataset(DatasetOptions(**dataset))
+    data = cached_dataset(dataset)
     print(data.summary(), f"({time.perf_counter() - t0:.0f}s)", flush=True)
     result["data"] = {"summary": data.summary(), "train": len(data.train_y), "val": len(data.val_y),
                       "test": len(data.test_y), "zca": data.zca}  # fmt: skip
     store = LocalArtifactCache(default_cache_dir() / "artifacts")
 
     # experts -------------------------------------------------------------------------------
-    specs = set_specs(a)
+    specs = set_specs(a, dataset)
     wanted = [s for s in a.sets.split(",") if s]
     experts: list[Path] = []
-    if any(specs[s]["objective"] == "tm" for s in wanted):
+    if any(specs[s].objective_name == "tm" for s in wanted):
         t0 = time.perf_counter()
         experts, expert_info = train_experts(a, dataset, data, store)
         result["experts"] = {
-            "options": asdict(ExpertOptions(num_experts=a.num_experts, train_epochs=a.expert_epochs_trained,
-                                            batch_size=a.expert_batch)),
+            "options": asdict(expert_options(a)),
             "per_expert": expert_info,
             "wall_seconds_this_run": time.perf_counter() - t0,
             "train_seconds_total": sum(e["train_seconds"] for e in expert_info),
             "val_acc_mean": statistics.fmean(e["val_acc"] for e in expert_info),
         }  # fmt: skip
         write()
-    prereq = Experts(ExpertOptions(num_experts=a.num_experts, train_epochs=a.expert_epochs_trained,
-                                   batch_size=a.expert_batch))  # fmt: skip
+    prereq = Experts(expert_options(a))
 
     # sets: distil → select on validation → evaluate -----------------------------------------
     for label in wanted:
-        hp = specs[label]
-        run = SetRun(label, hp, dataset, [p.stem for p in experts])
-        needs = {"experts": prereq.load(experts, torch.device("cpu"))} if hp["objective"] == "tm" else {}
+        config = specs[label]
+        hp = hyper(config)
+        run = SetRun(label, config, [p.stem for p in experts])
+        needs = {"experts": prereq.load(experts, torch.device("cpu"))} if config.objective_name == "tm" else {}
         t0 = time.perf_counter()
         info = run.run(data, needs, store)
         entry = result["sets"].get(label, {})

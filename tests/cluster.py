@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import random
+import shlex
 import shutil
 import signal
 import socket
@@ -301,7 +302,10 @@ class LocalCluster:
         env: dict[str, str] | None = None,
         object_store_bytes: int = 300 * 1024**2,
         timeout: float = 180,
+        hostname: str | None = None,
     ) -> Node:
+        """Start the head node (again, after a kill: the same address); ``hostname``: a hostname
+        of its own (as a separate machine has), else this machine's."""
         temp_dir, cache = self.root / "head" / "tmp", self.root / "head" / "cache"
         temp_dir.mkdir(parents=True, exist_ok=True)
         cache.mkdir(parents=True, exist_ok=True)
@@ -324,7 +328,7 @@ class LocalCluster:
             args.append("--resources=" + json.dumps(resources))
         if autoscaling_config is not None:
             args.append(f"--autoscaling-config={autoscaling_config}")
-        self.head = self._launch("head", args, self.node_env(cache, env), temp_dir, cache)
+        self.head = self._launch("head", args, self.node_env(cache, env), temp_dir, cache, hostname=hostname)
         self.head.node_id = self._wait_for_new_node(set(), timeout, self.head)
         return self.head
 
@@ -457,7 +461,9 @@ class LocalCluster:
 
 
 class S3Server:
-    """moto's S3 API in its own process on 127.0.0.1 (its own process group, stopped by :meth:`stop`).
+    """moto's S3 API in its own process on 127.0.0.1 (its own process group, stopped by :meth:`stop`),
+    answering one request at a time so that conditional writes are atomic, as on S3
+    (``tests/moto_serial.py``).
 
     A separate process rather than a thread of the caller: the caller (a test or benchmark that
     watches the cluster) then never competes with the server for its interpreter.
@@ -467,7 +473,14 @@ class S3Server:
         (self.port,) = free_ports(1)
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                [
+                    sys.executable,
+                    str(Path(__file__).with_name("moto_serial.py")),
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                ],
                 env={**os.environ, **CLUSTER_ENV},
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -506,6 +519,45 @@ class S3Server:
         stop_group(self.proc)
 
 
+def documented_local_cluster(doc: Path) -> tuple[str, str]:
+    """The two commands ``docs/cluster.md`` gives for ``cluster.local.yaml``: the head's
+    ``ray start`` (terminal 1) and the sweep's ``ray job submit`` (terminal 2), as shell lines."""
+    text = doc.read_text()
+    section = text[text.index("## The same on one machine") :]
+    block = section[section.index("```bash") + len("```bash") : section.index("```", section.index("```bash") + 7)]
+    commands, line = [], ""
+    for raw in block.strip().splitlines():
+        if not line and raw.lstrip().startswith("#"):
+            continue
+        line += raw.rstrip().removesuffix("\\").strip() + " "
+        if not raw.rstrip().endswith("\\"):
+            commands.append(line.strip())
+            line = ""
+    start, submit = commands
+    return start, submit
+
+
+def ray_start_flags(start: str) -> dict[str, str]:
+    """The ``--name=value`` flags of the ``ray start`` in ``start`` (a shell line; a ``bash -c
+    '…'`` wrapper is looked into)."""
+    words = shlex.split(start)
+    if "-c" in words:
+        words = shlex.split(words[words.index("-c") + 1])
+    return dict(w.removeprefix("--").split("=", 1) for w in words if w.startswith("--") and "=" in w)
+
+
+def session_pids(sid: int) -> set[int]:
+    """The live processes of session ``sid`` (a process started with ``start_new_session`` and
+    everything it started that did not leave the session)."""
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and not _is_zombie(int(entry)):
+            with contextlib.suppress(OSError):
+                if os.getsid(int(entry)) == sid:
+                    out.add(int(entry))
+    return out
+
+
 def stop_group(proc: subprocess.Popen, grace: float = 10) -> None:
     """SIGTERM a process group started with ``start_new_session``, SIGKILL it after ``grace`` s."""
     if proc.poll() is not None:
@@ -522,4 +574,15 @@ def stop_group(proc: subprocess.Popen, grace: float = 10) -> None:
         proc.wait(timeout=5)
 
 
-__all__ = ["CLUSTER_ENV", "LocalCluster", "Node", "S3Server", "free_ports", "isolation_available", "stop_group"]
+__all__ = [
+    "CLUSTER_ENV",
+    "LocalCluster",
+    "Node",
+    "S3Server",
+    "documented_local_cluster",
+    "free_ports",
+    "isolation_available",
+    "ray_start_flags",
+    "session_pids",
+    "stop_group",
+]

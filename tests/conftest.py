@@ -61,12 +61,13 @@ def ray_session():
 
 @pytest.fixture(scope="session")
 def s3_server():
-    """A real S3 API on 127.0.0.1 (moto's threaded server) with dummy credentials in the environment.
+    """A real S3 API on 127.0.0.1 (moto, one request at a time: ``tests/moto_serial.py``) with
+    dummy credentials in the environment.
 
     Yields a function ``bucket_uri(name) -> "s3://name?endpoint_override=127.0.0.1:PORT&scheme=http"``
     that creates the bucket first.
     """
-    from moto.server import ThreadedMotoServer
+    from tests.moto_serial import SerialMotoServer
 
     for key, value in {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -74,7 +75,7 @@ def s3_server():
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         os.environ.setdefault(key, value)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = SerialMotoServer(ip_address="127.0.0.1", port=0)
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"{host}:{port}"

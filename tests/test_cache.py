@@ -119,3 +119,56 @@ def test_a_lease_of_a_dead_process_on_this_host_is_free_at_once(tmp_path: Path) 
     )
     subprocess.run([sys.executable, "-c", code], check=True)  # takes a 10-minute lease, then exits
     assert LeaseLock(location, ttl=600).try_acquire()  # its pid is gone: no need to wait for the expiry
+
+
+def _fetch_together(barrier, root: str, node: str, ref: dict, counter: str) -> None:
+    from orchestrator.storage import artifacts
+
+    download = artifacts.download_file
+
+    def counted(location: str, path: Path) -> None:
+        with open(counter, "a") as fh:
+            fh.write("x")
+        time.sleep(0.5)
+        download(location, path)
+
+    artifacts.download_file = counted
+    store = ArtifactStore(root, local_dir=node)
+    barrier.wait()
+    assert store.fetch(artifacts.ref_from_dict(ref)).read_bytes() == b"expert trajectories"
+
+
+def test_node_copies_are_node_cache_entries_downloaded_once_per_node(tmp_path: Path, s3_server) -> None:
+    """The store's node-local copies are entries of the node cache: one download per node (its file
+    lock), the store's manifest kept beside the copy, a damaged copy downloaded again."""
+    from methods.artifacts import LocalArtifactCache
+    from orchestrator.storage.artifacts import ref_to_dict
+
+    root = join(s3_server("copies"), "cache")
+    ref = ArtifactStore(root, local_dir=tmp_path / "head").ensure(
+        "experts", DESCRIPTION, lambda t: t.write_bytes(b"expert trajectories")
+    )
+    counter = tmp_path / "downloads"
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    procs = [
+        ctx.Process(
+            target=_fetch_together, args=(barrier, root, str(tmp_path / "worker"), ref_to_dict(ref), str(counter))
+        )
+        for _ in range(2)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    assert counter.read_text() == "x"  # two processes of one node: one download
+    copy = tmp_path / "worker" / "experts" / f"{ref.key}.pt"
+    local = json.loads(Path(str(copy) + ".manifest.json").read_text())
+    stored = json.loads(read_bytes(ArtifactStore(root).manifest_location("experts", ref.key)))
+    assert {k: local[k] for k in ("description", "sha256", "size")} == {
+        k: stored[k] for k in ("description", "sha256", "size")
+    }
+    assert LocalArtifactCache(tmp_path / "worker").find("experts", DESCRIPTION) == copy  # the same mechanism
+    copy.write_bytes(b"expert traj")  # cut short on the node: downloaded again, not used
+    assert ArtifactStore(root, local_dir=tmp_path / "worker").fetch(ref).read_bytes() == b"expert trajectories"

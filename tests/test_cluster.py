@@ -27,7 +27,9 @@ import pytest
 import torch
 import yaml
 
+from methods.artifacts import MANIFEST_SUFFIX, content_key
 from orchestrator.storage.locations import exists, filesystem, join, read_bytes, upload_file
+from orchestrator.storage.staging import STAGING_KIND, staging_description
 from tests.cluster import BIN, CLUSTER_ENV, LocalCluster, Node, S3Server, isolation_available, stop_group
 from tests.conftest import TEST_CACHE
 from tests.helpers import REPO
@@ -192,6 +194,22 @@ return {{"host": socket.gethostname(), "cache": os.environ.get("DDX_CACHE"),
     assert env.head.hostname != "ddx-w1"
 
 
+def test_a_worker_no_node_holds_is_one_line_and_exit_2_before_any_trial(env: Env) -> None:
+    """Two CPUs per worker on this cluster of 1-CPU nodes, which has no autoscaler (Ray runs its
+    read-only one): the sweep waited for ever; now one line, exit 2, and nothing written."""
+    name = "too_big"
+    start = time.monotonic()
+    rc, out = env.sweep(_digits(name, resources={"cpus_per_worker": 2}))
+    took = time.monotonic() - start
+    errors = [line for line in out.splitlines() if line.startswith("error")]
+    assert rc == 2 and errors == [
+        "error: resources.cpus_per_worker: one unit needs CPU 2 but no node of this Ray has that (largest: CPU 1), "
+        "and this cluster has no autoscaler to add one; lower it or add such a node"
+    ], out[-3000:]
+    assert took < 120 and " : started" not in out  # no trial started
+    assert not exists(join(env.exp(name), "spec.json"))
+
+
 def test_teacher_sweep_soft_labels_and_cfm_on_two_nodes(env: Env) -> None:
     """Soft labels and a CFM trial need the teacher: produced once, in S3, loaded on both nodes."""
     env.revive()
@@ -258,10 +276,12 @@ def test_ddif_sweep_on_a_dataset_staged_from_s3(env: Env, cifar10_root: Path) ->
     assert set(rows["hostname"]) == {env.head.hostname, env.worker.hostname}, rows["hostname"]
     unpacked = list(env.worker.temp_dir.glob("session_*/runtime_resources/working_dir_files/*/orchestrator/trial.py"))
     assert unpacked, "the job's code did not reach the worker node through Ray"
-    staged = hashlib.sha256(data_root.encode()).hexdigest()[:20]
+    staged = content_key(staging_description(data_root))
     for node in (env.head, env.worker):
-        tree = node.cache / "datasets" / staged
-        assert (tree / ".ddx-staged").read_text() == data_root, f"not staged on {node.name}"
+        tree = node.cache / STAGING_KIND / staged
+        manifest = json.loads(Path(str(tree) + MANIFEST_SUFFIX).read_text())  # written once the copy is complete
+        assert manifest["description"] == {"root": data_root}, f"not staged on {node.name}"
+        assert len(manifest["files"]) == 170
         assert len(list((tree / "train").glob("*/*.jpg"))) == 120 and len(list((tree / "test").glob("*/*.jpg"))) == 50
 
 

@@ -9,6 +9,7 @@ import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 from orchestrator.spec.load import parse_spec
+from tests.cluster import documented_local_cluster, ray_start_flags
 from tests.helpers import REPO
 
 
@@ -87,3 +88,26 @@ def test_gpu_sweep_packs_two_students_on_a_worker(cluster: dict, cifar10_root) -
     assert res.cpus_per_worker <= node["CPU"] and res.gpus_per_worker <= node["GPU"]
     assert 2 * res.eval_cpus <= node["CPU"] and 2 * res.eval_gpus <= node["GPU"]
     assert res.eval_gpus < node["GPU"]  # not one student per GPU
+
+
+def test_the_documented_local_cluster_holds_the_quickstart_on_ports_of_its_own(local: dict) -> None:
+    """docs/cluster.md's commands for cluster.local.yaml: the head listens where the file's provider
+    looks for it, on none of Ray's default ports (another Ray may hold them), and a worker node
+    holds a unit of the quickstart the docs submit (a 1-CPU worker left it waiting for ever)."""
+    start, submit = documented_local_cluster(REPO / "docs" / "cluster.md")
+    flags = ray_start_flags(start)
+    assert local["provider"]["gcs_address"] == f"{flags['node-ip-address']}:{flags['port']}"
+    assert flags["autoscaling-config"] == "cluster.local.yaml" and " --block " in start
+    assert start.startswith('RAY_FAKE_CLUSTER=1 bash -c \'trap "kill -TERM 0" INT; ray start --head ')
+    ports = {flags[k] for k in ("port", "dashboard-port", "ray-client-server-port", "dashboard-agent-listen-port")}
+    assert len(ports) == 4 and not ports & {"6379", "8265", "10001", "52365"}
+    assert f"--address http://127.0.0.1:{flags['dashboard-port']}" in submit
+    head = local["available_node_types"]["ray.head.default"]["resources"]
+    assert flags["num-cpus"] == str(head["CPU"]) and yaml.safe_load(flags["resources"]) == {
+        k: v for k, v in head.items() if k != "CPU"
+    }
+    sweep = submit.split(" ddx sweep ")[1].split()[0]
+    res = parse_spec(yaml.safe_load((REPO / sweep).read_text())).resources
+    worker = local["available_node_types"]["worker"]["resources"]
+    assert res.cpus_per_worker <= worker["CPU"] and res.eval_cpus <= worker["CPU"]
+    assert res.gpus_per_worker == res.eval_gpus == 0 and "GPU" not in worker

@@ -124,7 +124,7 @@ def test_ddx_export_writes_one_grid_per_class(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "says"),
     [
-        (b"not a torch file", "cannot read it with torch.load(weights_only=True)"),
+        (b"not a torch file", "not a torch file (text: 'not a torch file'); give a synthetic set a sweep wrote"),
         ({"images": torch.zeros(2, 1, 8, 8), "labels": torch.tensor([0, 1])}, "not a ddx synthetic set"),
         ({"config": {"name": "pixels"}, "state": {}}, "a damaged ddx synthetic set"),
     ],

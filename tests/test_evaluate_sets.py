@@ -180,6 +180,9 @@ def test_evaluate_a_ddx_set_and_an_image_folder(sets: dict[str, Path], tmp_path:
     # every set and the baseline: soft (the protocol's labels) and hard (for HLR) × 2 seeds
     assert sorted(rows.groupby("objective").size().items()) == [("dm", 4), ("folder", 4), ("random", 4)]
     assert set(rows["label_mode"]) == {"hard", "soft"} and (rows["ipc"] == 2).all()
+    # where the students' targets came from: the teacher relabels soft students, hard ones train on class labels
+    assert rows.groupby("label_mode")["label_source"].unique().map(list).to_dict() == {
+        "hard": ["hard"], "soft": ["teacher"]}  # fmt: skip
     base = rows[rows["objective"] == "random"]
     assert (base["baseline_seed"] == 5).all() and base["set_format"].eq("random").all()
     # the baseline holds 2 real training images per class, drawn with seed 5

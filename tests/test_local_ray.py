@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -160,3 +161,14 @@ def test_a_cache_that_is_a_file_or_under_one_is_one_line_before_anything_runs(tm
 def test_check_cache_dir_makes_a_missing_cache(own_cache: Path) -> None:
     assert not own_cache.exists()
     assert local_ray.check_cache_dir() == own_cache and own_cache.is_dir()
+
+
+def test_ddx_up_starts_ray_with_public_flags_only() -> None:
+    """Every flag of the ``ray start`` that ``ddx up`` runs is one ``ray start --help`` lists (a hidden
+    flag, such as ``--no-monitor`` or ``--system-config``, may go in any Ray release)."""
+    cmd = local_ray.start_command(2, False, [6379, 10001, 8265])
+    proc = subprocess.run([*cmd[:4], "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    listed = set(re.findall(r"(?m)^\s+(--[a-z][a-z0-9-]*)", proc.stdout))
+    flags = [arg.split("=", 1)[0] for arg in cmd[4:] if arg.startswith("--")]
+    assert "--head" in listed and flags and [f for f in flags if f not in listed] == []

@@ -447,7 +447,7 @@ def test_an_unreadable_synthetic_set_is_noted_and_the_report_goes_on(experiment:
     write_bytes_atomic(str(exp / "results.parquet"), table_bytes(rows_to_table(rows.to_dict("records"))))
     _, paths = write_report(str(exp / "results.parquet"), tmp_path / "r", "md")
     md = paths[0].read_text()
-    assert f"synthetic set not readable at `{damaged}` (cannot read it with torch.load(weights_only=True)" in md
+    assert f"synthetic set not readable at `{damaged}` (not a torch file (text: 'not a set')" in md
     assert f"synthetic set not readable at `{exp / 'synthetic' / 'trial0002.pt'}`" in md
     assert "synthetic_trial0000" in md and "synthetic_trial0003" in md  # the readable sets' grids are drawn
     assert "synthetic_trial0001" not in md and "synthetic_trial0002" not in md

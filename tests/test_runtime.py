@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -123,20 +125,65 @@ def test_check_fits_passes_what_a_node_holds_and_names_the_key_of_what_none_does
     assert err.value.key == "resources.eval_cpus" and "GPU 1" in str(err.value)
 
 
-def test_work_no_node_of_a_joined_cluster_holds_is_a_warning_naming_key_and_fix(ray_session, tmp_path) -> None:
+def test_work_no_node_of_a_joined_cluster_without_an_autoscaler_holds_is_one_line_naming_key(
+    ray_session, tmp_path
+) -> None:
+    """The session's Ray was started by the test, as a cluster ddx joins: Ray runs its read-only
+    autoscaler there, which adds no node, so the 3-CPU worker would wait for ever."""
+    from orchestrator.cluster import autoscaler
     from orchestrator.spec.load import parse_spec
     from orchestrator.sweep import preflight
 
     spec = tiny_digits_spec(tmp_path / "store")
     spec["resources"].update(cpus_per_worker=3, eval_cpus=1)
     lines: list[str] = []
-    assert not runtime.is_fixed_local()  # the session's Ray was started by the test, as a cluster ddx joins
+    assert not runtime.is_fixed_local() and autoscaler.has_autoscaler() is False
+    start = time.monotonic()
+    with pytest.raises(UserError) as err:
+        preflight.prepare(parse_spec(spec), fresh=True, warn=lines.append)
+    assert time.monotonic() - start < 10 and lines == []
+    assert err.value.key == "resources.cpus_per_worker"  # the 1-CPU evaluations fit the 2-CPU node
+    line = err.value.line()
+    assert line.startswith("resources.cpus_per_worker: one unit needs CPU 3 but") and "largest: CPU 2" in line
+    assert line.endswith("and this cluster has no autoscaler to add one; lower it or add such a node"), line
+    assert not (tmp_path / "store" / "tiny" / "spec.json").exists()  # nothing written: the sweep did not start
+
+
+def test_a_worker_that_misfits_only_with_its_cpu_token_driver_is_a_warning_on_a_joined_cluster(
+    ray_session, tmp_path
+) -> None:
+    """2 CPUs per worker on the 2-CPU node: with the driver's 0.01 CPU it does not fit one node,
+    but on a cluster the driver may sit on another node, so the sweep goes on with the fix named."""
+    from orchestrator.spec.load import parse_spec
+    from orchestrator.sweep import preflight
+
+    spec = tiny_digits_spec(tmp_path / "store")
+    spec["resources"].update(cpus_per_worker=2, eval_cpus=1)
+    lines: list[str] = []
     preflight.prepare(parse_spec(spec), fresh=True, warn=lines.append)
-    assert len(lines) == 1  # the 1-CPU evaluations fit the 2-CPU node; the 3-CPU worker does not
-    line = lines[0]
-    assert line.startswith("resources.cpus_per_worker: one unit needs CPU 3.01") and "largest: CPU 2" in line
-    assert "autoscaler" in line and "'ddx_driver'" in line  # the CPU-token driver: the resource is the other fix
+    (line,) = lines
+    assert line.startswith("resources.cpus_per_worker: one unit needs CPU 2.01") and "'ddx_driver'" in line
     assert (tmp_path / "store" / "tiny" / "spec.json").exists()  # a warning, not an error: the sweep goes on
+
+
+def test_ddx_sweep_on_a_joined_cluster_no_node_of_which_holds_a_worker_is_one_line_exit_2(
+    ray_session, tmp_path
+) -> None:
+    """``ddx sweep --address`` of the session's Ray (2 CPUs, no autoscaler) asking 3 CPUs per
+    worker waited for ever; now one line and exit 2, before any trial (no spec is saved)."""
+    spec = tiny_digits_spec(tmp_path / "store")
+    spec["resources"].update(cpus_per_worker=3, eval_cpus=1)
+    path = write_spec(tmp_path / "s.yaml", spec)
+    address = ray_session.get_runtime_context().gcs_address
+    start = time.monotonic()
+    out = ddx("sweep", str(path), "--address", address, timeout=120)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "error: resources.cpus_per_worker: one unit needs CPU 3 but no node of this Ray has that (largest: CPU 2), "
+        "and this cluster has no autoscaler to add one; lower it or add such a node"
+    ]
+    assert time.monotonic() - start < 60
+    assert not (tmp_path / "store" / "tiny").exists()  # not even the lease is left
 
 
 def test_a_missing_token_resource_is_a_user_error(ray_session) -> None:
@@ -198,15 +245,13 @@ def test_one_node_free_for_needs_a_single_node_with_the_demand_free_now(ray_sess
 
 STOP_SCRIPT = """
 import json, os
-from orchestrator.cluster import runtime
+from pathlib import Path
+from orchestrator.cluster import processes, runtime
 runtime.connect(None, num_cpus=1)
-from ray._private import worker
-procs = [(kind, i.process.pid) for kind, infos in worker._global_node.all_processes.items() for i in infos]
-monitor = [pid for kind, pid in procs if kind == "monitor"]
-popen = worker._global_node.all_processes["monitor"][0].process
+procs = {pid: processes.command_line(pid) for pid in processes.descendants()}
+names = sorted({Path(args[0]).name for args in procs.values() if args})
+monitor = [pid for pid, args in procs.items() if any(a.endswith(os.sep + "monitor.py") for a in args)]
 stopped = runtime.stop_autoscaler_monitor()
-rc_before_shutdown = popen.poll()
-runtime.shutdown()
 
 def alive(pid):
     try:
@@ -215,9 +260,11 @@ def alive(pid):
     except FileNotFoundError:
         return False
 
+monitor_alive = [p for p in monitor if alive(p)]
+runtime.shutdown()
 print(json.dumps({
-    "monitor": monitor, "stopped": stopped, "rc_before_shutdown": rc_before_shutdown,
-    "alive": [p for _, p in procs if alive(p)], "kinds": sorted({k for k, _ in procs}),
+    "monitor": monitor, "stopped": stopped, "monitor_alive_before_shutdown": monitor_alive,
+    "alive": [p for p in procs if alive(p)], "names": names,
 }))
 """
 
@@ -229,9 +276,9 @@ def test_shutdown_of_an_embedded_ray_stops_the_monitor_first_and_leaves_no_proce
     # Ray's own default would, and then refuses the embedded Ray's size and resources
     out = fresh_output(STOP_SCRIPT, env={"RAY_ADDRESS": f"127.0.0.1:{closed_port()}"})
     got = json.loads(out.splitlines()[-1])
-    assert len(got["monitor"]) == 1 and {"gcs_server", "raylet"} <= set(got["kinds"])
+    assert len(got["monitor"]) == 1 and {"gcs_server", "raylet"} <= set(got["names"])
+    assert got["stopped"] is True and got["monitor_alive_before_shutdown"] == []  # killed at once, before ray.shutdown
     assert got["alive"] == []  # every process the embedded Ray started is gone
-    assert got["stopped"] is True and got["rc_before_shutdown"] == -9  # killed at once, before ray.shutdown
 
 
 ORPHAN_SCRIPT = """
@@ -265,16 +312,35 @@ def test_shutdown_of_an_embedded_ray_stops_what_its_tasks_left_running() -> None
     assert got == {"helper_alive": False}
 
 
-def test_shutdown_stops_an_embedded_rays_monitor_before_ray_shutdown(monkeypatch) -> None:
-    calls: list[str] = []
+def test_the_autoscaler_monitor_is_told_by_its_command_line() -> None:
+    py = "/venv/bin/python"
+    site = "/venv/lib/python3.11/site-packages/ray"
+    assert runtime.is_autoscaler_monitor([py, "-u", f"{site}/autoscaler/_private/monitor.py", "--logs-dir=/tmp/x"])
+    assert not runtime.is_autoscaler_monitor([py, "-u", f"{site}/_private/log_monitor.py", "--logs-dir=/tmp/x"])
+    assert not runtime.is_autoscaler_monitor([py, f"{site}/dashboard/dashboard.py", "--monitor.py"])
+    assert not runtime.is_autoscaler_monitor([])
+
+
+def test_shutdown_stops_an_embedded_rays_monitor_before_ray_shutdown_and_what_outlives_it_after(monkeypatch) -> None:
+    """The monitor first; after ``ray.shutdown``, what was below this process before it and still runs
+    (an idle worker whose raylet is gone) is stopped, and a process id reused meanwhile is left alone."""
+    calls: list[object] = []
+    starts = {101: 5, 102: 6, 103: 7}  # 101 ends with ray.shutdown, 102 outlives it, 103's id is reused
+    after = {102: 6, 103: 99}
     monkeypatch.setattr(runtime.ray, "is_initialized", lambda: True)
     monkeypatch.setattr(runtime.ray, "shutdown", lambda: calls.append("ray.shutdown"))
     monkeypatch.setattr(runtime, "stop_autoscaler_monitor", lambda: calls.append("monitor") or True)
+    monkeypatch.setattr(runtime.processes, "descendants", lambda: set(starts))
+    monkeypatch.setattr(
+        runtime.processes, "process_start", lambda pid: (after if "ray.shutdown" in calls else starts).get(pid)
+    )
+    monkeypatch.setattr(runtime.processes, "stop", lambda pids, grace: calls.append(("stop", sorted(pids))))
     monkeypatch.setattr(runtime, "_embedded", True)
     runtime.shutdown()
-    assert calls == ["monitor", "ray.shutdown"] and not runtime.is_embedded()
+    assert calls == ["monitor", "ray.shutdown", ("stop", [102])] and not runtime.is_embedded()
+    calls.clear()
     runtime.shutdown()  # connected to a cluster (not embedded): only disconnects
-    assert calls == ["monitor", "ray.shutdown", "ray.shutdown"]
+    assert calls == ["ray.shutdown", ("stop", [])]
 
 
 def test_stopping_the_monitor_without_a_ray_started_here_does_nothing() -> None:
@@ -378,3 +444,98 @@ def test_a_sweep_stopped_while_its_evaluations_run_leaves_no_process(tmp_path, s
     )
     assert got == code, err
     assert processes_of_run(mark) == []
+
+
+def _one_shot_server(reply: bytes | None) -> tuple[socket.socket, threading.Thread]:
+    """A loopback server that answers its first connection with ``reply`` and closes it (None:
+    closes it without a word)."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        for _ in range(2):  # the TCP check's connection, then the HTTP/2 one
+            try:
+                conn, _ = server.accept()
+                with conn:
+                    if reply is not None:
+                        conn.sendall(reply)
+            except OSError:  # the TCP check's client has gone already, or the server was closed
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server, thread
+
+
+@pytest.mark.parametrize(
+    ("reply", "why"),
+    [
+        (b"SSH-2.0-OpenSSH_9.6\r\n", "it answered 'SSH-2.0-OpenSSH_9.6'"),
+        (None, "closed the connection without a word"),
+        (bytes([0, 0, 0, 0x1, 0x4, 0, 0, 0, 1]), "it answered '000000010400000001'"),  # HTTP/2, but not SETTINGS
+    ],
+)
+def test_a_server_that_does_not_answer_as_http2_is_not_ray(reply: bytes | None, why: str) -> None:
+    server, thread = _one_shot_server(reply)
+    port = server.getsockname()[1]
+    try:
+        with pytest.raises(UserError) as err:
+            runtime.check_reachable(f"127.0.0.1:{port}", timeout=2.0)
+        line = err.value.line()
+        assert f"127.0.0.1:{port} answers, but not as Ray (" in line and why in line and "\n" not in line, line
+    finally:
+        server.close()
+        thread.join(timeout=5)
+
+
+def test_a_server_that_answers_the_http2_preface_with_settings_passes() -> None:
+    """What every gRPC server (a Ray GCS, a Ray Client server) sends first: a SETTINGS frame on stream 0."""
+    settings = bytes([0, 0, 6, 0x4, 0, 0, 0, 0, 0]) + bytes([0, 3, 0, 0, 0, 100])  # MAX_CONCURRENT_STREAMS 100
+    server, thread = _one_shot_server(settings)
+    try:
+        runtime.check_reachable(f"127.0.0.1:{server.getsockname()[1]}", timeout=2.0)
+    finally:
+        server.close()
+        thread.join(timeout=5)
+
+
+SIGTERM_IN_INIT = """
+import os, signal, sys, time
+import typer
+from orchestrator.cli.stopping import ctrl_c_says
+
+def init_like_ray(code):
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(code))  # what ray.init installs first
+    if code is not None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+    sys.exit(3)  # no signal: a SystemExit of the command's own
+
+@ctrl_c_says("rerun the same command")
+def command(code):
+    init_like_ray(code)
+
+try:
+    command(None if sys.argv[1] == "none" else int(sys.argv[1]))
+except typer.Exit as err:
+    print("exit", err.exit_code)
+except SystemExit as err:
+    print("SystemExit", err.code)
+"""
+
+
+@pytest.mark.parametrize(("handler_code", "said", "printed"), [
+    ("15", "terminated (SIGTERM): rerun the same command", "exit 143"),
+    ("1", "terminated (SIGTERM): rerun the same command", "exit 143"),  # Ray's handler's code does not matter
+    ("none", "", "SystemExit 3"),  # a SystemExit without SIGTERM is left as it is
+])  # fmt: skip
+def test_sigterm_while_ray_init_holds_the_handler_is_exit_143_whatever_rays_handler_does(
+    tmp_path, handler_code: str, said: str, printed: str
+) -> None:
+    script = tmp_path / "s.py"
+    script.write_text(SIGTERM_IN_INIT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.run(
+        [sys.executable, str(script), handler_code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == printed and proc.stderr.strip() == said, (proc.stdout, proc.stderr)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -147,14 +148,34 @@ def test_the_streaming_distillation_body_runs_on_the_compute_thread(monkeypatch)
         next(stream)
 
 
-def test_the_warm_ups_copy_of_tunes_trial_environment_equals_tunes_own() -> None:
-    """The warm-up names Tune's trial environment without importing Tune (see :mod:`orchestrator.sweep.warm_up`)."""
-    from ray.tune.execution.class_cache import DEFAULT_ENV_VARS, ENV_VARS_TO_PROPAGATE
+def test_the_warm_up_env_is_the_recorded_one_with_the_drivers_values_never_written(tmp_path, monkeypatch) -> None:
+    """A trial's environment is recorded for the next warm-up: variables the driver has by name
+    (their values read from the driver's environment when the warm-up starts), the rest with
+    their values; a record of another Ray version, or none, starts no warm-up."""
+    import ray
 
     from orchestrator.sweep import warm_up
 
-    assert warm_up.TUNE_TRIAL_ENV == DEFAULT_ENV_VARS
-    assert frozenset(ENV_VARS_TO_PROPAGATE) == warm_up.TUNE_PROPAGATED_ENV
+    path = tmp_path / "trial-env.json"
+    monkeypatch.setenv("DDX_TEST_SECRET", "s3cr3t")
+    recorder = warm_up.EnvRecorder(str(path), frozenset({"DDX_TEST_SECRET", "RAY_TRAIN_V2_ENABLED", "UNUSED"}))
+    trial_env = {"DDX_TEST_SECRET": "s3cr3t", "RAY_TRAIN_V2_ENABLED": "1", "SET_BY_TUNE": "1"}
+    record = recorder.record(trial_env)
+    assert record == {
+        "ray": ray.__version__,
+        "set": {"SET_BY_TUNE": "1"},
+        "from_driver": ["DDX_TEST_SECRET", "RAY_TRAIN_V2_ENABLED"],
+    }
+    assert warm_up.trial_task_env(path) is None  # nothing recorded yet
+    path.write_text(json.dumps(record))
+    monkeypatch.setenv("RAY_TRAIN_V2_ENABLED", "1")
+    assert warm_up.trial_task_env(path) == {"env_vars": trial_env}
+    monkeypatch.delenv("DDX_TEST_SECRET")  # unset since: Tune copies it no more, nor does the warm-up
+    assert warm_up.trial_task_env(path) == {"env_vars": {"RAY_TRAIN_V2_ENABLED": "1", "SET_BY_TUNE": "1"}}
+    path.write_text(json.dumps({**record, "ray": "0.0.1"}))
+    assert warm_up.trial_task_env(path) is None  # another Ray's trials may run in another environment
+    path.write_text("{not json")
+    assert warm_up.trial_task_env(path) is None
 
 
 def test_preparing_a_sweep_imports_neither_tune_nor_pandas() -> None:
@@ -183,34 +204,59 @@ def test_the_warm_up_imports_what_a_tasks_first_optimizer_would() -> None:
     assert fresh_output(code) == "[]"
 
 
-def test_the_warm_up_runs_in_the_environment_of_a_trials_tasks(ray_session, tmp_path: Path) -> None:
-    """Ray reuses a worker only for tasks of the same runtime environment: the warm-up's must be
-    what Tune gives a trial (and so every task the trial launches), or it warms nothing."""
+def test_a_task_of_a_trial_reuses_the_worker_warmed_in_the_recorded_environment(
+    ray_session, tmp_path: Path, monkeypatch
+) -> None:
+    """Ray reuses a worker only for tasks of the same runtime environment: a first trial records
+    its environment (through Ray's public runtime context), a warm-up task runs in the
+    environment recorded, and the task a second trial launches lands on that warm worker. As in a
+    sweep, the warm-up holds the CPUs the task needs until the trial launches it (an idle worker
+    may be stopped by Ray meanwhile). A variable only this test sets keeps other tests' idle
+    workers out; its value is never written."""
+    import time
+    import uuid
+
     import ray
     from ray import tune
 
     from orchestrator.sweep import warm_up
 
-    def env_vars() -> dict[str, str]:
-        return dict(ray.get_runtime_context().runtime_env.get("env_vars") or {})
+    token = f"ddx-test-{uuid.uuid4().hex}"
+    monkeypatch.setenv("AWS_SESSION_TOKEN", token)  # one of the variables Tune copies into its trials
+    path = tmp_path / "trial-env.json"
+    recorder = warm_up.EnvRecorder(str(path), frozenset(os.environ))
+    seen, go = tmp_path / "seen.json", tmp_path / "go"  # one machine: the trial writes what its task saw
 
-    env = warm_up.trial_task_env()
-    assert env["env_vars"]
-    warmed = ray.get(ray.remote(env_vars).options(num_cpus=1, runtime_env=env).remote())
+    def pid() -> int:
+        return os.getpid()
 
-    out = tmp_path / "seen.json"  # one machine: the trial writes what its task saw
+    def warm_until_go() -> int:
+        deadline = time.monotonic() + 300
+        while not go.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return os.getpid()
 
-    def trainable(config: dict[str, Any]) -> None:
-        task = ray.remote(env_vars).options(num_cpus=1, scheduling_strategy="DEFAULT")  # as ddx launches its tasks
-        out.write_text(json.dumps(ray.get(task.remote())))
+    def recording(config: dict[str, Any]) -> None:
+        recorder()
         tune.report({"done": 1})
 
-    tuner = tune.Tuner(
-        tune.with_resources(trainable, {"CPU": 0.01}),
-        run_config=tune.RunConfig(storage_path=str(tmp_path), name="env", verbose=0),
-    )
-    tuner.fit()
-    assert json.loads(out.read_text()) == warmed
+    def launching(config: dict[str, Any]) -> None:
+        task = ray.remote(pid).options(num_cpus=1, scheduling_strategy="DEFAULT")  # as ddx launches its tasks
+        go.touch()
+        seen.write_text(json.dumps(ray.get(task.remote())))
+        tune.report({"done": 1})
+
+    def fit(trainable: Any, name: str) -> None:
+        run_config = tune.RunConfig(storage_path=str(tmp_path), name=name, verbose=0)
+        tune.Tuner(tune.with_resources(trainable, {"CPU": 0.01}), run_config=run_config).fit()
+
+    fit(recording, "record")
+    env = warm_up.trial_task_env(path)
+    assert env is not None and token not in path.read_text()
+    cpus = ray.cluster_resources()["CPU"] - 0.01  # all but the trial driver's: the task waits for the warm-up
+    warming = ray.remote(warm_until_go).options(num_cpus=cpus, runtime_env=env).remote()
+    fit(launching, "launch")
+    assert json.loads(seen.read_text()) == ray.get(warming)
 
 
 def test_a_train_runs_error_line_is_the_failing_workers_own() -> None:

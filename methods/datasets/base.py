@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from methods.datasets.options import carve_size
 
@@ -23,9 +23,12 @@ class RealData:
     split's mean and std (``mean``/``std`` keep the constants so images can be shown).
     The validation split is carved from the original training set with a recorded seed; the
     test split is the dataset's own test set (or a seeded carve for sets that have none).
-    ``zca`` records that every split was then ZCA-whitened (:mod:`methods.datasets.zca`): the
-    images are no longer ``x·std + mean`` of pixels, so :meth:`display_stats` is None and a
-    viewer should contrast-stretch them instead.
+    ``zca`` records that every split was instead (or, with ``zca_space="normalized"``, then)
+    ZCA-whitened (:mod:`methods.datasets.zca`): the images are no longer ``x·std + mean`` of
+    pixels, so :meth:`display_stats` is None and a viewer should contrast-stretch them instead.
+    ``whitening`` is the fitted transform (kornia ``ZCAWhitening``; ``None`` without ZCA):
+    ``whitening((x − mean) / std)`` maps [0, 1] pixels into this space (:meth:`from_pixels`);
+    ``mean``/``std`` are (0, 1) when the pixels were whitened directly (MTT's way).
     """
 
     name: str
@@ -41,6 +44,7 @@ class RealData:
     std: tuple[float, ...]
     split_seed: int = 0
     zca: bool = False
+    whitening: nn.Module | None = field(default=None, repr=False, compare=False)
     _class_index: dict[int, Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -76,6 +80,19 @@ class RealData:
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         return x * std + mean
 
+    def from_pixels(self, x: Tensor) -> Tensor:
+        """[0, 1] pixels at the loaded resolution → this data's space (normalised, then whitened with ZCA)."""
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+        out = (x.float() - mean) / std
+        if not self.zca:
+            return out
+        if self.whitening is None:
+            raise ValueError(f"{self.name}: ZCA-whitened data without its fitted transform (RealData.whitening)")
+        from methods.datasets.zca import apply_zca
+
+        return apply_zca(self.whitening, out.cpu()).to(x.device)
+
     def resized(self, resolution: int) -> RealData:
         """The same data with every split resized to ``resolution`` (bilinear, antialiased)."""
         if resolution == self.resolution:
@@ -85,6 +102,7 @@ class RealData:
             train_x=resize_images(self.train_x, resolution),
             val_x=resize_images(self.val_x, resolution),
             test_x=resize_images(self.test_x, resolution),
+            whitening=None,  # fitted at the loaded resolution: it does not apply to resized images
             _class_index={},
         )
 

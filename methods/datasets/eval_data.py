@@ -48,6 +48,7 @@ class EvalData:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     resolution: int  # the resolution batches are served at
+    zca: bool = False  # the splits are ZCA-whitened (RealData.zca)
 
     @classmethod
     def from_real(cls, data: RealData, resolution: int | None = None) -> EvalData:
@@ -63,6 +64,7 @@ class EvalData:
             mean=tuple(data.mean),
             std=tuple(data.std),
             resolution=int(resolution or data.resolution),
+            zca=data.zca,
         )
 
     @property

@@ -12,8 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from methods.artifacts import default_cache_dir
-from methods.atomic import atomic_path
+from methods.artifacts import LocalArtifactCache, default_cache_dir
 from methods.datasets.base import DatasetError
 
 
@@ -64,6 +63,10 @@ def _decode(path: str, resolution: int | None, channels: int) -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
+#: the kind (folder of the cache) of decoded image arrays
+DECODED_KIND = "decoded"
+
+
 def decode_samples(
     samples: Sequence[tuple[str, int]],
     resolution: int | None,
@@ -72,25 +75,43 @@ def decode_samples(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode ``samples`` to a uint8 ``(N, C, H, W)`` tensor and labels, cached on disk.
 
-    The cache key covers every path, size and mtime, the resolution and the channel count,
-    so a changed tree is decoded again. Writes are atomic (temp file + rename).
+    The cache (``<cache_dir or $DDX_CACHE>/decoded/<key>.npz``, a
+    :class:`~methods.artifacts.LocalArtifactCache` entry) is keyed by every path, label, size
+    and mtime, the resolution and the channel count, so a changed tree is decoded again; the
+    processes of a node that load the same images decode them once (the others wait for it),
+    and a cached file that does not match its manifest is decoded again.
     """
-    h = hashlib.sha256(f"pillow-bilinear|{resolution}|{channels}".encode())
+    h = hashlib.sha256()
     for path, label in samples:
         st = os.stat(path)
         h.update(f"{path}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    cache = (cache_dir or default_cache_dir()) / "decoded" / f"{h.hexdigest()[:24]}.npz"
-    if cache.exists():
-        with np.load(cache) as z:
-            return torch.from_numpy(z["x"]), torch.from_numpy(z["y"])
-    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
-        arrays = list(pool.map(lambda s: _decode(s[0], resolution, channels), samples))
-    shapes = {a.shape for a in arrays}
-    if len(shapes) != 1:
-        raise DatasetError(f"images have different sizes {sorted(shapes)[:3]}…; set dataset.resolution to resize them")
-    x = np.stack(arrays)
-    y = np.asarray([label for _, label in samples], dtype=np.int64)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(cache) as tmp, open(tmp, "wb") as fh:  # a file object: savez adds no ".npz" to it
-        np.savez(fh, x=x, y=y)
-    return torch.from_numpy(x), torch.from_numpy(y)
+    description = {
+        "decoder": "pillow-bilinear",
+        "resolution": resolution,
+        "channels": channels,
+        "images": len(samples),
+        "samples_sha256": h.hexdigest(),
+    }
+    decoded: list[np.ndarray] = []
+
+    def produce(tmp: Path) -> None:
+        with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+            arrays = list(pool.map(lambda s: _decode(s[0], resolution, channels), samples))
+        shapes = {a.shape for a in arrays}
+        if len(shapes) != 1:
+            raise DatasetError(
+                f"images have different sizes {sorted(shapes)[:3]}…; set dataset.resolution to resize them"
+            )
+        x = np.stack(arrays)
+        y = np.asarray([label for _, label in samples], dtype=np.int64)
+        with open(tmp, "wb") as fh:  # a file object: savez adds no ".npz" to it
+            np.savez(fh, x=x, y=y)
+        decoded.extend((x, y))
+
+    cache = LocalArtifactCache(cache_dir or default_cache_dir())
+    path = cache.get_or_create(DECODED_KIND, description, produce, suffix=".npz")
+    if decoded:  # decoded by this call: no need to read the file back
+        x, y = decoded
+        return torch.from_numpy(x), torch.from_numpy(y)
+    with np.load(path) as z:
+        return torch.from_numpy(z["x"]), torch.from_numpy(z["y"])

@@ -176,7 +176,14 @@ def load_imagefolder(opts: DatasetOptions) -> RawSplits:
 
 
 def load_dataset(opts: DatasetOptions) -> RealData:
-    """Load, split (seeded validation carve) and normalise a registered dataset."""
+    """Load, split (seeded validation carve) and normalise a registered dataset.
+
+    Without ZCA every split is normalised per channel with the training split's mean and std.
+    With ``opts.zca`` (and the default ``zca_space="pixels"``) the [0, 1] pixels are whitened
+    directly, as MTT does (mtt-distillation ``utils.py`` ``get_dataset``: no ``Normalize`` when
+    ``args.zca``), and ``mean``/``std`` are the identity (0, 1); ``zca_space="normalized"``
+    normalises first and whitens the normalised images.
+    """
     raw = DATASETS.get(opts.name).implementation()(opts)
     train_x, train_y = _as_float(raw.train_x), raw.train_y
     if raw.test_x is None or raw.test_y is None:
@@ -194,17 +201,23 @@ def load_dataset(opts: DatasetOptions) -> RealData:
     train_x, train_y = train_x[keep], train_y[keep]
     if opts.resolution is not None:
         train_x, val_x, test_x = (resize_images(t, opts.resolution) for t in (train_x, val_x, test_x))
-    mean = train_x.mean(dim=(0, 2, 3))
-    std = train_x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    whitening = None
+    if opts.zca and opts.zca_space == "pixels":
+        # MTT's utils.py get_dataset: with ZCA the transform is ToTensor() alone (no Normalize) and
+        # kornia's ZCA (eps 0.1) is fitted on those [0, 1] pixels (here: on the training split only)
+        mean, std = torch.zeros(train_x.shape[1]), torch.ones(train_x.shape[1])  # no per-channel step
+    else:
+        mean = train_x.mean(dim=(0, 2, 3))
+        std = train_x.std(dim=(0, 2, 3)).clamp_min(1e-6)
 
-    def norm(t: Tensor) -> Tensor:
-        return ((t - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)).contiguous()
+        def norm(t: Tensor) -> Tensor:
+            return ((t - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)).contiguous()
 
-    train_x, val_x, test_x = norm(train_x), norm(val_x), norm(test_x)
+        train_x, val_x, test_x = norm(train_x), norm(val_x), norm(test_x)
     if opts.zca:  # fitted on the training split only, applied to every split
         cache_root = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir()
-        zca, _ = fit_zca(train_x, opts.zca_eps, cache_root)
-        train_x, val_x, test_x = (apply_zca(zca, t) for t in (train_x, val_x, test_x))
+        whitening, _ = fit_zca(train_x, opts.zca_eps, cache_root)
+        train_x, val_x, test_x = (apply_zca(whitening, t) for t in (train_x, val_x, test_x))
     return RealData(
         name=opts.name,
         train_x=train_x,
@@ -219,4 +232,5 @@ def load_dataset(opts: DatasetOptions) -> RealData:
         std=tuple(std.tolist()),
         split_seed=opts.split_seed,
         zca=opts.zca,
+        whitening=whitening,
     )

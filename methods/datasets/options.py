@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal, get_args
 
 from annotated_types import Ge, Gt, Lt
 
@@ -17,6 +17,12 @@ from methods.options import PositiveFloat, PositiveInt, Resolution, named
 Fraction = Annotated[float, Gt(0), Lt(1)]
 #: kornia's regularisation of the covariance eigenvalues in ZCA whitening (MTT/DDiF: 0.1)
 ZCA_EPS = 0.1
+#: what ZCA whitens: ``pixels`` — the [0, 1] pixels, with no per-channel normalisation (MTT's
+#: ``utils.py`` ``get_dataset``); ``normalized`` — the per-channel normalised images (ddx before
+#: it matched MTT: ε = 0.1 is then ~16× weaker relative to CIFAR's variances)
+ZcaSpace = Literal["pixels", "normalized"]
+ZCA_SPACES: tuple[str, ...] = get_args(ZcaSpace)
+ZCA_SPACE_DEFAULT = "pixels"
 
 
 @dataclass(frozen=True)
@@ -35,11 +41,20 @@ class DatasetOptions:
     cache_dir: str | None = None  # node-local cache for decoded images (set by the orchestrator)
     zca: bool = False  # ZCA-whiten every split with the transform fitted on the training split (methods.datasets.zca)
     zca_eps: PositiveFloat = ZCA_EPS  # kornia's regularisation of the covariance eigenvalues
+    zca_space: ZcaSpace = ZCA_SPACE_DEFAULT  # whiten [0, 1] pixels (MTT) or the per-channel normalised images
 
     def identity(self) -> dict[str, object]:
         """The options that determine the data (artifact identities): all but the node-local ``cache_dir``
-        (``root`` as the sweep names it, never a node-local copy)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "cache_dir"}
+        (``root`` as the sweep names it, never a node-local copy).
+
+        ``zca_space`` enters only for ZCA data: data whitened before ZCA fitted the raw pixels (MTT's
+        way) was normalise-first and its identities lack the key, so artifacts made from it are not
+        reused, while the identities of un-whitened data stay as they were.
+        """
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "cache_dir"}
+        if not self.zca:
+            del out["zca_space"]
+        return out
 
 
 def carve_size(available: int, per_class: int | None, fraction: float | None) -> int:
@@ -60,4 +75,12 @@ def train_images_left(class_images: int, opts: DatasetOptions, has_test_split: b
     return left - carve_size(left, opts.val_per_class, opts.val_fraction)
 
 
-__all__ = ["ZCA_EPS", "DatasetOptions", "carve_size", "train_images_left"]
+__all__ = [
+    "ZCA_EPS",
+    "ZCA_SPACES",
+    "ZCA_SPACE_DEFAULT",
+    "DatasetOptions",
+    "ZcaSpace",
+    "carve_size",
+    "train_images_left",
+]

@@ -1,16 +1,23 @@
 """ZCA whitening as a dataset transform (kornia's ``ZCAWhitening``), fitted once per training split.
 
-MTT, DDiF and the trajectory-matching literature whiten CIFAR with ZCA after the per-channel
-normalisation (kornia, regularisation ε = 0.1 added to the covariance's eigenvalues):
+MTT, DDiF and the trajectory-matching literature whiten CIFAR with ZCA applied to the **raw
+[0, 1] pixels**: with ``--zca`` MTT's CIFAR transform is ``ToTensor()`` alone, without
+``Normalize`` (mtt-distillation ``utils.py`` ``get_dataset``), and kornia's ``ZCAWhitening``
+with regularisation ε = 0.1 is fitted on those images and applied to the training and test sets:
 x ↦ U diag((λ + ε)^{-1/2}) Uᵀ (x − μ) over flattened images, with U, λ the eigenvectors and
-eigenvalues of the training images' covariance. ddx fits it on the training split it trains
-on — after the ``train_per_class`` subset and the validation carve, so no validation or test
-image shapes it (MTT, which has no validation split, fits on the full training set) — and
-applies the same transform to train, validation and test.
+eigenvalues of the training images' (unbiased) covariance. ε is absolute, so the space matters:
+on per-channel normalised CIFAR (variances ~16× larger) the same ε regularises ~16× less.
+ddx fits it on the training split it trains on — after the ``train_per_class`` subset and the
+validation carve, so no validation or test image shapes it (MTT, which has no validation
+split, fits on the full training set) — and applies the same transform to train, validation
+and test (:func:`methods.datasets.loaders.load_dataset`; ``DatasetOptions.zca_space`` chooses
+pixels, the default, or the normalised images).
 
-The fit (mean, transform and its inverse) is cached under ``<cache>/zca/<key>.pt``, the key
-being the SHA-256 of the training tensor's bytes, its shape, ε and a format version, so it is
-computed once per training split and reused by every process that loads the same data.
+The fit (mean, transform and its inverse) is cached under ``<cache>/zca/<key>.pt`` (a
+:class:`~methods.artifacts.LocalArtifactCache` entry: locked, verified), described by the
+SHA-256 of the training tensor's bytes, its shape, ε and a format version, so it is computed
+once per training split and node — concurrent processes wait for the first — and reused by
+every process that loads the same data.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import torch
 from kornia.enhance import ZCAWhitening
 from torch import Tensor
 
-from methods.atomic import atomic_path
+from methods.artifacts import LocalArtifactCache
 from methods.datasets.options import ZCA_EPS
 
 ZCA_VERSION = "kornia-zca-v1"
@@ -39,24 +46,35 @@ def zca_key(train_x: Tensor, eps: float) -> str:
     return h.hexdigest()[:24]
 
 
+#: the kind (folder of the cache) of ZCA fits
+ZCA_KIND = "zca"
+
+
 def fit_zca(train_x: Tensor, eps: float = ZCA_EPS, cache_root: Path | None = None) -> tuple[ZCAWhitening, bool]:
     """kornia's ZCA fitted on ``train_x`` (``(N, …)``, samples along dim 0); cached under ``cache_root/zca``.
 
     Returns the fitted module and whether it came from the cache.
     """
-    path = None
-    if cache_root is not None:
-        path = cache_root / "zca" / f"{zca_key(train_x, eps)}.pt"
-        if path.exists():
-            zca = ZCAWhitening(eps=eps, compute_inv=True)
-            zca.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            return zca, True
-    zca = ZCAWhitening(eps=eps, compute_inv=True).fit(train_x.detach().to(torch.float32))
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            torch.save({k: v.detach().cpu() for k, v in zca.state_dict().items()}, tmp)
-    return zca, False
+    fitted: list[ZCAWhitening] = []
+
+    def fit() -> ZCAWhitening:
+        return ZCAWhitening(eps=eps, compute_inv=True).fit(train_x.detach().to(torch.float32))
+
+    if cache_root is None:
+        return fit(), False
+
+    def produce(tmp: Path) -> None:
+        zca = fit()
+        torch.save({k: v.detach().cpu() for k, v in zca.state_dict().items()}, tmp)
+        fitted.append(zca)
+
+    description = {"version": ZCA_VERSION, "eps": float(eps), "train": zca_key(train_x, eps)}
+    path = LocalArtifactCache(cache_root).get_or_create(ZCA_KIND, description, produce)
+    if fitted:
+        return fitted[0], False
+    zca = ZCAWhitening(eps=eps, compute_inv=True)
+    zca.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return zca, True
 
 
 @torch.no_grad()

@@ -12,8 +12,8 @@ the same DSA draw (Siamese augmentation), and D DC's layer-wise distance (DC Eq.
 
 over the output units i of each layer (a conv kernel's gradient is reshaped to
 ``(out, in·h·w)``; bias and normalisation gradients are skipped, as in the DC code). Between
-two updates the network trains ``inner_loop`` epochs on the current synthetic set (SGD,
-``lr_net``, DSA), so θ follows the set it is trained on.
+two updates the network trains ``inner_loop`` epochs on the current synthetic set (plain SGD at
+``lr_net`` by default, DatasetCondensation ``main.py``'s ``optimizer_net``; DSA), so θ follows the set it is trained on.
 
 A distillation *step* is one synthetic update, so a run of ``iterations`` networks takes
 ``iterations × outer_loop`` steps. Workers: the network trains on every class between

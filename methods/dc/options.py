@@ -30,7 +30,9 @@ class DCOptions:
 
     Each iteration draws a fresh ``distill_arch`` network and runs ``outer_loop`` synthetic
     updates; between two of them the network trains ``inner_loop`` epochs on the current
-    synthetic set (SGD ``lr_net``, momentum ``net_momentum``, batch ``batch_train``, DSA).
+    synthetic set (SGD ``lr_net``, momentum ``net_momentum``, batch ``batch_train``, DSA);
+    ``net_momentum`` 0 is the reference's plain SGD (DatasetCondensation ``main.py``:
+    ``optimizer_net = torch.optim.SGD(net.parameters(), lr=args.lr_net)``, no momentum).
     ``outer_loop``/``inner_loop`` ``None`` take DC's per-IPC table (:data:`DC_LOOPS`).
     ``batch_real`` real images per class per update; ``augment`` the DSA strategy
     (``none``: DC without DSA).
@@ -40,7 +42,7 @@ class DCOptions:
     outer_loop: Annotated[int, Ge(1)] | None = None
     inner_loop: Annotated[int, Ge(0)] | None = None
     lr_net: Annotated[float, Gt(0)] = 0.01
-    net_momentum: Annotated[float, Ge(0)] = 0.5
+    net_momentum: Annotated[float, Ge(0)] = 0.0
     batch_train: Annotated[int, Ge(1)] = 256
     augment: AugmentStrategy = DSA_DEFAULT_STRATEGY
     distill_arch: Annotated[str, named("network")] = "convnet_d3"

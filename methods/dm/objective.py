@@ -5,7 +5,10 @@ Every iteration draws a freshly initialised network ψ and, per class c, minimis
     L_c = ‖ mean_{x∈B_c} ψ(A(x)) − mean_{s∈S_c} ψ(A(s)) ‖²
 
 (DM Eq. 5, embeddings before the classifier), with A a Siamese DSA augmentation shared by
-the real batch B_c and the synthetic images S_c. In UniDD's terms this is the all-pass
+the real batch B_c and the synthetic images S_c: one draw for the whole class batch, as in
+DatasetCondensation ``main_DM.py``, whose ``DiffAugment(…, seed=seed)`` calls (seed never −1)
+set ``param.Siamese`` so every op of ``utils.py`` copies image 0's parameters to the batch, and
+replay the same seeds on the synthetic images. In UniDD's terms this is the all-pass
 filter f(λ)=1 on the class signal XᵀY. The loss is a sum over classes, so each class's
 gradient is independent: workers shard by class and the result does not depend on their
 number.

@@ -1,13 +1,28 @@
-"""Synthetic sets produced elsewhere, read into ddx's form: normalised images with class labels.
+"""Synthetic sets produced elsewhere, read into ddx's form: images in the real data's space with labels.
 
-Three inputs are accepted (:func:`load_set` tells them apart):
+ddx's own three inputs are read here (:func:`load_set` tells them apart); the formats the field
+publishes (DatasetCondensation, mtt-distillation/DATM, DDiF) are read by
+:mod:`methods.evaluation.published_sets` onto the same form. What every reader declares:
+
+* its **space** (:data:`SPACES`): ``pixels`` ([0, 1] intensities; ddx normalises them with the
+  dataset's mean/std), ``normalized`` (``(x − mean) / std`` with the mean/std the file was
+  normalised with: ddx's own, or a reference's constants, converted to ddx's) or ``zca``
+  (ZCA-whitened: the values are used as they are and the real validation/test data are whitened
+  the same way, ``dataset.zca: true``). Values that cannot be in the declared space are refused
+  (:func:`check_space`);
+* its **labels** (``LoadedSet.labels``): class labels (``hard``) or learned soft labels
+  (``learned_soft``: an ``(N, C)`` matrix carried in ``extra[LEARNED_LABELS_KEY]``).
+
+ddx's own inputs:
 
 * **a tensor file** (``.pt``, read with ``torch.load(weights_only=True)``): a dict
   ``{"images": (N, C, H, W) float, "labels": (N,) integer}`` and optionally
   ``"space": "pixels" | "normalized"``. ``pixels`` (the default) means values in [0, 1]
   (RGB/grey intensities); ddx normalises them with the dataset's mean and std (those ddx
-  computes from the training split as loaded). ``normalized`` means the images are already
-  ``(x − mean) / std`` with that same mean and std, and are used as they are. A ``pixels``
+  computes from the training split as loaded) and, on ZCA-whitened data, whitens them with the
+  transform fitted on the training split (:meth:`~methods.datasets.RealData.from_pixels`).
+  ``normalized`` means the images are already in the dataset's space (``(x − mean) / std``
+  with that same mean and std, whitened too for ZCA data), and are used as they are. A ``pixels``
   tensor with values outside [−0.01, 1.01] is refused (it is almost certainly normalised);
 * **an image folder**: ``<folder>/<class>/<image>`` (PNG, JPEG…), one sub-folder per class,
   named by the dataset's class name (``airplane``…) or by the class index (``0``, ``1``,
@@ -19,6 +34,9 @@ Three inputs are accepted (:func:`load_set` tells them apart):
 Every set must hold **the same number of images per class** (its IPC) for every class of the
 dataset: ddx's sets, the random baseline and the budget bookkeeping are per class. Any
 problem raises :class:`SetError` with one line saying what is wrong.
+
+Image folders also take the class-folder names SRe²L (``new003``) and RDED (``00003``) write;
+:func:`recovered_layout` recognises their layout (images a teacher relabels in their evaluation).
 """
 
 from __future__ import annotations
@@ -35,27 +53,42 @@ from PIL import Image
 from torch import Tensor
 
 from methods.datasets import RealData
+from methods.evaluation.options import LEARNED_LABELS_KEY, LEARNED_LR_KEY
+from methods.evaluation.set_spaces import (
+    SPACES,
+    SetError,
+    Stats,
+    check_soft_labels,
+    check_space,
+    normalise,
+    require_data_space,
+    to_data_space,
+)
 from methods.parameterizations import ParamConfig, SetShape, build_parameterization, synthetic_payload
+from methods.torch_files import NotATorchFile, load_torch
 
-SPACES = ("pixels", "normalized")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-#: tolerance for values of a ``pixels`` tensor outside [0, 1] (rounding of saved PNGs and the like)
-PIXEL_SLACK = 0.01
-
-
-class SetError(ValueError):
-    """A synthetic set that cannot be evaluated as given (one line: what and how to fix it)."""
 
 
 @dataclass
 class LoadedSet:
-    """A set in ddx's form: a parameterization payload (normalised, class-sorted) and where it came from."""
+    """A set in ddx's form: a parameterization payload (in the real data's space, class-sorted) and
+    where it came from.
+
+    ``format``: the reader (``pt``, ``imagefolder``, ``ddx``, ``dc``, ``mtt``, ``ddif``); ``space``:
+    the space the file held its values in (:data:`SPACES`); ``labels``: ``hard`` or ``learned_soft``;
+    ``layout``: a recognised producer's layout (``SRe²L``/``RDED`` image folders) or None;
+    ``notes``: facts the reader assumed that the user should see (one line each).
+    """
 
     name: str
     source: str
-    format: str  # "pt", "imagefolder" or "ddx"
-    space: str  # the space the file held its images in ("normalized" for ddx sets)
+    format: str
+    space: str
     payload: dict[str, Any] = field(repr=False)
+    labels: str = "hard"
+    layout: str | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def shape(self) -> dict[str, Any]:
@@ -73,23 +106,29 @@ class LoadedSet:
     def parameterization(self) -> str:
         return str(self.payload["config"]["name"])
 
-
-def _stats(data: RealData) -> tuple[Tensor, Tensor]:
-    c = data.channels
-    return torch.tensor(data.mean).view(1, c, 1, 1), torch.tensor(data.std).view(1, c, 1, 1)
-
-
-def normalise(images: Tensor, data: RealData) -> Tensor:
-    """[0, 1] pixels → ``(x − mean) / std`` with the dataset's constants."""
-    mean, std = _stats(data)
-    return (images.float() - mean) / std
+    @property
+    def learned_lr(self) -> float | None:
+        """The learned student learning rate the set carries (``extra[LEARNED_LR_KEY]``), or None."""
+        value = self.payload.get("extra", {}).get(LEARNED_LR_KEY)
+        return None if value is None else float(value)
 
 
-def pixels_payload(images: Tensor, labels: Tensor, data: RealData, extra: dict[str, Any] | None = None) -> dict:
-    """A ``pixels`` parameterization payload of normalised ``images`` with class ``labels``.
+def pixels_payload(
+    images: Tensor,
+    labels: Tensor,
+    data: RealData,
+    extra: dict[str, Any] | None = None,
+    soft_labels: Tensor | None = None,
+    zca: bool = False,
+) -> dict:
+    """A ``pixels`` parameterization payload of ``images`` (already in the real data's space) with
+    class ``labels``.
 
     Checks shapes against ``data`` (channels, classes, a square image, equal images per class)
     and sorts the images by class (ddx's layout: class-major, the order within a class kept).
+    ``soft_labels``: learned soft labels ``(N, C)`` of the same instances, sorted alike and kept in
+    ``extra[LEARNED_LABELS_KEY]``. ``zca``: the images are ZCA-whitened (the payload then records
+    ``zca: true`` and no mean/std: they do not map it back to pixels).
     """
     if images.dim() != 4:
         raise SetError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
@@ -111,6 +150,13 @@ def pixels_payload(images: Tensor, labels: Tensor, data: RealData, extra: dict[s
             f"labels must lie in 0…{k - 1} (dataset {data.name!r}), got {int(labels.min())}…{int(labels.max())}"
         )
     counts = torch.bincount(labels, minlength=k)
+    if int(counts.min()) == 0:
+        missing = [int(i) for i in torch.nonzero(counts == 0).flatten()]
+        shown = ", ".join(f"{i} ({data.class_names[i]})" for i in missing[:5]) + (" …" if len(missing) > 5 else "")
+        raise SetError(
+            f"no images of {len(missing)} of the {k} classes of {data.name!r}: {shown}; every class needs "
+            "the same number of images"
+        )
     if int(counts.min()) != int(counts.max()):
         raise SetError(
             f"images per class differ ({int(counts.min())}…{int(counts.max())}; classes "
@@ -123,20 +169,11 @@ def pixels_payload(images: Tensor, labels: Tensor, data: RealData, extra: dict[s
     shape = SetShape(num_classes=k, ipc=int(counts[0]), channels=c, resolution=h)
     param = build_parameterization(ParamConfig("pixels", shape))
     param.init_from_real(images[order].float())
-    meta = {"mean": list(data.mean), "std": list(data.std), **(extra or {})}
+    meta: dict[str, Any] = {"zca": True} if zca else {"mean": list(data.mean), "std": list(data.std)}
+    meta.update(extra or {})
+    if soft_labels is not None:
+        meta[LEARNED_LABELS_KEY] = check_soft_labels(soft_labels, n, k)[order].contiguous()
     return synthetic_payload(param, meta)
-
-
-def _check_space(images: Tensor, space: str, source: str) -> None:
-    if space not in SPACES:
-        raise SetError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
-    if space == "pixels":
-        lo, hi = float(images.min()), float(images.max())
-        if lo < -PIXEL_SLACK or hi > 1 + PIXEL_SLACK:
-            raise SetError(
-                f"values span {lo:.3g}…{hi:.3g}, outside [0, 1] pixel space: if {source} is already "
-                "normalised with the dataset's mean/std, store 'space': 'normalized' (or pass --space normalized)"
-            )
 
 
 def tensor_set_payload(obj: Any, data: RealData, space: str | None = None, source: str = "it") -> tuple[dict, str]:
@@ -155,17 +192,35 @@ def tensor_set_payload(obj: Any, data: RealData, space: str | None = None, sourc
         empty = "the set holds no images" if len(images) == 0 else f"images are empty, shape {tuple(images.shape)}"
         raise SetError(empty)
     used = space or str(obj.get("space", "pixels"))
-    _check_space(images, used, source)
-    normed = images.float() if used == "normalized" else normalise(images, data)
-    return pixels_payload(normed, labels, data, {"source_space": used}), used
+    normed = to_data_space(images, used, data, source=source)
+    return pixels_payload(normed, labels, data, {"source_space": used}, zca=used == "zca"), used
 
 
 def _class_index(name: str, class_names: Sequence[str]) -> int | None:
+    """A class folder's class: a class name, an index (``3``, ``003``, RDED's ``00003``) or SRe²L's ``new003``."""
     if name in class_names:
         return list(class_names).index(name)
-    if re.fullmatch(r"\d+", name):
-        i = int(name)
+    match = re.fullmatch(r"(?:new)?(\d+)", name)
+    if match:
+        i = int(match.group(1))
         return i if i < len(class_names) else None
+    return None
+
+
+def recovered_layout(path: Path) -> str | None:
+    """``SRe²L`` or ``RDED`` when an image folder has the layout their recovery code writes
+    (SRe²L: ``new<class:03d>/class<class:03d>_id<i:03d>.jpg``; RDED: ``<class:05d>/class<class:05d>_id<i:05d>.jpg``):
+    images their evaluation relabels with a teacher. None otherwise."""
+    dirs = [d for d in path.iterdir() if d.is_dir()]
+    if not dirs:
+        return None
+    files = [f.name for f in next(iter(sorted(dirs))).iterdir() if f.is_file()]
+    if not files or not all(re.fullmatch(r"class\d+_id\d+\.\w+", f) for f in files):
+        return None
+    if all(re.fullmatch(r"new\d{3,}", d.name) for d in dirs):
+        return "SRe²L"
+    if all(re.fullmatch(r"\d{5}", d.name) for d in dirs):
+        return "RDED"
     return None
 
 
@@ -174,6 +229,8 @@ def load_image_folder(path: Path, data: RealData) -> tuple[dict, str]:
     dirs = sorted(d for d in path.iterdir() if d.is_dir())
     if not dirs:
         raise SetError("no class sub-folders (expected <folder>/<class>/<image>.png)")
+    if [d.name for d in dirs] == ["images"] and (path / "README.txt").is_file():
+        raise SetError(f"a `ddx export` folder: give its images/ tree ({path / 'images'})")
     images: list[np.ndarray] = []
     labels: list[int] = []
     size: tuple[int, int] | None = None
@@ -206,8 +263,15 @@ def load_image_folder(path: Path, data: RealData) -> tuple[dict, str]:
         raise SetError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in the class folders")
     x = torch.from_numpy(np.stack(images)).float().div_(255.0)
     x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
-    payload = pixels_payload(normalise(x, data), torch.tensor(labels), data, {"source_space": "pixels"})
+    normed = to_data_space(x, "pixels", data, source=str(path))
+    payload = pixels_payload(normed, torch.tensor(labels), data, {"source_space": "pixels"})
     return payload, "pixels"
+
+
+def ddx_set_space(obj: dict) -> str:
+    """The space of a saved ddx set: ``zca`` when it was distilled on ZCA-whitened data (its
+    ``extra["zca"]``), else ``normalized`` (with the dataset's mean/std)."""
+    return "zca" if obj.get("extra", {}).get("zca") else "normalized"
 
 
 def load_ddx_set(obj: dict, data: RealData) -> dict:
@@ -228,30 +292,40 @@ def load_ddx_set(obj: dict, data: RealData) -> dict:
 
 
 def load_set(path: str | Path, data: RealData, space: str | None = None, name: str | None = None) -> LoadedSet:
-    """Read any accepted input (see the module docstring) as a :class:`LoadedSet` for ``data``."""
+    """Read any of ddx's own inputs (see the module docstring) as a :class:`LoadedSet` for ``data``."""
     p = Path(path)
     stem = name or (p.name if p.is_dir() else p.stem)
     if not p.exists():
         raise SetError("no such file or folder")
     if p.is_dir():
         if space not in (None, "pixels"):
-            raise SetError("an image folder holds pixels; --space normalized applies to tensor files only")
+            raise SetError(f"an image folder holds pixels; --space {space} applies to tensor files only")
         payload, used = load_image_folder(p, data)
-        return LoadedSet(stem, str(p), "imagefolder", used, payload)
+        return LoadedSet(stem, str(p), "imagefolder", used, payload, layout=recovered_layout(p))
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise SetError(f"cannot read it with torch.load(weights_only=True): {type(err).__name__}") from None
+        obj = load_torch(p)
+    except NotATorchFile as err:  # what the file is instead (text, cut short, another format)
+        raise SetError(f"{err}; give a .pt of images and labels, an image folder or a ddx set") from None
+    except OSError as err:
+        raise SetError(f"cannot read it ({err.strerror or type(err).__name__})") from None
+    return set_from_object(obj, p, data, space, stem)
+
+
+def set_from_object(obj: Any, path: Path, data: RealData, space: str | None, name: str) -> LoadedSet:
+    """A loaded tensor file's object as a set: a saved ddx set, else a ``{"images", "labels"}`` dict."""
     if isinstance(obj, dict) and "config" in obj and "state" in obj:
-        if space not in (None, "normalized"):
-            raise SetError("a ddx set is stored normalised; --space pixels does not apply")
-        return LoadedSet(stem, str(p), "ddx", "normalized", load_ddx_set(obj, data))
-    payload, used = tensor_set_payload(obj, data, space, p.name)
-    return LoadedSet(stem, str(p), "pt", used, payload)
+        own = ddx_set_space(obj)
+        if space not in (None, own):
+            raise SetError(f"a ddx set is stored in its distillation's space ({own}); --space {space} does not apply")
+        return LoadedSet(name, str(path), "ddx", own, load_ddx_set(obj, data))
+    payload, used = tensor_set_payload(obj, data, space, path.name)
+    return LoadedSet(name, str(path), "pt", used, payload)
 
 
-def random_subset_payload(data: RealData, ipc: int, seed: int) -> dict:
-    """``ipc`` training images per class drawn without replacement (seeded): the random baseline."""
+def random_subset_payload(data: RealData, ipc: int, seed: int, lr: float | None = None) -> dict:
+    """``ipc`` training images per class drawn without replacement (seeded): the random baseline
+    (in ``data``'s space, ZCA-whitened when it is). ``lr``: a learning rate to carry as the sets it
+    is compared with carry theirs (``extra[LEARNED_LR_KEY]``, for ``lr_from_set`` protocols)."""
     g = torch.Generator().manual_seed(int(seed))
     xs, ys = [], []
     for c in range(data.num_classes):
@@ -261,17 +335,29 @@ def random_subset_payload(data: RealData, ipc: int, seed: int) -> dict:
         pick = idx[torch.randperm(len(idx), generator=g)[:ipc]]
         xs.append(data.train_x[pick])
         ys.append(torch.full((ipc,), c, dtype=torch.long))
-    return pixels_payload(torch.cat(xs), torch.cat(ys), data, {"random_seed": int(seed)})
+    extra: dict[str, Any] = {"random_seed": int(seed)}
+    if lr is not None:
+        extra[LEARNED_LR_KEY] = float(lr)
+    return pixels_payload(torch.cat(xs), torch.cat(ys), data, extra, zca=data.zca)
 
 
 __all__ = [
     "SPACES",
     "LoadedSet",
     "SetError",
+    "Stats",
+    "check_soft_labels",
+    "check_space",
+    "ddx_set_space",
+    "load_ddx_set",
     "load_image_folder",
     "load_set",
     "normalise",
     "pixels_payload",
     "random_subset_payload",
+    "recovered_layout",
+    "require_data_space",
+    "set_from_object",
     "tensor_set_payload",
+    "to_data_space",
 ]

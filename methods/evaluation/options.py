@@ -27,10 +27,46 @@ LABEL_MODE_REQUIRES: dict[str, tuple[str, ...]] = {"hard": (), "soft": ("teacher
 #: the key under which a synthetic set carries a learned student learning rate (TM's step size α),
 #: in the set's ``extra`` metadata (written from :meth:`methods.distill.objective.Objective.row_fields`)
 LEARNED_LR_KEY = "syn_lr"
+#: the key under which a synthetic set carries **learned soft labels** (DATM: an ``(N, C)`` matrix of
+#: logits, one row per instance in the set's order) in its ``extra`` metadata; a hard-label student
+#: trains on ``softmax`` of them (:func:`methods.evaluation.student.soft_target_loss`)
+LEARNED_LABELS_KEY = "soft_labels"
+
+#: where a student's training targets come from (a row's ``label_source``): the set's class labels
+#: (``hard``), the set's learned soft labels (``learned_soft``), or a teacher relabelling every view
+#: (``teacher``: ``label_mode: soft``). Rows of different sources are never ranked together.
+LabelSource = Literal["hard", "learned_soft", "teacher"]
+LABEL_SOURCES: tuple[str, ...] = get_args(LabelSource)
+#: what a set's own labels are (``LoadedSet.labels``): class labels, or learned soft labels
+SetLabels = Literal["hard", "learned_soft"]
+LEARNED_SOFT = "learned_soft"
+
+
+def relabelled(label_mode: str) -> bool:
+    """Whether students of ``label_mode`` train on a teacher's labels of every view (``soft``) rather
+    than on the set's own labels."""
+    return "teacher" in LABEL_MODE_REQUIRES.get(label_mode, ())
+
+
+def label_source(label_mode: str, set_labels: str = "hard") -> str:
+    """The row's ``label_source``: ``teacher`` for a label mode that relabels with a teacher (``soft``),
+    otherwise what the set's own labels are (``hard`` or ``learned_soft``)."""
+    if relabelled(label_mode):
+        return "teacher"
+    if set_labels not in ("hard", "learned_soft"):
+        raise ValueError(f"a set's labels are hard or learned_soft, got {set_labels!r}")
+    return set_labels
+
+
 Optimizer = Literal["sgd", "adam", "adamw"]
 Schedule = Literal["step", "cosine", "cosine_half", "constant"]
 Mix = Literal["none", "cutmix", "mixup"]
 Precision = Literal["fp32", "bf16", "auto"]
+#: BatchNorm of the teacher while it relabels: ``eval`` (running statistics) or ``train`` (each batch's own)
+TeacherMode = Literal["eval", "train"]
+#: what the soft-label ``crop`` moves in from outside: ``zero`` (zeros of the normalised images,
+#: i.e. the dataset mean: DSA's) or ``black`` (black pixels, (0 − mean)/std per channel)
+CropFill = Literal["zero", "black"]
 
 PositiveInt = Annotated[int, Ge(1)]
 PositiveFloat = Annotated[float, Gt(0)]
@@ -58,8 +94,16 @@ class EvalSettings:
       predictions (KL × T²) on **the view the student sees**: ``soft_augment`` applied with
       every group (``crop_flip`` = random crop and flip, ``rrc_flip`` = RandomResizedCrop with
       area scale in [``rrc_min_scale``, 1] and flip), then, with probability ``mix_prob`` per
-      batch, ``mix`` (CutMix or Mixup with Beta(``mix_alpha``, ``mix_alpha``)); the teacher
-      relabels that mixed view. ``mix`` needs soft labels.
+      batch, ``mix`` (CutMix or Mixup with Beta(``mix_alpha``, ``mix_alpha``), partners drawn
+      by a random permutation); the teacher relabels that mixed view. ``mix`` needs soft labels.
+      ``soft_crop_fill``: what the ``crop`` of ``soft_augment`` shifts in — ``zero`` (zeros of
+      the normalised images, the dataset mean: DSA's fill) or ``black`` (black pixels: padding
+      [0, 1] images before normalising, as torchvision's ``RandomCrop(32, padding=4)`` then
+      ``Normalize`` in SRe²L's ``relabel_cifar.py``; not defined on ZCA-whitened data).
+      ``teacher_mode``: the teacher's BatchNorm while it relabels — ``eval`` (running
+      statistics) or ``train`` (the statistics of each relabelled batch, as SRe²L's
+      ``relabel_cifar.py``, which never calls ``model_teacher.eval()``); either way the
+      teacher's stored statistics are left unchanged.
     * ``precision``: ``bf16`` runs the student's (and teacher's) forward passes under bf16
       autocast; ``auto`` = bf16 on CUDA, fp32 elsewhere. ``channels_last``: the student's
       memory format; ``auto`` = on for CUDA only. Both default to off until a GPU run shows
@@ -81,6 +125,8 @@ class EvalSettings:
     mix: Mix = "none"
     mix_prob: Fraction = 1.0
     mix_alpha: PositiveFloat = 1.0
+    soft_crop_fill: CropFill = "zero"
+    teacher_mode: TeacherMode = "eval"
     label_mode: LabelMode = "hard"
     temperature: PositiveFloat = 4.0
     track_test: bool = False  # also report max_over_test (labelled; not the default metric)
@@ -108,9 +154,19 @@ class EvalSettings:
 __all__ = [
     "LABEL_MODES",
     "LABEL_MODE_REQUIRES",
+    "LABEL_SOURCES",
+    "LEARNED_LABELS_KEY",
+    "LEARNED_LR_KEY",
+    "LEARNED_SOFT",
+    "CropFill",
     "EvalSettings",
     "LabelMode",
+    "LabelSource",
     "Optimizer",
     "PresetName",
     "Schedule",
+    "SetLabels",
+    "TeacherMode",
+    "label_source",
+    "relabelled",
 ]

@@ -19,6 +19,9 @@ Sources read for these presets (the values below were taken from these texts onl
 * SRe²L code — VILA-Lab/SRe2L ``SRe2L/*small_dataset/relabel_cifar.py`` / ``relabel_cifar.sh``
   (CIFAR-100) and ``SRe2L/validate/train_FKD.py`` / ``train_FKD.sh`` (ImageNet-1K).
 * DDiF — Shin et al., *Distilling Dataset into Neural Field* (ICLR 2025), Appendix B.2/B.4.
+* MTT evaluation — GeorgeCazenavette/mtt-distillation ``distill.py`` (``args.lr_net = syn_lr.item()``
+  before ``evaluate_synset``; ``num_eval`` 5, ``batch_train`` 256, ``epoch_eval_train`` 1000) and
+  ``utils.py`` (``evaluate_synset``: SGD momentum 0.9, weight decay 5e-4, lr ×0.1 at E/2 + 1, DSA).
 """
 
 from __future__ import annotations
@@ -107,6 +110,24 @@ BUILTIN: tuple[ProtocolPreset, ...] = (
         ),
     ),
     ProtocolPreset(
+        name="mtt_paper",
+        summary="MTT/DATM student evaluation: dd_standard with the learned step size as the student's lr",
+        source=(
+            "GeorgeCazenavette/mtt-distillation distill.py (args.lr_net = syn_lr.item() before evaluate_synset; "
+            "num_eval=5, batch_train=256, epoch_eval_train=1000) and utils.py (evaluate_synset: SGD momentum 0.9, "
+            "weight decay 5e-4, lr x0.1 at epoch E/2+1, DSA)"
+        ),
+        settings={**_DD_STANDARD, "lr_from_set": True},
+        archs=("convnet",),
+        seeds=5,
+        notes=(
+            "The learned lr is part of the protocol: every set must carry one (MTT/DATM's syn_lr_best.pt, a set "
+            "distilled with tm), and ddx evaluate trains the random baseline with the rate of the sets it is "
+            "compared with. DATM's evaluation (distill/evaluation.py) trains on its learned soft labels with "
+            "batch_train 128 (--set evaluation.batch_size=128). The reference decays the lr at E/2+1; ddx at E/2."
+        ),
+    ),
+    ProtocolPreset(
         name="cfm_paper",
         summary="CFM paper, supplement Table 4: soft labels, 1000 epochs, Adam 1e-3, T=30, crop+flip (CIFAR-10)",
         source=(
@@ -192,10 +213,11 @@ BUILTIN: tuple[ProtocolPreset, ...] = (
         name="sre2l_soft",
         summary="SRe2L relabel on CIFAR: AdamW 1e-3, cosine, T=30, random crop+flip, Mixup(0.8), 400 epochs",
         source=(
-            "VILA-Lab/SRe2L SRe2L/*small_dataset/relabel_cifar.py (RandomCrop(32, padding=4)+RandomHorizontalFlip, "
-            "mixup alpha 0.8 on every batch, teacher(inputs) on the mixed batch, AdamW(lr 1e-3, weight_decay "
-            "0.01), CosineAnnealingLR(T_max=epochs), temperature 30, ResNet-18 student) and relabel_cifar.sh "
-            "(epochs 400, batch 128)"
+            "VILA-Lab/SRe2L SRe2L/*small_dataset/relabel_cifar.py (RandomCrop(32, padding=4)+RandomHorizontalFlip "
+            "on [0, 1] images, then Normalize; mixup alpha 0.8 with torch.randperm partners on every batch, "
+            "teacher(inputs) on the mixed batch with the teacher never put in eval mode; AdamW(lr 1e-3, "
+            "weight_decay 0.01), CosineAnnealingLR(T_max=epochs), temperature 30, ResNet-18 student) and "
+            "relabel_cifar.sh (epochs 400, batch 128)"
         ),
         settings={
             "epochs": 400,
@@ -211,11 +233,17 @@ BUILTIN: tuple[ProtocolPreset, ...] = (
             "mix": "mixup",
             "mix_prob": 1.0,
             "mix_alpha": 0.8,
+            "soft_crop_fill": "black",
+            "teacher_mode": "train",
         },
         archs=("resnet18",),
         notes=(
-            "The code is written for CIFAR-100. Its padding fills black pixels before normalisation; ddx's "
-            "crop fills zeros in normalised space (the dataset mean), as DSA does."
+            "The code is written for CIFAR-100. Its padding fills black pixels before normalisation: "
+            "soft_crop_fill 'black' shifts in (0 - mean)/std per channel (the other presets fill zeros in "
+            "normalised space, the dataset mean, as DSA does). Its teacher relabels in train mode, so "
+            "BatchNorm normalises each mixed batch with its own statistics: teacher_mode 'train'; the running "
+            "statistics that the reference's passes also update are never read in that mode, and ddx leaves "
+            "the teacher's unchanged."
         ),
     ),
     ProtocolPreset(

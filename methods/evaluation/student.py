@@ -11,7 +11,10 @@ Label modes: ``hard`` trains with cross-entropy on the synthetic labels under DS
 augmentation (:mod:`methods.augment.ops`; one op group per batch by default); ``soft`` trains
 with the KL divergence to a teacher's temperature-scaled predictions on **the view the
 student sees** — the ``soft_augment`` ops applied jointly, then CutMix/Mixup if asked — which
-is SRe²L/CFM/RDED's relabel step (FKD-style, computed online).
+is SRe²L/CFM/RDED's relabel step (FKD-style, computed online). A set that carries **learned soft
+labels** (an ``(N, C)`` matrix, DATM) trains its ``hard``-mode students on them instead of class
+indices: cross-entropy against ``softmax`` of each row (:func:`soft_target_loss`, DATM's
+``SoftCrossEntropy``), under the same DSA view.
 
 The real validation/test images are resized to the synthetic images' resolution one batch at
 a time (:class:`~methods.datasets.EvalData`); the training split is never touched.
@@ -21,6 +24,7 @@ Settings are :class:`~methods.evaluation.options.EvalSettings` (presets: :mod:`m
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -152,21 +156,82 @@ def soft_label_loss(student_logits: Tensor, teacher_logits: Tensor, temperature:
     ) * (t * t)
 
 
-class StudentView(nn.Module):
-    """The batch a student trains on: DSA for hard labels; joint ops then CutMix/Mixup for soft labels."""
+def black_fill(data: RealData | EvalData) -> Tensor:
+    """A black pixel in ``data``'s normalised space: (0 − mean)/std per channel (SRe²L's crop padding)."""
+    if data.zca:
+        raise ValueError(
+            "soft_crop_fill 'black' needs per-channel normalised data: on ZCA-whitened data no per-channel "
+            "value is a black pixel (use soft_crop_fill: zero)"
+        )
+    return -torch.tensor(data.mean, dtype=torch.float32) / torch.tensor(data.std, dtype=torch.float32)
 
-    def __init__(self, settings: EvalSettings, num_classes: int) -> None:
+
+def soft_target_loss(student_logits: Tensor, target_logits: Tensor) -> Tensor:
+    """Cross-entropy against learned soft labels: −Σ_c softmax(t)_c · log softmax(z)_c, averaged over
+    the batch (DATM's ``SoftCrossEntropy``: the labels are logits, temperature 1)."""
+    target = F.softmax(target_logits.float(), dim=1)
+    return -(target * F.log_softmax(student_logits.float(), dim=1)).sum(dim=1).mean()
+
+
+def check_targets(labels: Tensor, n: int, num_classes: int, label_mode: str) -> bool:
+    """Whether ``labels`` are learned soft labels (``(n, num_classes)`` float) rather than class indices
+    (``(n,)``); a :class:`ValueError` for anything else, or for soft labels under a teacher's label mode."""
+    if labels.dim() == 1 and not labels.dtype.is_floating_point:
+        return False
+    if labels.dim() != 2 or not labels.dtype.is_floating_point or tuple(labels.shape) != (n, num_classes):
+        raise ValueError(
+            f"labels must be ({n},) class indices or ({n}, {num_classes}) learned soft labels, got "
+            f"{labels.dtype} of shape {tuple(labels.shape)}"
+        )
+    if label_mode != "hard":
+        raise ValueError(f"learned soft labels train hard-mode students (the set's own labels), not {label_mode!r}")
+    return True
+
+
+class StudentView(nn.Module):
+    """The batch a student trains on: DSA for hard labels; joint ops then CutMix/Mixup for soft labels.
+
+    ``crop_fill``: the per-channel value the soft-label ``crop`` shifts in (None: zeros), for
+    ``soft_crop_fill: black`` (:func:`black_fill`). ``labels`` are not read (the mixes pair images
+    only; the teacher relabels the view).
+    """
+
+    def __init__(self, settings: EvalSettings, num_classes: int, crop_fill: Tensor | None = None) -> None:
         super().__init__()
         s = settings
         if s.label_mode == "hard":
             self.aug = DSA(s.augment, same_on_batch=False, mode=s.augment_mode)
             self.mix = BatchMix("none")
         else:
-            self.aug = DSA(s.soft_augment, same_on_batch=False, mode="all", rrc_min_scale=s.rrc_min_scale)
-            self.mix = BatchMix(s.mix, s.mix_prob, s.mix_alpha, num_classes)
+            self.aug = DSA(
+                s.soft_augment, same_on_batch=False, mode="all", rrc_min_scale=s.rrc_min_scale, crop_fill=crop_fill
+            )
+            self.mix = BatchMix(s.mix, s.mix_prob, s.mix_alpha)
 
-    def forward(self, x: Tensor, labels: Tensor) -> Tensor:
-        return self.mix(self.aug(x), labels)
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.mix(self.aug(x))
+
+
+def relabelling_teacher(teacher: nn.Module, mode: str) -> nn.Module:
+    """The teacher as it relabels the students' views (``EvalSettings.teacher_mode``).
+
+    ``eval``: BatchNorm normalises with the running statistics (``teacher.eval()``, as UniDD's
+    ``generate_soft_label_online.py`` and SRe²L's ImageNet ``generate_soft_label.py`` do). ``train``:
+    every relabelled batch is normalised with its own statistics, as in SRe²L's ``relabel_cifar.py``,
+    whose ``model_teacher`` is never put in eval mode. There the train-mode passes also move the
+    running statistics, which train mode never reads again, so they change no soft label; ddx
+    relabels with a copy whose BatchNorm layers do not track them, and the teacher itself (shared by
+    later students and other steps) is left as it was.
+    """
+    if mode == "eval":
+        return teacher.eval()
+    if mode != "train":
+        raise ValueError(f"teacher_mode must be eval or train, got {mode!r}")
+    relabeller = copy.deepcopy(teacher).train()
+    for m in relabeller.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.track_running_stats = False  # batch statistics, and the (copied) running ones untouched
+    return relabeller
 
 
 def train_student(
@@ -205,14 +270,16 @@ def train_student(
         raise ValueError("label_mode 'soft' needs a teacher network")
     device = device or torch.device("cpu")
     view = as_eval_data(data, int(images.shape[-1]))
+    learned = check_targets(labels, int(images.shape[0]), view.num_classes, settings.label_mode)
     ex = Execution.resolve(settings, device)
     start = time.perf_counter()
     with seeded(seed, device):
         model = build_network(arch, view.channels, view.num_classes, images.shape[-1]).to(device)
         model = ex.prepare_model(model)
-        student_view = StudentView(settings, view.num_classes)
+        fill = black_fill(view) if settings.label_mode == "soft" and settings.soft_crop_fill == "black" else None
+        student_view = StudentView(settings, view.num_classes, fill)
         if teacher is not None:
-            teacher = ex.prepare_model(teacher.to(device).eval())
+            teacher = ex.prepare_model(relabelling_teacher(teacher.to(device), settings.teacher_mode))
         opt = _optimizer(model, settings)
         x_all, y_all = images.detach().to(device), labels.to(device)
         n = len(y_all)
@@ -226,7 +293,7 @@ def train_student(
             perm = torch.randperm(n, device=device)
             for i in range(0, n, settings.batch_size):
                 idx = perm[i : i + settings.batch_size]
-                x = ex.prepare_input(student_view(x_all[idx], y_all[idx]))
+                x = ex.prepare_input(student_view(x_all[idx]))
                 with ex.autocast(device):
                     logits = model(x)
                     if settings.label_mode == "soft":
@@ -234,6 +301,8 @@ def train_student(
                             target = teacher(x)  # type: ignore[misc]  # the teacher relabels this very view
                 if settings.label_mode == "soft":
                     loss = soft_label_loss(logits, target, settings.temperature)
+                elif learned:
+                    loss = soft_target_loss(logits, y_all[idx])
                 else:
                     loss = F.cross_entropy(logits.float(), y_all[idx])
                 opt.zero_grad(set_to_none=True)
@@ -269,8 +338,12 @@ __all__ = [
     "Execution",
     "StudentView",
     "accuracy",
+    "black_fill",
+    "check_targets",
     "lr_at",
+    "relabelling_teacher",
     "soft_label_loss",
+    "soft_target_loss",
     "split_accuracy",
     "train_student",
 ]

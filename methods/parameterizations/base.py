@@ -22,6 +22,7 @@ from methods.artifacts import ArtifactCache
 from methods.atomic import atomic_path
 from methods.parameterizations.options import SetShape, instances_per_class
 from methods.registry import PARAMETERIZATIONS
+from methods.torch_files import load_torch
 
 #: a synthetic set as plain data: ``config`` (:meth:`ParamConfig.to_dict`), ``state`` (CPU tensors) and
 #: ``extra`` (metadata: the distillation's summary, the objective's row fields, display statistics…)
@@ -65,6 +66,8 @@ class Parameterization(nn.Module, ABC):
     #: how :meth:`decode` reaches a resolution other than the stored one
     resize_mode: str = "none"
     #: where initialisations that are worth reusing (e.g. field warm-ups) are cached; set by the pipeline
+    #: (the distillation context's cache); None: a parameterization that caches uses this node's
+    #: artifact cache, :func:`methods.artifacts.node_cache`
     cache: ArtifactCache | None = None
 
     def __init__(self, config: ParamConfig) -> None:
@@ -178,8 +181,9 @@ def payload_bytes(payload: Payload) -> bytes:
 
 
 def payload_from_bytes(data: bytes) -> Payload:
-    """The inverse of :func:`payload_bytes` (``torch.load(weights_only=True)``, on the CPU)."""
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    """The inverse of :func:`payload_bytes` (``torch.load(weights_only=True)``, on the CPU); bytes that
+    are no torch file raise :class:`~methods.torch_files.NotATorchFile` saying what they are."""
+    return load_torch(data)
 
 
 def from_payload(payload: Payload) -> Parameterization:

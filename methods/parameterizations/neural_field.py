@@ -10,8 +10,10 @@ other one (Sec. 4.3, Table 13).
 Initialisation is the warm-up of Sec. 3.3 / App. B.5: each field is fitted to a random real
 instance of its class by minimising ‖F_ψ(C) − x‖² (Eq. 2) with Adam (lr 5e-4, 5,000
 iterations) — all fields at once, in one batched computation. The fitted weights are cached as
-``ddif_warmup`` artifacts (the distillation's artifact cache, or ``$DDX_CACHE/artifacts`` when
-used directly) keyed by the SHA-256 of the real instances, the field configuration and the
+``ddif_warmup`` artifacts (the distillation's artifact cache; when none was given — a run
+outside the orchestrator — this node's cache :func:`methods.artifacts.node_cache`,
+``$DDX_CACHE/artifacts``, the same verified, locked cache the orchestrator's store keeps its
+node-local copies in) keyed by the SHA-256 of the real instances, the field configuration and the
 warm-up settings; the initial weights are seeded by that key too, so
 every worker that runs the warm-up gets the same fields (each Train worker runs the whole
 warm-up; the cache makes repeats free).
@@ -25,7 +27,7 @@ import json
 import torch
 from torch import Tensor, nn
 
-from methods.artifacts import LocalArtifactCache
+from methods.artifacts import node_cache
 from methods.parameterizations.base import ParamConfig, Parameterization
 from methods.parameterizations.options import NeuralFieldOptions, SetShape, field_scalars
 from methods.parameterizations.siren import decode_fields, init_siren
@@ -141,7 +143,9 @@ class NeuralField(Parameterization):
         if images.shape[0] != self.num_instances:
             raise ValueError(f"warm-up needs one real instance per field ({self.num_instances}), got {images.shape[0]}")
         key = self.warmup_key(images)
-        cache = (self.cache or LocalArtifactCache()) if self.opts.warmup_cache else None
+        cache = None
+        if self.opts.warmup_cache:  # no cache given (a run outside the orchestrator): this node's artifact cache
+            cache = self.cache if self.cache is not None else node_cache()
         description = {"kind": WARMUP_KIND, "key": key}
         path = cache.find(WARMUP_KIND, description) if cache is not None else None
         if path is not None:

@@ -4,7 +4,9 @@ A trained teacher (the squeeze step) is fixed; synthetic images, initialised fro
 images, are optimised one *IPC batch* at a time — batch b holds the b-th image of every class —
 for ``iterations_per_batch`` steps (Adam lr 0.25, betas (0.5, 0.9), cosine schedule: the
 CFM supplement's Table 3), each step on a RandomResizedCrop + horizontal-flip view of the
-batch, with pixels clipped to the valid range after each step (as in the SRe²L code).
+batch (kornia, resampled as torchvision's ``RandomResizedCrop``:
+:func:`methods.augment.ops.resized_crop`), with pixels clipped to the valid range after each step
+(as in the SRe²L code; not on ZCA-whitened data, where [0, 1] pixels are no per-channel box).
 
 Work sharing: the batches are grouped into *rounds* of ``round_size`` consecutive batches
 (0 → the number of workers W); one round is one :class:`~methods.distill.objective.Phase`,
@@ -26,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from methods.augment.ops import resized_crop
 from methods.context import DistillContext, seed_from
 from methods.datasets import RealData
 from methods.distill.objective import Objective, OptimDefaults, Phase
@@ -77,13 +80,14 @@ class BatchRecover(Objective):
             p.requires_grad_(False)
         self.num_classes = data.num_classes
         r = data.resolution
-        self.aug = nn.Sequential(
-            K.RandomResizedCrop((r, r), scale=(self.options.crop_min_scale, 1.0)),
-            K.RandomHorizontalFlip(),
-        )
-        mean = torch.tensor(data.mean, device=ctx.device).view(1, -1, 1, 1)
-        std = torch.tensor(data.std, device=ctx.device).view(1, -1, 1, 1)
-        self.lo, self.hi = (0.0 - mean) / std, (1.0 - mean) / std
+        # torchvision's RandomResizedCrop arithmetic (the SRe2L/UniDD recover scripts'): augment.ops.resized_crop
+        self.aug = nn.Sequential(resized_crop((r, r), self.options.crop_min_scale), K.RandomHorizontalFlip())
+        if data.zca:  # whitened images: the [0, 1] pixel box is no per-channel range there, so nothing is clipped
+            self.lo = self.hi = None
+        else:
+            mean = torch.tensor(data.mean, device=ctx.device).view(1, -1, 1, 1)
+            std = torch.tensor(data.std, device=ctx.device).view(1, -1, 1, 1)
+            self.lo, self.hi = (0.0 - mean) / std, (1.0 - mean) / std
         self.prepare_statistics(data, ctx)
 
     @abstractmethod
@@ -140,7 +144,7 @@ class BatchRecover(Objective):
         """The loss of one IPC batch from its hooked layer inputs and teacher logits."""
 
     def after_step(self, param: Parameterization, index: Tensor, ctx: DistillContext) -> None:
-        """Clip the stored pixels of the owned rows to the valid [0, 1] range (normalised)."""
+        """Clip the stored pixels of the owned rows to the valid [0, 1] range (normalised; not on ZCA data)."""
         if not self.options.clip or not isinstance(param, Pixels) or self.lo is None or self.hi is None:
             return
         with torch.no_grad():

@@ -17,7 +17,8 @@ class RecoverOptions:
     ``iterations_per_batch``: optimisation steps per IPC batch (the loop's ``iterations`` is
     not read). ``stat_layers``: which teacher convolutions' inputs are matched (``all`` or a
     comma-separated list of conv indices / module names). ``crop_min_scale``: the lower
-    area bound of RandomResizedCrop. ``clip``: clip pixels to [0, 1] after each step.
+    area bound of RandomResizedCrop. ``clip``: clip pixels to [0, 1] after each step (ZCA-whitened
+    data has no per-channel pixel range, so there it clips nothing).
     ``use_ce``: add the teacher's cross-entropy on the synthetic batch. ``round_size``: IPC
     batches optimised concurrently per phase (0: the number of workers). ``stat_batch``:
     real images per forward pass of the statistics stream.

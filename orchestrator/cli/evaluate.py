@@ -70,7 +70,9 @@ def configuration(config: Path | None, flags: dict[str, Any], settings: list[str
 
 @ctrl_c_says(EVALUATE_FINISHES)
 def evaluate(
-    sets: list[str] = typer.Argument(..., help="Synthetic sets: .pt files (images + labels), image folders, ddx sets."),
+    sets: list[str] = typer.Argument(
+        ..., help="Synthetic sets: .pt files, image folders, ddx sets, DC res_*.pt, MTT/DATM folders, DDiF files."
+    ),
     preset: str = typer.Option(None, "--preset", help="Evaluation protocol preset (docs/evaluation.md)."),
     dataset: str = typer.Option(None, "--dataset", help="The real dataset the sets distil (digits, cifar10, …)."),
     root: str = typer.Option(None, "--root", help="The dataset's folder (every dataset but digits)."),
@@ -83,7 +85,11 @@ def evaluate(
     setting: list[str] = typer.Option(
         [], "--set", help="KEY.PATH=VALUE of any block (repeatable; e.g. evaluation.epochs=5)."
     ),
-    space: str = typer.Option(None, "--space", help="pixels ([0, 1]) or normalized, for .pt files without 'space'."),
+    space: str = typer.Option(
+        None, "--space", help="pixels ([0, 1]), normalized (by the mean/std) or zca, where the file does not say."
+    ),
+    fmt: str = typer.Option("auto", "--format", help="auto, pt, dc, mtt, imagefolder, ddif or ddx (see docs)."),
+    experiment: int = typer.Option(None, "--experiment", help="DatasetCondensation files: only experiment N."),
     name: list[str] = typer.Option(None, "--name", help="A name per set (repeatable; default: file/folder name)."),
     baseline_seed: int = typer.Option(0, "--baseline-seed", help="Seed of the random real subset."),
     reference: bool = typer.Option(True, "--reference/--no-reference", help="Full-data reference rows (HLR)."),
@@ -109,13 +115,15 @@ def evaluate(
         spec = configuration(config, flags, setting)
         req = EvaluateRequest(
             sets=list(sets), spec=spec, names=list(name) if name else None, space=space,
-            baseline_seed=baseline_seed, reference=reference,
+            baseline_seed=baseline_seed, reference=reference, format=fmt, experiment=experiment,
         )  # fmt: skip
         p = plan(req)
         check_storage(req.out, key="--out" if spec.out else "--storage")  # before Ray starts and any work is done
     except UserError as err:
         fail(err)
         return
+    for note in p.notes:  # what the readers assumed (a reference's defaults, a layout's usual protocol)
+        console.print(f"note: {escape(note)}", highlight=False)
     from orchestrator.cluster import runtime
     from orchestrator.evaluation.external_run import run
 

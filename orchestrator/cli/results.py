@@ -98,16 +98,23 @@ def export(
     synthetic: Path = typer.Argument(..., help="A synthetic set (.pt, e.g. <experiment>/synthetic/<key>.pt)."),
     out: Path = typer.Option(..., "--out", help="Directory for the PNGs (one grid per class)."),
     resolution: int = typer.Option(None, "--resolution", min=1, help="Decode at this size (default: its own)."),
+    images: bool = typer.Option(
+        None,
+        "--images/--no-images",
+        help="Also write OUT/images/<class>/<i>.png, which ddx evaluate reads back (default: when the set has pixels).",
+    ),
 ) -> None:
-    """Decode a synthetic set (fields or pixels) at any resolution and write one PNG grid per class."""
+    """Decode a synthetic set (fields or pixels) at any resolution: one PNG grid per class, and the set as
+    an image folder."""
     from orchestrator.report.grids import export_class_grids
 
     if not synthetic.is_file():
         fail(UserError("no such file (give a synthetic set .pt)", where=str(synthetic)))
         return
     with one_line_errors(out):
-        paths = export_class_grids(synthetic, out, resolution)
-    console.print(f"wrote {len(paths)} class grids to [bold]{out}[/]")
+        paths, folder = export_class_grids(synthetic, out, resolution, image_folder=images)
+    tree = f" and the set as an image folder, [bold]{folder}[/]" if folder is not None else ""
+    console.print(f"wrote {len(paths)} class grids to [bold]{out}[/]{tree}")
 
 
 __all__ = ["export", "leaderboard", "report"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,29 +42,72 @@ def take_sigterm() -> None:
         signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c)
 
 
+class SignalLog:
+    """The numbers of the signals this process receives while it is open, whichever Python handler
+    takes each: Python writes every such signal's number as one byte to its wakeup file
+    (:func:`signal.set_wakeup_fd`, documented), before the handler runs. ``ray.init`` replaces
+    ddx's SIGTERM handler with its own while it runs (which raises :class:`SystemExit`); the log
+    still tells that SIGTERM stopped it, not how Ray's handler chose to exit. Main thread only
+    (elsewhere it records nothing)."""
+
+    def __init__(self) -> None:
+        self._read: socket.socket | None = None
+        self._write: socket.socket | None = None
+        self._previous = -1
+        self._seen: set[int] = set()
+
+    def __enter__(self) -> SignalLog:
+        if threading.current_thread() is threading.main_thread():
+            self._read, self._write = socket.socketpair()
+            for end in (self._read, self._write):
+                end.setblocking(False)
+            self._previous = signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
+        return self
+
+    def seen(self) -> set[int]:
+        """The signals received so far."""
+        if self._read is not None:
+            with contextlib.suppress(BlockingIOError, OSError):
+                while chunk := self._read.recv(256):
+                    self._seen.update(chunk)
+        return set(self._seen)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._write is None or self._read is None:
+            return
+        current = signal.set_wakeup_fd(self._previous)
+        if current != self._write.fileno():  # another took the wakeup file meanwhile: leave it theirs
+            signal.set_wakeup_fd(current)
+        self._read.close()
+        self._write.close()
+        self._read = self._write = None
+
+
 @contextmanager
 def ctrl_c_says(fix: str) -> Iterator[None]:
     """Ctrl-C (SIGINT) or SIGTERM inside the block (or the decorated command): ``interrupted: FIX``
     (``terminated (SIGTERM): FIX``) on stderr and exit 130 (143), after the command's own
-    ``finally`` (Ray's shutdown). Typer's own handling exits 130 without a word."""
+    ``finally`` (Ray's shutdown). Typer's own handling exits 130 without a word. SIGTERM while
+    ``ray.init`` runs reaches Ray's handler, which raises :class:`SystemExit`: a SystemExit with
+    a SIGTERM in the :class:`SignalLog` is the same stop, whatever its code."""
     global _stopping_signal
     _stopping_signal = signal.SIGINT
     previous = signal.getsignal(signal.SIGTERM)
     take_sigterm()
-    try:
-        yield
-    except (KeyboardInterrupt, SystemExit) as err:
-        if isinstance(err, SystemExit):
-            if err.code != signal.SIGTERM:
+    with SignalLog() as log:
+        try:
+            yield
+        except (KeyboardInterrupt, SystemExit) as err:
+            if signal.SIGTERM in log.seen():
+                _stopping_signal = signal.SIGTERM
+            elif isinstance(err, SystemExit):
                 raise
-            # SIGTERM while ray.init runs: Ray's own handler (set first thing in ray.init) exits with 15
-            _stopping_signal = signal.SIGTERM
-        word, code = stop_word_and_code()
-        err_console.print(f"[red]{word}[/]: {fix}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=code) from None
-    finally:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+            word, code = stop_word_and_code()
+            err_console.print(f"[red]{word}[/]: {fix}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=code) from None
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
-__all__ = ["ctrl_c_says", "stop_word_and_code", "take_sigterm"]
+__all__ = ["SignalLog", "ctrl_c_says", "stop_word_and_code", "take_sigterm"]

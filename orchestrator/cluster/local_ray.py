@@ -10,11 +10,11 @@ use it (and say so); ``ddx down`` stops the whole group.
 
 It is started the way ddx starts its embedded Ray: every address on 127.0.0.1, no dashboard
 unless asked for (on 127.0.0.1), no usage stats, Ray's token authentication (``RAY_AUTH_MODE``
-``token`` unless the environment sets it), the ``ddx_driver`` resource for trial drivers, the
-embedded Ray's system config, and no autoscaler monitor (``ray start``'s ``--no-monitor``: a
-Ray of a fixed size never scales). Workers of each command start afresh (Ray binds workers to
-a job), so code edited between sweeps is picked up; the environment they inherit is the one
-``ddx up`` ran in (``DDX_CACHE`` is passed per command, as for the embedded Ray).
+``token`` unless the environment sets it), and the ``ddx_driver`` resource for trial drivers —
+``ray start``'s public flags only (its head runs an autoscaler monitor, idle on a Ray of a fixed
+size, which ``ddx down`` stops with the rest). Workers of each command start afresh (Ray binds
+workers to a job), so code edited between sweeps is picked up; the environment they inherit is
+the one ``ddx up`` ran in (``DDX_CACHE`` is passed per command, as for the embedded Ray).
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from methods.artifacts import default_cache_dir
 from methods.atomic import atomic_path
 from orchestrator.cluster.ray_config import (
     DRIVER_RESOURCE,
-    EMBEDDED_SYSTEM_CONFIG,
     LOCAL_DRIVER_SLOTS,
     RAY_DEFAULT_ENV,
     check_reachable,
@@ -220,9 +219,7 @@ def start_command(cpus: int | None, dashboard: bool, ports: list[int]) -> list[s
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dash}",
         "--disable-usage-stats",
-        "--no-monitor",
         "--resources=" + json.dumps({DRIVER_RESOURCE: LOCAL_DRIVER_SLOTS}),
-        "--system-config=" + json.dumps(EMBEDDED_SYSTEM_CONFIG),
     ]
     if cpus is not None:
         cmd.append(f"--num-cpus={cpus}")

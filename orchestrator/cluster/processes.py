@@ -87,11 +87,14 @@ def alive(pid: int) -> bool:
         return False
 
 
-def stop(pids: Iterable[int], grace: float = 2.0) -> None:
-    """SIGTERM each process, SIGKILL those still running after ``grace`` seconds."""
+def stop(pids: Iterable[int], grace: float = 2.0, signals: Iterable[int] = (signal.SIGTERM,)) -> None:
+    """Send each process ``signals`` (default SIGTERM), then SIGKILL those still running after
+    ``grace`` seconds; returns once all have ended (or 2 s after the SIGKILL). An ended child of
+    this process (an adopted orphan, :func:`adopt_orphans`) is reaped."""
     pids = set(pids)
     pending = {p for p in pids if alive(p)}
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
+    steps = [(sig, grace) for sig in signals if sig != signal.SIGKILL] + [(signal.SIGKILL, 2.0)]
+    for sig, wait in steps:
         for pid in pending:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
@@ -99,11 +102,32 @@ def stop(pids: Iterable[int], grace: float = 2.0) -> None:
         while pending and time.monotonic() < deadline:
             pending = {p for p in pending if alive(p)}
             if pending:
-                time.sleep(0.05)
+                time.sleep(0.02)
         if not pending:
             break
     for pid in pids:
         _reap(pid)
+
+
+def parent(pid: int) -> int | None:
+    """The id of process ``pid``'s parent; None when it is not visible here (or there is no ``/proc``)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    return int(stat[stat.rfind(")") + 2 :].split()[1])
+
+
+def command_line(pid: int) -> list[str]:
+    """The arguments process ``pid`` was started with (``/proc/<pid>/cmdline``); empty when it is
+    gone, not visible here, or there is no ``/proc``."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return []
+    return [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
 
 
 def process_start(pid: int) -> int | None:
@@ -118,4 +142,12 @@ def process_start(pid: int) -> int | None:
     return int(fields[19]) if len(fields) > 19 else None
 
 
-__all__ = ["adopt_orphans", "alive", "descendants", "process_start", "stop"]
+__all__ = [
+    "adopt_orphans",
+    "alive",
+    "command_line",
+    "descendants",
+    "parent",
+    "process_start",
+    "stop",
+]

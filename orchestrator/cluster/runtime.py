@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import ray
 
@@ -13,7 +15,6 @@ from orchestrator.cluster import processes
 from orchestrator.cluster.ray_config import (
     ADDRESS_FORMS,
     DRIVER_RESOURCE,
-    EMBEDDED_SYSTEM_CONFIG,
     LOCAL_DRIVER_SLOTS,
     RAY_DEFAULT_ENV,
     check_reachable,
@@ -118,22 +119,17 @@ def check_fits(demands: dict[str, dict[str, float]], groups: dict[str, dict[str,
         raise UserError(f"{what}; lower it or run on a bigger cluster (--address)", key=key)
 
 
-def misfit_warnings(
-    demands: dict[str, dict[str, float]],
-    token: dict[str, float],
-    groups: dict[str, dict[str, float]] | None = None,
-) -> list[str]:
-    """On a cluster ddx joined, one line per piece of work it cannot hold now.
+#: the spec keys whose demand :func:`unit_demands` and :func:`group_demand` add a CPU token to
+_SHARES_THE_TOKEN = ("resources.cpus_per_worker", "resources.distill_workers")
 
-    Such a cluster may autoscale (the work waits for a node that fits) or not (it would wait
-    for ever): ddx cannot tell which, so it says what waits and how to fix a fixed cluster.
-    """
-    hint = f" or add the {DRIVER_RESOURCE!r} resource to the head node (cluster.yaml)" if "CPU" in token else ""
-    return [
-        f"{key}: {what} now; the sweep waits until an autoscaler adds such a node (on a cluster that does not "
-        f"autoscale it would wait for ever: stop it and lower {key}{hint})"
-        for key, what in misfits(demands, groups)
-    ]
+
+def _without_token(demands: dict[str, dict[str, float]], token: dict[str, float]) -> dict[str, dict[str, float]]:
+    """``demands`` less the CPU token added to a worker's (which matters where driver and worker
+    must share one node: a single-node Ray)."""
+    return {
+        key: {r: a - token.get(r, 0.0) if key in _SHARES_THE_TOKEN and r == "CPU" else a for r, a in demand.items()}
+        for key, demand in demands.items()
+    }
 
 
 def check_placement(
@@ -142,14 +138,49 @@ def check_placement(
     warn: Callable[[str], None],
     groups: dict[str, dict[str, float]] | None = None,
 ) -> None:
-    """Work this Ray cannot hold: on a fixed-size local Ray (embedded, ``ddx up``) a
-    :class:`UserError` (it would wait for ever); on a cluster ddx joined, a ``warn`` line each
-    (an autoscaler may add the node). See :func:`misfits` for ``demands`` and ``groups``."""
+    """Work this Ray cannot hold now (:func:`misfits`: ``demands`` one node must hold, ``groups``
+    the nodes must hold at once): a :class:`UserError` (one line, exit 2) where it would wait for
+    ever, a ``warn`` line where an autoscaler may add the node.
+
+    On a fixed-size local Ray (embedded, ``ddx up``) any misfit is an error. On a joined cluster,
+    a unit of work no node holds (its CPU-token driver aside, which may sit on another node) is an
+    error when the cluster has no autoscaler, or when none of its autoscaler's node types holds
+    it either (:func:`orchestrator.cluster.autoscaler.node_type_verdicts` asks, with a probe task
+    per unit); one that a node type holds is a line saying the sweep waits for that node. Where
+    Ray does not tell, the line says what to do if the cluster does not autoscale.
+    """
     if is_fixed_local():
         check_fits(demands, groups)
-    else:
-        for line in misfit_warnings(demands, token, groups):
-            warn(line)
+        return
+    found = misfits(demands, groups)
+    if not found:
+        return
+    from orchestrator.cluster import autoscaler
+
+    # what waits for ever whatever the nodes: the unit itself (a CPU-token driver need not share its node)
+    certain = dict(misfits(_without_token(demands, token), _without_token(groups or {}, token)))
+    scaling = autoscaler.has_autoscaler() if certain else None
+    if scaling is False:
+        key, what = next(iter(certain.items()))
+        raise UserError(f"{what}, and this cluster has no autoscaler to add one; lower it or add such a node", key=key)
+    units = {key: bare for key, bare in _without_token(demands, token).items() if key in certain}
+    verdicts = autoscaler.node_type_verdicts(units) if scaling and units else {}
+    for key, what in certain.items():
+        if verdicts.get(key) is False:
+            raise UserError(
+                f"{what}, and no node type of the cluster's autoscaler has it either (Ray: {autoscaler.INFEASIBLE} "
+                "this request); lower it or add a node type that holds it",
+                key=key,
+            )
+    hint = f" or add the {DRIVER_RESOURCE!r} resource to the head node (cluster.yaml)" if "CPU" in token else ""
+    for key, what in found:
+        if verdicts.get(key):
+            warn(f"{key}: {what} now; the sweep waits until the autoscaler adds such a node (a node type holds it)")
+        else:
+            warn(
+                f"{key}: {what} now; the sweep waits until an autoscaler adds such a node (on a cluster that does "
+                f"not autoscale it would wait for ever: stop it and lower {key}{hint})"
+            )
 
 
 def one_node_free_for(demand: dict[str, float]) -> bool:
@@ -239,7 +270,6 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
                 dashboard_host="127.0.0.1",
                 num_cpus=num_cpus,
                 resources={DRIVER_RESOURCE: LOCAL_DRIVER_SLOTS},
-                _system_config=EMBEDDED_SYSTEM_CONFIG,
                 **kwargs,
             )
         except BaseException:  # cut short (Ctrl-C, SIGTERM): stop what it started, or its agents outlive us
@@ -283,32 +313,33 @@ def one_line_ray_logs() -> None:
             handler.addFilter(OneLineRecords())
 
 
+def is_autoscaler_monitor(args: list[str]) -> bool:
+    """Whether a command line (:func:`~orchestrator.cluster.processes.command_line`) runs Ray's
+    autoscaler monitor: a Python script ``monitor.py`` in Ray's ``autoscaler`` package."""
+    return any(Path(arg).name == "monitor.py" and "autoscaler" in Path(arg).parts for arg in args)
+
+
 def stop_autoscaler_monitor() -> bool:
     """Kill the embedded Ray's autoscaler monitor process now; True when one was stopped.
 
     ``ray.init`` starts the autoscaler's monitor on the head it creates, though a local Ray of a
-    fixed size never scales. ``ray.shutdown`` stops its processes one after another, each with
-    SIGTERM and up to 1 s of grace, and the monitor alone uses all of it (it reports its own
-    termination first): about 1 s of the ~1.4 s that shutting down takes. Killing it first makes
-    ``ray.shutdown`` skip it (it stops only processes still alive). Reads Ray's process table
-    (``ray._private.worker._global_node``); where that moves, nothing is done and the usual
+    fixed size never scales, and Ray offers no public way to start a head without it.
+    ``ray.shutdown`` stops its processes one after another, each with SIGTERM and up to 1 s of
+    grace, and the monitor alone uses all of it (it reports its own termination first): about
+    1 s of every shutdown (``benchmarks/shutdown_time.py``). Killing it first makes
+    ``ray.shutdown`` skip it (it stops only processes still alive). The monitor is found among
+    this process's children by its command line (:func:`is_autoscaler_monitor`), read from
+    ``/proc``; where there is none, or Ray starts it otherwise, nothing is done and the usual
     shutdown follows.
     """
-    try:
-        from ray._private import worker
-
-        node = worker._global_node
-        infos = list(node.all_processes.get("monitor", [])) if node is not None else []
-    except Exception:
-        return False
-    stopped = False
-    for info in infos:
-        proc = getattr(info, "process", None)
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-            stopped = True
-    return stopped
+    me = os.getpid()
+    found = [
+        pid
+        for pid in processes.descendants()
+        if processes.parent(pid) == me and is_autoscaler_monitor(processes.command_line(pid))
+    ]
+    processes.stop(found, grace=0.0, signals=(signal.SIGKILL,))
+    return bool(found)
 
 
 def shutdown() -> None:
@@ -316,19 +347,23 @@ def shutdown() -> None:
     a Ray of ``ddx up`` or a cluster keeps running.
 
     An embedded Ray leaves no process behind, whatever the exit: ``ray.shutdown`` stops the
-    raylet, which tells its workers to exit but does not wait for them, so every process that
-    appeared below this one since the embedded Ray started (Ray's own, every worker — the orphans
-    included, see :func:`orchestrator.cluster.processes.adopt_orphans`) and still runs after it
+    embedded Ray's own processes and the raylet tells its workers to exit, but does not wait for
+    them (an idle one ends on its own, which on a busy machine can take seconds; a busy one may
+    not end at all). So every process that appeared below this one since the embedded Ray started
+    — read before ``ray.shutdown`` (the same process after it: same start time) and again after it
+    (orphans included, see :func:`orchestrator.cluster.processes.adopt_orphans`) — that still runs
     is stopped (SIGTERM, then SIGKILL)."""
     global _embedded, _kept_up, _before_embedded
     before, _before_embedded = _before_embedded, None
     if ray.is_initialized():
-        started: set[int] = set()
-        if _embedded and before is not None:
-            started = processes.descendants() - before  # while the raylet still holds its workers
+        started: dict[int, int | None] = {}
         if _embedded:
             stop_autoscaler_monitor()
+            # while the raylet still holds its workers
+            started = {pid: processes.process_start(pid) for pid in processes.descendants() - (before or set())}
         ray.shutdown()
+        left = {pid for pid, at in started.items() if at is not None and processes.process_start(pid) == at}
         if before is not None:
-            processes.stop(started | (processes.descendants() - before), grace=1.0)
+            left |= processes.descendants() - before
+        processes.stop(left, grace=1.0)
     _embedded = _kept_up = False

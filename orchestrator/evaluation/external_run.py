@@ -98,7 +98,7 @@ def run(p: Plan, log: Callable[[str], None] = print) -> Outcome:
         ref = ray.put(set_bytes[u.key])
         resolution = int(u.payload["config"]["shape"]["resolution"])
         columns = {**u.columns, **prerequisite_cols}
-        s = SetUnderEvaluation(u.key, ref, u.ipc, resolution, columns, found, u.resolutions)
+        s = SetUnderEvaluation(u.key, ref, u.ipc, resolution, columns, found, u.resolutions, u.labels)
         return evaluator.submit(s)
 
     waiting: list[Unit] = []

@@ -35,6 +35,7 @@ from orchestrator.spec.model import SweepSpec
 from orchestrator.storage.artifacts import LOCK_SUFFIX, ArtifactStore, LeaseLock, cache_root, content_key
 from orchestrator.storage.results import (
     Row,
+    distinct_references,
     exists,
     join,
     read_table_file,
@@ -256,11 +257,12 @@ def write_reference_rows(experiment: str, df: pd.DataFrame) -> None:
 
 
 def read_reference(experiment: str) -> pd.DataFrame | None:
-    """``reference.parquet`` next to an experiment's ``results.parquet``, or None if it has none."""
+    """``reference.parquet`` next to an experiment's ``results.parquet`` (one row per reference run:
+    :func:`~orchestrator.storage.results.distinct_references`), or None if it has none."""
     base = experiment
     if experiment.endswith(".parquet"):
         base = experiment.rsplit("/", 1)[0] if "://" in experiment else str(Path(experiment).parent)
     path = join(base, REFERENCE_FILE)
     if not exists(path):
         return None
-    return read_table_file(path)
+    return distinct_references(read_table_file(path))

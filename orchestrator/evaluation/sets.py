@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import ray
 
 from methods.datasets.options import DatasetOptions
+from methods.evaluation.options import label_source
 from methods.evaluation.protocol import Protocol
 from orchestrator.evaluation.jobs import EvalJob, StudentPlan, groups, row_key_of
 from orchestrator.evaluation.tasks import TaskResources, evaluate_remote, failed_result, protocol_columns
@@ -52,8 +53,10 @@ class Evaluation:
 @dataclass
 class SetUnderEvaluation:
     """One set being evaluated: its key, its saved file in the object store, its IPC and resolution,
-    the columns every row of it carries, its rows (found ``ok`` ones, then each new one), and the
-    resolutions its students see when the evaluation names none (default: its own)."""
+    the columns every row of it carries, its rows (found ``ok`` ones, then each new one), the
+    resolutions its students see when the evaluation names none (default: its own), and its own
+    labels (``hard``, or ``learned_soft`` when it carries learned soft labels: each row's
+    ``label_source`` follows from them and the row's label mode)."""
 
     key: str
     ref: ray.ObjectRef
@@ -62,6 +65,7 @@ class SetUnderEvaluation:
     columns: Row
     rows: list[Row] = field(default_factory=list)
     resolutions: tuple[int, ...] | None = None
+    labels: str = "hard"
 
 
 OnRow = Callable[[SetUnderEvaluation, EvalJob, Row], None]
@@ -116,7 +120,8 @@ class Evaluator:
                     results = [failed_result(err)] * len(group)
                 for job, result in zip(group, results, strict=True):
                     cols = protocol_columns(protocol, job, self.evaluation.dataset.name, s.ipc)
-                    row = {**s.columns, **result, **cols, **job.columns()}
+                    source = {"label_source": label_source(job.label_mode, s.labels)}
+                    row = {**s.columns, **result, **cols, **job.columns(), **source}
                     s.rows.append(row)
                     self.on_row(s, job, row)
 

@@ -18,7 +18,7 @@ from typing import Any
 import ray
 
 from methods.datasets.options import DatasetOptions
-from methods.evaluation.options import LABEL_MODE_REQUIRES
+from methods.evaluation.options import LABEL_MODE_REQUIRES, LEARNED_LABELS_KEY, LEARNED_SOFT, label_source
 from methods.evaluation.protocol import Protocol, settings_json
 from orchestrator.cluster.compute_thread import on_compute_thread
 from orchestrator.evaluation.jobs import EvalJob
@@ -78,6 +78,8 @@ def evaluate_group(
     A label mode that requires prerequisites (soft labels: a teacher) loads them from
     ``prerequisites``, fetched from the artifact store at ``store_root`` onto this node (never
     produced here). ``set_bytes`` are the saved set's file (:func:`methods.parameterizations.payload_bytes`).
+    A set that carries learned soft labels (``extra[LEARNED_LABELS_KEY]``) trains on them where the
+    label mode uses the set's own labels (:func:`methods.evaluation.options.label_source`).
     """
     import torch
 
@@ -105,8 +107,11 @@ def evaluate_group(
         if any(n not in given.refs for n in required) or store_root is None:
             raise ValueError(f"label_mode {first.label_mode!r} needs {', '.join(required)}, but none was supplied")
         loaded = given.load(ArtifactStore(store_root), device)
+    soft = payload.get("extra", {}).get(LEARNED_LABELS_KEY)
+    own = LEARNED_SOFT if soft is not None else "hard"
+    labels = soft if label_source(first.label_mode, own) == LEARNED_SOFT else param.labels.clone()
     outcomes = train_students(
-        images, param.labels.clone(), data, first.arch, [j.seed for j in jobs], settings, device,
+        images, labels, data, first.arch, [j.seed for j in jobs], settings, device,
         set_lr=learned_lr(payload.get("extra", {})), needs=loaded,
     )  # fmt: skip
     seconds = (time.perf_counter() - start) / len(jobs)

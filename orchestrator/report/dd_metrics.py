@@ -11,8 +11,9 @@ label mode, objective × parameterization) whose configuration was selected on v
   network, resolution, protocol and label mode, itself selected on validation;
 * ``Acc(real, hard)``: the full-data reference rows (``reference.parquet``: the network
   trained on the whole real training split under its own real-data settings) of the same
-  dataset, network and resolution; if several reference settings exist, the one with the
-  most seeds, then the highest validation mean;
+  dataset, network and resolution, one per reference run (a cached run several experiment
+  folders hold counts once); if several reference settings exist, the one with the most
+  seeds, then the highest validation mean;
 * ARS's ``no aug`` terms: the same configuration and the random entry under the protocol
   whose settings are this protocol's with every augmentation switched off
   (:func:`methods.evaluation.presets.without_augmentation`; ``<preset>:noaug``).
@@ -37,8 +38,10 @@ from methods.evaluation.dd_ranking import (
     improvement_over_random,
     label_robust_score,
 )
+from methods.evaluation.options import LEARNED_SOFT
 from methods.evaluation.protocol import augmentation_off as without_augmentation
 from methods.evaluation.protocol import protocol_name, settings_from_json
+from orchestrator.storage.results import distinct_references
 
 #: the ``protocol`` of rows written before rows recorded one
 UNRECORDED = "unrecorded"
@@ -62,6 +65,24 @@ def with_protocol(rows: pd.DataFrame) -> pd.DataFrame:
     if "protocol" not in rows.columns:
         rows["protocol"] = UNRECORDED
     rows["protocol"] = rows["protocol"].fillna(UNRECORDED).astype(str)
+    return rows
+
+
+def with_label_regime(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` whose students trained on a set's **learned soft labels** (``label_source:
+    learned_soft``, DATM) shown under their own label regime: ``label_mode`` becomes ``learned_soft``.
+
+    Every view groups by ``label_mode`` and ``protocol``, so such rows are never ranked or averaged
+    with class-label (``hard``) or teacher-relabelled (``soft``) rows of the same protocol, and
+    DD-Ranking's terms find no partner of another regime (their IOR/HLR stay empty: no random
+    baseline carries learned soft labels)."""
+    if "label_source" not in rows.columns:
+        return rows
+    learned = rows["label_source"] == LEARNED_SOFT
+    if not learned.any():
+        return rows
+    rows = rows.copy()
+    rows.loc[learned, "label_mode"] = LEARNED_SOFT
     return rows
 
 
@@ -90,7 +111,9 @@ def _best(cands: pd.DataFrame) -> pd.Series | None:
 
 
 def reference_accuracy(ref: pd.DataFrame | None) -> dict[tuple[str, str, int], float]:
-    """(dataset, eval_arch, eval_resolution) → the full-data reference's test mean (see module doc)."""
+    """(dataset, eval_arch, eval_resolution) → the full-data reference's test mean over distinct
+    reference runs (:func:`~orchestrator.storage.results.distinct_references`; see the module doc)."""
+    ref = distinct_references(ref)
     if ref is None or ref.empty:
         return {}
     keys = ["dataset", "eval_arch", "eval_resolution"]
@@ -205,5 +228,6 @@ __all__ = [
     "noaug_protocols",
     "protocol_note",
     "reference_accuracy",
+    "with_label_regime",
     "with_protocol",
 ]

@@ -12,7 +12,7 @@ import pyarrow.fs as pafs
 from orchestrator.errors import UserError
 from orchestrator.evaluation.reference import read_reference
 from orchestrator.report.aggregate import hyper_columns
-from orchestrator.report.dd_metrics import with_protocol
+from orchestrator.report.dd_metrics import with_label_regime, with_protocol
 from orchestrator.storage.locations import check_reachable, exists, filesystem, join, read_bytes
 from orchestrator.storage.results import REQUEST_FILE, ResultStore, read_results
 from orchestrator.sweep.resume import describe_holder, running_sweep
@@ -107,7 +107,7 @@ def load_experiment(path: str) -> Experiment:
         if not exists(path):  # a mistyped path is not a sweep that has not written yet
             raise UserError("no such folder (give an experiment folder or its results.parquet)", where=path)
         raise UserError("no result rows there yet; run `ddx sweep` (or wait for its first evaluation)", where=path)
-    rows = with_protocol(rows)
+    rows = with_label_regime(with_protocol(rows))
     reference = read_reference(path)
     if reference is not None:
         reference = with_protocol(reference)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from torchvision.utils import make_grid
 
 from methods.atomic import atomic_path
 from methods.parameterizations import Parameterization, Payload, from_payload, payload_from_bytes
+from methods.torch_files import NotATorchFile
 from orchestrator.errors import UserError
 from orchestrator.storage.results import read_bytes
 
@@ -91,11 +94,9 @@ def _load_set(path: str | Path) -> tuple[Parameterization, Payload]:
     data = read_bytes(str(path))  # a missing file: FileNotFoundError, as from any reader
     try:
         payload = payload_from_bytes(data)
-    except Exception as err:  # torch.load's errors vary with what the bytes are (pickle, zip, KeyError…)
+    except NotATorchFile as err:  # what the file is instead (text, cut short, another format)
         raise UserError(
-            f"cannot read it with torch.load(weights_only=True) ({type(err).__name__}); give a synthetic set a "
-            "sweep wrote (<experiment>/synthetic/<key>.pt)",
-            where=str(path),
+            f"{err}; give a synthetic set a sweep wrote (<experiment>/synthetic/<key>.pt)", where=str(path)
         ) from None
     if not (isinstance(payload, dict) and "config" in payload and "state" in payload):
         raise UserError(
@@ -157,19 +158,63 @@ def _check_fits_memory(param: Parameterization, resolution: int | None) -> None:
         )
 
 
+#: the image-folder tree ``ddx export`` writes beside the grids (``ddx evaluate`` reads it back)
+IMAGES_DIR = "images"
+
+
+def write_image_folder(images: Tensor, labels: Tensor, out_dir: Path) -> Path:
+    """One PNG per instance, ``<out_dir>/<class:03d>/<i:04d>.png`` (class indices as folder names, so
+    they survive), grey for one channel; ``images`` in [0, 1]. Written to a temporary folder and
+    renamed into place, so an interrupted export leaves no partial tree (an older one is replaced)."""
+    digits = max(3, len(str(int(labels.max()))))
+    as_uint8 = (images.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu()
+    tmp = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        for c in sorted(int(k) for k in torch.unique(labels)):
+            folder = tmp / f"{c:0{digits}d}"
+            folder.mkdir(parents=True)
+            for j, i in enumerate(torch.nonzero(labels == c).flatten().tolist()):
+                arr = as_uint8[i].permute(1, 2, 0).numpy()
+                image = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)  # grey ("L") or RGB
+                image.save(folder / f"{j:04d}.png", format="PNG")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
 def export_class_grids(
-    path: str | Path, out_dir: str | Path, resolution: int | None = None, nrow: int | None = None
-) -> list[Path]:
+    path: str | Path,
+    out_dir: str | Path,
+    resolution: int | None = None,
+    nrow: int | None = None,
+    image_folder: bool | None = False,
+) -> tuple[list[Path], Path | None]:
     """Decode the set at ``path`` at ``resolution`` and write one PNG grid per class to ``out_dir``.
 
     Every instance of the class is shown (``class_<k>_<name>_r<res>.png``), in the dataset's
     pixel space when the set records ``extra["mean"]``/``["std"]``, else contrast-stretched.
-    Returns the written paths; a ``README.txt`` next to them says how the images were mapped.
+    With ``image_folder`` also the set as an image folder, ``out_dir/images/<class>/<i>.png`` (pixel
+    space, clipped to [0, 1]), which ``ddx evaluate`` reads back: ``True`` asks for it (a set without
+    mean/std — ZCA-whitened — has no pixel images and is refused), ``None`` writes it when the set has
+    pixel images. Returns the written grids and the image folder (None when not written); a
+    ``README.txt`` next to them says how the images were mapped.
     """
     from torchvision.utils import save_image
 
     param, extra = _load_set(path)
     _check_fits_memory(param, resolution)
+    has_pixels = extra.get("mean") is not None and extra.get("std") is not None
+    if image_folder is None:
+        image_folder = has_pixels
+    if image_folder and not has_pixels:
+        raise UserError(
+            "the set records no mean/std (ZCA-whitened, or of unknown normalisation): it has no pixel images to "
+            "write as an image folder; pass --no-images for the grids alone",
+            where=str(path),
+        )
     with torch.no_grad():
         images = param.decode(resolution).detach()
     shown, note = to_display(images, extra.get("mean"), extra.get("std"))
@@ -186,10 +231,18 @@ def export_class_grids(
         with atomic_path(target) as tmp:
             save_image(shown[idx], tmp, format="PNG", nrow=cols, padding=1, pad_value=1.0)
         written.append(target)
+    tree, folder = "", None
+    if image_folder:
+        folder = write_image_folder(shown, param.labels, out / IMAGES_DIR)
+        tree = (
+            f"{IMAGES_DIR}/<class index>/<instance>.png: every instance as a PNG in pixel space (clipped to [0, 1]); "
+            f"`ddx evaluate {out / IMAGES_DIR} --dataset …` reads it back (learned labels or learning rates the set "
+            "carries are not in it)\n"
+        )
     with atomic_path(out / "README.txt") as tmp:
         tmp.write_text(
             f"{param.config.name} set from {path}: {len(written)} classes, {param.per_class} instances per class, "
             f"decoded at {res}px ({'coordinates' if param.resize_mode == 'coordinates' else param.resize_mode} when "
-            f"not {param.config.shape.resolution}px); image: {note}\n"
+            f"not {param.config.shape.resolution}px); image: {note}\n{tree}"
         )
-    return written
+    return written, folder

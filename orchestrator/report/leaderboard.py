@@ -36,11 +36,12 @@ from orchestrator.report.dd_metrics import (
     fmt_points,
     fmt_score,
     protocol_note,
+    with_label_regime,
     with_protocol,
 )
 from orchestrator.report.experiment import load_experiment
 from orchestrator.report.tables import config_labels
-from orchestrator.storage.results import row_key
+from orchestrator.storage.results import distinct_references, row_key
 
 #: one ranking; ``protocol`` last, so a setting's protocols sit next to each other
 SETTING = ["dataset", "eval_resolution", "ipc", "eval_arch", "label_mode"]
@@ -93,17 +94,20 @@ def load_rows(paths: list[str]) -> pd.DataFrame:
     rows = pd.concat(frames, ignore_index=True)
     if "created_at" in rows.columns:
         rows = rows.sort_values("created_at")
-    return with_protocol(rows.drop_duplicates(subset=row_key(rows), keep="last").reset_index(drop=True))
+    rows = rows.drop_duplicates(subset=row_key(rows), keep="last").reset_index(drop=True)
+    return with_label_regime(with_protocol(rows))
 
 
 def load_references(paths: list[str]) -> pd.DataFrame | None:
-    """The experiments' full-data reference rows (``reference.parquet``; HLR's real-data term), or None."""
+    """The experiments' full-data reference rows (``reference.parquet``; HLR's real-data term), one per
+    reference run: a cached run every folder holds is counted once (:func:`distinct_references`), as
+    ``ddx report`` of one folder counts it — or None."""
     refs = []
     for p in paths:
         ref = read_reference(p)
         if ref is not None and not ref.empty:
             refs.append(ref.assign(source=p))
-    return with_protocol(pd.concat(refs, ignore_index=True)) if refs else None
+    return with_protocol(distinct_references(pd.concat(refs, ignore_index=True))) if refs else None
 
 
 def _fmt_pub(r: pd.Series) -> str:

@@ -18,7 +18,7 @@ from methods.networks import resolve_arch
 from orchestrator.report.aggregate import seed_summary
 from orchestrator.report.dd_metrics import add_scores
 from orchestrator.report.experiment import REFERENCE_KEY, REFERENCE_LABEL, Experiment
-from orchestrator.storage.results import Row
+from orchestrator.storage.results import Row, distinct_references
 
 
 def _is_number(v: Any) -> bool:
@@ -69,7 +69,7 @@ def reference_summary(exp: Experiment) -> pd.DataFrame | None:
     """Seed summary of the full-data reference rows (None when the sweep did not ask for them)."""
     if exp.reference is None or exp.reference.empty:
         return None
-    ref = exp.reference.copy()
+    ref = distinct_references(exp.reference).copy()  # one row per reference run, wherever it was written
     for c in ("ipc", "parameterization"):
         if c not in ref.columns:
             ref[c] = None

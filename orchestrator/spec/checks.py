@@ -27,6 +27,7 @@ from orchestrator.spec.model import MAX_COMBINATIONS, PREREQUISITE_BLOCKS, Sweep
 from orchestrator.spec.schema import named_kind, resolve_options
 from orchestrator.spec.trials import check_hyper, check_trials, needed_prerequisites, where
 from orchestrator.storage import time_limit
+from orchestrator.storage.uris import refused, uri_problem
 
 
 def distill_resolution(spec: SweepBase) -> int | None:
@@ -116,6 +117,8 @@ def _check_algorithm(spec: SweepBase) -> None:
 
 def _uri_problem(uri: str, timeout: float) -> str | None:
     """Why ``uri`` is not a reachable, existing location (pyarrow filesystems), or None."""
+    if (problem := refused(uri, timeout=min(2.0, timeout))) is not None:
+        return f"cannot reach {uri!r}: {problem}"  # at once: the S3 client retries a refused connection ~14 s
 
     def missing() -> bool:
         import pyarrow.fs as pafs
@@ -144,7 +147,7 @@ def _check_dataset(spec: SweepBase) -> None:
     if not ds.root:
         return
     if "://" in ds.root:
-        problem = _uri_problem(ds.root, time_limit.uri_timeout_s())
+        problem = uri_problem(ds.root) or _uri_problem(ds.root, time_limit.uri_timeout_s())
         if problem:
             raise SpecError(problem, key="dataset.root")
     elif not Path(ds.root).expanduser().exists():

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, create_model
+from pydantic import Field, ValidationError, create_model, field_validator
 
 from orchestrator.errors import SpecError
 from orchestrator.spec.messages import describe_error, key_path
@@ -24,9 +24,11 @@ from orchestrator.spec.model import (
     DatasetBlock,
     Evaluation,
     Resources,
+    check_location,
 )
 from orchestrator.spec.schema import Strict
 from orchestrator.spec.yaml_input import Document, parse_value, read_yaml
+from orchestrator.storage.uris import uri_problem
 
 
 class EvaluateBase(Strict):
@@ -37,6 +39,11 @@ class EvaluateBase(Strict):
     dataset: DatasetBlock  # type: ignore[valid-type]
     evaluation: Evaluation = Field(default_factory=Evaluation)  # type: ignore[valid-type]
     resources: Resources = Field(default_factory=Resources)
+
+    @field_validator("storage", "out")
+    @classmethod
+    def _location(cls, v: str | None) -> str | None:
+        return v if v is None else check_location(v)
 
 
 #: a whole evaluation configuration: :class:`EvaluateBase` plus one optional block per prerequisite
@@ -88,10 +95,14 @@ def parse_evaluate(data: Document, where: str = "ddx evaluate") -> Any:
         if isinstance(data.get(key), str) and not data[key].strip():
             raise SpecError(EMPTY_LOCATION, key=f"--{key}")
     try:
-        return EvaluateSpec.model_validate(data)
+        spec = EvaluateSpec.model_validate(data)
     except ValidationError as err:
         loc, msg = describe_error(err.errors()[0], EvaluateSpec)
         raise SpecError(msg, where=where, key=key_path(*loc) or None) from None
+    root = spec.dataset.root
+    if root and (problem := uri_problem(root)) is not None:  # a URI root is read on every node: judge it now
+        raise SpecError(problem, where=where, key="dataset.root")
+    return spec
 
 
 def load_evaluate(config: Path | None) -> Document:

@@ -34,8 +34,13 @@ def show(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _what(value: Any) -> str:
+    """``int 1``, ``str 'a'``, ``null``: a value as the file gave it, with its type."""
+    return f"{type(value).__name__} {show(value)}" if value is not None else "null"
+
+
 def _got(value: Any) -> str:
-    return f"got {type(value).__name__} {show(value)}" if value is not None else "got null"
+    return f"got {_what(value)}"
 
 
 def key_path(*parts: Any) -> str:
@@ -67,8 +72,10 @@ def describe_error(e: dict[str, Any], model: type | None = None) -> tuple[list[A
         msg = msg[len("Assertion failed, ") :]
     if "[key]" in e["loc"]:  # a mapping's key failed: a name check says why, anything else is the key's type
         if kind in ("value_error", "assertion_error"):
-            return loc, msg
-        return loc, f"keys must be strings ({_got(value)})"
+            return loc, msg  # the path ends with the key (a string: a name that is not known)
+        # the key is not a string (``1:``, ``null:``, ``true:``): the path is the mapping's, whose
+        # last part would otherwise read like a list index (``arch_epochs[1]``)
+        return loc[:-1], f"every key here must be a name (a string); got {_what(value)} as a key"
     if kind == "extra_forbidden":
         fields = _fields_at(model, loc[:-1]) if model is not None else []
         hint = did_you_mean(loc[-1], fields)

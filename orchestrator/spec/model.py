@@ -28,9 +28,11 @@ from methods.evaluation.protocol import Protocol
 from methods.evaluation.real_training_options import RealTrainSettings
 from methods.options import PositiveInt, Resolution, named
 from methods.registry import PREREQUISITES
+from orchestrator.cluster.ray_config import token_problem
 from orchestrator.evaluation.jobs import StudentPlan
 from orchestrator.spec.metrics import TrialMetric
 from orchestrator.spec.schema import OptionsBlock, Strict, block_model, pydantic_type
+from orchestrator.storage.uris import EMPTY_LOCATION, check_location
 
 DOMAIN_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 #: combinations of swept values beyond which per-combination checks are skipped
@@ -134,10 +136,9 @@ class Resources(Strict):
     @field_validator("trial_resources")
     @classmethod
     def _token(cls, v: dict[str, float] | None) -> dict[str, float] | None:
-        if v is None:
-            return v
-        if not v or all(x <= 0 for x in v.values()):
-            raise ValueError("needs a positive token resource, e.g. {CPU: 0.01} ({CPU: 0} is rejected by Ray)")
+        problem = None if v is None else token_problem(v)
+        if problem is not None:
+            raise ValueError(problem)
         return v
 
 
@@ -293,10 +294,6 @@ def _prerequisite_blocks() -> dict[str, type[OptionsBlock]]:
 PREREQUISITE_BLOCKS: dict[str, type[OptionsBlock]] = _prerequisite_blocks()
 
 
-#: what an empty storage location (in a sweep file or on the command line) is told
-EMPTY_LOCATION = "empty; give a folder or a URI (e.g. ./ddx_results or s3://bucket/prefix)"
-
-
 class SweepBase(Strict):
     """The keys of a sweep file other than the prerequisite blocks (see :data:`SweepSpec`)."""
 
@@ -317,9 +314,7 @@ class SweepBase(Strict):
     @field_validator("storage")
     @classmethod
     def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError(EMPTY_LOCATION)
-        return v
+        return check_location(v)
 
     # --- derived views -------------------------------------------------------------------
     def hyper_values(self, key: str) -> list[Any]:
@@ -387,5 +382,6 @@ __all__ = [
     "SweepBase",
     "SweepSpec",
     "Tracking",
+    "check_location",
     "join_storage",
 ]

@@ -18,7 +18,7 @@ from typing import Any
 from orchestrator.errors import UserError
 from orchestrator.evaluation.jobs import plan_jobs
 from orchestrator.spec.checks import distill_resolution
-from orchestrator.spec.model import EMPTY_LOCATION, SweepBase
+from orchestrator.spec.model import SweepBase, check_location
 from orchestrator.spec.trials import REPEAT_KEY, keys_read, needed_prerequisites, trial_config, trial_key
 
 #: where a sweep's spec is saved in its experiment directory (with its config hash): resume
@@ -163,8 +163,11 @@ def describe_plan(spec: SweepBase) -> dict[str, Any]:
 
 def resolve_storage(spec: SweepBase, storage: str | None) -> SweepBase:
     """Apply ``--storage`` and make a local storage path absolute (Tune/Train change directory)."""
-    if storage is not None and not storage.strip():
-        raise UserError(EMPTY_LOCATION, key="--storage")
+    if storage is not None:
+        try:
+            check_location(storage)
+        except ValueError as err:
+            raise UserError(str(err), key="--storage") from None
     target = storage or spec.storage
     if "://" not in target:
         target = str(Path(target).expanduser().resolve())

@@ -8,6 +8,12 @@ holds a control character or a lone surrogate, which YAML's escapes (``"\\0"``, 
 in a path, for one, fails deep inside ``os``; a surrogate cannot be written out as UTF-8).
 Non-UTF-8 bytes, an empty file, a document that is not a mapping and anything the YAML parser
 rejects become a :class:`~orchestrator.errors.SpecError`, never a traceback.
+
+Input is bounded before it is built: a file over :data:`MAX_BYTES`, or a document that holds more
+than :data:`MAX_VALUES` values once its aliases (``*name``) are expanded — a "billion laughs"
+document of a few hundred bytes expands to 10⁹ strings, which every later step would walk — or
+whose aliases refer to a node that contains them (a recursive structure) is one line, read from
+the parsed nodes in time proportional to the file, not to its expansion.
 """
 
 from __future__ import annotations
@@ -19,6 +25,12 @@ from typing import Any
 import yaml
 
 from orchestrator.errors import SpecError
+
+#: the largest sweep or evaluation file read (bytes); a sweep file is a few KB, and PyYAML (pure Python)
+#: parses ~150 KB a second
+MAX_BYTES = 1 << 20
+#: the most values (scalars, lists, mappings) a document may hold with its aliases expanded
+MAX_VALUES = 100_000
 
 
 class SweepLoader(yaml.SafeLoader):
@@ -78,6 +90,56 @@ def check_duplicate_keys(loader: SweepLoader, root: yaml.Node) -> None:
                 stack.append((item, [*where, f"[{i}]"]))
 
 
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def check_expansion(root: yaml.Node, limit: int = MAX_VALUES) -> None:
+    """Raise :class:`SpecError` when the document holds more than ``limit`` values with every alias
+    expanded, or an alias inside the node it names (a recursive structure).
+
+    Each distinct node is visited once (an alias is the node it names, shared), so the count costs
+    time proportional to the file even when the expansion is astronomically larger.
+    """
+    sizes: dict[int, int] = {}  # node id → its values with aliases expanded (nodes finished)
+    entered: set[int] = set()  # nodes whose children are being counted (the current path)
+    aliased = False
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        if finished:
+            entered.discard(id(node))
+            total = 1 + sum(sizes[id(c)] for c in _children(node))
+            if total > limit:
+                what = "once its YAML aliases (*name) are expanded (an alias bomb?)" if aliased else ""
+                raise SpecError(
+                    f"the document holds more than {limit:,} values {what}".rstrip()
+                    + f"; a YAML document may hold at most {limit:,} (write fewer values, or expand fewer aliases)"
+                )
+            sizes[id(node)] = total
+            continue
+        if id(node) in sizes:
+            aliased = True
+            continue
+        entered.add(id(node))
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) in entered:
+                mark = child.start_mark
+                raise SpecError(
+                    f"a YAML alias at line {mark.line + 1} refers to a node that contains it (a recursive "
+                    "structure, which no setting can hold); write the values out"
+                )
+            if id(child) in sizes:
+                aliased = True
+            else:
+                stack.append((child, False))
+
+
 #: characters no setting may hold: C0 controls but tab, newline and carriage return; DEL; C1 controls;
 #: lone surrogates
 _FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -124,12 +186,15 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
 
 def parse_yaml(text: str) -> Any:
     """The data of one YAML document (``safe`` semantics), duplicate keys rejected; raises :class:`SpecError`."""
+    if len(text) > MAX_BYTES:
+        raise SpecError(f"{len(text):,} characters; a YAML document may hold at most {MAX_BYTES:,} (1 MiB)")
     loader: SweepLoader | None = None
     try:
         loader = SweepLoader(text)  # the reader rejects non-printable characters here
         node = loader.get_single_node()
         if node is None:
             raise SpecError("the file is empty; a sweep needs at least a name and an objective (docs/sweep-file.md)")
+        check_expansion(node)  # before anything walks the values: an alias bomb stops here
         check_duplicate_keys(loader, node)
         data = loader.construct_document(node)
         check_strings(data)
@@ -156,6 +221,13 @@ def read_yaml(path: Path) -> Any:
         what = "a folder" if path.is_dir() else "not a regular file" if path.exists() else "no such file"
         raise SpecError(f"{what} (give the path of a sweep YAML)", where=where)
     try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise SpecError(
+                f"the file is {size / (1 << 20):.1f} MiB; a sweep or evaluation file may be at most "
+                f"{MAX_BYTES >> 20} MiB (is it the right file?)",
+                where=where,
+            )
         raw = path.read_bytes()
     except OSError as err:
         raise SpecError(f"cannot read the file ({err.strerror or err.__class__.__name__})", where=where) from None
@@ -172,4 +244,15 @@ def read_yaml(path: Path) -> Any:
         raise SpecError(err.message, where=where, key=err.key) from None
 
 
-__all__ = ["Document", "SweepLoader", "check_duplicate_keys", "check_strings", "parse_value", "parse_yaml", "read_yaml"]
+__all__ = [
+    "MAX_BYTES",
+    "MAX_VALUES",
+    "Document",
+    "SweepLoader",
+    "check_duplicate_keys",
+    "check_expansion",
+    "check_strings",
+    "parse_value",
+    "parse_yaml",
+    "read_yaml",
+]

@@ -8,39 +8,47 @@ written after the data, so an artifact exists exactly when its manifest does.
 
 A process that needs an artifact calls :meth:`ArtifactStore.fetch` (or the
 :class:`methods.artifacts.ArtifactCache` protocol methods ``find`` / ``get_or_create``):
-the file is copied into a node-local directory (``$DDX_CACHE/artifacts``) on first use and
-its SHA-256 checked against the manifest, so a remote task, a Train worker or another node
-only ever needs the storage URI — never a path on another machine. With local storage the
-file is used in place (after the same check).
+the file is copied into this node's cache (``$DDX_CACHE/artifacts``,
+:func:`methods.artifacts.node_cache`) on first use — one download per node, under the node
+cache's file lock, checked against the store's SHA-256 and kept with the same manifest — so a
+remote task, a Train worker or another node only ever needs the storage URI, never a path on
+another machine. With local storage the file is used in place (after the same check). A node
+copy that no longer matches is removed and downloaded again; a stored artifact that does not
+match its manifest is an error naming it, never used.
 
-Production is guarded by a :class:`LeaseLock`: a small lock object next to the artifact,
-holding its owner and an expiry that the owner renews while it works. Two trials (on any
-nodes) that need the same artifact produce it once; the other waits for the manifest; if the
-owner dies, its lease expires and a waiter takes over. The lock works the same on a local
-disk and on object storage (it needs only read-after-write consistency, which S3 and GCS
-provide).
+Production is guarded by a :class:`~orchestrator.storage.leases.LeaseLock`: a small lock
+object next to the artifact, holding its owner and an expiry that the owner renews while it
+works. Two trials (on any nodes) that need the same artifact produce it once; the other waits
+for the manifest; if the owner dies, its lease expires and a waiter takes over. The lock is
+taken with a conditional write where the store has one (a local file's ``flock``, S3's
+``If-None-Match``), so of two processes taking it at once exactly one wins.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import socket
-import threading
-import time
+import shutil
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from methods.artifacts import Produce, content_key, default_cache_dir
-from methods.atomic import atomic_path
-from orchestrator.cluster.processes import process_start
+from methods.artifacts import (
+    LOCK_SUFFIX,
+    MANIFEST_SUFFIX,
+    CacheError,
+    LocalArtifactCache,
+    Produce,
+    content_key,
+    file_manifest,
+    file_sha256,
+    node_cache,
+)
+from orchestrator.storage.leases import LeaseLock
 from orchestrator.storage.locations import (
-    delete,
     download_file,
     exists,
     join,
@@ -50,21 +58,10 @@ from orchestrator.storage.locations import (
     write_bytes_atomic,
 )
 
-MANIFEST_SUFFIX = ".manifest.json"
-LOCK_SUFFIX = ".lock"
-
 
 def cache_root(storage: str) -> str:
     """``<storage>/cache``: the artifact store of every sweep on that storage."""
     return join(storage, "cache")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -83,158 +80,19 @@ class ArtifactError(RuntimeError):
     """An artifact is corrupt, missing, or could not be produced."""
 
 
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _owner_is_dead(owner: str, pid_start: int | None = None) -> bool:
-    """True when ``owner`` is a process of this host that no longer exists (its lease is stale):
-    its pid is gone, or (``pid_start``, when it was recorded) now belongs to a later process."""
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False  # another machine: only the lease's expiry can tell
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    now = process_start(int(pid))
-    return pid_start is not None and now is not None and now != pid_start
-
-
-class LeaseLock:
-    """A lock object at ``location`` owned by one process at a time, with an expiring lease.
-
-    ``acquire`` writes ``{owner, expires}`` unless a live lease of another owner is there, then
-    reads it back after ``settle`` seconds: when two processes race, the object store keeps the
-    last write and only that writer finds its own name (the other backs off). While held, a
-    daemon thread renews the lease every ``ttl / 3`` seconds; a holder that dies stops renewing
-    and its lease expires after ``ttl`` seconds — at once when the dead holder was a process of
-    the same host (its pid is gone). Clocks of the nodes are assumed to agree to well within ``ttl``.
-    """
-
-    def __init__(self, location: str, ttl: float = 120.0, settle: float | None = None, poll: float = 1.0) -> None:
-        self.location = location
-        self.ttl = ttl
-        # a local rename is visible at once; object stores get time for a racing writer's PUT to land
-        self.settle = settle if settle is not None else (0.02 if local_path(location) is not None else 0.5)
-        self.poll = poll
-        self.owner = _owner()
-        self._pid_start = process_start(os.getpid())
-        self._since: float | None = None  # when this process took the lock (set by try_acquire)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def _read(self) -> dict[str, Any] | None:
-        try:
-            return json.loads(read_bytes(self.location))
-        except (FileNotFoundError, ValueError):  # not JSON (nor UTF-8): nobody's lease
-            return None
-        except OSError:
-            if not exists(self.location):
-                return None
-            raise
-
-    def _write(self) -> None:
-        body = {
-            "owner": self.owner,  # host:pid:random
-            "pid_start": self._pid_start,
-            "since": self._since,
-            "expires": time.time() + self.ttl,
-        }
-        write_bytes_atomic(self.location, json.dumps(body).encode())
-
-    def holder(self) -> dict[str, Any] | None:
-        """The live lease of another owner (``owner``, ``since``, ``expires``), or None: expired
-        leases, dead local owners and unreadable lock objects do not count."""
-        lease = self._read()
-        if not isinstance(lease, dict) or lease.get("owner") == self.owner:
-            return None
-        try:
-            if float(lease.get("expires", 0)) <= time.time():
-                return None
-            pid_start = lease.get("pid_start")
-            dead = _owner_is_dead(str(lease.get("owner", "")), int(pid_start) if pid_start is not None else None)
-        except (TypeError, ValueError):  # not a lease ddx wrote
-            return None
-        return None if dead else lease
-
-    def held_by_other(self) -> bool:
-        """A live lease of another owner is there (expired leases and dead local owners do not count)."""
-        return self.holder() is not None
-
-    def try_acquire(self) -> bool:
-        """Take the lock if it is free or expired; True when this process now holds it."""
-        if self.held_by_other():
-            return False
-        self._since = time.time()
-        self._write()
-        time.sleep(self.settle)
-        lease = self._read()
-        if not isinstance(lease, dict) or lease.get("owner") != self.owner:
-            return False
-        self._start_renewing()
-        return True
-
-    def _start_renewing(self) -> None:
-        self._stop.clear()
-
-        def renew() -> None:
-            while not self._stop.wait(self.ttl / 3):
-                with contextlib.suppress(OSError):
-                    self._write()
-
-        self._thread = threading.Thread(target=renew, name="ddx-lease", daemon=True)
-        self._thread.start()
-
-    def release(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        with contextlib.suppress(OSError):  # a store gone: the lease lapses ``ttl`` after its last renewal
-            lease = self._read()
-            if isinstance(lease, dict) and lease.get("owner") == self.owner:
-                delete(self.location)
-
-    def __enter__(self) -> LeaseLock:
-        """``with LeaseLock(location):`` waits until this process holds the lock, releases it at exit."""
-        self.wait_or_acquire(lambda: False)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-    def wait_or_acquire(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
-        """Block until ``done()`` (returns False) or until this process holds the lock (True)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if done():
-                return False
-            if self.try_acquire():
-                if done():  # finished by another owner between our check and our lease
-                    self.release()
-                    return False
-                return True
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"waited {timeout:.0f} s for the lock {self.location}")
-            time.sleep(self.poll)
-
-
 class ArtifactStore:
     """Content-addressed artifacts under ``root`` (a path or URI), fetched into ``local_dir``.
 
     Implements :class:`methods.artifacts.ArtifactCache`, so methods cache statistics and
-    warm-ups through it without knowing where the storage is.
+    warm-ups through it without knowing where the storage is. ``local_dir`` (default: this
+    node's cache, ``$DDX_CACHE/artifacts``) is a :class:`~methods.artifacts.LocalArtifactCache`.
     """
 
     def __init__(self, root: str, local_dir: str | Path | None = None, lock_ttl: float = 120.0) -> None:
         self.root = root
-        self.local_dir = Path(local_dir) if local_dir is not None else default_cache_dir() / "artifacts"
+        self.local = LocalArtifactCache(local_dir) if local_dir is not None else node_cache()
+        self.local_dir = self.local.root
         self.lock_ttl = lock_ttl
-        self._verified: dict[str, tuple[float, int]] = {}
 
     # --- names -----------------------------------------------------------------------------
     def location(self, kind: str, key: str, suffix: str = ".pt") -> str:
@@ -247,45 +105,54 @@ class ArtifactStore:
         return LeaseLock(join(self.root, kind, f"{key}{suffix}{LOCK_SUFFIX}"), ttl=self.lock_ttl)
 
     # --- lookup ----------------------------------------------------------------------------
-    def ref(self, kind: str, description: Mapping[str, Any], suffix: str = ".pt") -> ArtifactRef | None:
-        """The artifact's reference if it has been produced (its manifest exists), else None."""
-        key = content_key(description)
+    def _manifest(self, kind: str, key: str, suffix: str) -> dict[str, Any] | None:
         manifest = self.manifest_location(kind, key, suffix)
         try:
-            body = json.loads(read_bytes(manifest))
+            return json.loads(read_bytes(manifest))
         except (FileNotFoundError, json.JSONDecodeError):
             return None
         except OSError:
             if not exists(manifest):
                 return None
             raise
+
+    def ref(self, kind: str, description: Mapping[str, Any], suffix: str = ".pt") -> ArtifactRef | None:
+        """The artifact's reference if it has been produced (its manifest exists), else None."""
+        key = content_key(description)
+        body = self._manifest(kind, key, suffix)
+        if body is None:
+            return None
         return ArtifactRef(kind, key, suffix, self.location(kind, key, suffix), body["sha256"], int(body["size"]))
 
     def fetch(self, ref: ArtifactRef) -> Path:
         """A verified local copy of ``ref`` (downloaded into the node-local cache on first use)."""
         in_place = local_path(ref.location)
         if in_place is not None:
-            self._verify(in_place, ref)
+            problem = self.local.file_problem(in_place, ref.sha256, ref.size)
+            if problem is not None:
+                raise ArtifactError(
+                    f"artifact {ref.kind}/{ref.key} at {in_place} does not match its manifest ({problem}); "
+                    "delete it and its manifest to have it produced again"
+                )
             return in_place
-        target = self.local_dir / ref.kind / f"{ref.key}{ref.suffix}"
-        if target.exists():
-            with contextlib.suppress(ArtifactError):
-                self._verify(target, ref)
-                return target
-        with atomic_path(target) as tmp:  # a copy that fails to download or to verify leaves nothing
-            download_file(ref.location, tmp)
-            self._verify(tmp, ref)
-        self._verified[str(target)] = self._verified.pop(str(tmp))  # a rename keeps mtime and size
-        return target
-
-    def _verify(self, path: Path, ref: ArtifactRef) -> None:
-        stat = path.stat()
-        stamp = (stat.st_mtime, stat.st_size)
-        if self._verified.get(str(path)) == stamp:
-            return
-        if stat.st_size != ref.size or file_sha256(path) != ref.sha256:
-            raise ArtifactError(f"artifact {ref.kind}/{ref.key} at {path} does not match its manifest (corrupt copy)")
-        self._verified[str(path)] = stamp
+        found = self.local.lookup(ref.kind, ref.key, ref.suffix, sha256=ref.sha256)
+        if found is not None:
+            return found
+        body = self._manifest(ref.kind, ref.key, ref.suffix) or {}
+        try:
+            return self.local.ensure(
+                ref.kind,
+                ref.key,
+                lambda tmp: download_file(ref.location, tmp),
+                description=body.get("description") or {},
+                suffix=ref.suffix,
+                sha256=ref.sha256,
+            )
+        except CacheError as e:
+            raise ArtifactError(
+                f"artifact {ref.kind}/{ref.key} at {ref.location} does not match its manifest; "
+                "delete it and its manifest to have it produced again"
+            ) from e
 
     # --- the methods.artifacts.ArtifactCache protocol --------------------------------------
     def find(self, kind: str, description: Mapping[str, Any], suffix: str = ".pt") -> Path | None:
@@ -329,25 +196,31 @@ class ArtifactStore:
                 lock.release()
 
     def publish(self, kind: str, description: Mapping[str, Any], source: Path, suffix: str = ".pt") -> ArtifactRef:
-        """Upload ``source`` as the artifact, then its manifest (which makes it exist)."""
+        """Upload ``source`` as the artifact, then its manifest (which makes it exist); with remote
+        storage, keep ``source`` as this node's verified copy too."""
         key = content_key(description)
-        location = self.location(kind, key, suffix)
-        ref = ArtifactRef(kind, key, suffix, location, file_sha256(source), source.stat().st_size)
+        manifest = file_manifest(description, source)
+        ref = ArtifactRef(kind, key, suffix, self.location(kind, key, suffix), manifest["sha256"], manifest["size"])
         upload_file(source, ref.location)
-        manifest = {
-            "description": dict(description),
-            "sha256": ref.sha256,
-            "size": ref.size,
-            "created_at": time.time(),
-            "producer": socket.gethostname(),
-        }
         write_bytes_atomic(self.manifest_location(kind, key, suffix), json.dumps(manifest, default=str).encode())
-        target = self.local_dir / kind / f"{key}{suffix}"
-        if local_path(ref.location) is None and not target.exists():  # keep the node-local copy just made
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(OSError):
-                os.link(source, target)
+        if local_path(ref.location) is None:
+            with contextlib.suppress(OSError, CacheError):  # the artifact is stored; a copy can be fetched later
+                self.local.ensure(
+                    kind,
+                    key,
+                    lambda tmp: _link_or_copy(source, tmp),
+                    description=description,
+                    suffix=suffix,
+                    sha256=ref.sha256,
+                )
         return ref
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def ref_to_dict(ref: ArtifactRef) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import pyarrow.fs as pafs
 from methods.atomic import atomic_path
 from orchestrator.errors import UserError
 from orchestrator.storage import time_limit
+from orchestrator.storage.uris import refused, uri_problem
 
 
 def is_uri(location: str) -> bool:
@@ -197,8 +198,16 @@ def _ask_store(
 ) -> None:
     """``ask()`` of the store of ``location`` within ``timeout`` seconds (default
     :func:`~orchestrator.storage.time_limit.uri_timeout_s`); silence or a store's error (pyarrow: OSError /
-    ArrowInvalid, a ValueError) is ``failed(why)``, ``why`` ending with what to check."""
+    ArrowInvalid, a ValueError) is ``failed(why)``, ``why`` ending with what to check.
+
+    First, without asking the store: a URI pyarrow cannot open (scheme, query keys:
+    :func:`~orchestrator.storage.uris.uri_problem`) and an endpoint that refuses connections
+    (:func:`~orchestrator.storage.uris.refused`; the S3 client would retry it for ~14 s) are
+    ``failed(why)`` at once."""
     limit = time_limit.uri_timeout_s() if timeout is None else timeout
+    problem = uri_problem(location) or refused(location, timeout=min(2.0, limit))
+    if problem is not None:
+        raise failed(problem)
     try:
         time_limit.within(limit, ask, name="ddx-storage-probe")
     except time_limit.NoAnswer:

@@ -59,6 +59,34 @@ REQUEST_FILE = "evaluate.json"
 ROW_KEY = ["trial_key", "eval_arch", "eval_resolution", "seed", "label_mode", "protocol"]
 
 
+#: what identifies one full-data reference run wherever its row is written: its settings (the real-data
+#: training as JSON), network, resolution and seed on a dataset — and its cache content key, which
+#: also holds the dataset's options. A sweep's ``reference.parquet`` holds the rows of the runs it
+#: asked for, trained or found in the cache, under its own config hash: one cached run is a row
+#: in every folder that used it (and twice in a folder two ``ddx evaluate`` runs wrote)
+REFERENCE_IDENTITY = ["dataset", "eval_settings", "eval_arch", "eval_resolution", "seed", "reference_key"]
+
+
+def distinct_references(ref: pd.DataFrame | None) -> pd.DataFrame | None:
+    """One row per reference run (:data:`REFERENCE_IDENTITY`; a column a row lacks counts as empty):
+    rows gathered from several folders, or written twice into one, are averaged once each. Of one
+    run's rows the newest ``ok`` one is kept (a failed row only where the run has no ``ok`` row)."""
+    if ref is None or ref.empty:
+        return ref
+    columns = [c for c in REFERENCE_IDENTITY if c in ref.columns]
+    identity = ref[columns].astype(object).where(ref[columns].notna(), "").astype(str)
+    ok = ref["status"].eq("ok") if "status" in ref.columns else pd.Series(True, index=ref.index)
+    written = pd.to_datetime(ref["created_at"], utc=True) if "created_at" in ref.columns else None
+    order = pd.DataFrame({"ok": ok.to_numpy(), "at": written.to_numpy() if written is not None else 0}, ref.index)
+    keep = (
+        identity.assign(_ok=order["ok"], _at=order["at"])
+        .sort_values(["_ok", "_at"], kind="stable", na_position="first")
+        .drop_duplicates(subset=columns, keep="last")
+        .index
+    )
+    return ref.loc[sorted(keep)].reset_index(drop=True)
+
+
 def read_table_file(location: str) -> pd.DataFrame:
     """A Parquet file's rows (a path or URI); a file that is not Parquet (truncated, overwritten)
     is a :class:`UserError` naming it, not pyarrow's traceback."""
@@ -96,6 +124,7 @@ CORE_COLUMNS: dict[str, pa.DataType] = {
     "eval_resolution": pa.int64(),
     "resize_mode": pa.string(),
     "label_mode": pa.string(),
+    "label_source": pa.string(),  # hard, learned_soft or teacher (methods.evaluation.options.label_source)
     "protocol": pa.string(),
     "eval_settings": pa.string(),
     "seed": pa.int64(),
@@ -119,6 +148,7 @@ CORE_COLUMNS: dict[str, pa.DataType] = {
     "set_source": pa.string(),
     "set_format": pa.string(),
     "set_space": pa.string(),
+    "set_lr": pa.float64(),  # the learned student learning rate the set carries (MTT/DATM/tm), if any
     "baseline_seed": pa.int64(),
 }
 
@@ -268,10 +298,12 @@ def read_results(path: str) -> pd.DataFrame:
 
 __all__ = [
     "CORE_COLUMNS",
+    "REFERENCE_IDENTITY",
     "ROW_KEY",
     "STOPPED",
     "ResultStore",
     "delete_dir",
+    "distinct_references",
     "exists",
     "filesystem",
     "join",

@@ -163,6 +163,8 @@ def distill_body(job: DistillJob, report: Report) -> dict[str, float]:
         stats = data.display_stats()  # None for ZCA-whitened data: viewers contrast-stretch instead
         if stats is not None:
             extra.update(mean=list(stats[0]), std=list(stats[1]))  # ddx export / report grids
+        if data.zca:
+            extra["zca"] = True  # the set's space: ddx evaluate whitens the real data to judge it
         write_set(job.synthetic_location, param, extra)
     return summary
 

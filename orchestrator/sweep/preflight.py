@@ -33,9 +33,12 @@ def prepare(spec: SweepSpec, fresh: bool, warn: Callable[[str], None] = print, r
     runtime.check_placement(demands, token, warn, runtime.group_demand(spec.resources, token))
     if fresh or resumed is None:
         resumed = check_resume(spec, fresh)  # --fresh deletes the experiment only now
-    # the input is good: warm a worker for the first trial's tasks while Tune starts (one machine only)
-    if spec.resources.distill_workers == 1 and runtime.one_node_free_for({"CPU": spec.resources.cpus_per_worker}):
-        warm_up.start(spec.dataset_options(), spec.resources.cpus_per_worker)
+    # the input is good: warm a worker for the first trial's tasks while Tune starts (one machine only,
+    # in the trials' runtime environment as the last trial here recorded it)
+    env = warm_up.trial_task_env()
+    cpus = spec.resources.cpus_per_worker
+    if env is not None and spec.resources.distill_workers == 1 and runtime.one_node_free_for({"CPU": cpus}):
+        warm_up.start(spec.dataset_options(), cpus, env)
     write_bytes_atomic(
         join(spec.experiment_dir(), SPEC_FILE),
         json.dumps({"config_hash": spec.config_hash(), "spec": spec.model_dump(mode="json")}, indent=2).encode(),

@@ -127,14 +127,18 @@ def ensure(
     resources: Resources,
     poll: float = 1.0,
     on_produced: Callable[[str, int], None] | None = None,
+    on_missing: Callable[[dict[str, tuple[int, int]]], None] | None = None,
 ) -> Prerequisites:
     """Every piece of every prerequisite in ``options`` (name → its options), produced (in parallel)
     where missing.
 
     Pieces are produced by Ray tasks launched here; a piece whose lock another process holds is
-    waited for (and produced here if that lease expires). ``on_produced(name, unit)`` is called
-    for every piece a task launched here produced (not for pieces found in the store or made by
-    another process). Raises the task's error if a piece cannot be produced after Ray's retries.
+    waited for (and produced here if that lease expires). ``on_missing({name: (missing, pieces)})``
+    is called once, after the store was asked and before any task starts, with the prerequisites
+    that have pieces missing (not at all when every piece is there: nothing is produced).
+    ``on_produced(name, unit)`` is called for every piece a task launched here produced (not for
+    pieces found in the store or made by another process). Raises the task's error if a piece
+    cannot be produced after Ray's retries.
     """
     pieces: list[_Piece] = []
     for name, opts in options.items():
@@ -144,6 +148,14 @@ def ensure(
             piece = _Piece(name, unit, description, store.lock(name, content_key(description)), opts)
             piece.ref = store.ref(name, description)
             pieces.append(piece)
+    missing: dict[str, tuple[int, int]] = {}
+    for name in options:
+        mine = [p for p in pieces if p.name == name]
+        lacking = sum(p.ref is None for p in mine)
+        if lacking:
+            missing[name] = (lacking, len(mine))
+    if missing and on_missing is not None:
+        on_missing(missing)
     task_options = {
         "num_cpus": resources.cpus,
         "num_gpus": resources.gpus,

@@ -17,6 +17,7 @@ from orchestrator.spec.model import SweepSpec
 from orchestrator.spec.plan import describe_plan, resolve_storage
 from orchestrator.storage.locations import filesystem, is_uri, join
 from orchestrator.storage.results import STOPPED, ResultStore
+from orchestrator.sweep import warm_up
 from orchestrator.sweep.early_stop import RecordStoppedTrials
 from orchestrator.sweep.progress import FINAL_PHASES, ForwardingCallback, SweepProgress
 from orchestrator.sweep.search_space import PastTrial, SearchPlan, build_search
@@ -114,8 +115,9 @@ def run_sweep(
     exp = spec.experiment_dir()
     history = trial_history(exp) if resumed else []
     plan = build_search(spec, history)
+    recorder = warm_up.EnvRecorder.here() if runtime.one_node_free_for({}) else None  # for the next warm-up
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, spec_json=spec.model_dump_json(), code=versions()),
+        tune.with_parameters(run_trial, spec_json=spec.model_dump_json(), code=versions(), env_recorder=recorder),
         token,
     )
     storage_path, storage_fs = _tune_storage(join(exp, "tune"))

@@ -19,6 +19,8 @@ from typing import Any
 
 from orchestrator.errors import UserError
 from orchestrator.spec.model import SweepSpec
+from orchestrator.storage import time_limit
+from orchestrator.storage.uris import unreachable
 
 #: the intermediate metric early-stopping schedulers read, and its time axis
 PROBE_METRIC = "probe_val_acc"
@@ -60,16 +62,48 @@ def _require(module: str, key: str) -> None:
         raise UserError(f"needs the {module!r} package (pip install {module})", key=key)
 
 
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of an error's text, whole (MLflow's fix is often at its end, e.g.
+    ``set `MLFLOW_ALLOW_FILE_STORE=true` to opt out of this exception``), else its type's name."""
+    lines = [" ".join(line.split()) for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
 def _check_mlflow(uri: str | None) -> None:
-    """Reach the MLflow tracking server/store before any trial runs (one line, exit 2, if it cannot)."""
+    """Reach the MLflow tracking server/store before any trial runs (one line, exit 2, if it cannot).
+
+    A server (``http(s)://``) that refuses connections is said at once (MLflow's client retries it
+    for minutes), one that does not answer after ``$DDX_URI_TIMEOUT`` seconds; any other failure is
+    MLflow's own first line, whole — a ``file:`` store, which MLflow 3 refuses unless
+    ``MLFLOW_ALLOW_FILE_STORE=true``, says so there."""
+    from urllib.parse import urlsplit
+
+    import mlflow
     from mlflow.tracking import MlflowClient
 
-    try:
+    where = uri or f"the default tracking URI ({mlflow.get_tracking_uri()})"
+
+    def failed(why: str) -> UserError:
+        return UserError(f"cannot use MLflow at {where!r}: {why}", key="tracking.mlflow")
+
+    server = urlsplit(uri or mlflow.get_tracking_uri())
+    remote = server.scheme in ("http", "https") and bool(server.hostname)
+    if remote:
+        problem = unreachable(server.hostname, server.port or (443 if server.scheme == "https" else 80))
+        if problem is not None:
+            raise failed(f"{problem}; start the tracking server or fix tracking.mlflow.tracking_uri")
+    # a server is given a time limit; a local store is not (creating a new SQLite store takes seconds)
+    limit = time_limit.uri_timeout_s()
+
+    def ask() -> None:
         MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+
+    try:
+        time_limit.within(limit, ask, name="ddx-mlflow-probe") if remote else ask()
+    except time_limit.NoAnswer:
+        raise failed(f"no answer within {limit:g} s (check the server; DDX_URI_TIMEOUT sets the wait)") from None
     except Exception as err:  # mlflow raises its own exception types for every backend
-        first = " ".join(str(err).split())[:300]
-        where = uri or "the default tracking URI"
-        raise UserError(f"cannot use MLflow at {where!r}: {first}", key="tracking.mlflow") from None
+        raise failed(first_line(err)) from None
 
 
 def check_trackers(spec: SweepSpec) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ray
@@ -69,6 +69,14 @@ def _summary(rows: list[Row]) -> dict[str, float]:
         "rows_ok": float(len(ok)),
         "rows_failed": float(len(rows) - len(ok)),
     }
+
+
+def producing_report(missing: Mapping[str, tuple[int, int]]) -> Metrics:
+    """What a trial reports while the prerequisite pieces the artifact store lacks are produced
+    (``missing``: name → (pieces missing, pieces); see :func:`prerequisites.ensure`): only those
+    prerequisites, with a count where some of their pieces are there already."""
+    parts = [name if n == total else f"{name} ({n} of {total} pieces)" for name, (n, total) in missing.items()]
+    return {"phase": "prerequisites", "prerequisites": ", ".join(parts)}
 
 
 class TrialRun:
@@ -132,8 +140,7 @@ class TrialRun:
         spec = self.spec
         planned = self.evaluation.students.jobs(spec.dataset.resolution or 0)
         try:
-            if self.names:
-                self.report({"phase": "prerequisites", "prerequisites": ",".join(self.names)})
+            if self.names:  # "producing …" is said only of the pieces the store lacks
                 res = spec.resources
                 self.prerequisites = prerequisites.ensure(
                     self.prerequisites.options,
@@ -141,6 +148,7 @@ class TrialRun:
                     self.artifacts,
                     prerequisites.Resources(res.eval_cpus, res.eval_gpus, res.eval_retries),
                     on_produced=self._count_produced,
+                    on_missing=lambda missing: self.report(producing_report(missing)),
                 )
         except Exception as err:  # a prerequisite failed: record it, let the sweep go on
             self.fail(planned, f"distillation failed: {error_line(err)}")

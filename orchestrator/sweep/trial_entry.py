@@ -7,11 +7,18 @@ the driver process — which only plans, schedules and consolidates — never lo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
-def run_trial(config: dict[str, Any], spec_json: str, code: dict[str, str]) -> None:
-    """The Tune function trainable: one trial (see :func:`orchestrator.sweep.trial.run_trial`)."""
+def run_trial(
+    config: dict[str, Any], spec_json: str, code: dict[str, str], env_recorder: Callable[[], None] | None = None
+) -> None:
+    """The Tune function trainable: one trial (see :func:`orchestrator.sweep.trial.run_trial`).
+    ``env_recorder`` (on a one-node Ray): records the trial's runtime environment first, for the
+    next sweep's warm-up (:class:`orchestrator.sweep.warm_up.EnvRecorder`)."""
+    if env_recorder is not None:
+        env_recorder()
     from orchestrator.sweep.trial import run_trial as run
 
     run(config, spec_json, code)
