@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import re
+import sys
+import traceback
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 #: characters that would break the one-line promise or the terminal (escaped in :meth:`UserError.line`)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -75,6 +84,48 @@ def failed_cause(err: BaseException) -> tuple[BaseException, int | None]:
         else:
             break
     return err, rank
+
+
+#: the attribute an error raised in a Ray worker carries: where that worker's log is (``node:path``)
+LOG_NOTE = "ddx_log"
+
+
+def note_log(err: BaseException, where: str | None) -> BaseException:
+    """Mark ``err`` (raised in a worker process) with where that process logs; it travels with the
+    error through Ray (an exception's attributes are pickled with it). The first note stays."""
+    if where and getattr(err, LOG_NOTE, None) is None:
+        with contextlib.suppress(AttributeError, TypeError):  # an exception type that takes no attributes
+            setattr(err, LOG_NOTE, where)
+    return err
+
+
+def noted_log(err: BaseException) -> str | None:
+    """Where the worker whose error ``err`` wraps logged (:func:`note_log`), under Ray's wrappers; None: not noted."""
+    cause, _ = failed_cause(err)
+    where = getattr(cause, LOG_NOTE, None) or getattr(err, LOG_NOTE, None)
+    return str(where) if where else None
+
+
+def noting_log(fn: Callable[P, T]) -> Callable[P, T]:
+    """``fn``, whose errors carry where this process logs (:func:`note_log`): for a Ray task's body.
+    The error's traceback is written to this process's stderr (Ray returns a task's error to its
+    caller but writes nothing of it to the worker's log), so the log named holds it."""
+
+    @functools.wraps(fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            from orchestrator.cluster.processes import log_location
+
+            if getattr(err, LOG_NOTE, None) is None:  # noted once, by the innermost body
+                print(f"ddx: {fn.__qualname__} failed:", file=sys.stderr)
+                traceback.print_exc(file=sys.stderr)
+                sys.stderr.flush()
+                note_log(err, log_location())
+            raise
+
+    return call
 
 
 def error_line(err: BaseException) -> str:

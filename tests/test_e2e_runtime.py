@@ -9,6 +9,7 @@ accuracy while TensorBoard and MLflow receive the intermediate metrics.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import struct
@@ -72,7 +73,14 @@ def test_nan_trial_fails_loudly_while_the_others_finish(tmp_path: Path) -> None:
     assert len(rows) == 4 and not rows.duplicated(["trial_key", "eval_arch", "seed"]).any()
     failed = rows[rows["status"] == "failed"]
     assert set(failed["lr_images"]) == {1e30} and len(failed) == 2
-    assert failed["error"].str.contains("loss became nan at step").all()
+    assert failed["error"].str.fullmatch(r"distillation failed: DivergedError: \w+ loss became nan at step .*").all()
+    # where the distillation's worker logged: its Ray log file, which holds the traceback
+    (where,) = set(failed["error_log"])
+    log = Path(where.partition(":")[2])
+    assert log.name.startswith("worker-") and "DivergedError" in log.read_text(), where
+    assert rows.loc[rows["status"] == "ok", "error_log"].isna().all()
+    record = json.loads((exp / "trials" / f"{failed['trial_key'].iloc[0]}.json").read_text())
+    assert record["status"] == "failed" and record["error_log"] == where
     assert (rows.loc[rows["lr_images"] == 1.0, "status"] == "ok").all()
     named = [line for line in proc.stderr.splitlines() if line.startswith("row failed")]
     assert len(named) == 2 and all("loss became nan" in line for line in named)

@@ -225,8 +225,10 @@ def test_a_worker_group_larger_than_the_embedded_ray_is_one_line_before_any_tria
     cpus = os.cpu_count() or 1
     data = tiny_digits_spec(tmp_path / "store", resources={"distill_workers": 2, "cpus_per_worker": cpus})
     spec = write_spec(tmp_path / "s.yaml", data)
-    out = ddx("sweep", str(spec), timeout=120)
+    mark = uuid.uuid4().hex
+    out = ddx("sweep", str(spec), timeout=120, env={RUN_MARK: mark})
     assert out.returncode == 2, out.stdout + out.stderr
+    assert processes_of_run(mark) == []  # exit 2 after the embedded Ray started: none of its processes is left
     assert out.stderr.strip() == (
         f"error: resources.distill_workers: a trial's Train workers need CPU {2 * cpus} at once but this Ray has "
         f"CPU {cpus} in all; lower it or run on a bigger cluster (--address)"

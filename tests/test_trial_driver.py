@@ -314,3 +314,32 @@ def test_a_dead_workers_row_names_its_process_its_logs_last_line_and_where_the_l
         failure_line(group, str(tmp_path / "none"))
         == "ActorDiedError: The actor died unexpectedly before finishing this task."
     )
+
+
+def test_a_failed_evaluation_task_row_has_the_workers_own_error_and_where_it_logged(ray_session) -> None:
+    """An evaluation task that raised in its Ray worker: the row said the last line of Ray's
+    ``RayTaskError`` text and nothing of where the worker logged. It now says the worker's own
+    exception line, and ``error_log`` is that worker's log file (``node:path``), which holds the traceback."""
+    from types import SimpleNamespace
+
+    import ray
+
+    from orchestrator.evaluation.tasks import evaluate_remote, failed_result
+
+    job = SimpleNamespace(group=("convnet_d3", 8, "hard"))  # what the task reads before it decodes the set
+    ref = evaluate_remote.options(max_retries=0).remote(b"not a saved set", [job], None, None, 1, False)
+    with pytest.raises(ray.exceptions.RayTaskError) as raised:
+        ray.get(ref)
+    row = failed_result(raised.value)
+    cause = raised.value.cause
+    assert row["status"] == "failed" and row["error"].startswith(f"{type(cause).__name__}: "), row["error"]
+    assert "RayTaskError" not in row["error"] and "Traceback" not in row["error"]
+    node, _, path = row["error_log"].partition(":")
+    assert node == ray.util.get_node_ip_address() and Path(path).name.startswith("worker-") and path.endswith(".err")
+    deadline = time.monotonic() + 10  # the worker's stderr reaches its file at once; allow a slow disk
+    while type(cause).__name__ not in Path(path).read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert type(cause).__name__ in Path(path).read_text()
+    # a plain error (not from a Ray worker): its last line, as before, and no log
+    plain = failed_result(RuntimeError("first\nlast line"))
+    assert plain["error"] == "last line" and plain["error_log"] is None

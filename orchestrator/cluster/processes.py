@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterable
@@ -130,6 +131,32 @@ def command_line(pid: int) -> list[str]:
     return [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
 
 
+def stream_file(fd: int) -> str | None:
+    """The file this process's ``fd`` writes to (Ray points a worker's stdout and stderr at its log
+    files); None when it is not a file or cannot be told (no ``/proc``)."""
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+    return target if target.startswith("/") and not target.startswith(("/dev/", "/proc/")) else None
+
+
+def log_location() -> str | None:
+    """Where this process's stderr goes, as ``node:path`` (the node's IP in a Ray worker, else the
+    host name): a Ray worker's ``…/logs/worker-….err``, which holds its tracebacks. None when its
+    stderr is no file."""
+    path = stream_file(2)
+    if path is None:
+        return None
+    try:
+        import ray
+
+        node = ray.util.get_node_ip_address() if ray.is_initialized() else socket.gethostname()
+    except Exception:  # Ray not importable, or not in a worker: the host is enough
+        node = socket.gethostname()
+    return f"{node}:{path}"
+
+
 def process_start(pid: int) -> int | None:
     """When process ``pid`` started (clock ticks after boot, ``/proc/<pid>/stat``); None when it
     is not visible here (or there is no ``/proc``). Tells a process from a later one that reuses its id."""
@@ -147,7 +174,9 @@ __all__ = [
     "alive",
     "command_line",
     "descendants",
+    "log_location",
     "parent",
     "process_start",
     "stop",
+    "stream_file",
 ]

@@ -109,6 +109,7 @@ CORE_COLUMNS: dict[str, pa.DataType] = {
     "trial_key": pa.string(),
     "status": pa.string(),
     "error": pa.string(),
+    "error_log": pa.string(),  # a failed row: where the worker that failed logged (node:path)
     "objective": pa.string(),
     "parameterization": pa.string(),
     "dataset": pa.string(),

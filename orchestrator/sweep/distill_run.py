@@ -39,7 +39,7 @@ from typing import Any
 
 import ray
 
-from orchestrator.errors import error_line, failed_cause, from_ray
+from orchestrator.errors import error_line, failed_cause, from_ray, noted_log
 from orchestrator.storage.locations import exists, read_json
 from orchestrator.sweep.distill_job import JOB_KEY, PROGRESS_KEY, DistillJob, Report, worker_record_location
 
@@ -177,6 +177,28 @@ def last_log_line(path: str, hostname: str | None) -> str | None:
     return lines[-1][:500] if lines else None
 
 
+def _worker_record(workers_location: str, rank: int | None) -> dict[str, Any] | None:
+    """What rank ``rank`` (None: the one-worker task, rank 0) recorded of its process, if it has a log."""
+    location = worker_record_location(workers_location, rank or 0)
+    try:
+        info = read_json(location) if exists(location) else None
+    except Exception:  # unreadable: nothing is known
+        return None
+    return info if isinstance(info, dict) and info.get("log") else None
+
+
+def failure_log(err: BaseException, workers_location: str) -> str | None:
+    """Where the worker whose error failed a distillation logged (``node:path``): noted by the worker
+    with its error (:func:`orchestrator.errors.noting_log`) or, when its process died (only Ray's
+    error is left), read from its rank's record; None when neither says."""
+    noted = noted_log(err)
+    if noted:
+        return noted
+    cause, rank = failed_cause(err)
+    info = _worker_record(workers_location, rank) if from_ray(cause) and workers_location else None
+    return None if info is None else f"{info.get('node_ip') or info.get('hostname')}:{info['log']}"
+
+
 def failure_line(err: BaseException, workers_location: str) -> str:
     """What a failed distillation's rows say: the worker's own exception line (under Ray's and Ray
     Train's wrappers, :func:`orchestrator.errors.error_line`) or, when only Ray's error is left (the
@@ -187,12 +209,8 @@ def failure_line(err: BaseException, workers_location: str) -> str:
     cause, rank = failed_cause(err)
     if not from_ray(cause) or not workers_location:
         return line
-    location = worker_record_location(workers_location, rank or 0)
-    try:
-        info = read_json(location) if exists(location) else None
-    except Exception:  # unreadable: Ray's line is all there is
-        info = None
-    if not isinstance(info, dict) or not info.get("log"):
+    info = _worker_record(workers_location, rank)
+    if info is None:
         return line
     who = "the distillation task's process" if rank is None else f"the process of Train rank {rank}"
     who += f" (pid {info.get('pid')})"
@@ -208,4 +226,4 @@ def failure_line(err: BaseException, workers_location: str) -> str:
     return f"{out}; its log: {info.get('node_ip') or info.get('hostname')}:{info['log']}"
 
 
-__all__ = ["failure_line", "last_log_line", "run_train", "stream_distillation"]
+__all__ = ["failure_line", "failure_log", "last_log_line", "run_train", "stream_distillation"]

@@ -27,7 +27,8 @@ from methods.parameterizations import (
     payload_from_bytes,
     synthetic_payload,
 )
-from orchestrator.cluster import compute_thread
+from orchestrator.cluster import compute_thread, processes
+from orchestrator.errors import noting_log
 from orchestrator.storage.artifacts import ArtifactStore
 from orchestrator.storage.locations import exists, read_bytes, write_bytes_atomic
 from orchestrator.storage.results import STOPPED, read_trial_record
@@ -64,16 +65,6 @@ def progress_metrics(info: Mapping[str, Any]) -> Metrics:
     return metrics
 
 
-def _stream_file(fd: int) -> str | None:
-    """The file this process's ``fd`` writes to (Ray points a worker's stdout and stderr at its log
-    files); None when it is not a file or cannot be told (no ``/proc``)."""
-    try:
-        target = os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        return None
-    return target if target.startswith("/") and not target.startswith(("/dev/", "/proc/")) else None
-
-
 def record_worker(job: DistillJob, rank: int) -> None:
     """Record where this rank's process runs and logs (:func:`worker_record_location`): when the
     process dies (a crash in gloo, a segfault, the OOM killer) Ray says only that it died; the
@@ -91,7 +82,7 @@ def record_worker(job: DistillJob, rank: int) -> None:
         "hostname": socket.gethostname(),
         "node_ip": node,
         "pid": os.getpid(),
-        "log": _stream_file(2),  # stderr: tracebacks, a crash's last words, gloo's errors
+        "log": processes.stream_file(2),  # stderr: tracebacks, a crash's last words, gloo's errors
     }
     write_bytes_atomic(worker_record_location(job.workers_location, rank), json.dumps(info).encode())
 
@@ -122,6 +113,7 @@ def stop_requested(job: DistillJob, ctx: DistillContext) -> bool:
     return flag > 0
 
 
+@noting_log  # an error carries where this process logs: the trial's failed rows name it
 def distill_body(job: DistillJob, report: Report) -> dict[str, float]:
     """Distil on this rank (one process of W); rank 0 checkpoints and writes the final set.
 

@@ -51,7 +51,7 @@ from orchestrator.sweep.distill_job import (
     Metrics,
     set_card_location,
 )
-from orchestrator.sweep.distill_run import failure_line, run_train, stream_distillation
+from orchestrator.sweep.distill_run import failure_line, failure_log, run_train, stream_distillation
 
 #: Ray retries of the one-worker distillation task after a lost process or node
 DISTILL_TASK_RETRIES = 3
@@ -156,15 +156,17 @@ class TrialRun:
         try:
             card = self.distill()
         except Exception as err:  # the method failed (or its process died): record it, let the sweep go on
-            self.fail(planned, f"distillation failed: {failure_line(err, self.workers_location)}")
+            where = self.workers_location
+            self.fail(planned, f"distillation failed: {failure_line(err, where)}", failure_log(err, where))
             return
         if card is not None:  # None: the scheduler stopped the trial (its record says so)
             self.evaluate(card)
 
-    def fail(self, planned: list[EvalJob], message: str) -> None:
-        """A failed row for each planned evaluation that has none ``ok``, and the trial's record, saying ``message``."""
-        self.record_failure(planned, message)
-        self.record("failed", error=message)
+    def fail(self, planned: list[EvalJob], message: str, log: str | None = None) -> None:
+        """A failed row for each planned evaluation that has none ``ok``, and the trial's record, saying
+        ``message``; ``log``: where the worker that failed logged (``node:path``), if known."""
+        self.record_failure(planned, message, log)
+        self.record("failed", error=message, error_log=log)
 
     @property
     def workers_location(self) -> str:
@@ -267,7 +269,7 @@ class TrialRun:
         base.update(described)
         return base
 
-    def record_failure(self, jobs: list[EvalJob], message: str) -> None:
+    def record_failure(self, jobs: list[EvalJob], message: str, log: str | None = None) -> None:
         """A failed row for each evaluation that has no ``ok`` row yet (the error says why)."""
         base = self.base_columns(None)
         rows = [r for r in self.store.read_trial_rows(self.key) if r.get("status") == "ok"]
@@ -277,7 +279,7 @@ class TrialRun:
         for job in jobs:
             if job.key not in done:
                 cols = protocol_columns(protocol, job, dataset, self.config.ipc)
-                rows.append({**base, **job.columns(), **failed_result(error), **cols})
+                rows.append({**base, **job.columns(), **failed_result(error), "error_log": log, **cols})
         self.store.write_trial_rows(self.key, rows)
         self.report({"phase": "failed", "error": message, **_summary(rows)})
 
