@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+#: environment variable naming one ddx run: every process it starts (Ray's workers included) inherits it
+RUN_MARK = "DDX_TEST_RUN"
 
 
 def ddx(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None):
@@ -29,12 +31,17 @@ def ddx(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict[str
 
 
 def ddx_interrupted(
-    *args: str, when: str, stderr_file: Path, timeout: float = 300, sig: int = signal.SIGINT
+    *args: str,
+    when: str,
+    stderr_file: Path,
+    timeout: float = 300,
+    sig: int = signal.SIGINT,
+    env: dict[str, str] | None = None,
 ) -> tuple[int, str]:
     """Run ``ddx ARGS…`` and send it ``sig`` (default SIGINT: Ctrl-C) once a line of its stdout holds
     ``when``; returns its exit code and stderr (kept in ``stderr_file``: a pipe nobody reads could
     fill and block it)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **(env or {})}
     argv = [sys.executable, "-m", "orchestrator", *args]
     with open(stderr_file, "w") as stderr:
         proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
@@ -48,6 +55,28 @@ def ddx_interrupted(
             if proc.poll() is None:
                 proc.kill()
     return proc.returncode, stderr_file.read_text()
+
+
+def processes_of_run(mark: str) -> list[str]:
+    """The processes alive now whose environment holds ``RUN_MARK=mark`` (``'PID TITLE'`` each): what
+    a ddx run given that variable left behind — its own process and every one it started, Ray's
+    workers included, inherit it. Linux (``/proc``); zombies have ended and are not listed."""
+    needle = f"{RUN_MARK}={mark}".encode()
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                if needle not in fh.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                title = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        found.append(f"{pid} {title[:80]}")
+    return found
 
 
 def fresh_python(code: str, env: dict[str, str] | None = None, timeout: float = 120):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -15,7 +17,16 @@ import pytest
 from orchestrator.cluster import runtime
 from orchestrator.cluster.ray_config import address_endpoint
 from orchestrator.errors import UserError
-from tests.helpers import closed_port, ddx, fresh_output, tiny_digits_spec, write_spec
+from tests.helpers import (
+    RUN_MARK,
+    closed_port,
+    ddx,
+    ddx_interrupted,
+    fresh_output,
+    processes_of_run,
+    tiny_digits_spec,
+    write_spec,
+)
 
 
 def test_an_address_where_nothing_listens_fails_at_once_with_one_line() -> None:
@@ -214,8 +225,10 @@ def test_a_worker_group_larger_than_the_embedded_ray_is_one_line_before_any_tria
     cpus = os.cpu_count() or 1
     data = tiny_digits_spec(tmp_path / "store", resources={"distill_workers": 2, "cpus_per_worker": cpus})
     spec = write_spec(tmp_path / "s.yaml", data)
-    out = ddx("sweep", str(spec), timeout=120)
+    mark = uuid.uuid4().hex
+    out = ddx("sweep", str(spec), timeout=120, env={RUN_MARK: mark})
     assert out.returncode == 2, out.stdout + out.stderr
+    assert processes_of_run(mark) == []  # exit 2 after the embedded Ray started: none of its processes is left
     assert out.stderr.strip() == (
         f"error: resources.distill_workers: a trial's Train workers need CPU {2 * cpus} at once but this Ray has "
         f"CPU {cpus} in all; lower it or run on a bigger cluster (--address)"
@@ -268,6 +281,37 @@ def test_shutdown_of_an_embedded_ray_stops_the_monitor_first_and_leaves_no_proce
     assert len(got["monitor"]) == 1 and {"gcs_server", "raylet"} <= set(got["names"])
     assert got["stopped"] is True and got["monitor_alive_before_shutdown"] == []  # killed at once, before ray.shutdown
     assert got["alive"] == []  # every process the embedded Ray started is gone
+
+
+ORPHAN_SCRIPT = """
+import json, os, subprocess
+import ray
+from orchestrator.cluster import processes, runtime
+runtime.connect(None, num_cpus=1)
+
+@ray.remote
+def start_helper():
+    # a helper process the task leaves running, in a session of its own, whose parent has exited: an orphan
+    out = subprocess.run(["sh", "-c", "setsid sleep 300 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True)
+    return int(out.stdout)
+
+helper = ray.get(start_helper.remote())
+runtime.shutdown()
+alive = processes.alive(helper)
+if alive:
+    os.kill(helper, 9)
+print(json.dumps({"helper_alive": alive}))
+"""
+
+
+def test_shutdown_of_an_embedded_ray_stops_what_its_tasks_left_running() -> None:
+    """``ray.shutdown`` stops Ray's processes, and the raylet its workers, but not a process that lost its
+    parent on the way (re-parented to init, like the orphaned ``ray::IDLE`` workers of a stopped sweep):
+    ddx adopts such orphans and stops every process that appeared below it since its Ray started."""
+    import json
+
+    got = json.loads(fresh_output(ORPHAN_SCRIPT, timeout=180).splitlines()[-1])
+    assert got == {"helper_alive": False}
 
 
 def test_the_autoscaler_monitor_is_told_by_its_command_line() -> None:
@@ -380,6 +424,28 @@ def test_a_start_of_ray_cut_short_stops_what_it_started(monkeypatch) -> None:
         runtime.connect(None)
     started[0].wait(timeout=10)
     assert processes.descendants() - before == set()  # the daemon and its grandchild are gone
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_sweep_stopped_while_its_evaluations_run_leaves_no_process(tmp_path, sig: int, code: int) -> None:
+    """Ctrl-C of a sweep whose evaluation tasks were running exited 130, but its evaluation workers
+    lived on as orphaned ``ray::IDLE`` processes (parent pid 1), holding their memory until the
+    evaluation they were computing ended. The signal comes once the small network's evaluation
+    is done, while ResNet-18's still runs; after the exit no process of the run is alive."""
+    mark = uuid.uuid4().hex
+    spec = tiny_digits_spec(
+        tmp_path / "store",
+        search={"ipc": {"grid": [1]}},
+        evaluation={"archs": ["convnet_d3", "resnet18"], "seeds": 1, "epochs": 200},
+        resources={"eval_cpus": 1},
+    )
+    path = write_spec(tmp_path / "s.yaml", spec)
+    got, err = ddx_interrupted(
+        "sweep", str(path), when="evaluate 1/2", stderr_file=tmp_path / "stderr.txt", sig=sig, env={RUN_MARK: mark}
+    )
+    assert got == code, err
+    assert processes_of_run(mark) == []
 
 
 def _one_shot_server(reply: bytes | None) -> tuple[socket.socket, threading.Thread]:

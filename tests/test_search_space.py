@@ -87,3 +87,26 @@ def test_trial_keys_are_stable_and_ignore_keys_the_trial_does_not_read() -> None
     moved_data["search"] = {"objective": {"grid": ["random", "dm"]}, "ipc": {"grid": [1]}}
     moved = parse_spec(moved_data)
     assert trial_key(trial_config(moved, {"objective": "random", "ipc": 1, REPEAT_KEY: 0})) == trial_key(a)
+
+
+def test_asha_stops_on_the_probe_at_a_rung_but_never_for_reaching_max_t() -> None:
+    """Tune's ASHA stops every trial whose time reaches ``max_t`` (``stop_last_trials``): with ``max_t``
+    below ``iterations`` the best trial too, before its evaluation. ddx's runs on past its last rung."""
+    from types import SimpleNamespace
+
+    from orchestrator.sweep.tracking import make_scheduler
+
+    spec = _spec(
+        method={"iterations": 100, "probe_every": 10},
+        scheduler={"name": "asha", "grace_period": 10, "reduction_factor": 2, "max_t": 40},
+    )
+    asha = make_scheduler(spec)
+    good, bad = SimpleNamespace(trial_id="good"), SimpleNamespace(trial_id="bad")
+    for trial in (good, bad):
+        asha.on_trial_add(None, trial)
+    steps = (10, 20, 40, 50, 90)
+    assert [asha.on_trial_result(None, good, {"distill_step": s, "probe_val_acc": 0.9}) for s in steps] == [
+        "CONTINUE"
+    ] * len(steps)
+    assert asha.on_trial_result(None, bad, {"distill_step": 5, "probe_val_acc": 0.1}) == "CONTINUE"  # before a rung
+    assert asha.on_trial_result(None, bad, {"distill_step": 10, "probe_val_acc": 0.1}) == "STOP"  # below the first

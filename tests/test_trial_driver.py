@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,22 @@ def test_compute_thread_raises_the_bodys_error_and_nests() -> None:
         return 41
 
     assert outer() == 42
+
+
+def test_a_process_ends_while_its_compute_thread_still_works() -> None:
+    """The compute thread is a daemon: a Ray worker told to exit (Ctrl-C of a sweep, a cancelled task)
+    ends at once. A ``ThreadPoolExecutor``'s thread was joined at exit: the worker lived on, an orphaned
+    ``ray::IDLE`` holding its memory, until the task body it ran (an evaluation) had finished."""
+    code = (
+        "import time\n"
+        "from orchestrator.cluster import compute_thread\n"
+        "compute_thread.submit(time.sleep, 600)\n"
+        "time.sleep(0.2)\n"
+        "print(compute_thread.THREAD_NAME in [t.name for t in __import__('threading').enumerate()])\n"
+    )
+    start = time.monotonic()
+    assert fresh_output(code, timeout=60) == "True"  # it ran, and did not hold the exit
+    assert time.monotonic() - start < 60
 
 
 def test_the_streaming_distillation_body_runs_on_the_compute_thread(monkeypatch) -> None:
@@ -240,3 +257,89 @@ def test_a_task_of_a_trial_reuses_the_worker_warmed_in_the_recorded_environment(
     warming = ray.remote(warm_until_go).options(num_cpus=cpus, runtime_env=env).remote()
     fit(launching, "launch")
     assert json.loads(seen.read_text()) == ray.get(warming)
+
+
+def test_a_train_runs_error_line_is_the_failing_workers_own() -> None:
+    """A Python exception in a Train worker reached the rows as ``WorkerGroupError: Training failed due to
+    worker errors: …``; the row now says the worker's exception. A rank whose process died (only Ray's
+    error) gives way to one whose code raised."""
+    from ray.exceptions import ActorDiedError
+    from ray.train import WorkerGroupError
+
+    from methods.distill.loop import DivergedError
+    from orchestrator.errors import error_line, failed_cause
+
+    diverged = DivergedError("dm loss became nan at step 3 of 20")
+    group = WorkerGroupError("[Rank 1 Error Snippet]: …", {0: ActorDiedError(), 1: diverged})
+    assert failed_cause(group) == (diverged, 1)
+    assert error_line(group) == "DivergedError: dm loss became nan at step 3 of 20"
+    assert error_line(RuntimeError("plain\nlast line")) == "RuntimeError: last line"
+    # rank 1's process died; rank 0's gloo collective then lost its peer: the death is what failed
+    dead = ActorDiedError()
+    gloo = RuntimeError("[gloo/transport/tcp/pair.cc:561] Connection closed by peer [127.0.0.1]:9131")
+    assert failed_cause(WorkerGroupError("…", {0: gloo, 1: dead})) == (dead, 1)
+
+
+def test_a_dead_workers_row_names_its_process_its_logs_last_line_and_where_the_log_is(tmp_path: Path) -> None:
+    """When only Ray's error is left (the process died), the rank's record — written by the worker when it
+    started — says which process it was and where it logged; Ray's marker lines are not its last line."""
+    import socket
+
+    from ray.exceptions import ActorDiedError
+    from ray.train import WorkerGroupError
+
+    from orchestrator.sweep.distill_job import worker_record_location
+    from orchestrator.sweep.distill_run import failure_line
+
+    log = tmp_path / "logs" / "worker-ab12-01000000-4242.err"
+    log.parent.mkdir()
+    log.write_text("warming up\nFatal Python error: Segmentation fault\n\n:task_name:RayTrainWorker.run\n")
+    workers = str(tmp_path / "workers")
+    record = {"rank": 1, "hostname": socket.gethostname(), "node_ip": "10.1.2.3", "pid": 4242, "log": str(log)}
+    Path(worker_record_location(workers, 1)).parent.mkdir(parents=True)
+    Path(worker_record_location(workers, 1)).write_text(json.dumps(record))
+    group = WorkerGroupError("…", {1: ActorDiedError()})
+    assert failure_line(group, workers) == (
+        "the process of Train rank 1 (pid 4242) died (ActorDiedError: The actor died unexpectedly before "
+        "finishing this task.); the last line of its log: Fatal Python error: Segmentation fault; "
+        f"its log: 10.1.2.3:{log}"
+    )
+    # on another host the log cannot be read here: it is named, no more
+    Path(worker_record_location(workers, 1)).write_text(json.dumps({**record, "hostname": "elsewhere"}))
+    assert failure_line(group, workers).endswith(
+        f"died (ActorDiedError: The actor died unexpectedly before finishing this task.); its log: 10.1.2.3:{log}"
+    )
+    # no record (the process died before it wrote one): Ray's line, as before
+    assert (
+        failure_line(group, str(tmp_path / "none"))
+        == "ActorDiedError: The actor died unexpectedly before finishing this task."
+    )
+
+
+def test_a_failed_evaluation_task_row_has_the_workers_own_error_and_where_it_logged(ray_session) -> None:
+    """An evaluation task that raised in its Ray worker: the row said the last line of Ray's
+    ``RayTaskError`` text and nothing of where the worker logged. It now says the worker's own
+    exception line, and ``error_log`` is that worker's log file (``node:path``), which holds the traceback."""
+    from types import SimpleNamespace
+
+    import ray
+
+    from orchestrator.evaluation.tasks import evaluate_remote, failed_result
+
+    job = SimpleNamespace(group=("convnet_d3", 8, "hard"))  # what the task reads before it decodes the set
+    ref = evaluate_remote.options(max_retries=0).remote(b"not a saved set", [job], None, None, 1, False)
+    with pytest.raises(ray.exceptions.RayTaskError) as raised:
+        ray.get(ref)
+    row = failed_result(raised.value)
+    cause = raised.value.cause
+    assert row["status"] == "failed" and row["error"].startswith(f"{type(cause).__name__}: "), row["error"]
+    assert "RayTaskError" not in row["error"] and "Traceback" not in row["error"]
+    node, _, path = row["error_log"].partition(":")
+    assert node == ray.util.get_node_ip_address() and Path(path).name.startswith("worker-") and path.endswith(".err")
+    deadline = time.monotonic() + 10  # the worker's stderr reaches its file at once; allow a slow disk
+    while type(cause).__name__ not in Path(path).read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert type(cause).__name__ in Path(path).read_text()
+    # a plain error (not from a Ray worker): its last line, as before, and no log
+    plain = failed_result(RuntimeError("first\nlast line"))
+    assert plain["error"] == "last line" and plain["error_log"] is None

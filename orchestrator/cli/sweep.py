@@ -118,8 +118,12 @@ def sweep(
     if not outcome.rows.empty:
         show_summary(seed_summary(outcome.rows))
     console.print(f"results: [bold]{outcome.results_path}[/] ({len(outcome.rows)} rows)")
-    for trial in outcome.stopped_early:
-        console.print(f"trial {trial} was stopped early by the scheduler (its rows are not written)")
+    for stop in outcome.stopped_early:  # "ID KEY was stopped early by the scheduler at distillation step N (…)"
+        console.print(
+            Text(f"trial {stop}; it has no rows (a rerun leaves it stopped, --fresh runs it again)"),
+            highlight=False,
+            soft_wrap=True,
+        )
     if outcome.trial_failures or not outcome.failed_rows.empty:
         report_failures(outcome)
     if outcome.unfinished:

@@ -12,33 +12,59 @@ task body on the same long-lived thread keeps one team, whatever kind of task ca
 from __future__ import annotations
 
 import functools
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from concurrent.futures import Future
+from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-#: name prefix of the compute thread
+#: name of the compute thread
 THREAD_NAME = "ddx-compute"
 
 _lock = threading.Lock()
-_executor: ThreadPoolExecutor | None = None
+_work: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]] | None = None
 
 
-def compute_executor() -> ThreadPoolExecutor:
-    """This process's compute thread (created on first use; one worker thread, kept for the process's life)."""
-    global _executor
+def _serve(work: queue.SimpleQueue) -> None:
+    """The compute thread: run each queued call in turn, its result or error into its future."""
+    while True:
+        future, fn, args, kwargs = work.get()
+        if not future.set_running_or_notify_cancel():
+            continue
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as err:  # the caller gets it, whatever it is
+            future.set_exception(err)
+        else:
+            future.set_result(result)
+        del future, fn, args, kwargs  # hold nothing of a finished call while waiting for the next
+
+
+def _queue() -> queue.SimpleQueue:
+    """This process's compute thread's queue (the thread starts on first use and lives as long as the process).
+
+    The thread is a daemon: a process that is ending (a Ray worker told to exit when its
+    raylet stops, or when its task is cancelled) does not wait for the call it runs. A
+    ``ThreadPoolExecutor``'s thread is not, and Python joins it at exit: a worker stopped
+    mid-evaluation by Ctrl-C of ``ddx sweep`` finished its Ray shutdown and then lived on as
+    an orphaned ``ray::IDLE`` process, holding its memory, until that evaluation ended.
+    """
+    global _work
     with _lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_NAME)
-        return _executor
+        if _work is None:
+            _work = queue.SimpleQueue()
+            threading.Thread(target=_serve, args=(_work,), name=THREAD_NAME, daemon=True).start()
+        return _work
 
 
 def submit(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
     """Queue ``fn(*args, **kwargs)`` on the compute thread (it runs there at once when the thread is idle)."""
-    return compute_executor().submit(fn, *args, **kwargs)
+    future: Future[T] = Future()
+    _queue().put((future, fn, args, kwargs))
+    return future
 
 
 def on_compute_thread(fn: Callable[P, T]) -> Callable[P, T]:
@@ -49,7 +75,7 @@ def on_compute_thread(fn: Callable[P, T]) -> Callable[P, T]:
 
     @functools.wraps(fn)
     def call(*args: P.args, **kwargs: P.kwargs) -> T:
-        if threading.current_thread().name.startswith(THREAD_NAME):
+        if threading.current_thread().name == THREAD_NAME:
             return fn(*args, **kwargs)
         return submit(fn, *args, **kwargs).result()
 

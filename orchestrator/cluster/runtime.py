@@ -29,6 +29,9 @@ AUTH_MODE_AT_IMPORT = os.environ.get("RAY_AUTH_MODE")
 _embedded = False
 #: whether this process uses the local Ray of ``ddx up`` (one machine, a fixed size too)
 _kept_up = False
+#: the processes below this one before it started its embedded Ray (None: it started none): those
+#: that appeared since are Ray's
+_before_embedded: set[int] | None = None
 
 
 def is_embedded() -> bool:
@@ -216,7 +219,7 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
     reads ``RAY_ADDRESS`` as ``--address`` instead. An address (``auto``, ``HOST:PORT`` or
     ``ray://HOST:PORT``): connect to that cluster.
     """
-    global _embedded, _kept_up
+    global _embedded, _kept_up, _before_embedded
     apply_default_env()
     if ray.is_initialized():
         return "existing Ray session"
@@ -258,7 +261,8 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
             except ValueError as err:  # Ray's parse of the address ("Invalid address format: …")
                 raise UserError(f"not a Ray address: {address!r} ({err}); {ADDRESS_FORMS}", key="--address") from None
             return f"Ray cluster at {address}"
-        before = processes.descendants()
+        processes.adopt_orphans()  # a Ray process that loses its parent stays below this one (found at shutdown)
+        before = _before_embedded = processes.descendants()
         try:
             info = ray.init(
                 address="local",
@@ -269,6 +273,7 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
                 **kwargs,
             )
         except BaseException:  # cut short (Ctrl-C, SIGTERM): stop what it started, or its agents outlive us
+            _before_embedded = None
             processes.stop(processes.descendants() - before)
             raise
     except ConnectionError as err:
@@ -341,17 +346,24 @@ def shutdown() -> None:
     """Disconnect from Ray; an embedded Ray's processes are stopped (its autoscaler monitor at once),
     a Ray of ``ddx up`` or a cluster keeps running.
 
-    ``ray.shutdown`` stops the embedded Ray's own processes; its idle workers end on their own once
-    their raylet is gone, which on a busy machine can take seconds. Any process that was below this
-    one before ``ray.shutdown`` and still runs after it (the same process: same start time) is
-    stopped too, so that nothing outlives the command."""
-    global _embedded, _kept_up
+    An embedded Ray leaves no process behind, whatever the exit: ``ray.shutdown`` stops the
+    embedded Ray's own processes and the raylet tells its workers to exit, but does not wait for
+    them (an idle one ends on its own, which on a busy machine can take seconds; a busy one may
+    not end at all). So every process that appeared below this one since the embedded Ray started
+    — read before ``ray.shutdown`` (the same process after it: same start time) and again after it
+    (orphans included, see :func:`orchestrator.cluster.processes.adopt_orphans`) — that still runs
+    is stopped (SIGTERM, then SIGKILL)."""
+    global _embedded, _kept_up, _before_embedded
+    before, _before_embedded = _before_embedded, None
     if ray.is_initialized():
         started: dict[int, int | None] = {}
         if _embedded:
             stop_autoscaler_monitor()
-            started = {pid: processes.process_start(pid) for pid in processes.descendants()}
+            # while the raylet still holds its workers
+            started = {pid: processes.process_start(pid) for pid in processes.descendants() - (before or set())}
         ray.shutdown()
-        left = [pid for pid, at in started.items() if at is not None and processes.process_start(pid) == at]
+        left = {pid for pid, at in started.items() if at is not None and processes.process_start(pid) == at}
+        if before is not None:
+            left |= processes.descendants() - before
         processes.stop(left, grace=1.0)
     _embedded = _kept_up = False

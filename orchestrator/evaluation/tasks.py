@@ -21,6 +21,7 @@ from methods.datasets.options import DatasetOptions
 from methods.evaluation.options import LABEL_MODE_REQUIRES, LEARNED_LABELS_KEY, LEARNED_SOFT, label_source
 from methods.evaluation.protocol import Protocol, settings_json
 from orchestrator.cluster.compute_thread import on_compute_thread
+from orchestrator.errors import error_line, failed_cause, noted_log, noting_log
 from orchestrator.evaluation.jobs import EvalJob
 from orchestrator.provenance import node_columns
 from orchestrator.storage.artifacts import ArtifactStore
@@ -125,6 +126,7 @@ def evaluate_group(
             **where,
             "status": "ok",
             "error": None,
+            "error_log": None,
             "val_acc": out.val_acc,
             "test_acc": out.test_acc,
             "max_over_test": out.max_over_test,
@@ -138,15 +140,23 @@ def evaluate_group(
     ]
 
 
-evaluate_remote = ray.remote(on_compute_thread(evaluate_group))
+#: the task: its errors carry where its worker logged (:func:`orchestrator.errors.noting_log`)
+evaluate_remote = ray.remote(on_compute_thread(noting_log(evaluate_group)))
 
 
 def failed_result(error: BaseException) -> Row:
-    """The measured columns of an evaluation that failed (after Ray's retries): its error line."""
-    text = str(error).strip().splitlines()
+    """The measured columns of an evaluation that failed (after Ray's retries): its error line — of a
+    Ray task's, the worker's own exception (``ValueError: …``), not Ray's wrapper — and where the
+    worker that raised it logged (``error_log``: ``node:path``; None when unknown, e.g. its process died)."""
+    if failed_cause(error)[0] is not error:  # Ray's wrapper of the worker's error
+        line = error_line(error)
+    else:
+        text = str(error).strip().splitlines()
+        line = (text[-1] if text else type(error).__name__)[:2000]
     return {
         "status": "failed",
-        "error": (text[-1] if text else type(error).__name__)[:2000],
+        "error": line,
+        "error_log": noted_log(error),
         "val_acc": float("nan"),
         "test_acc": float("nan"),
         "max_over_test": None,

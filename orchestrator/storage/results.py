@@ -8,6 +8,7 @@ Layout under ``<storage>/<sweep>/``::
     synthetic/<trial>.pt.card.json
                          its card: config, metadata and row columns, read without torch
     train/<trial>/       the distillation's resumable state (``state.pt``) and Ray Train runs
+    trials/<trial>.json  the trial's record: swept values, status (running, done, failed, stopped), metric
     tune/                Ray Tune's experiment state (one run per invocation; never restored)
     results.parquet      every row, de-duplicated on the row key
 
@@ -18,6 +19,7 @@ filesystems, whose single-object writes are atomic (:mod:`orchestrator.storage.l
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,9 @@ Row = dict[str, Any]
 ROW_LOCK_SUFFIX = f".parquet{LOCK_SUFFIX}"
 #: per-trial records (what a resumed search is told)
 TRIALS_DIR = "trials"
+#: a trial record's status once the scheduler stopped the trial early: its distillation stops, and a
+#: rerun of the sweep does not run it again (``--fresh`` does)
+STOPPED = "stopped"
 #: what ``ddx evaluate`` records about the request that wrote a results folder (a sweep has none)
 REQUEST_FILE = "evaluate.json"
 
@@ -104,6 +109,7 @@ CORE_COLUMNS: dict[str, pa.DataType] = {
     "trial_key": pa.string(),
     "status": pa.string(),
     "error": pa.string(),
+    "error_log": pa.string(),  # a failed row: where the worker that failed logged (node:path)
     "objective": pa.string(),
     "parameterization": pa.string(),
     "dataset": pa.string(),
@@ -189,6 +195,15 @@ class ResultStore:
     def trial_record_path(self, trial_key: str) -> str:
         return join(self.root, TRIALS_DIR, f"{trial_key}.json")
 
+    def write_trial_record(self, trial_key: str, config: dict[str, Any], status: str, **fields: Any) -> None:
+        """Write a trial's record (atomically): its swept values, its status and ``fields``."""
+        body = {"trial_key": trial_key, "config": config, "status": status, **fields}
+        write_bytes_atomic(self.trial_record_path(trial_key), json.dumps(body, default=str).encode())
+
+    def trial_record(self, trial_key: str) -> dict[str, Any] | None:
+        """A trial's record; None when it has none."""
+        return read_trial_record(self.trial_record_path(trial_key))
+
     def trial_records(self) -> list[dict[str, Any]]:
         """Every trial record (``trials/<key>.json``: swept values, status, final metric)."""
         return [read_json(loc) for loc in list_files(join(self.root, TRIALS_DIR), ".json")]
@@ -264,6 +279,13 @@ class ResultStore:
         return df
 
 
+def read_trial_record(location: str) -> dict[str, Any] | None:
+    """The trial record at ``location`` (:meth:`ResultStore.trial_record_path`); None when there is none."""
+    if not exists(location):
+        return None
+    return read_json(location, fix="delete it (the trial runs again) or run the sweep with --fresh")
+
+
 def _is_row_file(info: pafs.FileInfo) -> bool:
     """A row file (not a lock, nor a temporary file of an atomic write)."""
     return info.is_file and info.path.endswith(".parquet") and not Path(info.path).name.startswith(".")
@@ -279,6 +301,7 @@ __all__ = [
     "CORE_COLUMNS",
     "REFERENCE_IDENTITY",
     "ROW_KEY",
+    "STOPPED",
     "ResultStore",
     "delete_dir",
     "distinct_references",
@@ -288,6 +311,7 @@ __all__ = [
     "read_bytes",
     "read_results",
     "read_table_file",
+    "read_trial_record",
     "row_key",
     "rows_to_table",
     "table_bytes",

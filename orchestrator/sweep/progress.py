@@ -23,10 +23,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.sweep.distill_job import STOPPED_AT
+from orchestrator.sweep.early_stop import describe_stop
+
 SINK: Callable[[str, str, dict[str, Any]], None] | None = None
 
-#: phases after which a trial has nothing left to do (anything else at completion = stopped early)
-FINAL_PHASES = {"done", "failed"}
+#: phases after which a trial has nothing left to do (``stopped``: the scheduler stopped it in an earlier run)
+FINAL_PHASES = {"done", "failed", "stopped"}
 
 
 class ForwardingCallback(Callback):
@@ -70,6 +73,8 @@ def describe(result: dict[str, Any]) -> str:
         return f"failed: {result.get('error', '')}"
     if phase == "done":
         return "done"
+    if phase == "stopped":
+        return f"stopped early by the scheduler ({describe_stop(result)})"
     return phase or "starting"
 
 
@@ -86,7 +91,8 @@ class SweepProgress:
     keys: dict[str, str] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
     failed: set[str] = field(default_factory=set)
-    stopped: set[str] = field(default_factory=set)
+    #: trials the scheduler stopped (now or in an earlier run): trial id → where and on what (:func:`describe_stop`)
+    stopped: dict[str, str] = field(default_factory=dict)
     best: float | None = None
     best_trial: str | None = None
     _last_log: dict[str, float] = field(default_factory=dict)
@@ -149,9 +155,11 @@ class SweepProgress:
             elif data.get("phase") == "failed":
                 self.failed.add(trial_id)
                 self._log(trial_id, describe(data), force=True)
-            elif data.get("phase") not in FINAL_PHASES:
-                self.stopped.add(trial_id)
-                self._log(trial_id, f"stopped early by the scheduler ({describe(data)})", force=True)
+            elif data.get(STOPPED_AT) is not None or data.get("phase") == "stopped":
+                self.stopped[trial_id] = describe_stop(data)
+                self._log(trial_id, f"stopped early by the scheduler ({self.stopped[trial_id]})", force=True)
+            elif data.get("phase") not in FINAL_PHASES:  # ended before it finished (the sweep is stopping)
+                self._log(trial_id, f"ended unfinished ({describe(data)})", force=True)
             else:
                 self.done.add(trial_id)
                 self._log(trial_id, "done", force=True)

@@ -16,10 +16,11 @@ from orchestrator.provenance import versions
 from orchestrator.spec.model import SweepSpec
 from orchestrator.spec.plan import describe_plan, resolve_storage
 from orchestrator.storage.locations import filesystem, is_uri, join
-from orchestrator.storage.results import ResultStore
+from orchestrator.storage.results import STOPPED, ResultStore
 from orchestrator.sweep import warm_up
+from orchestrator.sweep.early_stop import RecordStoppedTrials
 from orchestrator.sweep.progress import FINAL_PHASES, ForwardingCallback, SweepProgress
-from orchestrator.sweep.search_space import SearchPlan, build_search
+from orchestrator.sweep.search_space import PastTrial, SearchPlan, build_search
 from orchestrator.sweep.tracking import make_scheduler, tracking_callbacks
 from orchestrator.sweep.trial_entry import run_trial
 
@@ -41,6 +42,8 @@ class SweepOutcome:
     rows: pd.DataFrame
     trial_failures: list[TrialFailure]
     resumed: bool
+    #: the trials the scheduler stopped (now or in an earlier run), one line each:
+    #: ``ID KEY was stopped early by the scheduler at distillation step N (probe_val_acc …)``
     stopped_early: list[str] = field(default_factory=list)
     #: trials that neither finished nor failed: the sweep was interrupted (Ctrl-C) before them
     unfinished: int = 0
@@ -128,7 +131,8 @@ def run_sweep(
             storage_path=storage_path,
             storage_filesystem=storage_fs,
             verbose=0,
-            callbacks=[ForwardingCallback(), *tracking_callbacks(spec)],
+            # the stop recorder before the trackers: they log the stopped result it marks
+            callbacks=[ForwardingCallback(), RecordStoppedTrials(exp, list(spec.search)), *tracking_callbacks(spec)],
             failure_config=tune.FailureConfig(max_failures=1),
         ),
     )
@@ -142,14 +146,18 @@ def run_sweep(
     if plan.num_samples > 0:  # a resumed Optuna sweep may have every sample finished already
         with progress:
             grid = tuner.fit()
-        failures, unfinished = _failures(grid), _unfinished(grid, plan, progress.stopped)
+        failures, unfinished = _failures(grid), _unfinished(grid, plan, set(progress.stopped))
     store = ResultStore(exp)
     rows = store.consolidate()
     if references is not None:
         from orchestrator.evaluation.reference import finish_references
 
         finish_references(references)
-    return SweepOutcome(exp, store.results_path, rows, failures, resumed, sorted(progress.stopped), unfinished)
+    stopped = [
+        f"{trial} {progress.keys.get(trial, '')[:8]} was stopped early by the scheduler {why}"
+        for trial, why in sorted(progress.stopped.items())
+    ]
+    return SweepOutcome(exp, store.results_path, rows, failures, resumed, stopped, unfinished)
 
 
 def tune_config(spec: SweepSpec, plan: SearchPlan, max_concurrent: int | None) -> tune.TuneConfig:
@@ -163,12 +171,14 @@ def tune_config(spec: SweepSpec, plan: SearchPlan, max_concurrent: int | None) -
     )
 
 
-def trial_history(exp: str) -> list[tuple[dict[str, Any], float | None]]:
-    """Swept values and final metric (None: unfinished or failed) of every trial run before."""
+def trial_history(exp: str) -> list[PastTrial]:
+    """Every trial run before: its swept values and final metric (None: unfinished or failed); a
+    trial the scheduler stopped with the probe accuracy it was stopped on, marked ``pruned``."""
     out = []
     for record in ResultStore(exp).trial_records():
-        value = record.get("metric") if record.get("status") == "done" else None
-        out.append((record["config"], None if value is None else float(value)))
+        status = record.get("status")
+        value = record.get("metric") if status in ("done", STOPPED) else None
+        out.append(PastTrial(record["config"], None if value is None else float(value), pruned=status == STOPPED))
     return out
 
 

@@ -6,7 +6,7 @@ A trial's typed configuration and key come from its sample through :mod:`orchest
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
@@ -15,7 +15,23 @@ from orchestrator.spec.model import Domain, SweepSpec
 from orchestrator.spec.plan import count_trials
 from orchestrator.spec.trials import REPEAT_KEY
 
-__all__ = ["FinalResultOptuna", "SearchPlan", "build_search"]
+__all__ = ["FinalResultOptuna", "PastTrial", "SearchPlan", "build_search"]
+
+
+class PastTrial(NamedTuple):
+    """A trial of an earlier run of the sweep: its swept values, its final metric (None: it did not
+    finish) and whether the scheduler stopped it (``pruned``; its metric is then the probe accuracy
+    it was stopped on, None when that was not a number). A plain ``(config, value)`` pair reads as
+    one that was not stopped."""
+
+    config: dict[str, Any]
+    value: float | None
+    pruned: bool = False
+
+    @property
+    def finished(self) -> bool:
+        """Whether it is not to run again: it finished, or the scheduler stopped it."""
+        return self.value is not None or self.pruned
 
 
 @dataclass
@@ -52,17 +68,20 @@ def _tune_domain(d: Domain, as_grid: bool) -> Any:
     return tune.randint(lo, hi + 1)  # ddx's bounds are inclusive; Tune's upper bound is not
 
 
-def build_search(spec: SweepSpec, history: list[tuple[dict[str, Any], float | None]] | None = None) -> SearchPlan:
+def build_search(
+    spec: SweepSpec, history: list[PastTrial] | list[tuple[dict[str, Any], float | None]] | None = None
+) -> SearchPlan:
     """Grid: Tune's variant generator, with ``num_samples`` repeats as a ``repeat`` grid axis.
 
     Optuna: TPE over every domain, or — when every domain is a grid — Optuna's
     ``GridSampler`` over ``choice`` domains (``OptunaSearch`` rejects ``grid_search``).
 
-    ``history`` (a resumed sweep's trials: swept values and final metric, None when the
-    trial did not finish) is told to Optuna before it suggests anything: finished trials
-    as evaluated points (not run again, and they inform TPE), unfinished ones queued to run
-    first; only the remaining samples are new. A grid needs no history: every trial runs
-    again and finds its finished work by trial key.
+    ``history`` (a resumed sweep's trials: :class:`PastTrial`) is told to Optuna before it
+    suggests anything: finished trials as evaluated points (not run again, and they inform TPE),
+    trials the scheduler stopped as pruned ones with the probe accuracy they were stopped on (not
+    run again either), unfinished ones queued to run first; only the remaining samples are new.
+    A grid needs no history: every trial runs again and finds its finished work (or its stop)
+    by trial key.
     """
     n = count_trials(spec)
     if spec.algorithm == "grid":
@@ -79,10 +98,11 @@ def build_search(spec: SweepSpec, history: list[tuple[dict[str, Any], float | No
         sampler: Any = optuna.samplers.GridSampler(grid, seed=spec.seed)
     else:
         sampler = optuna.samplers.TPESampler(seed=spec.seed)
-    known = [(dict(c), v) for c, v in (history or []) if set(c) == set(spec.search)]
+    past = [PastTrial(*h) for h in history or []]
+    known = [PastTrial(dict(p.config), p.value, p.pruned) for p in past if set(p.config) == set(spec.search)]
     searcher = FinalResultOptuna(metric=spec.metric.name, mode=spec.metric.mode, sampler=sampler, history=known)
     space[REPEAT_KEY] = 0
-    finished = sum(1 for _, v in known if v is not None)
+    finished = sum(1 for p in known if p.finished)
     return SearchPlan(space, searcher, max(0, n - finished), n)
 
 
@@ -93,14 +113,18 @@ class FinalResultOptuna(OptunaSearch):
     validation accuracy; Ray's OptunaSearch would fail on a result without its metric.
     """
 
-    def __init__(self, history: list[tuple[dict[str, Any], float | None]] | None = None, **kwargs: Any) -> None:
-        self._history = list(history or [])
+    def __init__(self, history: list[PastTrial] | None = None, **kwargs: Any) -> None:
+        self._history = [PastTrial(*h) for h in history or []]
         super().__init__(**kwargs)
 
     def _setup_study(self, mode: str | list) -> None:
         super()._setup_study(mode)
-        for config, value in self._history:
-            if value is None:
+        for config, value, pruned in self._history:
+            if pruned:  # stopped by the scheduler: known to TPE as pruned at its probe accuracy, not run again
+                self.add_evaluated_point(
+                    config, value, pruned=True, intermediate_values=None if value is None else [value]
+                )
+            elif value is None:
                 self._ot_study.enqueue_trial(config)  # started before, not finished: run it first
             else:
                 self.add_evaluated_point(config, value)  # finished: known to TPE, not run again

@@ -8,7 +8,9 @@ validation/test accuracy. None is required by default; each needs its package in
 
 ``scheduler: {name: asha}`` stops hopeless trials early on their probe accuracy
 (``probe_val_acc``, reported every ``method.probe_every`` steps) with the distillation step
-as ASHA's time axis.
+as ASHA's time axis. What a stop does (the trial's record, its distillation, a rerun) is in
+:mod:`orchestrator.sweep.early_stop`; the trackers log the stopped trial's ``stopped_at_step``, and
+MLflow ends its run as ``KILLED``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,15 @@ TIME_ATTR = "distill_step"
 
 
 def make_scheduler(spec: SweepSpec) -> Any:
-    """Tune's scheduler for ``spec.scheduler`` (None: FIFO, every trial runs to the end)."""
+    """Tune's scheduler for ``spec.scheduler`` (None: FIFO, every trial runs to the end).
+
+    ASHA's rungs are at ``grace_period × reduction_factor^k`` distillation steps, up to ``max_t``.
+    A trial is judged at the first probe at or after a rung, against the probes of the trials
+    that reached that rung before it: below the top ``1/reduction_factor`` of them it is
+    stopped. ``stop_last_trials=False``: Tune's default also stopped every trial whose step
+    reached ``max_t`` — with ``max_t`` below a trial's ``iterations``, the best trials too, before
+    their evaluation; here a trial past the last rung runs to its end.
+    """
     if spec.scheduler is None:
         return None
     from ray.tune.schedulers import ASHAScheduler
@@ -41,6 +51,7 @@ def make_scheduler(spec: SweepSpec) -> Any:
         max_t=max_t,
         grace_period=min(s.grace_period, max_t),
         reduction_factor=s.reduction_factor,
+        stop_last_trials=False,
     )
 
 
@@ -119,10 +130,8 @@ def tracking_callbacks(spec: SweepSpec) -> list[Any]:
 
         out.append(TBXLoggerCallback())
     if t.mlflow is not None:
-        from ray.air.integrations.mlflow import MLflowLoggerCallback
-
         out.append(
-            MLflowLoggerCallback(
+            _mlflow_callback(
                 tracking_uri=t.mlflow.tracking_uri,
                 experiment_name=t.mlflow.experiment_name or spec.name,
                 tags={"ddx_sweep": spec.name, "config_hash": spec.config_hash()},
@@ -133,6 +142,36 @@ def tracking_callbacks(spec: SweepSpec) -> list[Any]:
 
         out.append(WandbLoggerCallback(project=t.wandb.project or spec.name, group=t.wandb.group))
     return out
+
+
+def _mlflow_callback(**kwargs: Any) -> Any:
+    """Tune's MLflow callback, ending the run of a trial the scheduler stopped as ``KILLED``: Tune
+    ends it ``FINISHED``, like a trial that ran to its end. (Made here: importing Ray's MLflow
+    integration imports mlflow, which a sweep without it must not pay for.)"""
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    from orchestrator.sweep.distill_job import STOPPED_AT
+
+    class StoppedRunsKilled(MLflowLoggerCallback):
+        def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+            super().log_trial_end(trial, failed=failed)
+            if not failed and (trial.last_result or {}).get(STOPPED_AT) is not None:
+                mark_killed(self.tracking_uri, self.experiment_name, str(trial))
+
+    return StoppedRunsKilled(**kwargs)
+
+
+def mark_killed(tracking_uri: str | None, experiment_name: str, trial_name: str) -> None:
+    """Set the MLflow run of Tune trial ``trial_name`` (Tune's ``trial_name`` tag) to ``KILLED``."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return
+    quoted = trial_name.replace("'", "\\'")
+    for run in client.search_runs([experiment.experiment_id], filter_string=f"tags.trial_name = '{quoted}'"):
+        client.set_terminated(run.info.run_id, status="KILLED")
 
 
 __all__ = ["PROBE_METRIC", "TIME_ATTR", "check_trackers", "make_scheduler", "tracking_callbacks"]

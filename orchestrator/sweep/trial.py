@@ -12,7 +12,9 @@ Every piece of work is keyed by the trial's stable key (:func:`orchestrator.spec
 * a re-run trial skips what was finished: a saved synthetic set is not distilled again, a
   saved distillation state is resumed, evaluation rows already written are not run again;
 * a trial whose prerequisites or distillation fail (e.g. the loss became NaN) writes a
-  ``failed`` row for each of its evaluations, carrying the error, and the sweep goes on.
+  ``failed`` row for each of its evaluations, carrying the error, and the sweep goes on;
+* a trial the scheduler stopped (its record says ``stopped``: :mod:`orchestrator.sweep.early_stop`)
+  writes no row; its distillation is cancelled, and a re-run trial of its key does nothing.
 
 While it runs, the trial reports progress to Tune (``tune.report``): distillation step, loss
 and probe accuracy, then evaluations done; the CLI shows it live and trackers log it.
@@ -21,7 +23,6 @@ and probe accuracy, then evaluations done; the CLI shows it live and trackers lo
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -38,18 +39,19 @@ from orchestrator.spec.metrics import TRIAL_METRICS
 from orchestrator.spec.model import SweepSpec
 from orchestrator.spec.trials import trial_config, trial_key
 from orchestrator.storage.artifacts import ArtifactStore, LeaseLock, cache_root
-from orchestrator.storage.locations import delete, exists, join, read_bytes, read_json, write_bytes_atomic
-from orchestrator.storage.results import ResultStore, Row
+from orchestrator.storage.locations import delete, delete_dir, exists, join, read_bytes, read_json
+from orchestrator.storage.results import STOPPED, ResultStore, Row
 from orchestrator.sweep import prerequisites
 from orchestrator.sweep.distill_job import (
     OBJECTIVE_FIELDS,
     PREREQUISITE_FIELDS,
+    STOPPED_AT,
     Card,
     DistillJob,
     Metrics,
     set_card_location,
 )
-from orchestrator.sweep.distill_run import run_train, stream_distillation
+from orchestrator.sweep.distill_run import failure_line, failure_log, run_train, stream_distillation
 
 #: Ray retries of the one-worker distillation task after a lost process or node
 DISTILL_TASK_RETRIES = 3
@@ -107,8 +109,12 @@ class TrialRun:
 
     def record(self, status: str, **fields: Any) -> None:
         """This trial's record (swept values, status, final metric): what a resumed search is told."""
-        body = {"trial_key": self.key, "config": self.swept, "status": status, **fields}
-        write_bytes_atomic(self.store.trial_record_path(self.key), json.dumps(body, default=str).encode())
+        self.store.write_trial_record(self.key, self.swept, status, **fields)
+
+    def stopped_record(self) -> dict[str, Any] | None:
+        """This trial's record when the scheduler stopped it (now or in an earlier run), else None."""
+        record = self.store.trial_record(self.key)
+        return record if record is not None and record.get("status") == STOPPED else None
 
     # --- reporting ---------------------------------------------------------------------------
     def report(self, metrics: Metrics) -> None:
@@ -122,6 +128,11 @@ class TrialRun:
     def run(self) -> None:
         # a trial of the same key is working: wait, then find its work
         with LeaseLock(join(self.train_dir, "trial.lock")):
+            stopped = self.stopped_record()
+            if stopped is not None:  # the scheduler stopped it before: nothing to do (--fresh runs it again)
+                last = {STOPPED_AT: stopped.get("rung"), stopped.get("metric_name", "metric"): stopped.get("metric")}
+                self.report({"phase": "stopped", **last})
+                return
             self.record("running")
             self._run()
 
@@ -139,19 +150,35 @@ class TrialRun:
                     on_produced=self._count_produced,
                     on_missing=lambda missing: self.report(producing_report(missing)),
                 )
-            card = self.distill()
-        except Exception as err:  # the method or a prerequisite failed: record it, let the sweep go on
-            message = f"distillation failed: {error_line(err)}"
-            self.record_failure(planned, message)
-            self.record("failed", error=message)
+        except Exception as err:  # a prerequisite failed: record it, let the sweep go on
+            self.fail(planned, f"distillation failed: {error_line(err)}")
             return
-        self.evaluate(card)
+        try:
+            card = self.distill()
+        except Exception as err:  # the method failed (or its process died): record it, let the sweep go on
+            where = self.workers_location
+            self.fail(planned, f"distillation failed: {failure_line(err, where)}", failure_log(err, where))
+            return
+        if card is not None:  # None: the scheduler stopped the trial (its record says so)
+            self.evaluate(card)
+
+    def fail(self, planned: list[EvalJob], message: str, log: str | None = None) -> None:
+        """A failed row for each planned evaluation that has none ``ok``, and the trial's record, saying
+        ``message``; ``log``: where the worker that failed logged (``node:path``), if known."""
+        self.record_failure(planned, message, log)
+        self.record("failed", error=message, error_log=log)
+
+    @property
+    def workers_location(self) -> str:
+        """Where the distillation's ranks record their processes and logs (see :class:`DistillJob`)."""
+        return join(self.train_dir, "workers")
 
     def _count_produced(self, name: str, unit: int) -> None:
         self.produced += 1
 
-    def distill(self) -> Card:
-        """Distil the set unless it is saved already; return its card (config, extra, row columns)."""
+    def distill(self) -> Card | None:
+        """Distil the set unless it is saved already; return its card (config, extra, row columns),
+        or None when the scheduler stopped the trial meanwhile (the distillation ended without a set)."""
         spec, syn = self.spec, self.store.synthetic_path(self.key)
         if not exists(syn):
             res = spec.resources
@@ -162,11 +189,18 @@ class TrialRun:
                 state_location=join(self.train_dir, "state.pt"),
                 synthetic_location=syn,
                 prerequisites=self.prerequisites.only(requires),
+                trial_key=self.key,
+                stop_record=self.store.trial_record_path(self.key) if spec.scheduler is not None else "",
+                workers_location=self.workers_location,
             )
             if res.distill_workers == 1:
-                for item in stream_distillation(job, res.cpus_per_worker, res.gpus_per_worker, DISTILL_TASK_RETRIES):
-                    if not item.get("distill_done"):
-                        self.report(item)
+                stream = stream_distillation(job, res.cpus_per_worker, res.gpus_per_worker, DISTILL_TASK_RETRIES)
+                try:
+                    for item in stream:
+                        if not item.get("distill_done"):
+                            self.report(item)  # Tune stopping the trial raises SystemExit here
+                finally:
+                    stream.close()  # stopped: cancels the task (no-op when it ended)
             else:
                 run_train(
                     job,
@@ -175,9 +209,13 @@ class TrialRun:
                     workers=res.distill_workers,
                     cpus_per_worker=res.cpus_per_worker,
                     gpus_per_worker=res.gpus_per_worker,
+                    report=self.report,  # Tune stopping the trial raises SystemExit here
                 )
+            if not exists(syn) and spec.scheduler is not None and self.stopped_record() is not None:
+                return None  # the state stays: the last checkpoint before the stop
             if exists(job.state_location):
                 delete(job.state_location)  # the set is saved; the resumable state is no longer needed
+            delete_dir(self.workers_location)  # and where its processes logged
         card = set_card_location(syn)
         if exists(card):
             return read_json(card)
@@ -231,7 +269,7 @@ class TrialRun:
         base.update(described)
         return base
 
-    def record_failure(self, jobs: list[EvalJob], message: str) -> None:
+    def record_failure(self, jobs: list[EvalJob], message: str, log: str | None = None) -> None:
         """A failed row for each evaluation that has no ``ok`` row yet (the error says why)."""
         base = self.base_columns(None)
         rows = [r for r in self.store.read_trial_rows(self.key) if r.get("status") == "ok"]
@@ -241,7 +279,7 @@ class TrialRun:
         for job in jobs:
             if job.key not in done:
                 cols = protocol_columns(protocol, job, dataset, self.config.ipc)
-                rows.append({**base, **job.columns(), **failed_result(error), **cols})
+                rows.append({**base, **job.columns(), **failed_result(error), "error_log": log, **cols})
         self.store.write_trial_rows(self.key, rows)
         self.report({"phase": "failed", "error": message, **_summary(rows)})
 
