@@ -25,5 +25,8 @@ Manifest = JsonObject
 #: option values as a sweep file or a preset writes them (name → value), before validation makes
 #: them an options object (the form a sweep file, a preset and a trial key's hash hold)
 OptionValues = dict[str, Any]
+#: prerequisite name → what it loaded on this worker (a teacher network, expert trajectories): an
+#: objective's or a student's ``needs``
+Needs = dict[str, Any]
 
-__all__ = ["Description", "JsonObject", "Manifest", "Meta", "OptionValues", "Progress", "RowFields", "State"]
+__all__ = ["Description", "JsonObject", "Manifest", "Meta", "Needs", "OptionValues", "Progress", "RowFields", "State"]

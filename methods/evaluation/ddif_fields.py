@@ -8,8 +8,7 @@ file format.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -18,7 +17,7 @@ from methods.datasets import RealData
 from methods.evaluation.set_spaces import SetError, Stats
 
 
-def siren_shape(field: dict[str, Any]) -> tuple[int, int, int]:
+def siren_shape(field: Mapping[str, object]) -> tuple[int, int, int]:
     """(sine layers L, width d, coordinate dims n) of one DDiF field's state dict."""
     depth = 0
     while f"net.{depth}.linear.weight" in field:
@@ -32,7 +31,7 @@ def siren_shape(field: dict[str, Any]) -> tuple[int, int, int]:
     return depth, width, dims
 
 
-def field_state(fields: Sequence[dict[str, Any]], order: list[int], depth: int, width: int) -> dict[str, Tensor]:
+def field_state(fields: Sequence[Mapping[str, object]], order: list[int], depth: int, width: int) -> dict[str, Tensor]:
     """ddx's stacked ``weight_k``/``bias_k`` from DDiF's per-field state dicts, in ``order``."""
     names = [f"net.{i}.linear" for i in range(depth)] + ["last_layer.linear"]
     ref = {f"{n}.{p}": tuple(fields[0][f"{n}.{p}"].shape) for n in names for p in ("weight", "bias")}

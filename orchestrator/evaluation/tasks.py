@@ -20,6 +20,7 @@ import ray
 from methods.datasets.options import DatasetOptions
 from methods.evaluation.options import LABEL_MODE_REQUIRES, LEARNED_LABELS_KEY, LEARNED_SOFT, label_source
 from methods.evaluation.protocol import Protocol, settings_json
+from methods.records import Needs
 from orchestrator.cluster.compute_thread import on_compute_thread
 from orchestrator.errors import error_line, failed_cause, noted_log, noting_log
 from orchestrator.evaluation.jobs import EvalJob
@@ -102,7 +103,7 @@ def evaluate_group(
     ipc = int(param.config.shape.ipc)
     settings = protocol.settings(first.label_mode, dataset.name, ipc, first.epochs)
     required = LABEL_MODE_REQUIRES.get(first.label_mode, ())
-    loaded: dict[str, Any] = {}
+    loaded: Needs = {}
     if required:
         given = prerequisites.only(required) if prerequisites is not None else Prerequisites()
         if any(n not in given.refs for n in required) or store_root is None:

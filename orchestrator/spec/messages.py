@@ -6,6 +6,8 @@ import difflib
 import re
 from typing import Any
 
+from pydantic_core import ErrorDetails
+
 _BOUNDS = {
     "greater_than_equal": ("≥", "ge"),
     "greater_than": (">", "gt"),
@@ -59,7 +61,7 @@ def did_you_mean(value: Any, options: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def describe_error(e: dict[str, Any], model: type | None = None) -> tuple[list[Any], str]:
+def describe_error(e: ErrorDetails, model: type | None = None) -> tuple[list[Any], str]:
     """(key path parts, message) of one pydantic error; ``model`` lists known keys for unknown ones."""
     loc = [p for p in e["loc"] if p != "[key]"]
     kind = e["type"]

@@ -27,6 +27,7 @@ from methods.evaluation.options import EvalSettings, LabelMode
 from methods.evaluation.protocol import Protocol
 from methods.evaluation.real_training_options import RealTrainSettings
 from methods.options import PositiveInt, Resolution, named
+from methods.records import OptionValues
 from methods.registry import PREREQUISITES
 from orchestrator.cluster.ray_config import token_problem
 from orchestrator.evaluation.jobs import StudentPlan
@@ -300,7 +301,7 @@ class SweepBase(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     storage: str = "./ddx_results"  # a folder (relative: to the current one) or a URI
     dataset: DatasetBlock = Field(default_factory=DatasetBlock)  # type: ignore[valid-type]
-    method: dict[str, Any] = Field(default_factory=dict)
+    method: OptionValues = Field(default_factory=dict)
     search: dict[str, Domain] = Field(default_factory=dict)
     algorithm: Literal["grid", "optuna"] = "grid"
     num_samples: PositiveInt = 1

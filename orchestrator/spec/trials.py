@@ -33,6 +33,10 @@ from orchestrator.spec.schema import accepts_list, check_value, resolve_options
 #: hidden grid axis that turns ``num_samples`` repeats of a grid into distinct trials
 REPEAT_KEY = "repeat"
 
+#: a point of the search space as Tune hands it to a trial: hyper-parameter name → value, plus the
+#: repeat index; :func:`trial_config` makes it the trial's typed :class:`TrialConfig` at once
+Sample = OptionValues
+
 
 def component_names(spec: SweepBase) -> tuple[list[str], list[str]]:
     """The objectives and parameterizations the sweep names (each registered, or one line naming the known)."""
@@ -211,6 +215,7 @@ def needed_prerequisites(spec: SweepBase) -> dict[str, list[str]]:
 
 __all__ = [
     "REPEAT_KEY",
+    "Sample",
     "check_hyper",
     "check_trials",
     "component_names",

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from methods.records import JsonObject
 from orchestrator.errors import SpecError
 
 #: the largest sweep or evaluation file read (bytes); a sweep file is a few KB, and PyYAML (pure Python)
@@ -38,7 +39,7 @@ class SweepLoader(yaml.SafeLoader):
 
 
 #: a YAML mapping as read, before any validation (a sweep file, an evaluation configuration)
-Document = dict[str, Any]
+Document = JsonObject
 
 
 def _key_label(loader: SweepLoader, node: yaml.Node) -> Any:

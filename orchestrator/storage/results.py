@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from methods.records import JsonObject
 from orchestrator.errors import UserError
 from orchestrator.storage.artifacts import LOCK_SUFFIX, LeaseLock
 from orchestrator.storage.locations import (
@@ -42,7 +43,7 @@ from orchestrator.storage.locations import (
 )
 
 #: one result row: column → value (the schema: :data:`CORE_COLUMNS`, plus the trial's hyper-parameters)
-Row = dict[str, Any]
+Row = JsonObject
 
 #: the end of a row file's lock name (``rows/<key>.parquet.lock``)
 ROW_LOCK_SUFFIX = f".parquet{LOCK_SUFFIX}"
@@ -195,16 +196,16 @@ class ResultStore:
     def trial_record_path(self, trial_key: str) -> str:
         return join(self.root, TRIALS_DIR, f"{trial_key}.json")
 
-    def write_trial_record(self, trial_key: str, config: dict[str, Any], status: str, **fields: Any) -> None:
+    def write_trial_record(self, trial_key: str, config: JsonObject, status: str, **fields: Any) -> None:
         """Write a trial's record (atomically): its swept values, its status and ``fields``."""
         body = {"trial_key": trial_key, "config": config, "status": status, **fields}
         write_bytes_atomic(self.trial_record_path(trial_key), json.dumps(body, default=str).encode())
 
-    def trial_record(self, trial_key: str) -> dict[str, Any] | None:
+    def trial_record(self, trial_key: str) -> JsonObject | None:
         """A trial's record; None when it has none."""
         return read_trial_record(self.trial_record_path(trial_key))
 
-    def trial_records(self) -> list[dict[str, Any]]:
+    def trial_records(self) -> list[JsonObject]:
         """Every trial record (``trials/<key>.json``: swept values, status, final metric)."""
         return [read_json(loc) for loc in list_files(join(self.root, TRIALS_DIR), ".json")]
 
@@ -254,7 +255,7 @@ class ResultStore:
             df = df.reset_index(drop=True)
         return df
 
-    def row_file_holders(self) -> list[dict[str, Any]]:
+    def row_file_holders(self) -> list[JsonObject]:
         """The live leases on this folder's row files: the ``ddx evaluate`` runs writing into it now."""
         locks = list_files(join(self.root, "rows"), ROW_LOCK_SUFFIX)
         return [h for h in (LeaseLock(loc).holder() for loc in locks) if h is not None]
@@ -279,7 +280,7 @@ class ResultStore:
         return df
 
 
-def read_trial_record(location: str) -> dict[str, Any] | None:
+def read_trial_record(location: str) -> JsonObject | None:
     """The trial record at ``location`` (:meth:`ResultStore.trial_record_path`); None when there is none."""
     if not exists(location):
         return None

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from methods.distill.trial import TrialConfig
+from methods.records import JsonObject
 from orchestrator.storage.locations import add_suffix, join
 from orchestrator.sweep.prerequisites import Prerequisites
 
 #: what a trial reports to Tune: its phase, the distillation's step, loss and probe accuracy, its rows' summary
-Metrics = dict[str, Any]
+Metrics = JsonObject
 Report = Callable[[Metrics], None]
 #: what the trial driver knows of a set without loading it: its config, ``extra`` metadata and row columns
-Card = dict[str, Any]
+Card = JsonObject
 
 #: key of the synthetic set's ``extra`` holding the prerequisites' result-row columns
 PREREQUISITE_FIELDS = "prerequisite_fields"

@@ -35,13 +35,13 @@ import re
 import socket
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import ray
 
+from methods.records import JsonObject
 from orchestrator.errors import error_line, failed_cause, from_ray, noted_log
 from orchestrator.storage.locations import exists, read_json
-from orchestrator.sweep.distill_job import JOB_KEY, PROGRESS_KEY, DistillJob, Report, worker_record_location
+from orchestrator.sweep.distill_job import JOB_KEY, PROGRESS_KEY, DistillJob, Metrics, Report, worker_record_location
 
 #: a line Ray writes into a worker's log files to say which job, task or actor the next lines are from
 _RAY_MARKER = re.compile(r"^:\w+:")
@@ -51,7 +51,7 @@ _DIED = re.compile(r"\b(died|dead|crashed)\b", re.IGNORECASE)
 _LOG_TAIL_BYTES = 64 * 1024
 
 
-def distill_stream(job: DistillJob) -> Iterator[dict[str, Any]]:
+def distill_stream(job: DistillJob) -> Iterator[Metrics]:
     """The streaming task: :func:`orchestrator.sweep.distill_worker.stream_body`, imported where it runs."""
     from orchestrator.sweep.distill_worker import stream_body
 
@@ -61,7 +61,7 @@ def distill_stream(job: DistillJob) -> Iterator[dict[str, Any]]:
 distill_stream_remote = ray.remote(num_returns="streaming")(distill_stream)
 
 
-def stream_distillation(job: DistillJob, cpus: float, gpus: float, retries: int) -> Iterator[dict[str, Any]]:
+def stream_distillation(job: DistillJob, cpus: float, gpus: float, retries: int) -> Iterator[Metrics]:
     """Launch the one-worker distillation task and yield what it yields (the last item has ``distill_done``).
 
     Closed before its end (the trial was stopped while it waited in ``tune.report``: the
@@ -177,7 +177,7 @@ def last_log_line(path: str, hostname: str | None) -> str | None:
     return lines[-1][:500] if lines else None
 
 
-def _worker_record(workers_location: str, rank: int | None) -> dict[str, Any] | None:
+def _worker_record(workers_location: str, rank: int | None) -> JsonObject | None:
     """What rank ``rank`` (None: the one-worker task, rank 0) recorded of its process, if it has a log."""
     location = worker_record_location(workers_location, rank or 0)
     try:

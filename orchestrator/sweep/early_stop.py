@@ -30,11 +30,11 @@ from typing import Any
 from ray.tune import Callback
 
 from orchestrator.storage.results import STOPPED, ResultStore
-from orchestrator.sweep.distill_job import STOPPED_AT
+from orchestrator.sweep.distill_job import STOPPED_AT, Metrics
 from orchestrator.sweep.tracking import PROBE_METRIC, TIME_ATTR
 
 
-def stopped_by_scheduler(result: dict[str, Any]) -> bool:
+def stopped_by_scheduler(result: Metrics) -> bool:
     """Whether Tune stops the trial at ``result``: a distillation result carrying the scheduler's
     time and metric that Tune marked ``done`` (its scheduler said STOP; a trial's own results never
     carry ``done``)."""
@@ -72,7 +72,7 @@ class RecordStoppedTrials(Callback):
         result[STOPPED_AT] = rung  # the trackers and the display see it; it becomes the trial's last result
 
 
-def describe_stop(result: dict[str, Any]) -> str:
+def describe_stop(result: Metrics) -> str:
     """``at distillation step 20 (probe_val_acc 31.2%)``, from a stopped trial's last result."""
     text = f"at distillation step {result.get(STOPPED_AT)}"
     metric = result.get(PROBE_METRIC)

@@ -27,6 +27,7 @@ from methods.datasets import cached_dataset
 from methods.datasets.options import DatasetOptions
 from methods.evaluation.options import LABEL_MODE_REQUIRES
 from methods.prerequisites import Prerequisite, build_prerequisite
+from methods.records import Description, Needs, RowFields
 from orchestrator.cluster.compute_thread import on_compute_thread
 from orchestrator.storage.artifacts import ArtifactRef, ArtifactStore, LeaseLock
 from orchestrator.storage.staging import staged
@@ -61,13 +62,13 @@ class Prerequisites:
     def build(self, name: str) -> Prerequisite:
         return build_prerequisite(name, self.options[name])
 
-    def load(self, store: ArtifactStore, device: torch.device) -> dict[str, Any]:
+    def load(self, store: ArtifactStore, device: torch.device) -> Needs:
         """Fetch every piece onto this node and load each prerequisite (name → what methods receive)."""
         return {name: self.build(name).load([store.fetch(r) for r in refs], device) for name, refs in self.refs.items()}
 
-    def row_fields(self, store: ArtifactStore) -> dict[str, Any]:
+    def row_fields(self, store: ArtifactStore) -> RowFields:
         """Result-row columns describing the prerequisites (e.g. the teacher's accuracy)."""
-        out: dict[str, Any] = {}
+        out: RowFields = {}
         for name, refs in self.refs.items():
             prereq = self.build(name)
             if type(prereq).row_fields is Prerequisite.row_fields:
@@ -113,7 +114,7 @@ class Resources:
 class _Piece:
     name: str
     unit: int
-    description: dict[str, Any]
+    description: Description
     lock: LeaseLock
     options: Any
     ref: ArtifactRef | None = None

@@ -23,10 +23,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.sweep.distill_job import STOPPED_AT
+from orchestrator.sweep.distill_job import STOPPED_AT, Metrics
 from orchestrator.sweep.early_stop import describe_stop
 
-SINK: Callable[[str, str, dict[str, Any]], None] | None = None
+SINK: Callable[[str, str, Metrics], None] | None = None
 
 #: phases after which a trial has nothing left to do (``stopped``: the scheduler stopped it in an earlier run)
 FINAL_PHASES = {"done", "failed", "stopped"}
@@ -48,12 +48,12 @@ class ForwardingCallback(Callback):
         _emit("error", trial.trial_id, {"error": str(getattr(trial, "error_file", "") or "")})
 
 
-def _emit(event: str, trial_id: str, data: dict[str, Any]) -> None:
+def _emit(event: str, trial_id: str, data: Metrics) -> None:
     if SINK is not None:
         SINK(event, trial_id, data)
 
 
-def describe(result: dict[str, Any]) -> str:
+def describe(result: Metrics) -> str:
     """One short phrase for a trial's latest result."""
     phase = result.get("phase", "")
     if phase == "prerequisites":
@@ -137,7 +137,7 @@ class SweepProgress:
             key = self.keys.get(trial_id, "")[:8]
             self.console.print(f"[{time.strftime('%H:%M:%S')}] trial {trial_id} {key}: {text}", highlight=False)
 
-    def __call__(self, event: str, trial_id: str, data: dict[str, Any]) -> None:
+    def __call__(self, event: str, trial_id: str, data: Metrics) -> None:
         if "trial_key" in data:
             self.keys[trial_id] = str(data["trial_key"])
         if event == "start":

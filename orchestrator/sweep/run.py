@@ -15,6 +15,7 @@ from orchestrator.errors import error_line
 from orchestrator.provenance import versions
 from orchestrator.spec.model import SweepSpec
 from orchestrator.spec.plan import describe_plan, resolve_storage
+from orchestrator.spec.trials import Sample
 from orchestrator.storage.locations import filesystem, is_uri, join
 from orchestrator.storage.results import STOPPED, ResultStore
 from orchestrator.sweep import warm_up
@@ -30,7 +31,7 @@ class TrialFailure:
     """A trial Tune recorded as errored (after its retries): its id, error line and log."""
 
     trial_id: str
-    config: dict[str, Any]
+    config: Sample
     error: str
     log: str | None
 

@@ -13,7 +13,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from orchestrator.spec.model import Domain, SweepSpec
 from orchestrator.spec.plan import count_trials
-from orchestrator.spec.trials import REPEAT_KEY
+from orchestrator.spec.trials import REPEAT_KEY, Sample
 
 __all__ = ["FinalResultOptuna", "PastTrial", "SearchPlan", "build_search"]
 
@@ -24,7 +24,7 @@ class PastTrial(NamedTuple):
     it was stopped on, None when that was not a number). A plain ``(config, value)`` pair reads as
     one that was not stopped."""
 
-    config: dict[str, Any]
+    config: Sample
     value: float | None
     pruned: bool = False
 
@@ -38,7 +38,7 @@ class PastTrial(NamedTuple):
 class SearchPlan:
     """What :class:`ray.tune.Tuner` needs: the space, the searcher, and how many samples."""
 
-    param_space: dict[str, Any]
+    param_space: Sample
     search_alg: Any | None
     num_samples: int
     expected_trials: int | None  # known for grids; None for open-ended searches
@@ -69,7 +69,7 @@ def _tune_domain(d: Domain, as_grid: bool) -> Any:
 
 
 def build_search(
-    spec: SweepSpec, history: list[PastTrial] | list[tuple[dict[str, Any], float | None]] | None = None
+    spec: SweepSpec, history: list[PastTrial] | list[tuple[Sample, float | None]] | None = None
 ) -> SearchPlan:
     """Grid: Tune's variant generator, with ``num_samples`` repeats as a ``repeat`` grid axis.
 

@@ -30,6 +30,7 @@ from typing import Any
 import ray
 from ray import tune
 
+from methods.records import JsonObject
 from methods.registry import OBJECTIVES
 from orchestrator.errors import error_line
 from orchestrator.evaluation.jobs import EvalJob, row_key_of
@@ -37,7 +38,7 @@ from orchestrator.evaluation.sets import Evaluation, Evaluator, SetUnderEvaluati
 from orchestrator.evaluation.tasks import TaskResources, failed_result, protocol_columns
 from orchestrator.spec.metrics import TRIAL_METRICS
 from orchestrator.spec.model import SweepSpec
-from orchestrator.spec.trials import trial_config, trial_key
+from orchestrator.spec.trials import Sample, trial_config, trial_key
 from orchestrator.storage.artifacts import ArtifactStore, LeaseLock, cache_root
 from orchestrator.storage.locations import delete, delete_dir, exists, join, read_bytes, read_json
 from orchestrator.storage.results import STOPPED, ResultStore, Row
@@ -82,7 +83,7 @@ def producing_report(missing: Mapping[str, tuple[int, int]]) -> Metrics:
 class TrialRun:
     """One trial's work, given its spec and its sample of the search (see the module docstring)."""
 
-    def __init__(self, spec: SweepSpec, sample: dict[str, Any], code: dict[str, str], report: Callable) -> None:
+    def __init__(self, spec: SweepSpec, sample: Sample, code: dict[str, str], report: Callable) -> None:
         self.spec = spec
         self.trial_id = tune.get_context().get_trial_id() or "local"
         self.config = trial_config(spec, sample)
@@ -111,7 +112,7 @@ class TrialRun:
         """This trial's record (swept values, status, final metric): what a resumed search is told."""
         self.store.write_trial_record(self.key, self.swept, status, **fields)
 
-    def stopped_record(self) -> dict[str, Any] | None:
+    def stopped_record(self) -> JsonObject | None:
         """This trial's record when the scheduler stopped it (now or in an earlier run), else None."""
         record = self.store.trial_record(self.key)
         return record if record is not None and record.get("status") == STOPPED else None
@@ -308,7 +309,7 @@ class TrialRun:
         self.record("done", metric=None if math.isnan(metric) else metric, **summary)
 
 
-def run_trial(sample: dict[str, Any], spec_json: str, code: dict[str, str]) -> None:
+def run_trial(sample: Sample, spec_json: str, code: dict[str, str]) -> None:
     """The Tune function trainable."""
     spec = SweepSpec.model_validate_json(spec_json)
     TrialRun(spec, sample, code, tune.report).run()

@@ -8,11 +8,12 @@ the driver process — which only plans, schedules and consolidates — never lo
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+
+from orchestrator.spec.trials import Sample
 
 
 def run_trial(
-    config: dict[str, Any], spec_json: str, code: dict[str, str], env_recorder: Callable[[], None] | None = None
+    config: Sample, spec_json: str, code: dict[str, str], env_recorder: Callable[[], None] | None = None
 ) -> None:
     """The Tune function trainable: one trial (see :func:`orchestrator.sweep.trial.run_trial`).
     ``env_recorder`` (on a one-node Ray): records the trial's runtime environment first, for the

@@ -29,13 +29,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import ray
 
 from methods.artifacts import default_cache_dir
 from methods.atomic import atomic_path
 from methods.datasets.options import DatasetOptions
+from methods.records import JsonObject
 
 #: the record of the trials' runtime environment, in ``$DDX_CACHE``
 RECORD_NAME = "trial-env.json"
@@ -46,7 +46,7 @@ def record_path() -> Path:
     return default_cache_dir() / RECORD_NAME
 
 
-def trial_task_env(path: Path | None = None) -> dict[str, Any] | None:
+def trial_task_env(path: Path | None = None) -> JsonObject | None:
     """The runtime environment a trial's tasks run in, as the last trial on this machine recorded
     it (``path``, default :func:`record_path`) for this Ray version; None when there is no such
     record (none yet, another Ray version's, unreadable)."""
@@ -76,7 +76,7 @@ class EnvRecorder:
     def here(cls) -> EnvRecorder:
         return cls(str(record_path()), frozenset(os.environ))
 
-    def record(self, env_vars: dict[str, str]) -> dict[str, Any]:
+    def record(self, env_vars: dict[str, str]) -> JsonObject:
         """What is written for a trial whose runtime environment has ``env_vars``."""
         return {
             "ray": ray.__version__,
@@ -115,7 +115,7 @@ def warm(dataset: DatasetOptions, threads: int) -> None:
     on_compute_thread(load)()
 
 
-def start(dataset: DatasetOptions, cpus: float, env: dict[str, Any]) -> ray.ObjectRef:
+def start(dataset: DatasetOptions, cpus: float, env: JsonObject) -> ray.ObjectRef:
     """Launch the warm-up in the runtime environment ``env`` (:func:`trial_task_env`), reserving
     one distillation worker's CPUs, so the task it warms for waits for it rather than starting a
     second fresh process; returns its reference."""
