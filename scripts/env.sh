@@ -12,10 +12,16 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 . .venv/bin/activate
-python -m pip install -q --upgrade pip
 extras="${1:-}"
-if [ -n "$extras" ]; then
-  python -m pip install -q -e ".[$extras]"
-else
-  python -m pip install -q -e .
+# ddx is installed editable: code changes need no reinstall, a changed pyproject.toml does
+stamp="$(cat pyproject.toml; echo "extras=$extras"; python -VV)"
+stamp="$(printf '%s' "$stamp" | python -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')"
+if [ "$(cat .venv/.ddx-installed 2>/dev/null)" != "$stamp" ]; then
+  python -m pip install -q --upgrade pip
+  if [ -n "$extras" ]; then
+    python -m pip install -q -e ".[$extras]"
+  else
+    python -m pip install -q -e .
+  fi
+  echo "$stamp" > .venv/.ddx-installed
 fi

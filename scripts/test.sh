@@ -6,7 +6,11 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh" dev
 # a researcher's own plugin package, outside ddx (tests/test_plugins.py): installed like any plugin
-python -m pip install -q -e tests/plugins/ddx_toy
+toy="$(sha256sum tests/plugins/ddx_toy/pyproject.toml | cut -d' ' -f1)"
+if [ "$(cat .venv/.ddx-toy-installed 2>/dev/null)" != "$toy" ]; then
+  python -m pip install -q -e tests/plugins/ddx_toy
+  echo "$toy" > .venv/.ddx-toy-installed
+fi
 marker="not slow"
 if [ "${1:-}" = "--slow" ]; then
   marker="slow"

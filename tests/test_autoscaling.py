@@ -151,8 +151,8 @@ def test_the_documented_local_cluster_runs_the_quickstart_refuses_what_no_node_t
 ) -> None:
     """docs/cluster.md's two commands, run as written from a copy of the checkout: terminal 1's
     ``ray start --block`` (its own process session, as a terminal's), terminal 2's ``ray job
-    submit`` of sweeps/quickstart.yaml (2 CPUs per Train worker: the 1-CPU node type left it
-    waiting for ever). A sweep asking 3 CPUs per worker, which no node type holds, is one line
+    submit`` of sweeps/quickstart.yaml (its node type holds 2 CPUs: a 1-CPU one left a 2-CPU
+    worker waiting for ever). A sweep asking 3 CPUs per worker, which no node type holds, is one line
     and exit 2 before any trial. Ctrl-C in terminal 1 (SIGINT to its process group) leaves no
     process of the cluster, worker nodes included, and frees its ports."""
     start_cmd, submit_cmd = documented_local_cluster(REPO / "docs" / "cluster.md")
