@@ -161,7 +161,7 @@ def test_evaluate_a_ddx_set_and_an_image_folder(sets: dict[str, Path], tmp_path:
     """cfm_paper (soft) on the ddx set and the folder; rows, baseline, hard companions, reference, scores."""
     from test_report import md_tables
 
-    from orchestrator.report import write_report
+    from orchestrator.report.write import write_report
 
     out = tmp_path / "evaluate-cfm"
     # through the real command line (its own Ray), as a user runs it

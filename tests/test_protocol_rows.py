@@ -22,8 +22,8 @@ from methods.registry import PRESETS
 from orchestrator.evaluation.jobs import EvalJob
 from orchestrator.evaluation.reference import REFERENCE_FILE
 from orchestrator.evaluation.tasks import protocol_columns
-from orchestrator.report import write_report
 from orchestrator.report.leaderboard import leaderboard, load_references, load_rows, to_markdown
+from orchestrator.report.write import write_report
 from orchestrator.storage.results import ResultStore, rows_to_table, table_bytes, write_bytes_atomic
 
 

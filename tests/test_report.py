@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from methods.parameterizations import ParamConfig, SetShape, build_parameterization, save_synthetic
 from orchestrator.cli.main import app
 from orchestrator.evaluation.reference import REFERENCE_FILE
-from orchestrator.report import write_report
 from orchestrator.report.experiment import load_experiment
+from orchestrator.report.write import write_report
 from orchestrator.storage.results import ResultStore, rows_to_table, table_bytes, write_bytes_atomic
 
 ARCHS = ["convnet_d1", "resnet18"]

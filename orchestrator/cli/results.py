@@ -17,8 +17,8 @@ def report(
     out: Path = typer.Option(None, "--out", help="Output directory (default: <experiment>/report)."),
 ) -> None:
     """Write the sweep's report (tables, curves, image grids, provenance) from its Parquet files."""
-    from orchestrator.report import FORMATS, write_report
     from orchestrator.report.tables import summary
+    from orchestrator.report.write import FORMATS, write_report
 
     if fmt not in FORMATS:
         fail(UserError(f"must be one of {', '.join(FORMATS)} (got {fmt!r})", key="--format"))
@@ -26,7 +26,7 @@ def report(
     if out is None and "://" in experiment:
         fail(UserError("give --out for a remote experiment (the report is written locally)", where=experiment))
         return
-    from orchestrator.report import default_out_dir
+    from orchestrator.report.write import default_out_dir
 
     with one_line_errors(out or default_out_dir(experiment)):
         exp, paths = write_report(experiment, out, fmt)
