@@ -72,7 +72,7 @@ def test_sweep_scales_workers_up_from_zero_and_idle_ones_are_removed(tmp_path: P
         storage = join(s3.bucket("ddx-autoscale"), "results")
         name = "autoscale"
         spec = tmp_path / "autoscale.yaml"
-        # two evaluation tasks (one per network, each training its seeds together) on one-CPU workers
+        # four evaluation tasks (one per network and seed: CPU students train one by one) on one-CPU workers
         archs, seeds = ["convnet_d2", "convnet_d1"], 2
         spec.write_text(
             yaml.safe_dump(

@@ -463,3 +463,16 @@ def test_evaluation_rows_record_how_many_seeds_trained_together(digits, monkeypa
     want = train_students(param.decode(8).detach(), param.labels, digits, "convnet_d1", SEEDS, settings, max_batch=2)
     assert [r["test_acc"] for r in rows] == [o.test_acc for o in want]
     assert failed_result(ValueError("x"))["batched"] is None
+
+
+def test_a_task_trains_as_many_seeds_as_train_together_on_its_device() -> None:
+    """orchestrator/evaluation/jobs.py: a group's seeds are cut into tasks of the device's batch (CPU:
+    one seed per task, so seeds spread over CPUs and nodes and a lost node re-runs one student)."""
+    from orchestrator.evaluation.jobs import groups, seeds_per_task
+
+    jobs = [EvalJob(arch, 8, s, "hard") for arch in ("convnet_d1", "resnet18") for s in range(5)]
+    assert seeds_per_task(gpu=False) == 1 and seeds_per_task(gpu=True) == 16
+    assert [[j.seed for j in g] for g in groups(jobs, seeds_per_task(gpu=False))] == [[s] for s in range(5)] * 2
+    assert [[j.seed for j in g] for g in groups(jobs, 2)] == [[0, 1], [2, 3], [4]] * 2
+    assert [{j.arch for j in g} for g in groups(jobs, 16)] == [{"convnet_d1"}, {"resnet18"}]
+    assert [len(g) for g in groups(jobs)] == [5, 5]

@@ -42,6 +42,12 @@ LABEL_SOURCES: tuple[str, ...] = get_args(LabelSource)
 SetLabels = Literal["hard", "learned_soft"]
 LEARNED_SOFT = "learned_soft"
 
+#: how many seeds of one network train together by default, per device type: on CPU a step is
+#: already bound by its arithmetic and vmapped (grouped) convolutions are slower than K separate
+#: ones (benchmarks/results/student_batching.json), so CPU students train one by one — one Ray task
+#: each, so that a lost node re-runs only its own student; on CUDA up to 16 (then capped by memory)
+SEEDS_PER_BATCH: dict[str, int] = {"cpu": 1, "cuda": 16}
+
 
 def relabelled(label_mode: str) -> bool:
     """Whether students of ``label_mode`` train on a teacher's labels of every view (``soft``) rather

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from methods.evaluation.options import EvalSettings
+from methods.evaluation.options import SEEDS_PER_BATCH, EvalSettings
 from methods.networks import build_network
 
 #: module classes (``module.qualname``) whose forward is batch-safe under :func:`torch.vmap`: no
@@ -38,10 +38,8 @@ BATCHABLE_MODULES = frozenset(
         "torchvision.models.resnet.Bottleneck",
     }
 )
-#: the largest K tried by default on each device type: on CPU a step is already bound by its
-#: arithmetic, and the vmapped (grouped) convolutions are slower than K separate ones
-#: (benchmarks/results/student_batching.json), so CPU students train one by one unless asked
-DEFAULT_MAX_BATCH = {"cpu": 1, "cuda": 16}
+#: the largest K tried by default on each device type (:data:`~methods.evaluation.options.SEEDS_PER_BATCH`)
+DEFAULT_MAX_BATCH = SEEDS_PER_BATCH
 #: the share of the free memory (CUDA: free device memory; CPU: MemAvailable) one batch may plan to use
 MEMORY_SHARE = 0.5
 

@@ -1,8 +1,8 @@
 """Which students a distilled set gets, and how they are grouped into tasks.
 
 One job per (network × resolution × seed × label mode); the jobs of one set that differ only in
-their seed form one *group*, which one Ray task trains together (the seeds batched,
-:mod:`methods.evaluation.student_batch`). Pure (no Ray, no torch): the evaluation
+their seed form one *group*; one Ray task trains as many of a group's seeds as train together on
+its device (batched, :mod:`methods.evaluation.student_batch`; on CPU one). Pure (no Ray, no torch): the evaluation
 (:mod:`orchestrator.evaluation.sets`) runs these groups and the plan ``ddx validate`` prints
 counts the jobs.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from methods.evaluation.options import SEEDS_PER_BATCH
 from methods.networks.info import resolve_arch
 from orchestrator.provenance import now
 
@@ -95,16 +96,25 @@ def plan_jobs(
     return list(jobs.values())
 
 
-def groups(jobs: Iterable[EvalJob]) -> list[list[EvalJob]]:
-    """The jobs grouped by everything but their seed (one task each), in first-seen order."""
+def groups(jobs: Iterable[EvalJob], size: int | None = None) -> list[list[EvalJob]]:
+    """The jobs grouped by everything but their seed, in first-seen order, each group cut into
+    tasks of at most ``size`` seeds (None: one task per group)."""
     out: dict[tuple[str, int, str], list[EvalJob]] = {}
     for job in jobs:
         out.setdefault(job.group, []).append(job)
-    return list(out.values())
+    step = size or max((len(g) for g in out.values()), default=1)
+    return [g[i : i + step] for g in out.values() for i in range(0, len(g), step)]
+
+
+def seeds_per_task(gpu: bool) -> int:
+    """How many seeds one evaluation task trains: as many as train together on its device
+    (:data:`~methods.evaluation.options.SEEDS_PER_BATCH`): on CPU one, so that seeds spread over
+    the CPUs and nodes and a lost node re-runs only its own student."""
+    return SEEDS_PER_BATCH["cuda" if gpu else "cpu"]
 
 
 def row_key_of(row: dict[str, object]) -> JobKey:
     return (str(row["eval_arch"]), int(row["eval_resolution"]), int(row["seed"]), str(row["label_mode"]))  # type: ignore[call-overload]
 
 
-__all__ = ["EvalJob", "JobKey", "StudentPlan", "groups", "plan_jobs", "row_key_of"]
+__all__ = ["EvalJob", "JobKey", "StudentPlan", "groups", "plan_jobs", "row_key_of", "seeds_per_task"]

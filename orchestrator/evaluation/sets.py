@@ -20,7 +20,7 @@ import ray
 from methods.datasets.options import DatasetOptions
 from methods.evaluation.options import label_source
 from methods.evaluation.protocol import Protocol
-from orchestrator.evaluation.jobs import EvalJob, StudentPlan, groups, row_key_of
+from orchestrator.evaluation.jobs import EvalJob, StudentPlan, groups, row_key_of, seeds_per_task
 from orchestrator.evaluation.tasks import TaskResources, evaluate_remote, failed_result, protocol_columns
 from orchestrator.storage.results import Row
 from orchestrator.sweep.prerequisites import Prerequisites
@@ -95,7 +95,7 @@ class Evaluator:
         ev = self.evaluation
         missing = self.missing(s)
         for protocol in dict.fromkeys(p for p, _ in missing):
-            for group in groups(job for p, job in missing if p == protocol):
+            for group in groups((job for p, job in missing if p == protocol), seeds_per_task(ev.resources.gpus > 0)):
                 ref = evaluate_remote.options(**ev.resources.options()).remote(
                     s.ref, group, ev.dataset, protocol, ev.resources.threads, ev.resources.gpus > 0,
                     ev.prerequisites, ev.store_root,
