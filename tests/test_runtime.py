@@ -239,6 +239,9 @@ def test_a_worker_group_larger_than_the_embedded_ray_is_one_line_before_any_tria
 def test_one_node_free_for_needs_a_single_node_with_the_demand_free_now(ray_session) -> None:
     from orchestrator.cluster.runtime import one_node_free_for
 
+    deadline = time.monotonic() + 30  # earlier tests' tasks release the session's CPUs asynchronously
+    while ray_session.available_resources().get("CPU", 0) < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert one_node_free_for({"CPU": 1})  # the test session: one node, 2 CPUs
     assert not one_node_free_for({"CPU": 64})  # more than the node has: warming would wait (or scale up)
     assert not one_node_free_for({"CPU": 1, "GPU": 1})
