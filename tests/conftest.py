@@ -45,6 +45,25 @@ def cifar10_root() -> Path:
     return target / "cifar10"
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (students' numbers compared bit for bit, and fair timings)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """scikit-learn's digits at 8 px, loaded once per process (a test file may define its own)."""
+    from methods.datasets import DatasetOptions, cached_dataset
+
+    return cached_dataset(DatasetOptions(name="digits", resolution=8))
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray for the in-process Ray tests (dashboard on 127.0.0.1)."""

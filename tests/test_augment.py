@@ -15,13 +15,7 @@ from methods.augment.options import DSA_DEFAULT, DSA_OPS, OPS, parse_groups, par
 from methods.evaluation.real_training import RealTrainSettings
 from methods.evaluation.student import StudentView
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def expected_copied_fraction(side: int, ratio: float = 0.125) -> float:

@@ -274,7 +274,9 @@ def test_ddif_sweep_on_a_dataset_staged_from_s3(env: Env, cifar10_root: Path) ->
     assert len(rows) == 4 and (rows["status"] == "ok").all(), rows[["status", "error"]]
     assert set(rows["parameterization"]) == {"neural_field"} and set(rows["nf_width"]) == {4, 6}
     assert set(rows["hostname"]) == {env.head.hostname, env.worker.hostname}, rows["hostname"]
-    unpacked = list(env.worker.temp_dir.glob("session_*/runtime_resources/working_dir_files/*/orchestrator/sweep/trial.py"))
+    unpacked = list(
+        env.worker.temp_dir.glob("session_*/runtime_resources/working_dir_files/*/orchestrator/sweep/trial.py")
+    )
     assert unpacked, "the job's code did not reach the worker node through Ray"
     staged = content_key(staging_description(data_root))
     for node in (env.head, env.worker):

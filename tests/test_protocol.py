@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from methods.augment.options import DSA_DEFAULT, DSA_OPS, parse_strategy
-from methods.datasets import DatasetOptions, cached_dataset
+from methods.datasets import DatasetOptions
 from methods.evaluation.protocol import Protocol
 from methods.evaluation.real_training_options import RealTrainSettings
 from methods.evaluation.student import EvalSettings, soft_label_loss, train_student
@@ -26,11 +26,6 @@ from orchestrator.evaluation.tasks import evaluate_group
 from orchestrator.spec.load import parse_spec
 
 DIGITS = DatasetOptions(name="digits", resolution=8)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return cached_dataset(DIGITS)
 
 
 @pytest.fixture(scope="module")

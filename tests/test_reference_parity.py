@@ -40,12 +40,7 @@ PRESETS = [p.name for p in BUILTIN]  # ddx's own evaluation presets
 ZCA_EPS = 0.1  # MTT utils.py: K.enhance.ZCAWhitening(eps=0.1, compute_inv=True)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_data(classes: int = 4, per_class: int = 3, res: int = 16, zca: bool = False) -> RealData:

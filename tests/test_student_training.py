@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from methods.datasets import DatasetOptions, EvalData, cached_dataset, cached_eval_data, resize_images
+from methods.datasets import DatasetOptions, EvalData, cached_eval_data, resize_images
 from methods.evaluation.options import EvalSettings
 from methods.evaluation.student import Execution, accuracy, train_student
 from methods.networks import Classifier, build_network
@@ -18,17 +18,7 @@ from tests.helpers import trial_of
 DIGITS = DatasetOptions(name="digits", resolution=8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return cached_dataset(DIGITS)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _subset(data, per_class: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
