@@ -102,8 +102,9 @@ def groups(jobs: Iterable[EvalJob], size: int | None = None) -> list[list[EvalJo
     out: dict[tuple[str, int, str], list[EvalJob]] = {}
     for job in jobs:
         out.setdefault(job.group, []).append(job)
-    step = size or max((len(g) for g in out.values()), default=1)
-    return [g[i : i + step] for g in out.values() for i in range(0, len(g), step)]
+    if size is None:
+        return list(out.values())
+    return [g[i : i + size] for g in out.values() for i in range(0, len(g), size)]
 
 
 def seeds_per_task(gpu: bool) -> int:
